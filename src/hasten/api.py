@@ -1,0 +1,170 @@
+"""The Python API that the command line and users call."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from hasten import machine, search
+from hasten.errors import HastenError
+from hasten.executors import LocalExecutor
+from hasten.models import LoadedModel, load_model
+from hasten.store import Store
+from hasten.study import Study
+from hasten.workload import Workload, demo_corpus, point_inputs, read_texts
+
+Progress = Callable[[str, int, int], None]  # (what is running, done, total)
+
+DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
+DEFAULT_SEQ_LENGTHS = (32, 128)
+
+
+def optimize_inference(
+    model: str = "demo",
+    *,
+    data: str | Path | None = None,
+    column: str | None = None,
+    label_column: str | None = None,
+    task: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    batch_sizes: list[int] | None = None,
+    seq_lengths: list[int] | None = None,
+    max_drop: float = 0.01,
+    quick: bool = False,
+    out: str | Path = "hasten-runs",
+    name: str | None = None,
+    fresh: bool = False,
+    device: str = "cpu",
+    budget_s: float | None = None,
+    trial_timeout_s: float | None = None,
+    progress: Progress | None = None,
+) -> Study:
+    """Run (or resume) an inference study of `model`, a model spec, and return it.
+
+    Every candidate runs in its own process; finished trials are kept in the study folder's
+    database, so running the same call again resumes instead of starting over.
+    """
+    if device == "cuda" and not torch.cuda.is_available():
+        raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
+    if not 0 < max_drop < 1:
+        raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
+    loaded = load_model(model, task, input_shape)
+    workload = _workload(loaded, data, column, label_column, batch_sizes, seq_lengths, quick)
+    _check_forward(loaded, workload)
+    folder = Path(out) / (name or loaded.name)
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    config = {
+        "spec": model, "task": task,
+        "input_shape": list(input_shape) if input_shape else None,
+        "workload": workload.to_dict(), "max_drop": max_drop, "quick": quick,
+        "device": device, "threads": machine.usable_cores(),
+        "budget_s": budget_s or (1.0 if quick else 3.0),
+        "baseline": search.baseline_name(loaded), "model": loaded.info(),
+    }
+    store = Store(folder)
+    previous = store.meta("config")
+    if previous is not None and previous != config:
+        store.close()
+        raise HastenError(
+            f"{folder} holds a study with other settings; pass --fresh to start it over "
+            "or --name to keep both."
+        )
+    store.set_meta("config", config)
+    if previous is None:
+        store.set_meta("machine", machine.describe())
+    for i, candidate in enumerate(search.CANDIDATES):
+        store.add_candidate(i, candidate.name, list(search.chain_for(candidate, loaded)),
+                            candidate.runtime, candidate.settings,
+                            search.skip_reason(candidate, loaded, device, quick))
+    _run(store, loaded, workload, config, trial_timeout_s or (300 if quick else 900),
+         progress or (lambda *_: None))
+    store.close()
+    return Study(folder)
+
+
+def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_lengths,
+              quick: bool) -> Workload:
+    batch_sizes = list(batch_sizes or ((1, 8) if quick else DEFAULT_BATCH_SIZES))
+    if not batch_sizes or any(b < 1 or b > 4096 for b in batch_sizes):
+        raise HastenError(f"Batch sizes must be between 1 and 4096, not {batch_sizes}.")
+    texts, labels = [], None
+    if model.kind == "text":
+        if data is not None:
+            texts, labels = read_texts(Path(data), column, label_column)
+        else:
+            texts = demo_corpus()[: 300 if quick else 1000]
+        seq_lengths = list(seq_lengths or ((128,) if quick else DEFAULT_SEQ_LENGTHS))
+        if any(s < 2 or s > model.max_length for s in seq_lengths):
+            raise HastenError(
+                f"Sequence lengths must be between 2 and {model.max_length} for this model, "
+                f"not {seq_lengths}."
+            )
+    elif data is not None:
+        raise HastenError("--data takes text for text models; this model takes tensors, "
+                          "so describe its input with --input-shape instead.")
+    return Workload(
+        texts=texts, labels=labels, batch_sizes=sorted(set(batch_sizes)),
+        seq_lengths=sorted(set(seq_lengths or [])), eval_samples=128 if quick else 256,
+        dataset_batch_size=max(batch_sizes), max_length=min(128, model.max_length),
+    )
+
+
+def _check_forward(model: LoadedModel, workload: Workload) -> None:
+    """Run the model once on two real samples, so a broken forward is one clear error."""
+    if not model.is_torch:
+        return
+    point = workload.latency_points(model)[0].replace(f"b{workload.batch_sizes[0]}", "b2", 1)
+    try:
+        with torch.inference_mode():
+            model.module(*point_inputs(model, workload, point)[0])
+    except HastenError:
+        raise
+    except Exception as exc:
+        raise HastenError(
+            f"The model's forward fails on the inputs ({type(exc).__name__}: {exc}); "
+            "check --input-shape or the data."
+        ) from exc
+
+
+def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
+         timeout_s: float, progress: Progress) -> None:
+    """Screen every runnable candidate at one point, then measure the survivors fully."""
+    executor = LocalExecutor()
+    baseline = config["baseline"]
+    runnable = [c["name"] for c in store.candidates() if not c["skipped_reason"]]
+    runnable.sort(key=lambda n: n != baseline)
+    latency_points = workload.latency_points(model)
+    screen = search.screen_point(latency_points)
+    total = len(runnable) * 2
+    for done, name in enumerate(runnable):
+        progress(f"screening {name}", done, total)
+        if name not in store.results():
+            reason = executor.run(store.folder, name, "screen", [screen], timeout_s)
+            if reason and name not in store.results():
+                store.put_result(name, "failed", error=reason)
+                store.put_trial(name, screen, "failed", error=reason)
+        if name == baseline and store.results()[name]["status"] != "ok":
+            raise HastenError(
+                f"The baseline ({baseline}) failed: {store.results()[name]['error']}. "
+                f"See {store.folder / 'logs'} for details."
+            )
+    results = store.results()
+    p50 = {t["candidate"]: t["latency"]["p50"] for t in store.trials()
+           if t["point"] == screen and t["status"] == "ok"}
+    keep = search.survivors(results, p50, baseline)
+    with_dataset = set(keep[: search.DATASET_PASS_CANDIDATES + 1]) | {baseline}
+    for i, name in enumerate(keep):
+        progress(f"measuring {name}", len(runnable) + i, len(runnable) + len(keep))
+        wanted = latency_points + (workload.dataset_points(model) if name in with_dataset else [])
+        todo = [p for p in wanted if p not in store.done_points(name)]
+        if todo:
+            reason = executor.run(store.folder, name, "full", todo, timeout_s)
+            for point in todo:
+                if reason and point not in store.done_points(name):
+                    store.put_trial(name, point, "failed", error=reason)
+    store.set_meta("finished", True)
+    progress("done", 1, 1)

@@ -1,0 +1,116 @@
+"""The command line: parse, call the library, render. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hasten.errors import HastenError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False,
+                  help="Make PyTorch models infer faster, with proof.")
+err = Console(stderr=True)
+
+
+def _ints(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise HastenError(f"{flag} takes comma-separated integers, such as 1,8,32.") from None
+
+
+def _guard(debug: bool, fn) -> None:
+    """Run fn; a HastenError becomes one sentence and exit code 2 (a traceback with --debug)."""
+    try:
+        fn()
+    except HastenError as exc:
+        if debug:
+            err.print_exception()
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("Interrupted; finished trials are kept and the same command resumes.")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def infer(
+    model: str = typer.Option("demo", help="Model spec: demo, hf:DIR, py:FILE:FACTORY (runs "
+                              "that file's code), onnx:FILE."),
+    data: Path = typer.Option(None, help="Text data: .txt (one per line), .csv or .jsonl."),
+    column: str = typer.Option(None, help="Text column of a .csv or .jsonl file."),
+    label_column: str = typer.Option(None, help="Integer label column, to measure accuracy."),
+    task: str = typer.Option(None, help="feature-extraction or sequence-classification."),
+    input_shape: str = typer.Option(None, help="Input shape without batch, e.g. 3x224x224."),
+    batch_sizes: str = typer.Option(None, help="Batch sizes to measure (default 1,8,32,64)."),
+    seq_lengths: str = typer.Option(None, help="Sequence lengths for text (default 32,128)."),
+    max_drop: float = typer.Option(0.01, help="Tolerance: pooled cosine >= 1-max_drop, or at "
+                                   "most this relative drop of accuracy with labels."),
+    quick: bool = typer.Option(False, help="Fewer candidates and points: about two minutes."),
+    out: Path = typer.Option(Path("hasten-runs"), help="Folder that holds study folders."),
+    name: str = typer.Option(None, help="Study name (default: the model's name)."),
+    fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Run the inference study: every candidate measured, checked and ranked."""
+    from hasten.api import optimize_inference
+    from hasten.models import parse_shape
+    from hasten.report.terminal import render
+
+    def go() -> None:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task_id = bar.add_task("starting", total=1)
+
+            def progress(what: str, done: int, total: int) -> None:
+                bar.update(task_id, description=what, completed=done, total=total)
+
+            study = optimize_inference(
+                model, data=data, column=column, label_column=label_column, task=task,
+                input_shape=parse_shape(input_shape) if input_shape else None,
+                batch_sizes=_ints(batch_sizes, "--batch-sizes"),
+                seq_lengths=_ints(seq_lengths, "--seq-lengths"), max_drop=max_drop,
+                quick=quick, out=out, name=name, fresh=fresh, device=device,
+                progress=progress,
+            )
+        if as_json:
+            print(json.dumps(study.to_dict(), indent=2))
+        else:
+            render(study, Console())
+
+    _guard(debug, go)
+
+
+@app.command()
+def export(
+    study: Path = typer.Argument(..., help="A study folder, e.g. hasten-runs/demo-minilm."),
+    objective: str = typer.Option("latency", help="latency, throughput, memory or size."),
+    candidate: str = typer.Option(None, help="Export this candidate instead of the best."),
+    out: Path = typer.Option(Path("fast"), help="Folder to write the artifact to."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Write a study's best (or chosen) candidate with a loading snippet that runs as is."""
+    from hasten.study import Study
+
+    def go() -> None:
+        folder = Study(study).export(out, objective, candidate)
+        Console().print(f"Wrote {folder}; run it with: python {folder / 'load.py'}")
+
+    _guard(debug, go)
+
+
+def main() -> None:
+    app(prog_name="hasten")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

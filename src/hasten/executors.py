@@ -1,0 +1,38 @@
+"""Executors decide where a trial runs. The local executor starts one child process per
+candidate and phase, with a time limit; crashes and kills become reasons, not exceptions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+class LocalExecutor:
+    """Runs trials one at a time in fresh Python processes on this machine."""
+
+    def run(self, study: Path, candidate: str, phase: str, points: list[str],
+            timeout_s: float) -> str | None:
+        """Run one candidate's trials; return why the process failed, or None."""
+        logs = study / "logs"
+        logs.mkdir(exist_ok=True)
+        log = logs / f"{candidate.replace('/', '_')}.{phase}.log"
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
+        cmd = [sys.executable, "-m", "hasten.trial", str(study), candidate, phase,
+               ",".join(points)]
+        with log.open("w") as out:
+            try:
+                proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                      timeout=timeout_s, start_new_session=True)
+            except subprocess.TimeoutExpired:
+                return f"ran past its time limit of {timeout_s:.0f} s and was stopped"
+        if proc.returncode == 0:
+            return None
+        if proc.returncode < 0:
+            sig = signal.Signals(-proc.returncode).name
+            hint = " (likely out of memory)" if sig == "SIGKILL" else ""
+            return f"the trial process was killed by {sig}{hint}"
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        return f"the trial process exited with code {proc.returncode}: {tail[0][:200]}"

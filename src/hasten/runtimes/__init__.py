@@ -1,0 +1,50 @@
+"""Runtimes: turn a terminal artifact into a runner on a device.
+
+A runner takes the model's inputs as a list of tensors and returns its output tensor.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from hasten.models import LoadedModel
+from hasten.passes import Artifact
+
+Runner = Callable[[list[torch.Tensor]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    accepts: tuple[str, ...]
+    build: Callable[[Artifact, dict, int, str], Runner]  # artifact, settings, threads, device
+    available: Callable[[LoadedModel, str, dict], str | None]
+
+
+REGISTRY: dict[str, Runtime] = {}
+
+
+def register(name: str, accepts: tuple[str, ...], available=None):
+    """Decorator that adds a runner builder to the registry as a runtime."""
+
+    def wrap(fn):
+        REGISTRY[name] = Runtime(name, accepts, fn, available or (lambda m, d, s: None))
+        return fn
+
+    return wrap
+
+
+def needs_package(name: str):
+    def check(model: LoadedModel, device: str, settings: dict) -> str | None:
+        if importlib.util.find_spec(name) is None:
+            return f"the package {name} is not installed (pip install {name})"
+        return None
+
+    return check
+
+
+from hasten.runtimes import onnxruntime, openvino, torch_runtimes  # noqa: E402,F401

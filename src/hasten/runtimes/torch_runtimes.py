@@ -1,0 +1,50 @@
+"""PyTorch runtimes: eager, TorchScript, and torch.compile."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from hasten.passes import Artifact
+from hasten.runtimes import Runner, register
+
+
+def _context(artifact: Artifact, device: str):
+    if artifact.autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=artifact.autocast)
+
+
+def _module_runner(module, artifact: Artifact, device: str) -> Runner:
+    dtype = artifact.dtype
+
+    def run(inputs: list[torch.Tensor]) -> torch.Tensor:
+        moved = [
+            (t.to(device, dtype) if t.is_floating_point() else t.to(device)) for t in inputs
+        ]
+        with torch.inference_mode(), _context(artifact, device):
+            return module(*moved)
+
+    return run
+
+
+@register("eager", ("torch",))
+def eager(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
+    torch.set_num_threads(threads)
+    return _module_runner(artifact.module.to(device), artifact, device)
+
+
+@register("torchscript", ("torchscript",))
+def torchscript(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
+    torch.set_num_threads(threads)
+    module = torch.jit.load(str(artifact.path), map_location=device)
+    return _module_runner(module, artifact, device)
+
+
+@register("compile", ("torch",))
+def compile_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
+    """torch.compile (inductor); the first call compiles and is reported as a one-time cost."""
+    torch.set_num_threads(threads)
+    module = torch.compile(artifact.module.to(device), mode=settings.get("mode"))
+    return _module_runner(module, artifact, device)

@@ -1,0 +1,117 @@
+"""Candidates, screening and ranking: which configurations to try, which to measure fully,
+and which to recommend per objective."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hasten import passes, runtimes
+from hasten.models import LoadedModel
+
+BASELINE = "torch/eager/fp32"
+ONNX_BASELINE = "onnx/ort/disabled"
+# Survivors of screening: passing candidates within this factor of the fastest passing one.
+KEEP_FACTOR = 3.0
+# How many of the fastest survivors (besides the baseline) also run the dataset pass.
+DATASET_PASS_CANDIDATES = 2
+OBJECTIVES = ("latency", "throughput", "memory", "size")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A chain of passes plus a runtime with its settings, under a stable name."""
+
+    name: str
+    passes: tuple[str, ...]
+    runtime: str
+    settings: dict = field(default_factory=dict, hash=False)
+    in_quick: bool = True
+
+
+def _c(name, chain, runtime, settings=None, in_quick=True) -> Candidate:
+    return Candidate(name, tuple(chain), runtime, settings or {}, in_quick)
+
+
+CANDIDATES = (
+    _c(BASELINE, (), "eager"),
+    _c(ONNX_BASELINE, ("onnx_export",), "ort", {"level": "disabled"}, in_quick=False),
+    _c("torch/eager/bf16-autocast", ("autocast_bf16",), "eager"),
+    _c("torch/eager/fp16-autocast", ("autocast_fp16",), "eager"),
+    _c("torch/eager/fp16-weights", ("fp16_weights",), "eager", in_quick=False),
+    _c("torch/eager/bf16-weights", ("bf16_weights",), "eager"),
+    _c("torch/eager/int8-dynamic", ("torch_int8_dynamic",), "eager"),
+    _c("torchscript/jit/trace-frozen", ("torchscript_trace",), "torchscript"),
+    _c("torchscript/jit/script", ("torchscript_script",), "torchscript", in_quick=False),
+    _c("torch/compile/fp32", (), "compile", in_quick=False),
+    _c("torch/compile/bf16-autocast", ("autocast_bf16",), "compile", in_quick=False),
+    _c("torch/compile/bf16-weights", ("bf16_weights",), "compile", in_quick=False),
+    _c("torch/compile/int8-dynamic", ("torchao_int8_dynamic",), "compile", in_quick=False),
+    _c("onnx/ort/basic", ("onnx_export",), "ort", {"level": "basic"}, in_quick=False),
+    _c("onnx/ort/extended", ("onnx_export",), "ort", {"level": "extended"}, in_quick=False),
+    _c("onnx/ort/all", ("onnx_export",), "ort", {"level": "all"}),
+    _c("onnx-fused/ort/all", ("onnx_export", "ort_fuse_transformer"), "ort", {"level": "all"}),
+    _c("onnx/ort/int8-dynamic", ("onnx_export", "ort_quantize_dynamic"), "ort",
+       {"level": "all"}),
+    _c("onnx/openvino/f32", ("onnx_export", "openvino_convert"), "openvino",
+       {"precision": "f32"}),
+    _c("onnx/openvino/bf16", ("onnx_export", "openvino_convert"), "openvino",
+       {"precision": "bf16"}),
+)
+
+
+def baseline_name(model: LoadedModel) -> str:
+    return BASELINE if model.is_torch else ONNX_BASELINE
+
+
+def chain_for(candidate: Candidate, model: LoadedModel) -> tuple[str, ...]:
+    """The candidate's passes for this model: an ONNX file needs no export."""
+    if model.is_torch:
+        return candidate.passes
+    return tuple(p for p in candidate.passes if p != "onnx_export")
+
+
+def skip_reason(candidate: Candidate, model: LoadedModel, device: str, quick: bool) -> str | None:
+    """Why a candidate cannot run here, or None when it can."""
+    kind = "torch" if model.is_torch else "onnx"
+    if candidate.name == ONNX_BASELINE and model.is_torch:
+        return "the baseline of a PyTorch model is eager fp32"
+    for name in chain_for(candidate, model):
+        step = passes.REGISTRY[name]
+        if kind not in step.accepts:
+            return f"{name} needs a {'/'.join(step.accepts)} model, and this is {kind}"
+        reason = step.available(model, device)
+        if reason:
+            return reason
+        kind = step.produces
+    runtime = runtimes.REGISTRY[candidate.runtime]
+    if kind not in runtime.accepts:
+        return f"the {runtime.name} runtime needs a {'/'.join(runtime.accepts)} model, not {kind}"
+    reason = runtime.available(model, device, candidate.settings)
+    if reason:
+        return reason
+    if quick and not candidate.in_quick:
+        return "left out by --quick"
+    return None
+
+
+def screen_point(points: list[str]) -> str:
+    """The one workload point every candidate is screened at: batch 8 (or the nearest) at the
+    longest sequence length."""
+    def key(point: str) -> tuple:
+        parts = dict((p[0], int(p[1:])) for p in point.split("/"))
+        return (-parts.get("s", 0), abs(parts["b"] - 8))
+
+    return min(points, key=key)
+
+
+def survivors(results: dict[str, dict], screen: dict[str, float], baseline: str) -> list[str]:
+    """Candidates worth measuring fully: the baseline, and passing candidates whose screening
+    latency is within KEEP_FACTOR of the fastest passing one. Fastest first."""
+    ok = {name: p50 for name, p50 in screen.items()
+          if results.get(name, {}).get("status") == "ok" and results[name].get("passed")}
+    if not ok:
+        return [baseline] if baseline in screen else []
+    best = min(ok.values())
+    keep = sorted((p50, name) for name, p50 in ok.items() if p50 <= KEEP_FACTOR * best)
+    names = [name for _, name in keep]
+    return ([baseline] if baseline in screen and baseline not in names else []) + names

@@ -1,0 +1,104 @@
+"""The study store: one SQLite database per study folder, written as each trial ends.
+
+Trial processes write their own rows, so a finished trial survives the parent being killed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+    name TEXT PRIMARY KEY, position INTEGER, passes TEXT, runtime TEXT, settings TEXT,
+    skipped_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    candidate TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT, fidelity TEXT,
+    passed INTEGER, gate_reason TEXT, one_time TEXT, size_bytes INTEGER, notes TEXT,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    candidate TEXT NOT NULL, point TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
+    latency TEXT, throughput REAL, items INTEGER, peak_mb REAL, finished REAL,
+    PRIMARY KEY (candidate, point)
+);
+"""
+
+
+class Store:
+    """Read and write one study's database."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "study.sqlite"
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def set_meta(self, key: str, value: object) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def meta(self, key: str, default: object = None) -> object:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    def add_candidate(self, position: int, name: str, passes: list[str], runtime: str,
+                      settings: dict, skipped_reason: str | None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?, ?, ?)",
+            (name, position, json.dumps(passes), runtime, json.dumps(settings), skipped_reason),
+        )
+
+    def candidates(self) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM candidates ORDER BY position").fetchall()
+        return [
+            {**dict(r), "passes": json.loads(r["passes"]), "settings": json.loads(r["settings"])}
+            for r in rows
+        ]
+
+    def put_result(self, candidate: str, status: str, error: str | None = None,
+                   fidelity: dict | None = None, passed: bool | None = None,
+                   gate_reason: str | None = None, one_time: dict | None = None,
+                   size_bytes: int | None = None, notes: list[str] | None = None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (candidate, status, error, json.dumps(fidelity), passed, gate_reason,
+             json.dumps(one_time), size_bytes, json.dumps(notes or []), time.time()),
+        )
+
+    def results(self) -> dict[str, dict]:
+        out = {}
+        for r in self.db.execute("SELECT * FROM results").fetchall():
+            row = dict(r)
+            for key in ("fidelity", "one_time", "notes"):
+                row[key] = json.loads(row[key]) if row[key] else None
+            row["passed"] = None if row["passed"] is None else bool(row["passed"])
+            out[row["candidate"]] = row
+        return out
+
+    def put_trial(self, candidate: str, point: str, status: str, error: str | None = None,
+                  latency: dict | None = None, throughput: float | None = None,
+                  items: int | None = None, peak_mb: float | None = None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (candidate, point, status, error, json.dumps(latency), throughput, items, peak_mb,
+             time.time()),
+        )
+
+    def trials(self) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM trials ORDER BY finished").fetchall()
+        return [{**dict(r), "latency": json.loads(r["latency"]) if r["latency"] else None}
+                for r in rows]
+
+    def done_points(self, candidate: str) -> set[str]:
+        rows = self.db.execute("SELECT point FROM trials WHERE candidate = ?", (candidate,))
+        return {r["point"] for r in rows}

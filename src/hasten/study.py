@@ -1,0 +1,136 @@
+"""A finished (or running) study read back from its store: table, best candidate, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hasten import search
+from hasten.errors import HastenError
+from hasten.store import Store
+from hasten.workload import parse_point
+
+
+class Study:
+    """One study folder: its settings, machine, candidates and trials."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        if not (self.folder / "study.sqlite").is_file():
+            raise HastenError(f"{self.folder} is not a hasten study folder (no study.sqlite).")
+        store = Store(self.folder)
+        try:
+            self.config = store.meta("config")
+            self.machine = store.meta("machine")
+            self.finished = bool(store.meta("finished", False))
+            self.candidates = store.candidates()
+            self.results = store.results()
+            self.trials = store.trials()
+        finally:
+            store.close()
+        self.baseline = self.config["baseline"]
+
+    @property
+    def screen_point(self) -> str:
+        return search.screen_point(sorted({t["point"] for t in self.trials
+                                           if not t["point"].startswith("dataset")}))
+
+    def _seq(self) -> int | None:
+        return parse_point(self.screen_point).get("seq")
+
+    def point(self, batch: int, seq: int | None = None) -> str:
+        """The name of the latency point at this batch size (and the screening length)."""
+        seq = seq if seq is not None else self._seq()
+        return f"b{batch}" if seq is None else f"b{batch}/s{seq}"
+
+    def table(self) -> list[dict]:
+        """One row per candidate, ranked: passing candidates by screening latency first."""
+        by_point: dict[str, dict[str, dict]] = {}
+        for t in self.trials:
+            by_point.setdefault(t["candidate"], {})[t["point"]] = t
+        base = by_point.get(self.baseline, {})
+        rows = []
+        for c in self.candidates:
+            name = c["name"]
+            result = self.results.get(name)
+            trials = by_point.get(name, {})
+            ok = {p: t for p, t in trials.items() if t["status"] == "ok"}
+            row = {
+                "candidate": name, "passes": c["passes"], "runtime": c["runtime"],
+                "settings": c["settings"],
+                "points": {p: {**t["latency"], "throughput": t["throughput"]}
+                           for p, t in ok.items()},
+                "speedup": {p: base[p]["latency"]["p50"] / t["latency"]["p50"]
+                            for p, t in ok.items() if base.get(p, {}).get("status") == "ok"},
+                "failed_points": {p: t["error"] for p, t in trials.items()
+                                  if t["status"] != "ok"},
+                "peak_mb": min((t["peak_mb"] for t in ok.values()), default=None),
+            }
+            if c["skipped_reason"]:
+                row.update(status="skipped", reason=c["skipped_reason"])
+            elif result is None:
+                row.update(status="pending", reason="not run yet")
+            elif result["status"] != "ok":
+                row.update(status="failed", reason=result["error"])
+            else:
+                row.update(status="ok" if result["passed"] else "outside tolerance",
+                           reason=result["gate_reason"] or "")
+            if result:
+                row.update(fidelity=result["fidelity"], one_time=result["one_time"],
+                           size_bytes=result["size_bytes"], notes=result["notes"])
+            rows.append(row)
+        screen = self.screen_point
+        order = {"ok": 0, "outside tolerance": 1, "failed": 2, "pending": 3, "skipped": 4}
+        rows.sort(key=lambda r: (order[r["status"]],
+                                 r["points"].get(screen, {}).get("p50", float("inf"))))
+        return rows
+
+    def _value(self, row: dict, objective: str, batch_size: int | None) -> float | None:
+        if objective == "latency":
+            return row["points"].get(self.point(batch_size or 1), {}).get("p50")
+        if objective == "throughput":
+            sizes = self.config["workload"]["batch_sizes"]
+            point = self.point(batch_size or max(sizes))
+            value = row["points"].get(point, {}).get("throughput")
+            return -value if value else None
+        if objective == "memory":
+            return row["peak_mb"]
+        if objective == "size":
+            return row.get("size_bytes")
+        raise HastenError(
+            f"Unknown objective {objective!r}; use one of {', '.join(search.OBJECTIVES)}."
+        )
+
+    def best(self, objective: str = "latency", batch_size: int | None = None) -> dict | None:
+        """The passing candidate that is best for the objective, or None when none passed."""
+        scored = [(v, r["candidate"], r) for r in self.table() if r["status"] == "ok"
+                  for v in [self._value(r, objective, batch_size)] if v is not None]
+        return min(scored, key=lambda s: (s[0], s[1]))[2] if scored else None
+
+    def recommendations(self) -> dict[str, dict | None]:
+        return {objective: self.best(objective) for objective in search.OBJECTIVES}
+
+    def to_dict(self) -> dict:
+        """The whole result, for --json and reports."""
+        recs = self.recommendations()
+        return {
+            "folder": str(self.folder), "finished": self.finished, "config": {
+                k: v for k, v in self.config.items() if k != "workload"},
+            "workload": {k: v for k, v in self.config["workload"].items()
+                         if k not in ("texts", "labels")},
+            "corpus_size": len(self.config["workload"]["texts"]),
+            "machine": self.machine, "baseline": self.baseline,
+            "screen_point": self.screen_point, "candidates": self.table(),
+            "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
+        }
+
+    def export(self, out: str | Path, objective: str = "latency",
+               candidate: str | None = None) -> Path:
+        """Write the chosen candidate's artifact and a loading snippet that runs as is."""
+        from hasten.export import export_candidate
+
+        if candidate is None:
+            best = self.best(objective)
+            if best is None:
+                raise HastenError(f"No candidate in {self.folder} passed for {objective!r}.")
+            candidate = best["candidate"]
+        return export_candidate(self, candidate, Path(out))

@@ -1,0 +1,153 @@
+"""One candidate's trials, run in a child process: build the artifact, check fidelity against
+the baseline, and measure each workload point, writing each row to the store as it finishes.
+
+Run as `python -m hasten.trial STUDY_DIR CANDIDATE PHASE POINTS`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from hasten import fidelity, passes, runtimes
+from hasten.measure import Budget, Clock, peak_gpu_memory_mb, peak_memory_mb, repeat, stats
+from hasten.models import load_model
+from hasten.passes import Artifact, PassContext
+from hasten.store import Store
+from hasten.workload import Workload, eval_batches, parse_point, point_inputs, tokenize
+
+DATASET_BUDGET = Budget(warmup=0, min_reps=2, max_reps=5, seconds=0.0, rel_tol=0.05)
+
+
+def _slug(chain: tuple[str, ...]) -> str:
+    return "+".join(chain)
+
+
+def _cached_start(chain: tuple[str, ...], artifacts: Path) -> tuple[int, Artifact | None]:
+    """The longest prefix of the chain whose file artifact is already on disk."""
+    for i in range(len(chain), 0, -1):
+        step = passes.REGISTRY[chain[i - 1]]
+        folder = artifacts / _slug(chain[:i])
+        if step.output_file and (folder / step.output_file).is_file():
+            notes_file = folder / "export-notes.txt"
+            notes = notes_file.read_text().splitlines() if notes_file.is_file() else []
+            return i, Artifact(step.produces, path=folder / step.output_file, notes=notes)
+    return 0, None
+
+
+def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
+    """Load the model and apply the chain, reusing file artifacts an earlier trial wrote."""
+    artifacts = study / "artifacts"
+    start, artifact = _cached_start(chain, artifacts)
+    t0 = time.perf_counter()
+    model = load_model(config["spec"], config.get("task"), config.get("input_shape"),
+                       with_weights=artifact is None)
+    model.input_names = config["model"]["input_names"]
+    one_time["load_s"] = time.perf_counter() - t0
+    if artifact is None:
+        artifact = (Artifact("torch", module=model.module) if model.is_torch
+                    else Artifact("onnx", path=model.onnx_path))
+    workload = Workload.from_dict(config["workload"])
+    if model.kind == "text":
+        sample = tokenize(model, workload.texts[:2], 16, workload.max_length)
+    else:
+        sample = [t[torch.arange(2) % t.shape[0]] for t in model.example_inputs.values()]
+    for i in range(start, len(chain)):
+        step = passes.REGISTRY[chain[i]]
+        folder = artifacts / _slug(chain[: i + 1])
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        artifact = step.apply(artifact, PassContext(model, sample, folder, config["device"]))
+        one_time[f"{step.name}_s"] = time.perf_counter() - t0
+    return model, workload, artifact
+
+
+def _error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+
+
+def run(study: Path, name: str, phase: str, points: list[str]) -> None:
+    store = Store(study)
+    config = store.meta("config")
+    row = next(c for c in store.candidates() if c["name"] == name)
+    device = config["device"]
+    one_time: dict = {}
+    try:
+        model, workload, artifact = build(study, config, tuple(row["passes"]), one_time)
+        t0 = time.perf_counter()
+        runner = runtimes.REGISTRY[row["runtime"]].build(
+            artifact, row["settings"], config["threads"], device)
+        one_time["build_s"] = time.perf_counter() - t0
+        first = point_inputs(model, workload, points[0])[0] if points else None
+        if first is not None:
+            t0 = time.perf_counter()
+            runner(first)
+            one_time["first_call_s"] = time.perf_counter() - t0
+        if phase == "screen":
+            _fidelity(store, study, config, name, model, workload, runner, artifact, one_time)
+    except Exception as exc:
+        if phase == "screen":
+            store.put_result(name, "failed", error=_error(exc), one_time=one_time)
+        for point in points:
+            store.put_trial(name, point, "failed", error=_error(exc))
+        traceback.print_exc()
+        return
+    clock = Clock(cuda=device == "cuda")
+    budget = Budget(seconds=config["budget_s"])
+    for point in points:
+        try:
+            batches = point_inputs(model, workload, point)
+            if parse_point(point)["dataset"]:
+                samples = repeat(lambda b=batches: [runner(x) for x in b], DATASET_BUDGET, clock)
+                items = len(workload.texts)
+            else:
+                samples = repeat(lambda b=batches[0]: runner(b), budget, clock)
+                items = batches[0][0].shape[0]
+            latency = stats(samples)
+            gpu = peak_gpu_memory_mb()
+            if gpu is not None:
+                latency["peak_gpu_mb"] = gpu
+            store.put_trial(name, point, "ok", latency=latency,
+                            throughput=items / (latency["p50"] / 1000), items=items,
+                            peak_mb=peak_memory_mb())
+        except Exception as exc:
+            store.put_trial(name, point, "failed", error=_error(exc))
+            traceback.print_exc()
+
+
+def _fidelity(store: Store, study: Path, config: dict, name: str, model, workload, runner,
+              artifact: Artifact, one_time: dict) -> None:
+    """Run the evaluation subset; the baseline saves it as the reference, others compare."""
+    batches, order = eval_batches(model, workload)
+    outputs = [runner(b).float().cpu() for b in batches]
+    masks = [_mask(model, b) for b in batches]
+    labels = ([workload.labels[i] for i in order] if workload.labels else None)
+    reference_file = study / "reference.npz"
+    if name == config["baseline"]:
+        fidelity.save_reference(reference_file, outputs)
+    reference = fidelity.load_reference(reference_file)
+    metrics = fidelity.compare(reference, outputs, masks, model.task, labels)
+    base = store.results().get(config["baseline"], {}).get("fidelity") or metrics
+    passed, reason = fidelity.gate(metrics, base, config["max_drop"])
+    store.put_result(name, "ok", fidelity=metrics, passed=passed, gate_reason=reason,
+                     one_time=one_time, size_bytes=artifact.size_bytes(), notes=artifact.notes)
+
+
+def _mask(model, batch: list[torch.Tensor]) -> torch.Tensor | None:
+    if model.kind == "text" and "attention_mask" in model.input_names:
+        return batch[model.input_names.index("attention_mask")]
+    return None
+
+
+def main() -> None:
+    study, name, phase, points = sys.argv[1:5]
+    run(Path(study), name, phase, [p for p in points.split(",") if p])
+
+
+if __name__ == "__main__":
+    main()

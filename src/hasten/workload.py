@@ -1,0 +1,230 @@
+"""What the model is fed: real text through its tokenizer, or tensors; the points to measure."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import inspect
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hasten.errors import HastenError
+from hasten.models import LoadedModel
+
+# Standard-library modules whose documentation strings make the demo corpus: real English
+# prose of naturally varying length that is on every machine with Python.
+CORPUS_MODULES = (
+    "abc argparse array ast asyncio base64 bisect calendar cmd codecs collections "
+    "concurrent.futures configparser contextlib copy csv dataclasses datetime decimal difflib "
+    "email enum fileinput fnmatch fractions ftplib functools gettext glob gzip hashlib heapq "
+    "hmac html http.client http.server imaplib importlib inspect io ipaddress itertools json "
+    "locale logging lzma mailbox mimetypes multiprocessing netrc numbers operator optparse os "
+    "pathlib pickle pkgutil platform plistlib poplib pprint queue random re sched secrets "
+    "selectors shelve shlex shutil signal smtplib socket socketserver sqlite3 ssl statistics "
+    "string struct subprocess tarfile tempfile textwrap threading timeit tokenize trace "
+    "traceback types typing unittest urllib.parse urllib.request uuid warnings wave weakref "
+    "xml.dom.minidom xml.etree.ElementTree zipfile zlib"
+).split()
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+_CODE_HINTS = (">>>", "::", "==", "->", "{", "}", "[", "]", "\\", "__")
+
+
+def demo_corpus(minimum: int = 1000) -> list[str]:
+    """Sentences from the standard library's docstrings, de-duplicated, in a fixed order."""
+    seen: dict[str, None] = {}
+    for name in CORPUS_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        docs = [module.__doc__]
+        for _, member in inspect.getmembers(module):
+            if inspect.isclass(member) or inspect.isfunction(member):
+                docs.append(member.__doc__)
+                if inspect.isclass(member):
+                    docs.extend(getattr(m, "__doc__", None) for m in vars(member).values())
+        for doc in docs:
+            for sentence in _sentences(doc):
+                seen.setdefault(sentence)
+    sentences = list(seen)
+    if len(sentences) < minimum:
+        raise HastenError(
+            f"Only {len(sentences)} sentences of documentation were found on this Python "
+            f"(at least {minimum} are needed); is it running with -OO?"
+        )
+    random.Random(0).shuffle(sentences)
+    return sentences
+
+
+def _sentences(doc: object) -> list[str]:
+    if not isinstance(doc, str):
+        return []
+    out = []
+    for paragraph in re.split(r"\n\s*\n", doc):
+        text = " ".join(paragraph.split())
+        for sentence in _SENTENCE_END.split(text):
+            words = sentence.split()
+            if 3 <= len(words) <= 90 and not any(h in sentence for h in _CODE_HINTS):
+                if sentence[0].isupper() and sentence[-1] in ".!?:":
+                    out.append(sentence)
+    return out
+
+
+def read_texts(
+    path: Path, column: str | None = None, label_column: str | None = None
+) -> tuple[list[str], list[int] | None]:
+    """Texts (and integer labels) from a .txt (one per line), .csv or .jsonl file."""
+    if not path.is_file():
+        raise HastenError(f"Data file {path} does not exist.")
+    suffix = path.suffix.lower()
+    rows: list[dict]
+    if suffix == ".txt":
+        if label_column:
+            raise HastenError("A .txt file has no columns; use .csv or .jsonl for labels.")
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        rows = [{"text": t} for t in texts if t]
+        column = "text"
+    elif suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    elif suffix == ".jsonl":
+        try:
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise HastenError(f"{path} is not valid JSON lines: {exc}.") from exc
+    else:
+        raise HastenError(f"Data file {path} must be .txt, .csv or .jsonl.")
+    if not rows:
+        raise HastenError(f"Data file {path} holds no rows.")
+    column = column or "text"
+    if column not in rows[0]:
+        raise HastenError(
+            f"{path} has no column {column!r}; its columns are {', '.join(map(str, rows[0]))}. "
+            "Choose one with --column."
+        )
+    texts = [str(r[column]).strip() for r in rows]
+    if not any(texts):
+        raise HastenError(f"Column {column!r} of {path} is empty.")
+    labels = None
+    if label_column:
+        if label_column not in rows[0]:
+            raise HastenError(f"{path} has no label column {label_column!r}.")
+        try:
+            labels = [int(r[label_column]) for r in rows]
+        except (TypeError, ValueError) as exc:
+            raise HastenError(f"Labels in column {label_column!r} must be integers.") from exc
+    keep = [i for i, t in enumerate(texts) if t]
+    return [texts[i] for i in keep], ([labels[i] for i in keep] if labels else None)
+
+
+@dataclass
+class Workload:
+    """The data and the points a study measures. Stored with the study, so trials rebuild it."""
+
+    texts: list[str]
+    labels: list[int] | None
+    batch_sizes: list[int]
+    seq_lengths: list[int]
+    eval_samples: int
+    dataset_batch_size: int
+    max_length: int
+    sort_by_length: bool = True
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Workload:
+        return cls(**data)
+
+    def latency_points(self, model: LoadedModel) -> list[str]:
+        """Point names such as 'b8/s128' (text) or 'b8' (tensors)."""
+        if model.kind == "text":
+            return [f"b{b}/s{s}" for s in self.seq_lengths for b in self.batch_sizes]
+        return [f"b{b}" for b in self.batch_sizes]
+
+    def dataset_points(self, model: LoadedModel) -> list[str]:
+        """The dataset pass over the whole corpus, unsorted and sorted by length."""
+        if model.kind != "text":
+            return []
+        return [f"dataset/{order}/b{self.dataset_batch_size}" for order in ("unsorted", "sorted")]
+
+
+def parse_point(point: str) -> dict:
+    """'b8/s128' -> {'batch': 8, 'seq': 128}; 'dataset/sorted/b64' -> order and batch."""
+    parts = point.split("/")
+    if parts[0] == "dataset":
+        return {"dataset": True, "order": parts[1], "batch": int(parts[2][1:])}
+    out = {"dataset": False, "batch": int(parts[0][1:]), "seq": None}
+    if len(parts) > 1:
+        out["seq"] = int(parts[1][1:])
+    return out
+
+
+def tokenize(model: LoadedModel, texts: list[str], length: int | None, max_length: int) -> list:
+    """Tokenize to the model's inputs: padded to `length`, or to the longest text when None."""
+    enc = model.tokenizer(
+        texts,
+        padding="max_length" if length else "longest",
+        truncation=True,
+        max_length=length or max_length,
+        return_tensors="pt",
+    )
+    return [enc[name] for name in model.input_names]
+
+
+def tile(model: LoadedModel, batch: int) -> list[torch.Tensor]:
+    """The model's example inputs repeated along the batch dimension to `batch` rows."""
+    out = []
+    for t in model.example_inputs.values():
+        index = torch.arange(batch) % t.shape[0]
+        out.append(t[index].contiguous())
+    return out
+
+
+def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[list[torch.Tensor]]:
+    """The batches one point measures: one batch for a latency point, many for a dataset pass."""
+    p = parse_point(point)
+    if model.kind != "text":
+        return [tile(model, p["batch"])]
+    if not p["dataset"]:
+        texts = [workload.texts[i % len(workload.texts)] for i in range(p["batch"])]
+        return [tokenize(model, texts, p["seq"], workload.max_length)]
+    texts = list(workload.texts)
+    if p["order"] == "sorted":
+        lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True,
+                                                       max_length=workload.max_length)["input_ids"]]
+        texts = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda x: x[0])]
+    b = p["batch"]
+    return [tokenize(model, texts[i:i + b], None, workload.max_length)
+            for i in range(0, len(texts), b)]
+
+
+def eval_batches(
+    model: LoadedModel, workload: Workload
+) -> tuple[list[list[torch.Tensor]], list[int]]:
+    """The fixed evaluation subset for fidelity, in batches (text sorted by length), and the
+    order of its samples in those batches."""
+    if model.kind != "text":
+        gen = torch.Generator().manual_seed(1)
+        batches = []
+        for _ in range(max(1, workload.eval_samples // 16)):
+            batch = []
+            for t in model.example_inputs.values():
+                if t.is_floating_point():
+                    batch.append(torch.randn((16, *t.shape[1:]), generator=gen, dtype=t.dtype))
+                else:
+                    batch.append(t[torch.arange(16) % t.shape[0]])
+            batches.append(batch)
+        return batches, list(range(16 * len(batches)))
+    texts = workload.texts[: workload.eval_samples]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [tokenize(model, [texts[i] for i in order[s:s + 32]], None, workload.max_length)
+            for s in range(0, len(order), 32)], order
