@@ -26,6 +26,11 @@ def _ints(text: str | None, flag: str) -> list[int] | None:
         raise HastenError(f"{flag} takes comma-separated integers, such as 1,8,32.") from None
 
 
+def _wide_console() -> Console:
+    """A console for tables: the terminal's width, or wide enough when output is piped."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def _guard(debug: bool, fn) -> None:
     """Run fn; a HastenError becomes one sentence and exit code 2 (a traceback with --debug)."""
     try:
@@ -85,7 +90,7 @@ def infer(
         if as_json:
             print(json.dumps(study.to_dict(), indent=2))
         else:
-            render(study, Console())
+            render(study, _wide_console())
 
     _guard(debug, go)
 

@@ -6,6 +6,7 @@ A `py:` spec imports and runs the named Python file: only use files you trust.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from hasten.errors import HastenError
 # Nothing is ever fetched from a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Libraries that transformers imports log import-time noise that says nothing about the model.
+for _name in ("torchao", "torch.utils._pytree", "transformers"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 TEXT_TASKS = ("feature-extraction", "sequence-classification")
 # Model types whose ONNX graph ONNX Runtime's transformer optimizer knows how to fuse.

@@ -66,20 +66,27 @@ def render(study: Study, console: Console) -> None:
         top = row["points"].get(study.point(max(sizes)))
         speed = row["speedup"].get(study.screen_point)
         size = row.get("size_bytes")
-        status = row["status"] + (f": {row['reason']}" if row["reason"] else "")
         table.add_row(
             escape(row["candidate"]), *cells, f"{top['throughput']:,.0f}" if top else "-",
             f"{speed:.2f}x" if speed else "-", _mb(row["peak_mb"]),
             _mb(size / 2**20) if size else "-", _fidelity(row),
-            f"[{STATUS_STYLE[row['status']]}]{escape(status[:90])}[/]",
+            f"[{STATUS_STYLE[row['status']]}]{row['status']}[/]",
         )
     console.print(table)
+    _sequence(study, rows, console)
     _dataset(study, rows, console)
-    skipped = [r for r in rows if r["status"] == "skipped"]
-    if skipped:
-        console.print("[bold]Skipped[/]")
-        for r in skipped:
-            console.print(f"  [dim]{escape(r['candidate'])}: {escape(r['reason'])}[/]")
+    for title, keep in (("Why", lambda r: r["status"] not in ("ok", "skipped")),
+                        ("Skipped", lambda r: r["status"] == "skipped")):
+        chosen = [r for r in rows if keep(r) and r["reason"]]
+        if chosen:
+            console.print(f"[bold]{title}[/]")
+            for r in chosen:
+                console.print(f"  {escape(r['candidate'])}: {escape(r['reason'])}")
+    noted = [r for r in rows if r.get("notes")]
+    if noted:
+        console.print("[bold]Notes[/]")
+        for r in noted:
+            console.print(f"  {escape(r['candidate'])}: {escape('; '.join(r['notes']))}")
     console.print("[bold]Recommendations[/] (fastest within tolerance, measured in this run)")
     for objective, row in study.recommendations().items():
         if row is None:
@@ -88,6 +95,22 @@ def render(study: Study, console: Console) -> None:
         console.print(f"  {objective}: [bold]{escape(row['candidate'])}[/]   "
                       f"hasten export {escape(str(study.folder))} --objective {objective} "
                       "--out fast/")
+
+
+def _sequence(study: Study, rows: list[dict], console: Console) -> None:
+    lengths = study.config["workload"]["seq_lengths"]
+    batch = parse_point(study.screen_point)["batch"]
+    if len(lengths) < 2:
+        return
+    table = Table(title=f"Latency p50 in ms by sequence length at batch {batch}")
+    table.add_column("candidate")
+    for s in lengths:
+        table.add_column(f"s{s}", justify="right")
+    for row in rows:
+        cells = [row["points"].get(study.point(batch, s), {}).get("p50") for s in lengths]
+        if any(c is not None for c in cells):
+            table.add_row(escape(row["candidate"]), *map(_ms, cells))
+    console.print(table)
 
 
 def _dataset(study: Study, rows: list[dict], console: Console) -> None:
