@@ -11,7 +11,7 @@ import torch
 from hasten import machine, search
 from hasten.errors import HastenError
 from hasten.executors import LocalExecutor
-from hasten.models import LoadedModel, load_model
+from hasten.models import LoadedModel, absolute_spec, load_model
 from hasten.store import Store
 from hasten.study import Study
 from hasten.workload import Workload, demo_corpus, point_inputs, read_texts
@@ -51,6 +51,7 @@ def optimize_inference(
         raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
     if not 0 < max_drop < 1:
         raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
+    model = absolute_spec(model)
     loaded = load_model(model, task, input_shape)
     workload = _workload(loaded, data, column, label_column, batch_sizes, seq_lengths, quick)
     _check_forward(loaded, workload)
@@ -117,7 +118,7 @@ def _check_forward(model: LoadedModel, workload: Workload) -> None:
     """Run the model once on two real samples, so a broken forward is one clear error."""
     if not model.is_torch:
         return
-    point = workload.latency_points(model)[0].replace(f"b{workload.batch_sizes[0]}", "b2", 1)
+    point = f"b2/s{min(workload.seq_lengths)}" if model.kind == "text" else "b2"
     try:
         with torch.inference_mode():
             model.module(*point_inputs(model, workload, point)[0])
@@ -137,7 +138,7 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     baseline = config["baseline"]
     runnable = [c["name"] for c in store.candidates() if not c["skipped_reason"]]
     runnable.sort(key=lambda n: n != baseline)
-    latency_points = workload.latency_points(model)
+    latency_points = workload.latency_points(model.kind)
     screen = search.screen_point(latency_points)
     total = len(runnable) * 2
     for done, name in enumerate(runnable):
@@ -159,7 +160,9 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     with_dataset = set(keep[: search.DATASET_PASS_CANDIDATES + 1]) | {baseline}
     for i, name in enumerate(keep):
         progress(f"measuring {name}", len(runnable) + i, len(runnable) + len(keep))
-        wanted = latency_points + (workload.dataset_points(model) if name in with_dataset else [])
+        wanted = list(latency_points)
+        if name in with_dataset:
+            wanted += workload.dataset_points(model.kind)
         todo = [p for p in wanted if p not in store.done_points(name)]
         if todo:
             reason = executor.run(store.folder, name, "full", todo, timeout_s)

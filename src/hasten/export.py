@@ -40,6 +40,9 @@ def export_candidate(study, name: str, out: Path) -> Path:
         for f in source.iterdir():
             shutil.copy2(f, out / f.name)
         snippet = _file_snippet(row["runtime"], row["settings"], last.output_file, model)
+    elif model.onnx_path is not None:
+        shutil.copy2(model.onnx_path, out / "model.onnx")
+        snippet = _file_snippet(row["runtime"], row["settings"], "model.onnx", model)
     else:
         snippet = _torch_snippet(name)
     (out / "load.py").write_text(snippet)

@@ -309,6 +309,18 @@ def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> Lo
     )
 
 
+def absolute_spec(spec: str) -> str:
+    """The spec with its file or folder made absolute, so it loads from any directory."""
+    prefix, _, rest = spec.partition(":")
+    if prefix in ("hf", "onnx") and rest and Path(rest).exists():
+        return f"{prefix}:{Path(rest).resolve()}"
+    if prefix == "py" and rest:
+        file, _, factory = rest.rpartition(":")
+        if file and Path(file).exists():
+            return f"py:{Path(file).resolve()}:{factory}"
+    return spec
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """'3x224x224' -> (3, 224, 224)."""
     try:

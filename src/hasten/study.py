@@ -7,7 +7,7 @@ from pathlib import Path
 from hasten import search
 from hasten.errors import HastenError
 from hasten.store import Store
-from hasten.workload import parse_point
+from hasten.workload import Workload, parse_point
 
 
 class Study:
@@ -31,8 +31,9 @@ class Study:
 
     @property
     def screen_point(self) -> str:
-        return search.screen_point(sorted({t["point"] for t in self.trials
-                                           if not t["point"].startswith("dataset")}))
+        """The point every candidate was screened at."""
+        workload = Workload.from_dict(self.config["workload"])
+        return search.screen_point(workload.latency_points(self.config["model"]["kind"]))
 
     def _seq(self) -> int | None:
         return parse_point(self.screen_point).get("seq")

@@ -144,15 +144,15 @@ class Workload:
     def from_dict(cls, data: dict) -> Workload:
         return cls(**data)
 
-    def latency_points(self, model: LoadedModel) -> list[str]:
+    def latency_points(self, kind: str) -> list[str]:
         """Point names such as 'b8/s128' (text) or 'b8' (tensors)."""
-        if model.kind == "text":
+        if kind == "text":
             return [f"b{b}/s{s}" for s in self.seq_lengths for b in self.batch_sizes]
         return [f"b{b}" for b in self.batch_sizes]
 
-    def dataset_points(self, model: LoadedModel) -> list[str]:
+    def dataset_points(self, kind: str) -> list[str]:
         """The dataset pass over the whole corpus, unsorted and sorted by length."""
-        if model.kind != "text":
+        if kind != "text":
             return []
         return [f"dataset/{order}/b{self.dataset_batch_size}" for order in ("unsorted", "sorted")]
 
