@@ -1,11 +1,14 @@
-"""Shared fixtures: tiny random-init BERT folders, tiny CNN factories, broken models."""
+"""Shared fixtures: tiny random-init BERT folders, tiny CNN factories, broken and crashing
+models, a small text file, a finished tiny study, and a helper that builds candidates."""
 
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 TINY_BERT = dict(
     vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -38,6 +41,10 @@ CNN_SOURCE = textwrap.dedent(
 
     def not_a_module():
         return 42
+
+
+    def raises():
+        raise ValueError("the factory itself is broken")
     """
 )
 
@@ -60,9 +67,10 @@ BROKEN_SOURCE = textwrap.dedent(
     """
 )
 
-# Crashes its own process with SIGSEGV, but only inside a trial process (whose parent is the
-# test process named by CRASH_PARENT_PID) and only with bf16 weights, so the baseline runs and
-# the candidate torch/eager/bf16-weights is the one that dies.
+# Kills its own process with SIGSEGV, but only inside a trial process (whose parent is the
+# test process named by CRASH_PARENT_PID), so the sanity check in the parent passes. `build`
+# crashes only with bf16 weights (the candidate torch/eager/bf16-weights), `build_always`
+# crashes in every trial, the baseline's included.
 CRASH_SOURCE = textwrap.dedent(
     """
     import os
@@ -73,21 +81,30 @@ CRASH_SOURCE = textwrap.dedent(
     PARENT = os.environ.get("CRASH_PARENT_PID")
 
 
-    class CrashInBf16(torch.nn.Module):
-        def __init__(self):
+    class Crashing(torch.nn.Module):
+        def __init__(self, only_bf16):
             super().__init__()
             torch.manual_seed(0)
             self.linear = torch.nn.Linear(8, 4)
+            self.only_bf16 = only_bf16
 
         def forward(self, x):
             bf16 = next(self.parameters()).dtype == torch.bfloat16
-            if bf16 and str(os.getppid()) == PARENT:
+            if (bf16 or not self.only_bf16) and str(os.getppid()) == PARENT:
                 os.kill(os.getpid(), signal.SIGSEGV)
             return self.linear(x)
 
 
+    def _example():
+        return torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+
+
     def build():
-        return CrashInBf16(), torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+        return Crashing(only_bf16=True), _example()
+
+
+    def build_always():
+        return Crashing(only_bf16=False), _example()
     """
 )
 
@@ -108,6 +125,11 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     BertConfig(**TINY_BERT).save_pretrained(folder)
     _write_tokenizer(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_spec(tiny_bert_dir) -> str:
+    return f"hf:{tiny_bert_dir}"
 
 
 @pytest.fixture(scope="session")
@@ -142,22 +164,133 @@ def broken_spec(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def crash_spec(tmp_path_factory) -> str:
+def crash_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("crash") / "crash_net.py"
     path.write_text(CRASH_SOURCE)
-    return f"py:{path}:build"
+    return path
+
+
+@pytest.fixture
+def crash_in_children(monkeypatch) -> None:
+    """Arm the crashing model: its trial processes are children of this test process."""
+    import os
+
+    monkeypatch.setenv("CRASH_PARENT_PID", str(os.getpid()))
 
 
 @pytest.fixture(scope="session")
 def cnn_onnx(tmp_path_factory, cnn_spec) -> Path:
-    """The tiny CNN exported to ONNX with the legacy exporter (static shapes)."""
-    import torch
-
+    """The tiny CNN exported to ONNX with the legacy exporter (dynamic batch only)."""
     from hasten.models import load_model
 
     loaded = load_model(cnn_spec)
     path = tmp_path_factory.mktemp("cnn-onnx") / "cnn.onnx"
     example = next(iter(loaded.example_inputs.values()))
-    torch.onnx.export(loaded.module, (example,), str(path), dynamo=False, opset_version=17,
-                      input_names=["pixels"], output_names=["logits"])
+    with torch.no_grad():
+        torch.onnx.export(loaded.module, (example,), str(path), dynamo=False, opset_version=17,
+                          input_names=["pixels"], output_names=["logits"],
+                          dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}})
     return path
+
+
+@pytest.fixture(scope="session")
+def sentences() -> list[str]:
+    """24 real sentences of varied length, in a fixed order."""
+    from hasten.workload import demo_corpus
+
+    return demo_corpus()[:24]
+
+
+@pytest.fixture(scope="session")
+def texts_file(tmp_path_factory, sentences) -> Path:
+    path = tmp_path_factory.mktemp("data") / "texts.txt"
+    path.write_text("\n".join(sentences) + "\n")
+    return path
+
+
+@pytest.fixture
+def only_candidates(monkeypatch):
+    """Restrict the candidate space of studies started in this test to the named ones."""
+    from hasten import search
+
+    def restrict(*names: str) -> None:
+        by_name = {c.name: c for c in search.CANDIDATES}
+        monkeypatch.setattr(search, "CANDIDATES", tuple(by_name[n] for n in names))
+
+    return restrict
+
+
+class TinyStudy:
+    """A finished quick study of the tiny BERT, with the arguments that made it."""
+
+    def __init__(self, kwargs: dict, elapsed_s: float):
+        from hasten import Study
+
+        self.kwargs = kwargs
+        self.elapsed_s = elapsed_s
+        self.study = Study(Path(kwargs["out"]) / kwargs["name"])
+        self.folder = self.study.folder
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory, tiny_bert_spec, texts_file) -> TinyStudy:
+    """The quick candidate space run end to end on the tiny BERT over 24 sentences."""
+    import hasten
+
+    kwargs = dict(data=texts_file, quick=True, batch_sizes=[1, 2], seq_lengths=[16],
+                  out=tmp_path_factory.mktemp("runs"), name="tiny-bert")
+    started = time.perf_counter()
+    hasten.optimize_inference(tiny_bert_spec, **kwargs)
+    return TinyStudy({"model": tiny_bert_spec, **kwargs}, time.perf_counter() - started)
+
+
+@pytest.fixture(scope="session")
+def build_candidate(tmp_path_factory):
+    """Build a candidate the way a trial does (hasten.trial.build, then its runtime), in a
+    scratch study folder per model so file artifacts are reused between candidates.
+
+    Returns a function (spec, candidate name) -> (loaded model, artifact, runner, eval batches,
+    masks), the eval batches being the study's fidelity subset."""
+    from hasten import runtimes, search, trial
+    from hasten.models import load_model
+    from hasten.workload import Workload, demo_corpus, eval_batches
+
+    folders: dict[str, Path] = {}
+    texts = demo_corpus()[:40]
+
+    def build(spec: str, name: str):
+        loaded = load_model(spec)
+        workload = Workload(
+            texts=texts if loaded.kind == "text" else [], labels=None, batch_sizes=[1, 2],
+            seq_lengths=[16] if loaded.kind == "text" else [], eval_samples=32,
+            dataset_batch_size=2, max_length=128,
+        )
+        config = {"spec": spec, "task": None, "input_shape": None,
+                  "model": {"input_names": loaded.input_names},
+                  "workload": workload.to_dict(), "device": "cpu"}
+        if spec not in folders:
+            folders[spec] = tmp_path_factory.mktemp("artifacts")
+        candidate = next(c for c in search.CANDIDATES if c.name == name)
+        _, _, artifact = trial.build(folders[spec], config,
+                                     search.chain_for(candidate, loaded), {})
+        runner = runtimes.REGISTRY[candidate.runtime].build(artifact, candidate.settings, 1,
+                                                            "cpu")
+        batches, _ = eval_batches(loaded, workload)
+        masks = [b[loaded.input_names.index("attention_mask")] if loaded.kind == "text"
+                 else None for b in batches]
+        return loaded, artifact, runner, batches, masks
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def reference_outputs():
+    """Eager fp32 outputs of a freshly loaded model on the given batches."""
+    from hasten.models import load_model
+
+    def reference(spec: str, batches: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+        module = load_model(spec).module
+        with torch.inference_mode():
+            return [module(*b).float() for b in batches]
+
+    return reference

@@ -28,7 +28,7 @@ def _ints(text: str | None, flag: str) -> list[int] | None:
 
 def _wide_console() -> Console:
     """A console for tables: the terminal's width, or wide enough when output is piped."""
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _guard(debug: bool, fn) -> None:

@@ -85,6 +85,13 @@ class Study:
                                  r["points"].get(screen, {}).get("p50", float("inf"))))
         return rows
 
+    def busy_points(self) -> int:
+        """How many trials ran while the machine's load exceeded what the trial itself uses
+        (its threads plus one): their numbers are likely disturbed by other work."""
+        limit = self.config["threads"] + 1
+        return sum(1 for t in self.trials
+                   if t["latency"] and t["latency"].get("load_avg", 0) > limit)
+
     def _value(self, row: dict, objective: str, batch_size: int | None) -> float | None:
         if objective == "latency":
             return row["points"].get(self.point(batch_size or 1), {}).get("p50")
@@ -120,7 +127,8 @@ class Study:
                          if k not in ("texts", "labels")},
             "corpus_size": len(self.config["workload"]["texts"]),
             "machine": self.machine, "baseline": self.baseline,
-            "screen_point": self.screen_point, "candidates": self.table(),
+            "screen_point": self.screen_point, "busy_points": self.busy_points(),
+            "candidates": self.table(),
             "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
         }
 

@@ -6,6 +6,7 @@ Run as `python -m hasten.trial STUDY_DIR CANDIDATE PHASE POINTS`.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -109,6 +110,7 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
                 samples = repeat(lambda b=batches[0]: runner(b), budget, clock)
                 items = batches[0][0].shape[0]
             latency = stats(samples)
+            latency["load_avg"] = os.getloadavg()[0]
             gpu = peak_gpu_memory_mb()
             if gpu is not None:
                 latency["peak_gpu_mb"] = gpu

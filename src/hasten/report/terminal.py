@@ -29,7 +29,7 @@ def _fidelity(row: dict) -> str:
         return "-"
     text = f"cos {f['cosine_mean']:.4f}"
     if "nn_agreement" in f:
-        text += f" nn {f['nn_agreement']:.0%}"
+        text += f", nn {f['nn_agreement']:.0%}"
     if "accuracy" in f:
         text += f" acc {f['accuracy']:.1%}"
     return text
@@ -46,7 +46,7 @@ def render(study: Study, console: Console) -> None:
     sizes = study.config["workload"]["batch_sizes"]
     table = Table(title=f"Latency p50 / p90 in ms{f' at sequence length {seq}' if seq else ''}; "
                   f"speedup at {study.screen_point} against {study.baseline} in this run")
-    table.add_column("candidate")
+    table.add_column("candidate", no_wrap=True)
     for b in sizes:
         table.add_column(f"b{b}", justify="right")
     table.add_column(f"items/s b{max(sizes)}", justify="right")
@@ -73,6 +73,11 @@ def render(study: Study, console: Console) -> None:
             f"[{STATUS_STYLE[row['status']]}]{row['status']}[/]",
         )
     console.print(table)
+    busy = study.busy_points()
+    if busy:
+        console.print(f"[yellow]Warning: {busy} measurements ran while other work loaded this "
+                      "machine; their numbers are noisy. Re-run with --fresh on a quiet "
+                      "machine.[/]")
     _sequence(study, rows, console)
     _dataset(study, rows, console)
     for title, keep in (("Why", lambda r: r["status"] not in ("ok", "skipped")),

@@ -1,0 +1,164 @@
+"""Candidates, skip reasons, the screening point and the survivors of screening."""
+
+from __future__ import annotations
+
+import pytest
+
+from hasten import passes, runtimes, search
+from hasten.models import load_model
+from hasten.search import (
+    BASELINE,
+    CANDIDATES,
+    ONNX_BASELINE,
+    chain_for,
+    screen_point,
+    skip_reason,
+    survivors,
+)
+
+BY_NAME = {c.name: c for c in CANDIDATES}
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_dir):
+    return load_model(f"hf:{tiny_bert_dir}", with_weights=True)
+
+
+@pytest.fixture(scope="module")
+def cnn(cnn_spec):
+    return load_model(cnn_spec)
+
+
+@pytest.fixture(scope="module")
+def onnx_model(cnn_onnx):
+    return load_model(f"onnx:{cnn_onnx}")
+
+
+def test_candidate_space_is_consistent():
+    names = [c.name for c in CANDIDATES]
+    assert len(names) == len(set(names))
+    assert names[0] == BASELINE and ONNX_BASELINE in names
+    for c in CANDIDATES:
+        assert c.runtime in runtimes.REGISTRY, c.name
+        assert all(p in passes.REGISTRY for p in c.passes), c.name
+        # Each pass accepts what the one before it produces.
+        kind = "torch"
+        for p in c.passes:
+            assert kind in passes.REGISTRY[p].accepts, (c.name, p)
+            kind = passes.REGISTRY[p].produces
+        assert kind in runtimes.REGISTRY[c.runtime].accepts, c.name
+
+
+def test_skip_reasons_on_a_cpu(bert):
+    reason = skip_reason(BY_NAME["torch/eager/fp16-autocast"], bert, "cpu", False)
+    assert "CUDA" in reason
+    assert skip_reason(BY_NAME[ONNX_BASELINE], bert, "cpu", False) == (
+        "the baseline of a PyTorch model is eager fp32")
+    assert skip_reason(BY_NAME[BASELINE], bert, "cpu", False) is None
+    assert skip_reason(BY_NAME["onnx-fused/ort/all"], bert, "cpu", False) is None
+
+
+def test_quick_mode_leaves_candidates_out(bert):
+    for c in CANDIDATES:
+        if c.in_quick:
+            continue
+        reason = skip_reason(c, bert, "cpu", True)
+        assert reason is not None, c.name
+        if skip_reason(c, bert, "cpu", False) is None:
+            assert reason == "left out by --quick"
+    assert skip_reason(BY_NAME["torch/compile/fp32"], bert, "cpu", True) == "left out by --quick"
+    assert skip_reason(BY_NAME["onnx/ort/all"], bert, "cpu", True) is None
+
+
+def test_runnable_candidates(bert, cnn):
+    def runnable(model):
+        return {c.name for c in CANDIDATES if skip_reason(c, model, "cpu", False) is None}
+
+    everything = set(BY_NAME)
+    assert runnable(bert) == everything - {ONNX_BASELINE, "torch/eager/fp16-autocast"}
+    assert runnable(cnn) == everything - {
+        ONNX_BASELINE, "torch/eager/fp16-autocast", "onnx-fused/ort/all"}
+
+
+def test_transformer_fusion_is_for_bert_like_models(cnn):
+    assert "BERT-like" in skip_reason(BY_NAME["onnx-fused/ort/all"], cnn, "cpu", False)
+
+
+def test_onnx_spec_skips_torch_candidates(onnx_model):
+    assert search.baseline_name(onnx_model) == ONNX_BASELINE
+    assert skip_reason(BY_NAME[ONNX_BASELINE], onnx_model, "cpu", False) is None
+    for name in ("torch/eager/bf16-weights", "torchscript/jit/trace-frozen"):
+        assert "needs a torch model, and this is onnx" in skip_reason(
+            BY_NAME[name], onnx_model, "cpu", False)
+    assert "the eager runtime needs a torch model, not onnx" == skip_reason(
+        BY_NAME[BASELINE], onnx_model, "cpu", False)
+    assert skip_reason(BY_NAME["torch/compile/fp32"], onnx_model, "cpu", False) is not None
+    for name in ("onnx/ort/all", "onnx/ort/int8-dynamic", "onnx/openvino/f32"):
+        assert skip_reason(BY_NAME[name], onnx_model, "cpu", False) is None, name
+    # The file is already ONNX: no export step.
+    assert chain_for(BY_NAME["onnx/ort/int8-dynamic"], onnx_model) == ("ort_quantize_dynamic",)
+    assert chain_for(BY_NAME[ONNX_BASELINE], onnx_model) == ()
+
+
+def test_chain_for_torch_models_keeps_the_export(cnn):
+    assert chain_for(BY_NAME["onnx/ort/int8-dynamic"], cnn) == (
+        "onnx_export", "ort_quantize_dynamic")
+
+
+def test_cuda_only_and_cpu_only_reasons(bert):
+    assert skip_reason(BY_NAME["torch/eager/fp16-autocast"], bert, "cuda", False) is None
+    assert skip_reason(BY_NAME["onnx/openvino/f32"], bert, "cuda", False) == (
+        "hasten runs OpenVINO on the CPU only")
+
+
+def test_openvino_bf16_needs_native_bf16(bert, monkeypatch):
+    import hasten.runtimes.openvino as ov_runtime
+
+    monkeypatch.setattr(ov_runtime, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert "no native bf16" in skip_reason(BY_NAME["onnx/openvino/bf16"], bert, "cpu", False)
+    monkeypatch.setattr(ov_runtime, "cpu_flags", lambda: {"amx_bf16"})
+    assert skip_reason(BY_NAME["onnx/openvino/bf16"], bert, "cpu", False) is None
+
+
+def test_missing_package_is_a_reason(bert):
+    check = passes.needs_package("hasten_no_such_package")
+    assert check(bert, "cpu") == (
+        "the package hasten_no_such_package is not installed (pip install hasten_no_such_package)")
+    assert runtimes.needs_package("hasten_no_such_package")(bert, "cpu", {}) is not None
+    assert passes.needs_package("onnx")(bert, "cpu") is None
+
+
+@pytest.mark.parametrize(
+    ("points", "expected"),
+    [
+        (["b1/s32", "b8/s32", "b32/s32", "b64/s32", "b1/s128", "b8/s128", "b64/s128"],
+         "b8/s128"),
+        (["b1/s16", "b2/s16"], "b2/s16"),
+        (["b1/s128", "b32/s128", "b64/s128"], "b1/s128"),
+        (["b1", "b8", "b32"], "b8"),
+        (["b1", "b2"], "b2"),
+        (["b16", "b64"], "b16"),
+    ],
+)
+def test_screen_point(points, expected):
+    assert screen_point(points) == expected
+
+
+def _ok(passed=True):
+    return {"status": "ok", "passed": passed}
+
+
+def test_survivors_keep_passing_candidates_near_the_fastest():
+    results = {"base": _ok(), "fast": _ok(), "slow": _ok(), "broken": {"status": "failed"},
+               "wrong": _ok(passed=False)}
+    screen = {"base": 10.0, "fast": 5.0, "slow": 20.0, "broken": 1.0, "wrong": 1.0}
+    # slow is more than KEEP_FACTOR (3x) behind fast; broken and wrong are out.
+    assert survivors(results, screen, "base") == ["fast", "base"]
+
+
+def test_survivors_always_include_the_baseline():
+    results = {"base": _ok(), "fast": _ok()}
+    assert survivors(results, {"base": 40.0, "fast": 5.0}, "base") == ["base", "fast"]
+    assert survivors({"base": {"status": "failed"}}, {"base": 1.0}, "base") == ["base"]
+    assert survivors({}, {}, "base") == []
+    assert survivors({"x": _ok()}, {"x": 1.0}, "base") == ["x"]

@@ -1,0 +1,102 @@
+"""The SQLite study store: what is written reads back, also from a second connection."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from hasten.store import Store
+
+
+def _fill(store: Store) -> None:
+    store.set_meta("config", {"spec": "demo", "batch_sizes": [1, 8], "max_drop": 0.01})
+    store.add_candidate(0, "torch/eager/fp32", [], "eager", {}, None)
+    store.add_candidate(1, "onnx/ort/all", ["onnx_export"], "ort", {"level": "all"}, None)
+    store.add_candidate(2, "torch/eager/fp16-autocast", ["autocast_fp16"], "eager", {},
+                        "fp16 autocast is for CUDA")
+    store.put_result("torch/eager/fp32", "ok", fidelity={"cosine_mean": 1.0}, passed=True,
+                     gate_reason="", one_time={"load_s": 0.5}, size_bytes=1234,
+                     notes=["a note"])
+    store.put_result("onnx/ort/all", "failed", error="RuntimeError: boom")
+    store.put_trial("torch/eager/fp32", "b1/s16", "ok", latency={"p50": 1.5, "count": 5},
+                    throughput=666.0, items=1, peak_mb=300.0)
+    store.put_trial("torch/eager/fp32", "b8/s16", "ok", latency={"p50": 4.0, "count": 5},
+                    throughput=2000.0, items=8, peak_mb=310.0)
+    store.put_trial("onnx/ort/all", "b8/s16", "failed", error="RuntimeError: boom")
+
+
+def _check(store: Store) -> None:
+    assert store.meta("config") == {"spec": "demo", "batch_sizes": [1, 8], "max_drop": 0.01}
+    assert store.meta("missing", "default") == "default"
+    candidates = store.candidates()
+    assert [c["name"] for c in candidates] == [
+        "torch/eager/fp32", "onnx/ort/all", "torch/eager/fp16-autocast"]
+    assert candidates[1]["passes"] == ["onnx_export"]
+    assert candidates[1]["settings"] == {"level": "all"}
+    assert candidates[2]["skipped_reason"] == "fp16 autocast is for CUDA"
+    results = store.results()
+    base = results["torch/eager/fp32"]
+    assert base["status"] == "ok" and base["passed"] is True
+    assert base["fidelity"] == {"cosine_mean": 1.0}
+    assert base["one_time"] == {"load_s": 0.5}
+    assert (base["size_bytes"], base["notes"]) == (1234, ["a note"])
+    failed = results["onnx/ort/all"]
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: boom"
+    assert failed["passed"] is None and failed["fidelity"] is None and failed["notes"] == []
+    trials = store.trials()
+    assert len(trials) == 3
+    by_key = {(t["candidate"], t["point"]): t for t in trials}
+    ok = by_key[("torch/eager/fp32", "b8/s16")]
+    assert ok["latency"] == {"p50": 4.0, "count": 5}
+    assert (ok["throughput"], ok["items"], ok["peak_mb"]) == (2000.0, 8, 310.0)
+    assert by_key[("onnx/ort/all", "b8/s16")]["latency"] is None
+    assert store.done_points("torch/eager/fp32") == {"b1/s16", "b8/s16"}
+    assert store.done_points("nobody") == set()
+
+
+def test_roundtrip(tmp_path):
+    store = Store(tmp_path / "study")
+    _fill(store)
+    _check(store)
+    store.close()
+    assert (tmp_path / "study" / "study.sqlite").is_file()
+
+
+def test_a_second_store_sees_the_rows(tmp_path):
+    first = Store(tmp_path)
+    _fill(first)
+    first.close()
+    second = Store(tmp_path)
+    _check(second)
+    second.close()
+
+
+def test_rows_are_visible_while_the_writer_is_open(tmp_path):
+    writer, reader = Store(tmp_path), Store(tmp_path)
+    writer.put_trial("c", "b1", "ok", latency={"p50": 1.0})
+    assert reader.done_points("c") == {"b1"}
+    writer.close()
+    reader.close()
+
+
+def test_writing_again_replaces_the_row(tmp_path):
+    store = Store(tmp_path)
+    store.put_result("c", "failed", error="first try")
+    store.put_result("c", "ok", passed=False, gate_reason="too far")
+    store.put_trial("c", "b1", "failed", error="x")
+    store.put_trial("c", "b1", "ok", latency={"p50": 2.0})
+    assert store.results()["c"]["status"] == "ok"
+    assert store.results()["c"]["passed"] is False
+    assert [t["status"] for t in store.trials()] == ["ok"]
+    store.set_meta("finished", False)
+    store.set_meta("finished", True)
+    assert store.meta("finished") is True
+    store.close()
+
+
+def test_rows_are_committed_as_they_are_written(tmp_path):
+    store = Store(tmp_path)
+    store.put_result("c", "ok", passed=True)
+    # A plain sqlite3 connection sees the row without the store being closed.
+    with sqlite3.connect(tmp_path / "study.sqlite") as db:
+        assert db.execute("SELECT status FROM results").fetchall() == [("ok",)]
+    store.close()
