@@ -50,6 +50,8 @@ CANDIDATES = (
     _c("onnx/ort/extended", ("onnx_export",), "ort", {"level": "extended"}, in_quick=False),
     _c("onnx/ort/all", ("onnx_export",), "ort", {"level": "all"}),
     _c("onnx-fused/ort/all", ("onnx_export", "ort_fuse_transformer"), "ort", {"level": "all"}),
+    _c("onnx-legacy-fused/ort/all", ("onnx_export_legacy", "ort_fuse_transformer"), "ort",
+       {"level": "all"}, in_quick=False),
     _c("onnx/ort/int8-dynamic", ("onnx_export", "ort_quantize_dynamic"), "ort",
        {"level": "all"}),
     _c("onnx/openvino/f32", ("onnx_export", "openvino_convert"), "openvino",

@@ -59,6 +59,20 @@ def onnx_export(artifact: Artifact, ctx: PassContext) -> Artifact:
     return Artifact("onnx", path=path, notes=notes)
 
 
+@register("onnx_export_legacy", ("torch",), "onnx", needs_torch_module, "model.onnx")
+def onnx_export_legacy(artifact: Artifact, ctx: PassContext) -> Artifact:
+    """Export with the legacy TorchScript exporter and eager attention: the graph shape that
+    ONNX Runtime's transformer optimizer fuses into Attention nodes."""
+    inner = getattr(artifact.module, "model", None)
+    if hasattr(inner, "set_attn_implementation"):
+        inner.set_attn_implementation("eager")
+    path = ctx.folder / "model.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        _export_legacy(artifact.module, ctx, path)
+    return Artifact("onnx", path=path, notes=[*artifact.notes, "exported with the legacy exporter"])
+
+
 def _bert_like(model, device: str) -> str | None:
     if model.model_type in BERT_LIKE and model.num_heads and model.hidden_size:
         return None

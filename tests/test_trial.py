@@ -1,0 +1,66 @@
+"""Building a candidate inside a trial: file artifacts are cached between candidates."""
+
+from __future__ import annotations
+
+import pytest
+
+from hasten import trial
+from hasten.models import load_model
+from hasten.workload import Workload
+
+
+@pytest.fixture
+def config(cnn_spec):
+    loaded = load_model(cnn_spec)
+    workload = Workload(texts=[], labels=None, batch_sizes=[1, 2], seq_lengths=[],
+                        eval_samples=16, dataset_batch_size=2, max_length=128)
+    return {"spec": cnn_spec, "task": None, "input_shape": None,
+            "model": {"input_names": loaded.input_names}, "workload": workload.to_dict(),
+            "device": "cpu"}
+
+
+def test_build_reuses_file_artifacts(tmp_path, config):
+    first: dict = {}
+    _, _, artifact = trial.build(tmp_path, config, ("onnx_export", "openvino_convert"), first)
+    assert artifact.kind == "openvino"
+    assert artifact.path == tmp_path / "artifacts" / "onnx_export+openvino_convert" / "model.xml"
+    assert {"load_s", "onnx_export_s", "openvino_convert_s"} <= set(first)
+    again: dict = {}
+    _, _, cached = trial.build(tmp_path, config, ("onnx_export", "openvino_convert"), again)
+    assert cached.path == artifact.path and cached.kind == "openvino"
+    assert "onnx_export_s" not in again and "openvino_convert_s" not in again
+    # A longer chain starts from the cached export.
+    longer: dict = {}
+    _, _, quantized = trial.build(tmp_path, config, ("onnx_export", "ort_quantize_dynamic"),
+                                  longer)
+    assert "onnx_export_s" not in longer and "ort_quantize_dynamic_s" in longer
+    assert quantized.path.parent.name == "onnx_export+ort_quantize_dynamic"
+
+
+def test_in_memory_passes_run_every_time(tmp_path, config):
+    for _ in range(2):
+        one_time: dict = {}
+        model, _, artifact = trial.build(tmp_path, config, ("bf16_weights",), one_time)
+        assert "bf16_weights_s" in one_time and artifact.module is not None
+
+
+def test_cached_artifacts_keep_the_export_notes(tmp_path, config):
+    _, _, artifact = trial.build(tmp_path, config, ("onnx_export",), {})
+    _, _, cached = trial.build(tmp_path, config, ("onnx_export",), {})
+    assert cached.notes == artifact.notes == ["exported with the dynamo exporter"]
+
+
+@pytest.mark.xfail(strict=True, reason="src bug: trial._cached_start reads export-notes.txt "
+                   "from the cached pass's own folder, but openvino_convert and "
+                   "ort_quantize_dynamic write none, so a cached chain loses the export notes "
+                   "(onnx/openvino/bf16 is stored with notes [] after onnx/openvino/f32)")
+def test_cached_chains_keep_the_export_notes(tmp_path, config):
+    _, _, artifact = trial.build(tmp_path, config, ("onnx_export", "openvino_convert"), {})
+    _, _, cached = trial.build(tmp_path, config, ("onnx_export", "openvino_convert"), {})
+    assert cached.notes == artifact.notes
+
+
+def test_error_reason_is_one_short_line():
+    assert trial._error(ValueError("first line\nsecond line")) == "ValueError: first line"
+    assert trial._error(RuntimeError("")) == "RuntimeError"
+    assert len(trial._error(OSError("x" * 1000))) == len("OSError: ") + 300
