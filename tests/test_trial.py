@@ -10,11 +10,11 @@ from hasten.workload import Workload
 
 
 @pytest.fixture
-def config(cnn_spec):
-    loaded = load_model(cnn_spec)
-    workload = Workload(texts=[], labels=None, batch_sizes=[1, 2], seq_lengths=[],
+def config(tiny_bert_spec, sentences):
+    loaded = load_model(tiny_bert_spec)
+    workload = Workload(texts=sentences, labels=None, batch_sizes=[1, 2], seq_lengths=[16],
                         eval_samples=16, dataset_batch_size=2, max_length=128)
-    return {"spec": cnn_spec, "task": None, "input_shape": None,
+    return {"spec": tiny_bert_spec, "task": None, "input_shape": None,
             "model": {"input_names": loaded.input_names}, "workload": workload.to_dict(),
             "device": "cpu"}
 
@@ -26,9 +26,10 @@ def test_build_reuses_file_artifacts(tmp_path, config):
     assert artifact.path == tmp_path / "artifacts" / "onnx_export+openvino_convert" / "model.xml"
     assert {"load_s", "onnx_export_s", "openvino_convert_s"} <= set(first)
     again: dict = {}
-    _, _, cached = trial.build(tmp_path, config, ("onnx_export", "openvino_convert"), again)
+    model, _, cached = trial.build(tmp_path, config, ("onnx_export", "openvino_convert"), again)
     assert cached.path == artifact.path and cached.kind == "openvino"
     assert "onnx_export_s" not in again and "openvino_convert_s" not in again
+    assert model.module is None  # nothing to convert, so the torch model was not built
     # A longer chain starts from the cached export.
     longer: dict = {}
     _, _, quantized = trial.build(tmp_path, config, ("onnx_export", "ort_quantize_dynamic"),

@@ -18,7 +18,18 @@ def providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-@register("ort", ("onnx",), needs_package("onnxruntime"))
+def _available(model, device: str, settings: dict) -> str | None:
+    missing = needs_package("onnxruntime")(model, device, settings)
+    if missing or device != "cuda":
+        return missing
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "this onnxruntime has no CUDA execution provider (install onnxruntime-gpu)"
+    return None
+
+
+@register("ort", ("onnx",), _available)
 def ort_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     import onnxruntime as ort
 
