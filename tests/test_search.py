@@ -77,7 +77,8 @@ def test_runnable_candidates(bert, cnn):
     everything = set(BY_NAME)
     assert runnable(bert) == everything - {ONNX_BASELINE, "torch/eager/fp16-autocast"}
     assert runnable(cnn) == everything - {
-        ONNX_BASELINE, "torch/eager/fp16-autocast", "onnx-fused/ort/all"}
+        ONNX_BASELINE, "torch/eager/fp16-autocast", "onnx-fused/ort/all",
+        "onnx-legacy-fused/ort/all"}
 
 
 def test_transformer_fusion_is_for_bert_like_models(cnn):
@@ -106,9 +107,14 @@ def test_chain_for_torch_models_keeps_the_export(cnn):
 
 
 def test_cuda_only_and_cpu_only_reasons(bert):
+    import onnxruntime
+
     assert skip_reason(BY_NAME["torch/eager/fp16-autocast"], bert, "cuda", False) is None
     assert skip_reason(BY_NAME["onnx/openvino/f32"], bert, "cuda", False) == (
         "hasten runs OpenVINO on the CPU only")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert "no CUDA execution provider" in skip_reason(
+            BY_NAME["onnx/ort/all"], bert, "cuda", False)
 
 
 def test_openvino_bf16_needs_native_bf16(bert, monkeypatch):

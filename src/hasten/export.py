@@ -49,28 +49,27 @@ def export_candidate(study, name: str, out: Path) -> Path:
     return out
 
 
-def _inputs_code(model: LoadedModel) -> str:
+def _inputs_code(model: LoadedModel) -> tuple[str, str]:
+    """The import and the lines that build two example inputs as NumPy arrays."""
     if model.kind == "text":
-        return (
-            "from transformers import AutoTokenizer\n"
+        return "from transformers import AutoTokenizer\n", (
             "tokenizer = AutoTokenizer.from_pretrained(here / 'tokenizer')\n"
             "encoded = tokenizer(['hasten exported this model.', 'It runs as is.'],"
             " padding=True, return_tensors='np')\n"
             f"inputs = [encoded[name] for name in {model.input_names!r}]\n"
         )
-    shapes = {n: list(t.shape[1:]) for n, t in model.example_inputs.items()}
-    return ("import numpy as np\n"
-            f"inputs = [np.random.rand(2, *shape).astype(np.float32) for shape in "
-            f"{list(shapes.values())!r}]\n")
+    shapes = [list(t.shape[1:]) for t in model.example_inputs.values()]
+    return "import numpy as np\n", (
+        f"inputs = [np.random.rand(2, *shape).astype(np.float32) for shape in {shapes!r}]\n"
+    )
 
 
 def _file_snippet(runtime: str, settings: dict, file: str, model: LoadedModel) -> str:
-    head = "from pathlib import Path\n\nhere = Path(__file__).parent\n" + _inputs_code(model)
     threads = usable_cores()
     if runtime == "ort":
         level = ORT_LEVELS[settings.get("level", "all")]
-        return head + (
-            "import onnxruntime as ort\n"
+        imports = "import onnxruntime as ort\n"
+        body = (
             "options = ort.SessionOptions()\n"
             f"options.graph_optimization_level = ort.GraphOptimizationLevel.{level}\n"
             f"options.intra_op_num_threads = {threads}\n"
@@ -79,22 +78,26 @@ def _file_snippet(runtime: str, settings: dict, file: str, model: LoadedModel) -
             "feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}\n"
             "print(session.run(None, feeds)[0].shape)\n"
         )
-    if runtime == "openvino":
-        return head + (
-            "import openvino as ov\n"
+    elif runtime == "openvino":
+        imports = "import openvino as ov\n"
+        body = (
             "core = ov.Core()\n"
             f"compiled = core.compile_model(str(here / {file!r}), 'CPU', "
             f"{{'INFERENCE_PRECISION_HINT': {settings.get('precision', 'f32')!r}, "
             f"'INFERENCE_NUM_THREADS': {threads}, 'PERFORMANCE_HINT': 'LATENCY'}})\n"
             "print(compiled(inputs)[compiled.output(0)].shape)\n"
         )
-    return head + (
-        "import torch\n"
-        f"torch.set_num_threads({threads})\n"
-        f"module = torch.jit.load(str(here / {file!r}))\n"
-        "with torch.inference_mode():\n"
-        "    print(module(*[torch.from_numpy(x) for x in inputs]).shape)\n"
-    )
+    else:
+        imports = "import torch\n"
+        body = (
+            f"torch.set_num_threads({threads})\n"
+            f"module = torch.jit.load(str(here / {file!r}))\n"
+            "with torch.inference_mode():\n"
+            "    print(module(*[torch.from_numpy(x) for x in inputs]).shape)\n"
+        )
+    input_import, input_lines = _inputs_code(model)
+    return ("from pathlib import Path\n\n" + "".join(sorted({imports, input_import}))
+            + "\nhere = Path(__file__).parent\n" + input_lines + body)
 
 
 def _torch_snippet(name: str) -> str:

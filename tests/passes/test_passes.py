@@ -48,7 +48,7 @@ def bert_onnx(tiny_bert_spec, tmp_path_factory):
 
 
 def test_registry_is_complete():
-    expected = {"onnx_export", "ort_fuse_transformer", "ort_quantize_dynamic",
+    expected = {"onnx_export", "onnx_export_legacy", "ort_fuse_transformer", "ort_quantize_dynamic",
                 "openvino_convert", "fp16_weights", "bf16_weights", "autocast_bf16",
                 "autocast_fp16", "torch_int8_dynamic", "torchao_int8_dynamic",
                 "torchscript_trace", "torchscript_script"}

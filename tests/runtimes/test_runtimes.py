@@ -13,7 +13,7 @@ from hasten.passes import Artifact
 
 FP32 = {"torch/eager/fp32", "torchscript/jit/trace-frozen", "torch/compile/fp32",
         "onnx/ort/disabled", "onnx/ort/basic", "onnx/ort/extended", "onnx/ort/all",
-        "onnx-fused/ort/all", "onnx/openvino/f32"}
+        "onnx-fused/ort/all", "onnx-legacy-fused/ort/all", "onnx/openvino/f32"}
 COMPILE = [c.name for c in search.CANDIDATES if c.runtime == "compile"]
 KNOWN_BUGS = {
     ("cnn", "onnx/ort/int8-dynamic"): (
