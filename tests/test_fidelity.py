@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from hasten.fidelity import compare, gate, load_reference, nearest_neighbours, pooled, save_reference
+from hasten.fidelity import (
+    compare,
+    gate,
+    load_reference,
+    nearest_neighbours,
+    pooled,
+    save_reference,
+)
 
 
 def _embeddings(seed: int = 0, batches: int = 2):

@@ -140,9 +140,8 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     runnable.sort(key=lambda n: n != baseline)
     latency_points = workload.latency_points(model.kind)
     screen = search.screen_point(latency_points)
-    total = len(runnable) * 2
     for done, name in enumerate(runnable):
-        progress(f"screening {name}", done, total)
+        progress(f"screening {name}", done, len(runnable))
         if name not in store.results():
             reason = executor.run(store.folder, name, "screen", [screen], timeout_s)
             if reason and name not in store.results():
@@ -159,7 +158,7 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     keep = search.survivors(results, p50, baseline)
     with_dataset = set(keep[: search.DATASET_PASS_CANDIDATES + 1]) | {baseline}
     for i, name in enumerate(keep):
-        progress(f"measuring {name}", len(runnable) + i, len(runnable) + len(keep))
+        progress(f"measuring {name}", i, len(keep))
         wanted = list(latency_points)
         if name in with_dataset:
             wanted += workload.dataset_points(model.kind)
