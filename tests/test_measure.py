@@ -77,17 +77,12 @@ def test_repeat_with_a_real_clock_takes_at_least_three_samples():
     assert all(s >= 0.0015 for s in samples)
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: measure.repeat stops at min_reps when stable, "
-                   "so Budget(min_reps=2) (trial.DATASET_BUDGET) records 2 samples, not the "
-                   "three the docstring promises")
 def test_repeat_takes_three_samples_even_with_min_reps_two():
     samples = repeat(Counter(), Budget(warmup=0, min_reps=2, max_reps=5, seconds=0.0),
                      FakeClock([0.05] * 10))
     assert len(samples) >= 3
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: measure._stable takes the median of an empty "
-                   "list when min_reps=1 (StatisticsError)")
 def test_repeat_with_min_reps_one():
     samples = repeat(Counter(), Budget(warmup=0, min_reps=1, max_reps=5, seconds=60),
                      FakeClock([0.05] * 10))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hasten import passes, runtimes, search
+from hasten.machine import cpu_flags
 from hasten.models import load_model
 from hasten.search import (
     BASELINE,
@@ -75,6 +76,8 @@ def test_runnable_candidates(bert, cnn):
         return {c.name for c in CANDIDATES if skip_reason(c, model, "cpu", False) is None}
 
     everything = set(BY_NAME)
+    if not cpu_flags() & {"amx_bf16", "avx512_bf16"}:
+        everything.discard("onnx/openvino/bf16")
     assert runnable(bert) == everything - {ONNX_BASELINE, "torch/eager/fp16-autocast"}
     assert runnable(cnn) == everything - {
         ONNX_BASELINE, "torch/eager/fp16-autocast", "onnx-fused/ort/all",

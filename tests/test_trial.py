@@ -51,10 +51,6 @@ def test_cached_artifacts_keep_the_export_notes(tmp_path, config):
     assert cached.notes == artifact.notes == ["exported with the dynamo exporter"]
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: trial._cached_start reads export-notes.txt "
-                   "from the cached pass's own folder, but openvino_convert and "
-                   "ort_quantize_dynamic write none, so a cached chain loses the export notes "
-                   "(onnx/openvino/bf16 is stored with notes [] after onnx/openvino/f32)")
 def test_cached_chains_keep_the_export_notes(tmp_path, config):
     _, _, artifact = trial.build(tmp_path, config, ("onnx_export", "openvino_convert"), {})
     _, _, cached = trial.build(tmp_path, config, ("onnx_export", "openvino_convert"), {})

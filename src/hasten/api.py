@@ -136,7 +136,10 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     """Screen every runnable candidate at one point, then measure the survivors fully."""
     executor = LocalExecutor()
     baseline = config["baseline"]
-    runnable = [c["name"] for c in store.candidates() if not c["skipped_reason"]]
+    skipped = {c["name"]: c["skipped_reason"] for c in store.candidates()}
+    if skipped[baseline]:
+        raise HastenError(f"The baseline {baseline} cannot run here: {skipped[baseline]}.")
+    runnable = [name for name, reason in skipped.items() if not reason]
     runnable.sort(key=lambda n: n != baseline)
     latency_points = workload.latency_points(model.kind)
     screen = search.screen_point(latency_points)

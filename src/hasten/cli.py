@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hasten.errors import HastenError
@@ -38,7 +39,7 @@ def _guard(debug: bool, fn) -> None:
     except HastenError as exc:
         if debug:
             err.print_exception()
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("Interrupted; finished trials are kept and the same command resumes.")
@@ -73,7 +74,8 @@ def infer(
 
     def go() -> None:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=True) as bar:
+                      TimeElapsedColumn(), console=err, transient=True,
+                      disable=not err.is_terminal) as bar:
             task_id = bar.add_task("starting", total=1)
 
             def progress(what: str, done: int, total: int) -> None:

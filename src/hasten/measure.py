@@ -83,7 +83,7 @@ def repeat(fn: Callable[[], object], budget: Budget, clock: Clock | None = None)
     while len(samples) < budget.max_reps:
         samples.append(clock.time(fn))
         n = len(samples)
-        if n >= budget.min_reps and _stable(samples, budget.rel_tol):
+        if n >= max(3, budget.min_reps) and _stable(samples, budget.rel_tol):
             break
         if n >= 3 and time.perf_counter() - started > budget.seconds:
             break

@@ -161,10 +161,12 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool) -> Loa
         raise HastenError(
             f"Task {task!r} is not supported yet; use one of {', '.join(TEXT_TASKS)}."
         )
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise HastenError(f"{path} has no usable tokenizer; save one there ({exc}).") from exc
+    tokenizer = _tokenizer(path)
+    if tokenizer is None:
+        raise HastenError(
+            f"{path} has no tokenizer files; save the model's tokenizer there "
+            "(tokenizer.save_pretrained)."
+        )
     auto = (
         transformers.AutoModel
         if task == "feature-extraction"
@@ -198,6 +200,22 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool) -> Loa
     )
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "sentencepiece.bpe.model", "spiece.model", "tokenizer.model")
+
+
+def _tokenizer(folder: Path) -> Any:
+    """The tokenizer saved in `folder`, or None when it holds none."""
+    import transformers
+
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    try:
+        return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise HastenError(f"The tokenizer in {folder} cannot be loaded: {exc}.") from exc
+
+
 def _task_from_config(config: Any) -> str:
     arch = (getattr(config, "architectures", None) or [""])[0]
     if arch.endswith("ForSequenceClassification"):
@@ -229,7 +247,12 @@ def _load_py(spec: str, rest: str, input_shape: tuple[int, ...] | None) -> Loade
     factory = getattr(user, factory_name, None)
     if not callable(factory):
         raise HastenError(f"{path} has no function named {factory_name!r}.")
-    result = factory()
+    try:
+        result = factory()
+    except Exception as exc:
+        raise HastenError(
+            f"{factory_name}() in {path} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     model, examples = (result if isinstance(result, tuple) and len(result) == 2 else (result, None))
     if not isinstance(model, torch.nn.Module):
         raise HastenError(
@@ -280,17 +303,12 @@ def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> Lo
         raise HastenError(f"ONNX Runtime cannot load {path}: {exc}") from exc
     names = [i.name for i in session.get_inputs()]
     if "input_ids" in names:
-        import transformers
-
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(
-                path.parent, local_files_only=True
-            )
-        except (OSError, ValueError) as exc:
+        tokenizer = _tokenizer(path.parent)
+        if tokenizer is None:
             raise HastenError(
                 f"{path} takes token ids but {path.parent} has no tokenizer; "
                 "save it beside the file."
-            ) from exc
+            )
         return LoadedModel(
             spec=spec, name=path.stem, kind="text", task="feature-extraction",
             input_names=names, tokenizer=tokenizer, onnx_path=path.resolve(),

@@ -34,7 +34,7 @@ def _c(name, chain, runtime, settings=None, in_quick=True) -> Candidate:
 
 CANDIDATES = (
     _c(BASELINE, (), "eager"),
-    _c(ONNX_BASELINE, ("onnx_export",), "ort", {"level": "disabled"}, in_quick=False),
+    _c(ONNX_BASELINE, ("onnx_export",), "ort", {"level": "disabled"}),
     _c("torch/eager/bf16-autocast", ("autocast_bf16",), "eager"),
     _c("torch/eager/fp16-autocast", ("autocast_fp16",), "eager"),
     _c("torch/eager/fp16-weights", ("fp16_weights",), "eager", in_quick=False),

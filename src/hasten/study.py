@@ -94,7 +94,8 @@ class Study:
 
     def _value(self, row: dict, objective: str, batch_size: int | None) -> float | None:
         if objective == "latency":
-            return row["points"].get(self.point(batch_size or 1), {}).get("p50")
+            sizes = self.config["workload"]["batch_sizes"]
+            return row["points"].get(self.point(batch_size or min(sizes)), {}).get("p50")
         if objective == "throughput":
             sizes = self.config["workload"]["batch_sizes"]
             point = self.point(batch_size or max(sizes))

@@ -21,7 +21,8 @@ from hasten.passes import Artifact, PassContext
 from hasten.store import Store
 from hasten.workload import Workload, eval_batches, parse_point, point_inputs, tokenize
 
-DATASET_BUDGET = Budget(warmup=0, min_reps=2, max_reps=5, seconds=0.0, rel_tol=0.05)
+NOTES_FILE = "notes.txt"  # beside each file artifact: what its passes noted
+DATASET_BUDGET = Budget(warmup=0, min_reps=3, max_reps=5, seconds=0.0, rel_tol=0.05)
 
 
 def _slug(chain: tuple[str, ...]) -> str:
@@ -34,7 +35,7 @@ def _cached_start(chain: tuple[str, ...], artifacts: Path) -> tuple[int, Artifac
         step = passes.REGISTRY[chain[i - 1]]
         folder = artifacts / _slug(chain[:i])
         if step.output_file and (folder / step.output_file).is_file():
-            notes_file = folder / "export-notes.txt"
+            notes_file = folder / NOTES_FILE
             notes = notes_file.read_text().splitlines() if notes_file.is_file() else []
             return i, Artifact(step.produces, path=folder / step.output_file, notes=notes)
     return 0, None
@@ -64,6 +65,8 @@ def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
         t0 = time.perf_counter()
         artifact = step.apply(artifact, PassContext(model, sample, folder, config["device"]))
         one_time[f"{step.name}_s"] = time.perf_counter() - t0
+        if step.output_file:
+            (folder / NOTES_FILE).write_text("\n".join(artifact.notes))
     return model, workload, artifact
 
 

@@ -121,7 +121,6 @@ def test_torchao_int8_dynamic_quantizes_weights(cnn_spec, tmp_path):
 def test_onnx_export_has_dynamic_batch_and_sequence(tiny_bert_spec, bert_onnx):
     assert bert_onnx.kind == "onnx" and bert_onnx.path.is_file()
     assert bert_onnx.notes == ["exported with the dynamo exporter"]
-    assert (bert_onnx.path.parent / "export-notes.txt").read_text() == bert_onnx.notes[0]
     onnx.checker.check_model(str(bert_onnx.path))
     model = load_model(tiny_bert_spec)
     # Batch 3 and sequence 24 differ from the export's sample (2 x 16).
@@ -205,9 +204,6 @@ def test_torchscript_script_fails_on_a_transformers_model(tiny_bert_spec, tmp_pa
     assert not (tmp_path / "model.pt").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: every module is wrapped in "
-                   "models.OutputAdapter whose forward(*inputs) torch.jit.script rejects, so "
-                   "torchscript_script fails even on a plain nn.Sequential")
 def test_torchscript_script_on_a_plain_cnn(cnn_spec, tmp_path):
     model = load_model(cnn_spec)
     out = _apply("torchscript_script", Artifact("torch", module=model.module), model, tmp_path)

@@ -15,14 +15,6 @@ FP32 = {"torch/eager/fp32", "torchscript/jit/trace-frozen", "torch/compile/fp32"
         "onnx/ort/disabled", "onnx/ort/basic", "onnx/ort/extended", "onnx/ort/all",
         "onnx-fused/ort/all", "onnx-legacy-fused/ort/all", "onnx/openvino/f32"}
 COMPILE = [c.name for c in search.CANDIDATES if c.runtime == "compile"]
-KNOWN_BUGS = {
-    ("cnn", "onnx/ort/int8-dynamic"): (
-        "src bug: ORT quantize_dynamic fails on the dynamo exporter's CNN graph "
-        "(ShapeInferenceError from the exporter's value_info); stripping "
-        "graph.value_info before quantizing fixes it"),
-    ("cnn", "torchscript/jit/script"): (
-        "src bug: torch.jit.script rejects OutputAdapter.forward(*inputs)"),
-}
 # Tracing the transformers model warns about data-dependent branches it freezes; expected.
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 NOT_HERE = {("bert", "torchscript/jit/script"): "fails by design on transformers models; "
@@ -50,10 +42,7 @@ def _params():
         for c in search.CANDIDATES:
             if c.runtime == "compile" or (model == "onnx" and not c.name.startswith("onnx")):
                 continue
-            marks = []
-            if (model, c.name) in KNOWN_BUGS:
-                marks = [pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[(model, c.name)])]
-            out.append(pytest.param(model, c.name, marks=marks, id=f"{model}-{c.name}"))
+            out.append(pytest.param(model, c.name, id=f"{model}-{c.name}"))
     return out
 
 
@@ -93,9 +82,19 @@ def test_compile_candidates_on_the_cnn(cnn_spec, build_candidate, reference_outp
 
 
 def test_openvino_runs_in_the_precision_it_was_asked_for(tiny_bert_spec, build_candidate,
-                                                         reference_outputs):
+                                                         reference_outputs, monkeypatch):
+    import openvino as ov
+
     if not cpu_flags() & {"amx_bf16", "avx512_bf16"}:
         pytest.skip("this CPU has no native bf16")
+    compiled = []
+
+    class Recording(ov.Core):
+        def compile_model(self, *args, **kwargs):
+            compiled.append(super().compile_model(*args, **kwargs))
+            return compiled[-1]
+
+    monkeypatch.setattr(ov, "Core", Recording)
     diffs = {}
     for name in ("onnx/openvino/f32", "onnx/openvino/bf16"):
         loaded, _, runner, batches, masks = build_candidate(tiny_bert_spec, name)
@@ -104,6 +103,8 @@ def test_openvino_runs_in_the_precision_it_was_asked_for(tiny_bert_spec, build_c
         metrics = fidelity.compare(reference_outputs(tiny_bert_spec, batches), outputs, masks,
                                    loaded.task)
         diffs[name] = metrics["max_abs_diff"]
+    assert [c.get_property("INFERENCE_PRECISION_HINT") for c in compiled] == [
+        ov.Type.f32, ov.Type.bf16]
     # f32 matches eager to float rounding; bf16 arithmetic is visibly coarser.
     assert diffs["onnx/openvino/f32"] < 2e-5
     assert diffs["onnx/openvino/bf16"] > 5 * max(diffs["onnx/openvino/f32"], 1e-6)

@@ -55,7 +55,6 @@ def onnx_export(artifact: Artifact, ctx: PassContext) -> Artifact:
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
             notes.append(f"dynamo exporter failed ({reason}); used the legacy exporter")
             _export_legacy(artifact.module, ctx, path)
-    (ctx.folder / "export-notes.txt").write_text("\n".join(notes))
     return Artifact("onnx", path=path, notes=notes)
 
 
@@ -92,15 +91,22 @@ def ort_fuse_transformer(artifact: Artifact, ctx: PassContext) -> Artifact:
     path = ctx.folder / "model.onnx"
     optimized.save_model_to_file(str(path))
     note = "fused: " + (", ".join(f"{k}={v}" for k, v in sorted(fused.items())) or "nothing")
-    (ctx.folder / "export-notes.txt").write_text(note)
     return Artifact("onnx", path=path, notes=[*artifact.notes, note])
 
 
 @register("ort_quantize_dynamic", ("onnx",), "onnx", needs_package("onnxruntime"), "model.onnx")
 def ort_quantize_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     """ONNX Runtime dynamic int8 quantization: int8 weights, activations quantized per call."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # The dynamo exporter records intermediate shapes (value_info) that the quantizer's own
+    # shape inference can contradict; it re-derives them, so they are dropped first.
+    graph = onnx.load(str(artifact.path))
+    del graph.graph.value_info[:]
+    source = ctx.folder / "float.onnx"
+    onnx.save(graph, str(source))
     path = ctx.folder / "model.onnx"
-    quantize_dynamic(str(artifact.path), str(path), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+    source.unlink()
     return Artifact("onnx", path=path, notes=list(artifact.notes))

@@ -24,6 +24,13 @@ def torchscript_trace(artifact: Artifact, ctx: PassContext) -> Artifact:
 
 @register("torchscript_script", ("torch",), "torchscript", needs_torch_module, "model.pt")
 def torchscript_script(artifact: Artifact, ctx: PassContext) -> Artifact:
-    """Compile the module's Python source with torch.jit.script and freeze it."""
+    """Compile the model's Python source with torch.jit.script and freeze it."""
+    adapter = artifact.module
     with torch.no_grad():
-        return _save(torch.jit.script(artifact.module), ctx)
+        scripted = torch.jit.script(adapter.model)
+    if adapter.output_key is not None:
+        raise RuntimeError(
+            "torch.jit.script compiled the model, but its Hugging Face output object cannot be "
+            "reduced to one tensor in TorchScript; the trace candidate covers it"
+        )
+    return _save(scripted, ctx)

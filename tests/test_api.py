@@ -1,0 +1,265 @@
+"""optimize_inference end to end on tiny models: the study table, resuming, starting over,
+crashing candidates, and the errors for bad arguments."""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import sqlite3
+import time
+
+import pytest
+import torch
+
+import hasten
+from hasten import search
+from hasten.errors import HastenError
+from hasten.models import load_model
+from hasten.workload import Workload, eval_batches
+
+BASE = search.BASELINE
+
+
+def _timestamps(folder) -> dict:
+    with sqlite3.connect(folder / "study.sqlite") as db:
+        trials = {(c, p): f for c, p, f in
+                  db.execute("SELECT candidate, point, finished FROM trials")}
+        results = {c: f for c, f in db.execute("SELECT candidate, finished FROM results")}
+    return {"trials": trials, "results": results}
+
+
+def _rows(study) -> dict:
+    return {r["candidate"]: r for r in study.table()}
+
+
+def test_baseline_is_ok_with_speedup_one(tiny_study):
+    study = tiny_study.study
+    assert study.finished
+    assert study.screen_point == "b2/s16"
+    base = _rows(study)[BASE]
+    assert base["status"] == "ok" and base["reason"] == ""
+    assert base["speedup"][study.screen_point] == 1.0
+    assert set(base["points"]) == {"b1/s16", "b2/s16", "dataset/unsorted/b2",
+                                   "dataset/sorted/b2"}
+    assert base["fidelity"]["max_abs_diff"] == 0.0
+    assert base["fidelity"]["cosine_mean"] == pytest.approx(1.0, abs=1e-6)
+    assert base["fidelity"]["nn_agreement"] == 1.0
+    assert {"load_s", "build_s", "first_call_s"} <= set(base["one_time"])
+    for point in base["points"].values():
+        assert point["p50"] > 0 and point["count"] >= 2 and point["throughput"] > 0
+    assert (tiny_study.folder / "reference.npz").is_file()
+
+
+def test_every_runnable_candidate_has_a_result(tiny_study):
+    rows = _rows(tiny_study.study)
+    assert set(rows) == {c.name for c in search.CANDIDATES}
+    runnable = {n for n, r in rows.items() if r["status"] != "skipped"}
+    model = load_model(tiny_study.kwargs["model"])
+    assert runnable == {c.name for c in search.CANDIDATES
+                        if search.skip_reason(c, model, "cpu", True) is None}
+    assert {BASE, "torch/eager/int8-dynamic", "onnx/ort/all", "onnx-fused/ort/all",
+            "onnx/openvino/f32"} <= runnable
+    for name in runnable:
+        row = rows[name]
+        assert row["status"] in ("ok", "outside tolerance", "failed"), name
+        assert row["status"] == "ok" or row["reason"], name
+        assert rows[name]["fidelity"] or row["status"] == "failed", name
+    # On this tiny encoder every quick candidate builds, runs and keeps its outputs.
+    assert {n for n in runnable if rows[n]["status"] == "ok"} == runnable
+    assert any("exported with the dynamo exporter" in n for n in rows["onnx/ort/all"]["notes"])
+
+
+def test_skipped_rows_have_reasons(tiny_study):
+    rows = _rows(tiny_study.study)
+    skipped = {n: r["reason"] for n, r in rows.items() if r["status"] == "skipped"}
+    assert skipped["torch/compile/fp32"] == "left out by --quick"
+    assert "CUDA" in skipped["torch/eager/fp16-autocast"]
+    assert skipped[search.ONNX_BASELINE] == "the baseline of a PyTorch model is eager fp32"
+    assert all(skipped.values())
+    assert not any(r["points"] for r in rows.values() if r["status"] == "skipped")
+
+
+def test_recommendations_exist(tiny_study):
+    recs = tiny_study.study.recommendations()
+    assert set(recs) == {"latency", "throughput", "memory", "size"}
+    rows = _rows(tiny_study.study)
+    for objective, row in recs.items():
+        assert row is not None, objective
+        assert rows[row["candidate"]]["status"] == "ok"
+    fastest = min((r for r in rows.values() if r["status"] == "ok" and "b1/s16" in r["points"]),
+                  key=lambda r: r["points"]["b1/s16"]["p50"])
+    assert recs["latency"]["candidate"] == fastest["candidate"]
+
+
+def test_study_records_machine_and_settings(tiny_study):
+    study = tiny_study.study
+    assert study.machine["cores"] == study.config["threads"] >= 1
+    assert study.machine["libraries"]["torch"] == importlib.metadata.version("torch")
+    assert study.config["quick"] is True and study.config["max_drop"] == 0.01
+    assert study.config["spec"] == tiny_study.kwargs["model"]
+    assert study.config["workload"]["batch_sizes"] == [1, 2]
+    assert study.config["workload"]["texts"][0] == tiny_study.kwargs["data"].read_text(
+    ).splitlines()[0]
+    assert study.config["model"]["random_weights"] is True
+    logs = {p.name for p in (tiny_study.folder / "logs").iterdir()}
+    assert "torch_eager_fp32.screen.log" in logs and "torch_eager_fp32.full.log" in logs
+
+
+def test_running_again_resumes_without_rerunning(tiny_study):
+    before = _timestamps(tiny_study.folder)
+    started = time.perf_counter()
+    seen = []
+    study = hasten.optimize_inference(
+        **tiny_study.kwargs, progress=lambda what, done, total: seen.append(what))
+    elapsed = time.perf_counter() - started
+    assert _timestamps(tiny_study.folder) == before
+    assert elapsed < 30, f"resuming took {elapsed:.0f} s"
+    assert seen[-1] == "done"
+    assert _rows(study)[BASE]["status"] == "ok"
+
+
+def test_changed_settings_need_fresh(tiny_study):
+    before = _timestamps(tiny_study.folder)
+    with pytest.raises(HastenError, match="other settings; pass --fresh"):
+        hasten.optimize_inference(**{**tiny_study.kwargs, "max_drop": 0.05})
+    assert hasten.Study(tiny_study.folder).config["max_drop"] == 0.01
+    assert _timestamps(tiny_study.folder) == before
+
+
+def test_fresh_starts_over(tmp_path, cnn_spec, only_candidates):
+    only_candidates(BASE, "torch/eager/int8-dynamic")
+    kwargs = dict(quick=True, batch_sizes=[1, 2], out=tmp_path, name="fresh")
+    hasten.optimize_inference(cnn_spec, **kwargs)
+    first = _timestamps(tmp_path / "fresh")
+    (tmp_path / "fresh" / "stale.txt").write_text("from the first run")
+    study = hasten.optimize_inference(cnn_spec, fresh=True, **kwargs)
+    second = _timestamps(tmp_path / "fresh")
+    assert set(second["trials"]) == set(first["trials"])
+    assert all(second["trials"][k] > max(first["trials"].values()) for k in second["trials"])
+    assert all(second["results"][k] > first["results"][k] for k in second["results"])
+    assert not (tmp_path / "fresh" / "stale.txt").exists()
+    assert [r["status"] for r in study.table()] == ["ok", "ok"]
+
+
+def test_a_crashing_candidate_is_a_failed_row(tmp_path, crash_file, crash_in_children,
+                                              only_candidates):
+    only_candidates(BASE, "torch/eager/bf16-weights", "torch/eager/int8-dynamic")
+    study = hasten.optimize_inference(f"py:{crash_file}:build", quick=True,
+                                      batch_sizes=[1, 2], out=tmp_path)
+    rows = _rows(study)
+    crashed = rows["torch/eager/bf16-weights"]
+    assert crashed["status"] == "failed"
+    assert crashed["reason"] == "the trial process was killed by SIGSEGV"
+    assert crashed["failed_points"] == {"b2": "the trial process was killed by SIGSEGV"}
+    assert not crashed["points"]
+    for name in (BASE, "torch/eager/int8-dynamic"):
+        assert rows[name]["status"] == "ok", rows[name]["reason"]
+        assert set(rows[name]["points"]) == {"b1", "b2"}
+    assert study.best("latency")["candidate"] != "torch/eager/bf16-weights"
+
+
+def test_a_failing_baseline_stops_the_study(tmp_path, crash_file, crash_in_children,
+                                            only_candidates):
+    only_candidates(BASE, "torch/eager/int8-dynamic")
+    with pytest.raises(HastenError,
+                       match=r"baseline \(torch/eager/fp32\) failed: the trial process was "
+                             r"killed by SIGSEGV\. See .*logs"):
+        hasten.optimize_inference(f"py:{crash_file}:build_always", quick=True,
+                                  batch_sizes=[1, 2], out=tmp_path)
+    assert not (tmp_path / "crash_net" / "logs" / "torch_eager_int8-dynamic.screen.log").exists()
+
+
+def test_a_trial_past_its_time_limit(tmp_path, cnn_spec, only_candidates):
+    only_candidates(BASE)
+    with pytest.raises(HastenError, match="ran past its time limit"):
+        hasten.optimize_inference(cnn_spec, quick=True, batch_sizes=[1], out=tmp_path,
+                                  trial_timeout_s=0.2)
+
+
+def test_an_onnx_file_study(tmp_path, cnn_onnx, only_candidates):
+    only_candidates(BASE, search.ONNX_BASELINE, "onnx/ort/all")
+    study = hasten.optimize_inference(f"onnx:{cnn_onnx}", batch_sizes=[1, 2], budget_s=0.5,
+                                      out=tmp_path)
+    rows = _rows(study)
+    assert study.baseline == search.ONNX_BASELINE
+    assert rows[search.ONNX_BASELINE]["status"] == "ok"
+    assert rows[search.ONNX_BASELINE]["speedup"]["b2"] == 1.0
+    assert rows["onnx/ort/all"]["status"] == "ok"
+    assert rows["onnx/ort/all"]["fidelity"]["max_abs_diff"] < 1e-5
+    assert rows[BASE]["status"] == "skipped"
+
+
+def test_an_onnx_file_study_in_quick_mode_runs_its_baseline(tmp_path, cnn_onnx,
+                                                            only_candidates):
+    only_candidates(search.ONNX_BASELINE)
+    study = hasten.optimize_inference(f"onnx:{cnn_onnx}", quick=True, batch_sizes=[1, 2],
+                                      out=tmp_path)
+    assert _rows(study)[search.ONNX_BASELINE]["status"] == "ok"
+
+
+def test_classification_with_labels(tmp_path, tiny_bert_cls_dir, sentences, only_candidates):
+    spec = f"hf:{tiny_bert_cls_dir}"
+    loaded = load_model(spec)
+    workload = Workload(texts=sentences, labels=None, batch_sizes=[1], seq_lengths=[16],
+                        eval_samples=128, dataset_batch_size=1, max_length=128)
+    batches, order = eval_batches(loaded, workload)
+    with torch.inference_mode():
+        predicted = torch.cat([loaded.module(*b) for b in batches]).argmax(1).tolist()
+    labels = [0] * len(sentences)
+    for position, index in enumerate(order):
+        labels[index] = predicted[position]
+    data = tmp_path / "labelled.csv"
+    with data.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "stars"])
+        writer.writerows(zip(sentences, labels, strict=True))
+    only_candidates(BASE, "torch/eager/int8-dynamic")
+    study = hasten.optimize_inference(spec, data=data, column="review", label_column="stars",
+                                      quick=True, batch_sizes=[1, 2], seq_lengths=[16],
+                                      out=tmp_path)
+    rows = _rows(study)
+    assert study.config["model"]["task"] == "sequence-classification"
+    assert rows[BASE]["fidelity"]["accuracy"] == 1.0
+    assert rows[BASE]["fidelity"]["top1_agreement"] == 1.0
+    int8 = rows["torch/eager/int8-dynamic"]
+    drop = 1.0 - int8["fidelity"]["accuracy"]
+    assert (int8["status"] == "ok") == (drop <= 0.01)
+    if int8["status"] != "ok":
+        assert "accuracy dropped" in int8["reason"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_drop": 0.0}, "--max-drop must be between 0 and 1"),
+        ({"max_drop": 1.5}, "--max-drop must be between 0 and 1"),
+        ({"batch_sizes": [0]}, "Batch sizes must be between 1 and 4096"),
+        ({"batch_sizes": [8, 5000]}, "Batch sizes must be between 1 and 4096"),
+        ({"seq_lengths": [1]}, "Sequence lengths must be between 2 and 128"),
+        ({"seq_lengths": [16, 1000]}, "Sequence lengths must be between 2 and 128"),
+        ({"column": "review", "data": "reviews.csv"}, "does not exist"),
+    ],
+)
+def test_bad_arguments_on_a_text_model(tmp_path, tiny_bert_spec, kwargs, message):
+    with pytest.raises(HastenError, match=message):
+        hasten.optimize_inference(tiny_bert_spec, out=tmp_path, quick=True, **kwargs)
+    assert not (tmp_path / "tiny-bert0").exists()
+
+
+def test_cuda_without_a_gpu(tmp_path, cnn_spec):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(HastenError, match="sees no CUDA GPU"):
+        hasten.optimize_inference(cnn_spec, device="cuda", out=tmp_path)
+
+
+def test_data_for_a_tensor_model(tmp_path, cnn_spec, texts_file):
+    with pytest.raises(HastenError, match="--input-shape instead"):
+        hasten.optimize_inference(cnn_spec, data=texts_file, out=tmp_path)
+
+
+def test_a_broken_forward_is_one_clear_error(tmp_path, broken_spec):
+    with pytest.raises(HastenError, match="forward fails on the inputs \\(RuntimeError: this "
+                                          "forward is broken on purpose\\)"):
+        hasten.optimize_inference(broken_spec, out=tmp_path, quick=True)
+    assert list(tmp_path.iterdir()) == []

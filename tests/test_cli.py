@@ -1,0 +1,129 @@
+"""The command line: bad input is one line of error and exit code 2; the demo runs end to
+end."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HASTEN = str(Path(sys.executable).with_name("hasten"))
+
+
+def hasten(*args: str, cwd: Path | None = None, timeout: float = 120, columns: int | None = 400,
+           extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns:
+        env["COLUMNS"] = str(columns)
+    env.update(extra_env or {})
+    return subprocess.run([HASTEN, *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert proc.stdout == ""
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def empty_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("empty") / "empty.txt"
+    path.write_text("")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing data file", "does not exist"),
+        ("unknown spec", "Unknown model spec 'foo:bar'"),
+        ("empty data file", "holds no rows"),
+        ("forward fails", "The model's forward fails on the inputs (RuntimeError: this forward "
+                          "is broken on purpose)"),
+        ("batch size 0", "Batch sizes must be between 1 and 4096, not [0]"),
+        ("batch sizes not numbers", "--batch-sizes takes comma-separated integers"),
+        ("bad input shape", "--input-shape '3by16' is not a shape"),
+        ("hub id", "never downloads"),
+    ],
+)
+def test_bad_input_is_one_error_line(case, message, tmp_path, tiny_bert_spec, cnn_file,
+                                     broken_spec, empty_file):
+    args = {
+        "missing data file": ["--model", tiny_bert_spec, "--data", str(tmp_path / "no.csv")],
+        "unknown spec": ["--model", "foo:bar"],
+        "empty data file": ["--model", tiny_bert_spec, "--data", str(empty_file)],
+        "forward fails": ["--model", broken_spec],
+        "batch size 0": ["--model", f"py:{cnn_file}:build", "--batch-sizes", "0"],
+        "batch sizes not numbers": ["--model", f"py:{cnn_file}:build", "--batch-sizes", "a,b"],
+        "bad input shape": ["--model", f"py:{cnn_file}:build_module_only",
+                            "--input-shape", "3by16"],
+        "hub id": ["--model", "hf:sentence-transformers/all-MiniLM-L6-v2"],
+    }[case]
+    line = _one_error_line(hasten("infer", *args, "--out", str(tmp_path / "runs"),
+                                  cwd=tmp_path))
+    assert message in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = hasten("infer", "--model", "foo:bar", "--debug", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and "HastenError" in proc.stderr
+    assert "error: Unknown model spec" in proc.stderr
+
+
+def test_export_of_a_folder_that_is_no_study(tmp_path):
+    line = _one_error_line(hasten("export", str(tmp_path), "--out", str(tmp_path / "fast")))
+    assert "is not a hasten study folder" in line
+
+
+def test_error_is_one_line_at_the_default_width(tmp_path):
+    proc = hasten("infer", "--model", f"hf:{tmp_path / 'missing-model-folder'}",
+                  "--out", str(tmp_path), columns=None)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_resuming_a_study_prints_it_as_json(tiny_study):
+    kwargs = tiny_study.kwargs
+    proc = hasten("infer", "--model", kwargs["model"], "--data", str(kwargs["data"]),
+                  "--quick", "--batch-sizes", "1,2", "--seq-lengths", "16",
+                  "--out", str(kwargs["out"]), "--name", kwargs["name"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["baseline"] == "torch/eager/fp32" and data["finished"] is True
+    assert data["screen_point"] == "b2/s16"
+    rows = {r["candidate"]: r for r in data["candidates"]}
+    assert rows["torch/eager/fp32"]["status"] == "ok"
+    assert rows["torch/eager/fp32"]["speedup"]["b2/s16"] == 1.0
+    assert all(data["recommendations"].values())
+
+
+def test_demo_end_to_end(tmp_path):
+    """`hasten infer --quick` with no model runs the bundled demo (about 90 s)."""
+    proc = hasten("infer", "--quick", "--out", str(tmp_path), timeout=580, columns=None)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "demo-minilm on" in out
+    assert "Latency p50 / p90 in ms at sequence length 128" in out
+    assert "torch/eager/fp32" in out and "onnx/ort/all" in out
+    assert "Recommendations" in out and "hasten export" in out
+    assert "Traceback" not in proc.stderr
+    with sqlite3.connect(tmp_path / "demo-minilm" / "study.sqlite") as db:
+        status, passed = db.execute(
+            "SELECT status, passed FROM results WHERE candidate = 'torch/eager/fp32'").fetchone()
+        points = {p for (p,) in db.execute(
+            "SELECT point FROM trials WHERE candidate = 'torch/eager/fp32' AND status = 'ok'")}
+    assert (status, passed) == ("ok", 1)
+    assert {"b1/s128", "b8/s128"} <= points

@@ -1,0 +1,147 @@
+"""A study read back from its store: ranking, speedups, best per objective, the report."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from hasten import Study
+from hasten.errors import HastenError
+from hasten.report.terminal import render
+from hasten.store import Store
+from hasten.workload import Workload
+
+BASE = "torch/eager/fp32"
+MACHINE = {"cpu": "Test CPU", "cores": 2, "flags": {"avx2": True, "amx_bf16": False},
+           "gpu": None}
+
+
+def make_study(folder, batch_sizes=(1, 8), seq=16, threads=2):
+    """A hand-written study: a baseline, a faster ok candidate, a smaller one that is outside
+    the tolerance, a failed one, a pending one and a skipped one."""
+    workload = Workload(texts=["A.", "B."], labels=None, batch_sizes=list(batch_sizes),
+                        seq_lengths=[seq], eval_samples=2, dataset_batch_size=max(batch_sizes),
+                        max_length=128)
+    store = Store(folder)
+    store.set_meta("config", {"spec": "demo", "task": None, "input_shape": None,
+                              "workload": workload.to_dict(), "max_drop": 0.01,
+                              "quick": True, "device": "cpu", "threads": threads,
+                              "budget_s": 1.0, "baseline": BASE,
+                              "model": {"name": "fake", "kind": "text",
+                                        "input_names": ["input_ids"]}})
+    store.set_meta("machine", MACHINE)
+    names = [BASE, "fast", "wrong", "broken", "later", "skipped"]
+    for i, name in enumerate(names):
+        store.add_candidate(i, name, [], "eager", {},
+                            "not on this CPU" if name == "skipped" else None)
+    fid = {"cosine_mean": 1.0, "cosine_min": 1.0, "max_abs_diff": 0.0, "finite": True,
+           "nn_agreement": 1.0}
+    store.put_result(BASE, "ok", fidelity=fid, passed=True, gate_reason="", size_bytes=4000,
+                     notes=[])
+    store.put_result("fast", "ok", fidelity={**fid, "cosine_mean": 0.999}, passed=True,
+                     gate_reason="", size_bytes=3000, notes=["a note"])
+    store.put_result("wrong", "ok", fidelity={**fid, "cosine_mean": 0.5}, passed=False,
+                     gate_reason="pooled cosine 0.5000 < 0.9900", size_bytes=10)
+    store.put_result("broken", "failed", error="the trial process was killed by SIGSEGV")
+    p50 = {BASE: 10.0, "fast": 4.0, "wrong": 1.0}
+    peak = {BASE: 500.0, "fast": 600.0, "wrong": 100.0}
+    for name, ms in p50.items():
+        for b in batch_sizes:
+            latency = {"p50": ms * b, "p90": ms * b * 1.1, "count": 5, "load_avg": 0.5}
+            store.put_trial(name, f"b{b}/s{seq}", "ok", latency=latency,
+                            throughput=b / (ms * b / 1000), items=b, peak_mb=peak[name])
+    store.put_trial("broken", f"b{max(batch_sizes)}/s{seq}", "failed", error="SIGSEGV")
+    store.set_meta("finished", True)
+    store.close()
+    return Study(folder)
+
+
+def test_not_a_study_folder(tmp_path):
+    with pytest.raises(HastenError, match="not a hasten study folder"):
+        Study(tmp_path)
+
+
+def test_table_ranks_and_explains(tmp_path):
+    study = make_study(tmp_path)
+    assert study.finished and study.baseline == BASE
+    assert study.screen_point == "b8/s16"
+    rows = study.table()
+    assert [(r["candidate"], r["status"]) for r in rows] == [
+        ("fast", "ok"), (BASE, "ok"), ("wrong", "outside tolerance"), ("broken", "failed"),
+        ("later", "pending"), ("skipped", "skipped")]
+    by = {r["candidate"]: r for r in rows}
+    assert by[BASE]["speedup"] == {"b1/s16": 1.0, "b8/s16": 1.0}
+    assert by["fast"]["speedup"]["b8/s16"] == pytest.approx(2.5)
+    assert by["fast"]["points"]["b1/s16"]["throughput"] == pytest.approx(250.0)
+    assert by["wrong"]["reason"].startswith("pooled cosine")
+    assert by["broken"]["reason"] == "the trial process was killed by SIGSEGV"
+    assert by["broken"]["failed_points"] == {"b8/s16": "SIGSEGV"}
+    assert by["later"]["reason"] == "not run yet"
+    assert by["skipped"]["reason"] == "not on this CPU"
+    assert by["fast"]["notes"] == ["a note"] and by["fast"]["peak_mb"] == 600.0
+
+
+def test_best_per_objective_never_picks_a_failing_candidate(tmp_path):
+    study = make_study(tmp_path)
+    assert study.best("latency")["candidate"] == "fast"
+    assert study.best("latency", batch_size=8)["candidate"] == "fast"
+    assert study.best("throughput")["candidate"] == "fast"
+    assert study.best("memory")["candidate"] == BASE  # "wrong" uses less but is outside
+    assert study.best("size")["candidate"] == "fast"
+    assert {k: v["candidate"] for k, v in study.recommendations().items()} == {
+        "latency": "fast", "throughput": "fast", "memory": BASE, "size": "fast"}
+    with pytest.raises(HastenError, match="Unknown objective 'speed'"):
+        study.best("speed")
+    assert study.point(8) == "b8/s16" and study.point(1, 64) == "b1/s64"
+
+
+def test_latency_recommendation_without_batch_one(tmp_path):
+    study = make_study(tmp_path, batch_sizes=(8, 32))
+    assert study.best("latency") is not None
+
+
+def test_to_dict_is_json(tmp_path):
+    study = make_study(tmp_path)
+    data = json.loads(json.dumps(study.to_dict()))
+    assert data["baseline"] == BASE and data["screen_point"] == "b8/s16"
+    assert data["recommendations"]["latency"] == "fast"
+    assert "texts" not in data["workload"] and data["corpus_size"] == 2
+    assert data["busy_points"] == 0
+    assert len(data["candidates"]) == 6
+
+
+def test_busy_points_count_loaded_measurements(tmp_path):
+    study = make_study(tmp_path)
+    assert study.busy_points() == 0
+    store = Store(tmp_path)
+    store.put_trial("fast", "b1/s16", "ok", latency={"p50": 4.0, "p90": 4.4, "load_avg": 3.5},
+                    throughput=250.0, items=1, peak_mb=600.0)
+    store.close()
+    assert Study(tmp_path).busy_points() == 1
+
+
+def test_export_without_a_passing_candidate(tmp_path):
+    study = make_study(tmp_path)
+    for name in (BASE, "fast"):
+        study.results[name]["passed"] = False
+    with pytest.raises(HastenError, match="No candidate .* passed for 'latency'"):
+        study.export(tmp_path / "out")
+
+
+def test_render(tmp_path):
+    study = make_study(tmp_path)
+    buffer = io.StringIO()
+    render(study, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "fake on Test CPU, 2 cores (avx2)" in text
+    assert "speedup at b8/s16 against torch/eager/fp32" in text
+    assert "2.50x" in text and "1.00x" in text
+    assert "broken: the trial process was killed by SIGSEGV" in text
+    assert "wrong: pooled cosine 0.5000 < 0.9900" in text
+    assert "Skipped" in text and "skipped: not on this CPU" in text
+    assert "fast: a note" in text
+    assert "latency: fast" in text and "memory: torch/eager/fp32" in text
+    assert "Warning" not in text
