@@ -57,7 +57,6 @@ class Pass:
     apply: Callable[[Artifact, PassContext], Artifact]
     available: Callable[[LoadedModel, str], str | None]
     output_file: str | None = None  # the file it writes in its folder; cached between trials
-    summary: str = ""
 
 
 REGISTRY: dict[str, Pass] = {}
@@ -101,8 +100,7 @@ def register(
     """Decorator that adds a transform function to the registry as a pass."""
 
     def wrap(fn: Callable[[Artifact, PassContext], Artifact]) -> Callable:
-        REGISTRY[name] = Pass(name, accepts, produces, fn, available, output_file,
-                              (fn.__doc__ or "").strip().splitlines()[0])
+        REGISTRY[name] = Pass(name, accepts, produces, fn, available, output_file)
         return fn
 
     return wrap

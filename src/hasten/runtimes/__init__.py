@@ -5,12 +5,12 @@ A runner takes the model's inputs as a list of tensors and returns its output te
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from hasten import passes
 from hasten.models import LoadedModel
 from hasten.passes import Artifact
 
@@ -39,12 +39,9 @@ def register(name: str, accepts: tuple[str, ...], available=None):
 
 
 def needs_package(name: str):
-    def check(model: LoadedModel, device: str, settings: dict) -> str | None:
-        if importlib.util.find_spec(name) is None:
-            return f"the package {name} is not installed (pip install {name})"
-        return None
-
-    return check
+    """The pass check for an installed package, with a runtime's signature."""
+    check = passes.needs_package(name)
+    return lambda model, device, settings: check(model, device)
 
 
 from hasten.runtimes import onnxruntime, openvino, torch_runtimes  # noqa: E402,F401
