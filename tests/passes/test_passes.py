@@ -54,7 +54,7 @@ def test_registry_is_complete():
                 "torchscript_trace", "torchscript_script"}
     assert set(passes.REGISTRY) == expected
     for name, step in passes.REGISTRY.items():
-        assert step.name == name and step.summary, name
+        assert step.name == name and step.apply.__doc__, name
         assert step.produces in ("torch", "torchscript", "onnx", "openvino")
 
 
