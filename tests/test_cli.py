@@ -127,3 +127,37 @@ def test_demo_end_to_end(tmp_path):
             "SELECT point FROM trials WHERE candidate = 'torch/eager/fp32' AND status = 'ok'")}
     assert (status, passed) == ("ok", 1)
     assert {"b1/s128", "b8/s128"} <= points
+
+
+def test_kill_9_loses_no_finished_trial(tmp_path, tiny_bert_spec, texts_file):
+    """A study killed with SIGKILL keeps every finished trial; the same command resumes."""
+    import signal
+    import time
+
+    args = ["infer", "--model", tiny_bert_spec, "--data", str(texts_file), "--quick",
+            "--batch-sizes", "1,2", "--seq-lengths", "16", "--out", str(tmp_path),
+            "--name", "killed"]
+    db_path = tmp_path / "killed" / "study.sqlite"
+    proc = subprocess.Popen([HASTEN, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def finished() -> dict[str, float]:
+        if not db_path.exists():
+            return {}
+        with sqlite3.connect(db_path, timeout=30) as db:
+            return dict(db.execute("SELECT candidate, finished FROM results"))
+
+    deadline = time.monotonic() + 240
+    while len(finished()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = finished()
+    assert len(before) >= 2, "the study did not finish two candidates before the kill"
+    # A trial process that outlived its parent may still be writing its own row.
+    time.sleep(10)
+    resumed = hasten(*args, "--json", timeout=400)
+    assert resumed.returncode == 0, resumed.stderr
+    after = finished()
+    assert {name: after[name] for name in before} == before
+    assert json.loads(resumed.stdout)["finished"] is True
