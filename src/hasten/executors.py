@@ -23,10 +23,14 @@ class LocalExecutor:
         cmd = [sys.executable, "-m", "hasten.trial", str(study), candidate, phase,
                ",".join(points)]
         with log.open("w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
             try:
-                proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                      timeout=timeout_s, start_new_session=True)
+                proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
+                # The trial leads its own process group: compile workers go with it.
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
                 return f"ran past its time limit of {timeout_s:.0f} s and was stopped"
         if proc.returncode == 0:
             return None
