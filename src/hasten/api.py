@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,6 +16,9 @@ from hasten.models import LoadedModel, absolute_spec, load_model
 from hasten.store import Store
 from hasten.study import Study
 from hasten.workload import Workload, demo_corpus, point_inputs, read_texts
+
+if TYPE_CHECKING:
+    from hasten.report.compare import Comparison
 
 Progress = Callable[[str, int, int], None]  # (what is running, done, total)
 
@@ -41,11 +45,13 @@ def optimize_inference(
     budget_s: float | None = None,
     trial_timeout_s: float | None = None,
     progress: Progress | None = None,
+    report: bool = True,
 ) -> Study:
     """Run (or resume) an inference study of `model`, a model spec, and return it.
 
     Every candidate runs in its own process; finished trials are kept in the study folder's
-    database, so running the same call again resumes instead of starting over.
+    database, so running the same call again resumes instead of starting over. With `report`,
+    the study folder gets its HTML report when the study ends, also when its baseline failed.
     """
     if device == "cuda" and not torch.cuda.is_available():
         raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
@@ -81,10 +87,27 @@ def optimize_inference(
         store.add_candidate(i, candidate.name, list(search.chain_for(candidate, loaded)),
                             candidate.runtime, candidate.settings,
                             search.skip_reason(candidate, loaded, device, quick))
-    _run(store, loaded, workload, config, trial_timeout_s or (300 if quick else 900),
-         progress or (lambda *_: None))
-    store.close()
-    return Study(folder)
+    try:
+        _run(store, loaded, workload, config, trial_timeout_s or (300 if quick else 900),
+             progress or (lambda *_: None))
+    except HastenError:
+        if report:
+            Study(folder).report()
+        raise
+    finally:
+        store.close()
+    study = Study(folder)
+    if report:
+        study.report()
+    return study
+
+
+def compare(first: str | Path | Study, second: str | Path | Study) -> Comparison:
+    """Two studies matched by candidate and workload point: ratios of their medians, and
+    whether each difference exceeds both runs' own spread."""
+    from hasten.report.compare import compare as compare_studies
+
+    return compare_studies(first, second)
 
 
 def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_lengths,

@@ -65,6 +65,7 @@ def infer(
     fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Run the inference study: every candidate measured, checked and ranked."""
@@ -87,12 +88,14 @@ def infer(
                 batch_sizes=_ints(batch_sizes, "--batch-sizes"),
                 seq_lengths=_ints(seq_lengths, "--seq-lengths"), max_drop=max_drop,
                 quick=quick, out=out, name=name, fresh=fresh, device=device,
-                progress=progress,
+                progress=progress, report=not no_report,
             )
         if as_json:
             print(json.dumps(study.to_dict(), indent=2))
         else:
             render(study, _wide_console())
+            if not no_report:
+                Console().print(f"Report: {study.folder / 'report.html'}")
 
     _guard(debug, go)
 
@@ -111,6 +114,46 @@ def export(
     def go() -> None:
         folder = Study(study).export(out, objective, candidate)
         Console().print(f"Wrote {folder}; run it with: python {folder / 'load.py'}")
+
+    _guard(debug, go)
+
+
+@app.command()
+def report(
+    study: Path = typer.Argument(..., help="A study folder, e.g. hasten-runs/demo-minilm."),
+    open_it: bool = typer.Option(False, "--open", help="Open the report in a web browser."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Write a study's self-contained HTML report (report.html in its folder) from its store."""
+    import webbrowser
+
+    from hasten.study import Study
+
+    def go() -> None:
+        path = Study(study).report()
+        Console().print(f"Wrote {path}")
+        if open_it:
+            webbrowser.open(path.resolve().as_uri())
+
+    _guard(debug, go)
+
+
+@app.command()
+def compare(
+    first: Path = typer.Argument(..., help="A study folder."),
+    second: Path = typer.Argument(..., help="Another study folder, from another run or machine."),
+    html: Path = typer.Option(None, help="Also write the comparison as an HTML file."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Two studies side by side: ratios per candidate and point, and which exceed the spread."""
+    from hasten.report import compare as comparing
+    from hasten.report.html import write
+
+    def go() -> None:
+        result = comparing.compare(first, second)
+        comparing.render_terminal(result, _wide_console())
+        if html:
+            Console().print(f"Wrote {write(comparing.render_html(result), html)}")
 
     _guard(debug, go)
 

@@ -20,6 +20,8 @@ class Study:
         store = Store(self.folder)
         try:
             self.config = store.meta("config")
+            if self.config is None:
+                raise HastenError(f"{self.folder} holds a study that has not started yet.")
             self.machine = store.meta("machine")
             self.finished = bool(store.meta("finished", False))
             self.candidates = store.candidates()
@@ -144,3 +146,9 @@ class Study:
                 raise HastenError(f"No candidate in {self.folder} passed for {objective!r}.")
             candidate = best["candidate"]
         return export_candidate(self, candidate, Path(out))
+
+    def report(self, path: str | Path | None = None) -> Path:
+        """Write the self-contained HTML report, by default report.html in the study folder."""
+        from hasten.report import html
+
+        return html.write(html.render(self), Path(path) if path else self.folder / "report.html")

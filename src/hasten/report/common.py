@@ -1,0 +1,107 @@
+"""Formatting and selections that the terminal and HTML reports share, so both say the same."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from hasten.study import Study
+from hasten.workload import parse_point
+
+
+def ms(value: float | None) -> str:
+    """A latency in milliseconds with the digits that matter."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def mb(value: float | None) -> str:
+    """A size or memory figure in whole MiB."""
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def fidelity_text(row: dict) -> str:
+    """A row's fidelity against the baseline in one short phrase."""
+    f = row.get("fidelity")
+    if not f:
+        return "-"
+    text = f"cos {f['cosine_mean']:.4f}"
+    if "nn_agreement" in f:
+        text += f", nn {f['nn_agreement']:.0%}"
+    if "accuracy" in f:
+        text += f" acc {f['accuracy']:.1%}"
+    return text
+
+
+def machine_line(machine: dict) -> str:
+    """CPU, cores, the flags that matter and the GPU, in one line of plain text."""
+    flags = ", ".join(k for k, v in machine["flags"].items() if v) or "none"
+    gpu = f", GPU {machine['gpu']['name']}" if machine.get("gpu") else ""
+    return f"{machine['cpu']}, {machine['cores']} cores ({flags}){gpu}"
+
+
+def speedup_title(study: Study) -> str:
+    """What the ranked table's numbers are, and what the speedup is measured against."""
+    seq = parse_point(study.screen_point).get("seq")
+    return (f"Latency p50 / p90 in ms{f' at sequence length {seq}' if seq else ''}; "
+            f"speedup at {study.screen_point} against {study.baseline} in this run")
+
+
+def ranked_headers(study: Study) -> list[str]:
+    """Column names of the ranked table between the candidate and its status."""
+    sizes = study.config["workload"]["batch_sizes"]
+    return [*(f"b{b}" for b in sizes), f"items/s b{max(sizes)}", "speedup", "peak MB",
+            "size MB", "fidelity"]
+
+
+def ranked_cells(study: Study, row: dict) -> list[str]:
+    """One row of the ranked table as plain text, in the order of ranked_headers."""
+    sizes = study.config["workload"]["batch_sizes"]
+    cells = []
+    for b in sizes:
+        p = row["points"].get(study.point(b))
+        cells.append(f"{ms(p['p50'])} / {ms(p['p90'])}" if p else "-")
+    top = row["points"].get(study.point(max(sizes)))
+    speed = row["speedup"].get(study.screen_point)
+    size = row.get("size_bytes")
+    return [*cells, f"{top['throughput']:,.0f}" if top else "-",
+            f"{speed:.2f}x" if speed else "-", mb(row["peak_mb"]),
+            mb(size / 2**20) if size else "-", fidelity_text(row)]
+
+
+def dataset_passes(rows: list[dict]) -> Iterator[tuple[dict, int, dict, dict]]:
+    """(row, batch size, unsorted point, sorted point) for every measured dataset pass."""
+    for row in rows:
+        by_batch: dict[int, dict[str, dict]] = {}
+        for point, values in row["points"].items():
+            p = parse_point(point)
+            if p["dataset"]:
+                by_batch.setdefault(p["batch"], {})[p["order"]] = values
+        for batch, orders in sorted(by_batch.items()):
+            yield row, batch, orders.get("unsorted"), orders.get("sorted")
+
+
+def sort_gain(unsorted: dict | None, sorted_: dict | None) -> float | None:
+    """How many times the throughput of the sorted pass beats the unsorted one."""
+    return sorted_["throughput"] / unsorted["throughput"] if unsorted and sorted_ else None
+
+
+def reasons(rows: list[dict]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(title, [(candidate, reason)]) for candidates that did not pass, then skipped ones."""
+    groups = (("Why", lambda r: r["status"] not in ("ok", "skipped")),
+              ("Skipped", lambda r: r["status"] == "skipped"))
+    out = []
+    for title, keep in groups:
+        chosen = [(r["candidate"], r["reason"]) for r in rows if keep(r) and r["reason"]]
+        if chosen:
+            out.append((title, chosen))
+    return out
+
+
+def export_command(study: Study, objective: str) -> str:
+    """The command that writes a study's recommended candidate for an objective."""
+    return f"hasten export {study.folder} --objective {objective} --out fast/"
+
+
+BUSY_WARNING = ("{n} measurements ran while other work loaded this machine; their numbers are "
+                "noisy. Re-run with --fresh on a quiet machine.")
