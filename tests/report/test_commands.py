@@ -1,0 +1,39 @@
+"""hasten report and hasten compare on the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HASTEN = str(Path(sys.executable).with_name("hasten"))
+
+
+def hasten(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([HASTEN, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_report_writes_the_file(study_at):
+    study = study_at()
+    proc = hasten("report", str(study.folder))
+    assert proc.returncode == 0, proc.stderr
+    assert f"Wrote {study.folder / 'report.html'}" in proc.stdout.replace("\n", "")
+    assert (study.folder / "report.html").stat().st_size > 10_000
+
+
+def test_compare_prints_and_writes_html(study_at, tmp_path):
+    a, b = study_at("a"), study_at("b", scale=0.5, cpu="Other CPU")
+    proc = hasten("compare", str(a.folder), str(b.folder), "--html", str(tmp_path / "c.html"))
+    assert proc.returncode == 0, proc.stderr
+    assert "0.50x" in proc.stdout and "Warning: The machines differ" in proc.stdout
+    assert (tmp_path / "c.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_not_a_study_is_one_error_line(tmp_path, study_at):
+    for args in (("report", str(tmp_path)), ("compare", str(study_at().folder), str(tmp_path))):
+        proc = hasten(*args)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.strip().splitlines() == [
+            f"error: {tmp_path} is not a hasten study folder (no study.sqlite)."]
