@@ -36,13 +36,14 @@ table { font-size: 13px; border-collapse: collapse; font-variant-numeric: tabula
         margin: .5rem 0; }
 th, td { padding: .25rem .6rem; border-bottom: 1px solid #eee; text-align: right;
          vertical-align: top; white-space: nowrap; }
-th { white-space: normal; } td.text { white-space: normal; min-width: 14rem; }
+th { white-space: normal; }
+td.text:last-child { white-space: normal; min-width: 16rem; }
 th { background: #f6f6f6; position: sticky; top: 0; }
-td.name, th.name, td.text { text-align: left; }
+td.name, th.name, td.text, th.text { text-align: left; }
 td.name { font-family: ui-monospace, monospace; font-size: 13px; }
 .status-ok { color: #1a7f37; } .status-outside-tolerance { color: #9a6700; }
 .status-failed { color: #cf222e; } .status-pending, .status-skipped { color: #777; }
-.yes { color: #cf222e; font-weight: 600; }
+.yes { font-weight: 700; }
 figure { margin: 1.5rem 0; } figcaption { color: #555; max-width: 52rem; }
 figure svg { max-width: 100%; height: auto; }
 .empty { color: #777; font-style: italic; border: 1px dashed #ccc; padding: 1rem; }

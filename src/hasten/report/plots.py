@@ -57,14 +57,21 @@ def _svg(fig: Figure, plot_id: str) -> str:
     return _ID.sub(lambda m: f"{m[1]}{plot_id}-{m[2]}", text)
 
 
+class _PlainLog(LogFormatter):
+    """matplotlib's choice of which log ticks to label, written as plain numbers."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def _log(ax: Axes, which: str = "xy") -> None:
     """Logarithmic axes labelled in plain numbers (matplotlib's default labels need mathtext,
     which is off so that no model or candidate name is ever parsed as TeX)."""
     for name in which:
         getattr(ax, f"set_{name}scale")("log")
         axis = getattr(ax, f"{name}axis")
-        axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
-        axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
+        axis.set_major_formatter(_PlainLog(labelOnlyBase=False))
+        axis.set_minor_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
 
 
 def colors(rows: list[dict]) -> dict[str, tuple]:
