@@ -97,10 +97,13 @@ def test_error_is_one_line_at_the_default_width(tmp_path):
 
 def test_resuming_a_study_prints_it_as_json(tiny_study):
     kwargs = tiny_study.kwargs
+    report = tiny_study.folder / "report.html"
+    written = report.stat().st_mtime_ns
     proc = hasten("infer", "--model", kwargs["model"], "--data", str(kwargs["data"]),
                   "--quick", "--batch-sizes", "1,2", "--seq-lengths", "16",
-                  "--out", str(kwargs["out"]), "--name", kwargs["name"], "--json")
+                  "--out", str(kwargs["out"]), "--name", kwargs["name"], "--json", "--no-report")
     assert proc.returncode == 0, proc.stderr
+    assert report.stat().st_mtime_ns == written
     data = json.loads(proc.stdout)
     assert data["baseline"] == "torch/eager/fp32" and data["finished"] is True
     assert data["screen_point"] == "b2/s16"
@@ -119,6 +122,8 @@ def test_demo_end_to_end(tmp_path):
     assert "Latency p50 / p90 in ms at sequence length 128" in out
     assert "torch/eager/fp32" in out and "onnx/ort/all" in out
     assert "Recommendations" in out and "hasten export" in out
+    assert f"Report: {tmp_path / 'demo-minilm' / 'report.html'}" in out
+    assert (tmp_path / "demo-minilm" / "report.html").is_file()
     assert "Traceback" not in proc.stderr
     with sqlite3.connect(tmp_path / "demo-minilm" / "study.sqlite") as db:
         status, passed = db.execute(

@@ -95,7 +95,7 @@ def infer(
         else:
             render(study, _wide_console())
             if not no_report:
-                Console().print(f"Report: {study.folder / 'report.html'}")
+                print(f"Report: {study.folder / 'report.html'}")
 
     _guard(debug, go)
 
@@ -131,7 +131,7 @@ def report(
 
     def go() -> None:
         path = Study(study).report()
-        Console().print(f"Wrote {path}")
+        print(f"Wrote {path}")
         if open_it:
             webbrowser.open(path.resolve().as_uri())
 
@@ -153,7 +153,7 @@ def compare(
         result = comparing.compare(first, second)
         comparing.render_terminal(result, _wide_console())
         if html:
-            Console().print(f"Wrote {write(comparing.render_html(result), html)}")
+            print(f"Wrote {write(comparing.render_html(result), html)}")
 
     _guard(debug, go)
 

@@ -19,7 +19,7 @@ def test_report_writes_the_file(study_at):
     study = study_at()
     proc = hasten("report", str(study.folder))
     assert proc.returncode == 0, proc.stderr
-    assert f"Wrote {study.folder / 'report.html'}" in proc.stdout.replace("\n", "")
+    assert proc.stdout == f"Wrote {study.folder / 'report.html'}\n"
     assert (study.folder / "report.html").stat().st_size > 10_000
 
 
