@@ -158,6 +158,90 @@ def compare(
     _guard(debug, go)
 
 
+numerics = typer.Typer(add_completion=False, no_args_is_help=True,
+                       help="Number formats, how a value fares in each, and a model's range "
+                       "audit.")
+app.add_typer(numerics, name="numerics")
+
+
+@numerics.command("formats")
+def numerics_formats(
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+) -> None:
+    """Bits, range and precision of float64 down to float8 and int8."""
+    from hasten.numerics.formats import table
+    from hasten.report.numerics import render_formats
+
+    rows = table()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        render_formats(rows, _wide_console())
+
+
+@numerics.command("value", context_settings={"ignore_unknown_options": True})
+def numerics_value(
+    x: str = typer.Argument(..., help="A value: 0.1, -3.75, 1e-8, 1/3 or 2^-24."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """The nearest value to X in every format, its error, spacing, and what happens to it."""
+    from hasten.numerics.formats import explain_value, parse_value
+    from hasten.report.numerics import render_value
+
+    def go() -> None:
+        info = explain_value(parse_value(x))
+        if as_json:
+            print(json.dumps(info, indent=2))
+        else:
+            render_value(info, _wide_console())
+
+    _guard(debug, go)
+
+
+@numerics.command("audit")
+def numerics_audit(
+    recipe: Path = typer.Argument(None, help="A training recipe (runs that file's code): "
+                                  "adds gradients and optimizer updates."),
+    model: str = typer.Option(None, help="Model spec to audit forward only (default demo): "
+                              "demo, hf:DIR, py:FILE:FACTORY (runs that file's code)."),
+    data: Path = typer.Option(None, help="Text data: .txt (one per line), .csv or .jsonl."),
+    column: str = typer.Option(None, help="Text column of a .csv or .jsonl file."),
+    task: str = typer.Option(None, help="feature-extraction or sequence-classification."),
+    input_shape: str = typer.Option(None, help="Input shape without batch, e.g. 3x224x224."),
+    samples: int = typer.Option(256, help="Samples to run through the model."),
+    batch_size: int = typer.Option(16, help="Batch size."),
+    steps: int = typer.Option(8, help="Training steps for a recipe."),
+    max_drop: float = typer.Option(0.01, help="Tolerance for the confirmation runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole audit as JSON."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Run in fp32 with hooks; report per module what fp16 and bf16 would do, and a verdict."""
+    from hasten.models import parse_shape
+    from hasten.numerics.audit import audit_model, audit_recipe
+    from hasten.report.numerics import render_audit
+
+    def go() -> None:
+        if recipe is not None and (model or data or input_shape):
+            raise HastenError("Give either a recipe or --model (with --data), not both.")
+        if not 0 < max_drop < 1:
+            raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
+        if recipe is not None:
+            result = audit_recipe(recipe, batch_size=batch_size, steps=steps, max_drop=max_drop)
+        else:
+            result = audit_model(
+                model or "demo", data=data, column=column, task=task,
+                input_shape=parse_shape(input_shape) if input_shape else None,
+                samples=samples, batch_size=batch_size, max_drop=max_drop,
+            )
+        if as_json:
+            print(json.dumps(result, indent=2))
+        else:
+            render_audit(result, _wide_console())
+
+    _guard(debug, go)
+
+
 def main() -> None:
     app(prog_name="hasten")
 

@@ -1,0 +1,1 @@
+"""Number formats, how a value fares in each, and a model's range audit."""

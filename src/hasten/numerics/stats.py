@@ -1,0 +1,126 @@
+"""Running statistics of tensors: magnitudes, and what fp16 and bf16 would do to each value.
+
+Casting with PyTorch itself decides overflow, flush to zero and subnormals, so the counts are
+exactly what a cast would do, not an estimate from thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+HALF_FORMATS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+EXP_MIN, EXP_MAX = -150, 128  # floor(log2 |v|) over nonzero finite fp32 values
+OUTCOMES = ("overflow", "zero", "subnormal")
+
+
+class TensorStats:
+    """Everything one audit keeps about one kind of tensor (say, activations) at one module."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.nonzero = 0
+        self.nonfinite = 0
+        self.max_abs = 0.0
+        self.min_nonzero = math.inf
+        self.outcomes = {f"{f}_{o}": 0 for f in HALF_FORMATS for o in OUTCOMES}
+        self.rel_err_sum = dict.fromkeys(HALF_FORMATS, 0.0)
+        self.rel_err_count = dict.fromkeys(HALF_FORMATS, 0)
+        self.histogram = torch.zeros(EXP_MAX - EXP_MIN + 1, dtype=torch.int64)
+
+    def update(self, tensor: torch.Tensor) -> None:
+        """Add one tensor's values (masks rather than indexing: it runs on every activation)."""
+        a = tensor.detach().float().flatten().abs()
+        self.count += a.numel()
+        finite = torch.isfinite(a)
+        nonzero = finite & (a != 0)
+        n = int(nonzero.sum())
+        self.nonfinite += a.numel() - int(finite.sum())
+        if not n:
+            return
+        self.nonzero += n
+        self.max_abs = max(self.max_abs, float(torch.where(finite, a, 0).max()))
+        self.min_nonzero = min(self.min_nonzero, float(torch.where(nonzero, a, math.inf).min()))
+        size = self.histogram.numel()
+        _, exponent = torch.frexp(a)
+        bins = torch.where(nonzero, (exponent.long() - 1 - EXP_MIN).clamp(0, size - 1), size)
+        self.histogram += torch.bincount(bins, minlength=size + 1)[:size]
+        for name, dtype in HALF_FORMATS.items():
+            r = a.to(dtype)
+            overflow = torch.isinf(r) & finite
+            zero = (r == 0) & nonzero
+            subnormal = (r != 0) & (r < torch.finfo(dtype).smallest_normal)
+            self.outcomes[f"{name}_overflow"] += int(overflow.sum())
+            self.outcomes[f"{name}_zero"] += int(zero.sum())
+            self.outcomes[f"{name}_subnormal"] += int(subnormal.sum())
+            normal = nonzero & ~(overflow | zero | subnormal)
+            rel = torch.where(normal, (r.float() - a).abs() / a, 0)
+            self.rel_err_sum[name] += float(rel.sum(dtype=torch.float64))
+            self.rel_err_count[name] += int(normal.sum())
+
+    def share(self, key: str) -> float:
+        """The share of nonzero values with this outcome, e.g. 'float16_overflow'."""
+        return self.outcomes[key] / self.nonzero if self.nonzero else 0.0
+
+    def share_below(self, threshold_exponent: int, shift: int = 0) -> float:
+        """The share of nonzero values below 2^threshold_exponent after scaling by 2^shift."""
+        if not self.nonzero:
+            return 0.0
+        cut = threshold_exponent - shift - EXP_MIN
+        return float(self.histogram[: max(cut, 0)].sum()) / self.nonzero
+
+    def merge(self, other: TensorStats) -> None:
+        """Fold another's values into these."""
+        self.count += other.count
+        self.nonzero += other.nonzero
+        self.nonfinite += other.nonfinite
+        self.max_abs = max(self.max_abs, other.max_abs)
+        self.min_nonzero = min(self.min_nonzero, other.min_nonzero)
+        for key in self.outcomes:
+            self.outcomes[key] += other.outcomes[key]
+        for name in HALF_FORMATS:
+            self.rel_err_sum[name] += other.rel_err_sum[name]
+            self.rel_err_count[name] += other.rel_err_count[name]
+        self.histogram += other.histogram
+
+    def to_dict(self) -> dict:
+        """The numbers a report shows, and the nonzero bins of the log2 histogram."""
+        out = {
+            "count": self.count, "nonzero": self.nonzero, "nonfinite": self.nonfinite,
+            "max_abs": self.max_abs,
+            "min_nonzero": self.min_nonzero if self.nonzero else None,
+        }
+        for key in self.outcomes:
+            out[f"{key}_share"] = self.share(key)
+        for name in HALF_FORMATS:
+            n = self.rel_err_count[name]
+            out[f"{name}_rel_error"] = self.rel_err_sum[name] / n if n else None
+        out["log2_histogram"] = {
+            str(i + EXP_MIN): int(c) for i, c in enumerate(self.histogram.tolist()) if c
+        }
+        return out
+
+
+class UpdateStats:
+    """Whether one optimizer step's updates would survive being added to half-precision weights."""
+
+    def __init__(self) -> None:
+        self.nonzero = 0
+        self.lost = dict.fromkeys(HALF_FORMATS, 0)
+
+    def update(self, before: torch.Tensor, after: torch.Tensor) -> None:
+        """Compare a parameter before and after the step."""
+        step = (after - before).float().flatten()
+        weight = before.float().flatten()
+        moved = step != 0
+        self.nonzero += int(moved.sum())
+        for name, dtype in HALF_FORMATS.items():
+            w = weight[moved].to(dtype)
+            self.lost[name] += int(((w.float() + step[moved]).to(dtype) == w).sum())
+
+    def to_dict(self) -> dict:
+        out: dict = {"nonzero": self.nonzero}
+        for name in HALF_FORMATS:
+            out[f"{name}_lost_share"] = self.lost[name] / self.nonzero if self.nonzero else 0.0
+        return out

@@ -1,0 +1,119 @@
+"""Training recipes: a Python file of plain functions that says what to train and how.
+
+A recipe defines `model()`, `train_data()` (a Dataset) and `loss(model, batch)`, and may define
+`optimizer(params)`, `eval_data()` and `evaluate(model, batch) -> dict`. Loading a recipe
+imports and runs its code: use only files you trust.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hasten.errors import HastenError
+
+REQUIRED = ("model", "train_data", "loss")
+OPTIONAL = ("optimizer", "eval_data", "evaluate")
+
+
+@dataclass
+class Recipe:
+    """The functions a recipe file defines."""
+
+    path: Path
+    model: Callable[[], torch.nn.Module]
+    train_data: Callable[[], Any]
+    loss: Callable[[torch.nn.Module, Any], torch.Tensor]
+    optimizer: Callable | None = None
+    eval_data: Callable | None = None
+    evaluate: Callable | None = None
+
+    def build_model(self) -> torch.nn.Module:
+        """Call model() and check that it gave a module."""
+        module = _call(self, "model")
+        if not isinstance(module, torch.nn.Module):
+            raise HastenError(f"{self.path.name}: model() must return a torch.nn.Module, "
+                              f"not {type(module).__name__}.")
+        return module
+
+    def build_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
+        """The recipe's optimizer, or AdamW (lr 1e-3) when it defines none."""
+        if self.optimizer is None:
+            return torch.optim.AdamW(module.parameters(), lr=1e-3)
+        return _call(self, "optimizer", module.parameters())
+
+    def batches(self, batch_size: int, count: int, seed: int = 0) -> Iterator[Any]:
+        """Up to `count` training batches, in the same order on every call."""
+        dataset = _call(self, "train_data")
+        try:
+            size = len(dataset)
+        except TypeError:
+            raise HastenError(f"{self.path.name}: train_data() must return a Dataset with a "
+                              "length, such as a TensorDataset.") from None
+        if size == 0:
+            raise HastenError(f"{self.path.name}: train_data() returned an empty dataset.")
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for i, batch in enumerate(loader):
+            if i == count:
+                return
+            yield batch
+
+    def compute_loss(self, module: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """loss(model, batch), checked to be a scalar tensor."""
+        value = _call(self, "loss", module, batch)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise HastenError(f"{self.path.name}: loss(model, batch) must return a scalar "
+                              f"tensor, not {_describe(value)}.")
+        return value
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _call(recipe: Recipe, name: str, *args: Any) -> Any:
+    """Call one of the recipe's functions; its exceptions become one clear error."""
+    try:
+        return getattr(recipe, name)(*args)
+    except HastenError:
+        raise
+    except Exception as exc:
+        raise HastenError(f"{recipe.path.name}: {name}() failed ({type(exc).__name__}: {exc}); "
+                          "fix the recipe or its data.") from exc
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Import a recipe file (this runs its code) and check it defines what a recipe needs."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise HastenError(f"No recipe file at {path}.")
+    if path.suffix != ".py":
+        raise HastenError(f"A recipe is a Python file; {path.name} is not a .py file.")
+    spec = importlib.util.spec_from_file_location(f"hasten_recipe_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise HastenError(f"Importing {path.name} failed ({type(exc).__name__}: {exc}).") from exc
+    finally:
+        sys.path.remove(str(path.parent))
+    missing = [n for n in REQUIRED if not callable(getattr(module, n, None))]
+    if missing:
+        raise HastenError(
+            f"{path.name} has no {', '.join(f'{n}()' for n in missing)}; a recipe defines "
+            "model(), train_data() and loss(model, batch)."
+        )
+    found = {n: getattr(module, n) for n in REQUIRED + OPTIONAL}
+    return Recipe(path=path, **{n: f for n, f in found.items() if callable(f)})
