@@ -19,7 +19,7 @@ from hasten.report.plots import Plot, study_plots
 from hasten.study import Study
 
 CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px;
+body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1400px;
        padding: 1rem 2rem 3rem; color: #1d1d1f; }
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; }
 .sub { color: #555; margin-top: 0; }
@@ -37,7 +37,7 @@ table { font-size: 13px; border-collapse: collapse; font-variant-numeric: tabula
 th, td { padding: .25rem .6rem; border-bottom: 1px solid #eee; text-align: right;
          vertical-align: top; white-space: nowrap; }
 th { white-space: normal; }
-td.text:last-child { white-space: normal; min-width: 16rem; }
+td.text:last-child { white-space: normal; min-width: 10rem; overflow-wrap: anywhere; }
 th { background: #f6f6f6; position: sticky; top: 0; }
 td.name, th.name, td.text, th.text { text-align: left; }
 td.name { font-family: ui-monospace, monospace; font-size: 13px; }

@@ -249,14 +249,23 @@ def one_time_costs(rows: list[dict]) -> Plot:
     chosen = [r for r in rows if r.get("one_time")]
     if not chosen:
         return Plot(plot.id, plot.title, plot.caption, empty="No one-time cost measured yet.")
-    steps = list(dict.fromkeys(k for r in chosen for k in r["one_time"]))
-    cmap = colormaps["Set2"]
+    fixed = {"load_s": "load the model", "build_s": "build the runtime",
+             "first_call_s": "first call"}
+
+    def seconds(row: dict, step: str) -> float:
+        costs = row["one_time"]
+        if step == "passes":
+            return sum(v for k, v in costs.items() if k not in fixed)
+        return costs.get(step, 0.0)
+
+    steps = [("load_s", fixed["load_s"]), ("passes", "passes (export, quantize...)"),
+             ("build_s", fixed["build_s"]), ("first_call_s", fixed["first_call_s"])]
     with _bars([r["candidate"] for r in chosen]) as (fig, ax):
         left = [0.0] * len(chosen)
-        for j, step in enumerate(steps):
-            widths = [r["one_time"].get(step, 0.0) for r in chosen]
-            ax.barh(range(len(chosen)), widths, left=left, color=cmap(j % 8),
-                    label=step.removesuffix("_s").replace("_", " "), gid=f"data-{j}")
+        for j, (step, label) in enumerate(steps):
+            widths = [seconds(r, step) for r in chosen]
+            ax.barh(range(len(chosen)), widths, left=left, color=colormaps["Set2"](j),
+                    label=label, gid=f"data-{j}")
             left = [a + b for a, b in zip(left, widths, strict=True)]
         ax.set_xlabel("seconds")
         _legend(ax)
