@@ -77,10 +77,6 @@ def _point_key(point: str) -> tuple:
     return (p["dataset"], p["batch"], p.get("seq") or 0, p.get("order", ""))
 
 
-def _spread(point: dict) -> float | None:
-    return point.get("iqr")
-
-
 def compare(a: Study | str | Path, b: Study | str | Path) -> Comparison:
     """Match two studies by candidate and workload point; ratios are second / first."""
     a, b = (s if isinstance(s, Study) else Study(s) for s in (a, b))
@@ -94,17 +90,15 @@ def compare(a: Study | str | Path, b: Study | str | Path) -> Comparison:
         other = rows_b[name]
         for point in sorted(set(row["points"]) & set(other["points"]), key=_point_key):
             pa, pb = row["points"][point], other["points"][point]
-            spreads = (_spread(pa), _spread(pb))
+            spreads = (pa.get("iqr"), pb.get("iqr"))
             beyond = (None if None in spreads
                       else abs(pb["p50"] - pa["p50"]) > max(spreads))
             result.matched.append({
                 "candidate": name, "point": point, "p50": (pa["p50"], pb["p50"]),
                 "iqr": spreads, "ratio": pb["p50"] / pa["p50"], "beyond_spread": beyond})
-    measured = {label: {r["candidate"] for r in s.table() if r["points"]}
-                for label, s in zip(result.labels, (a, b), strict=True)}
-    first, second = result.labels
-    result.only = {first: sorted(measured[first] - measured[second]),
-                   second: sorted(measured[second] - measured[first])}
+    first, second = ({n for n, r in rows.items() if r["points"]} for rows in (rows_a, rows_b))
+    result.only = {result.labels[0]: sorted(first - second),
+                   result.labels[1]: sorted(second - first)}
     return result
 
 

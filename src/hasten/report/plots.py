@@ -10,7 +10,7 @@ import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from matplotlib import colormaps, rc_context
 from matplotlib.axes import Axes
@@ -84,6 +84,18 @@ def _legend(ax: Axes) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
 
 
+def _series(rows: list[dict], points: dict[int, str]) -> list[tuple]:
+    """(candidate, xs, p50s, passed) for each measured candidate, x being the key of the
+    workload point in `points`."""
+    out = []
+    for row in rows:
+        found = [(x, row["points"][p]["p50"]) for x, p in points.items() if p in row["points"]]
+        if found and row["status"] in MEASURED:
+            out.append((row["candidate"], *map(list, zip(*found, strict=True)),
+                        row["status"] == "ok"))
+    return out
+
+
 def _lines(plot: Plot, series: list[tuple[str, list[float], list[float], bool]],
            palette: dict, xlabel: str, ylabel: str, log_x: bool) -> Plot:
     """One line per candidate (dashed when outside tolerance), log latency axis."""
@@ -100,7 +112,7 @@ def _lines(plot: Plot, series: list[tuple[str, list[float], list[float], bool]],
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         _legend(ax)
-        return Plot(plot.id, plot.title, plot.caption, svg=_svg(fig, plot.id))
+        return replace(plot, svg=_svg(fig, plot.id))
 
 
 def latency_by_batch(study: Study, rows: list[dict], palette: dict) -> Plot:
@@ -109,16 +121,9 @@ def latency_by_batch(study: Study, rows: list[dict], palette: dict) -> Plot:
     plot = Plot("latency-batch", "Latency by batch size",
                 "p50 latency per call" + (f" at sequence length {seq}" if seq else "")
                 + "; both axes logarithmic, dashed lines are outside the tolerance.")
-    sizes = study.config["workload"]["batch_sizes"]
-    series = []
-    for row in rows:
-        points = [(b, row["points"][study.point(b)]["p50"]) for b in sizes
-                  if study.point(b) in row["points"] and row["status"] in MEASURED]
-        if points:
-            series.append((row["candidate"], *map(list, zip(*points, strict=True)),
-                           row["status"] == "ok"))
+    series = _series(rows, {b: study.point(b) for b in study.config["workload"]["batch_sizes"]})
     if not series:
-        return Plot(plot.id, plot.title, plot.caption, empty="No latency measured yet.")
+        return replace(plot, empty="No latency measured yet.")
     return _lines(plot, series, palette, "batch size", "p50 latency (ms)", log_x=True)
 
 
@@ -129,17 +134,10 @@ def latency_by_length(study: Study, rows: list[dict], palette: dict) -> Plot:
                 f"p50 latency per call at batch {batch}; latency axis logarithmic.")
     lengths = study.config["workload"]["seq_lengths"]
     if not lengths:
-        return Plot(plot.id, plot.title, plot.caption,
-                    empty="This model takes tensors, not sequences: no lengths to vary.")
-    series = []
-    for row in rows:
-        points = [(s, row["points"][study.point(batch, s)]["p50"]) for s in lengths
-                  if study.point(batch, s) in row["points"] and row["status"] in MEASURED]
-        if points:
-            series.append((row["candidate"], *map(list, zip(*points, strict=True)),
-                           row["status"] == "ok"))
+        return replace(plot, empty="This model takes tensors, not sequences: no lengths to vary.")
+    series = _series(rows, {s: study.point(batch, s) for s in lengths})
     if not series:
-        return Plot(plot.id, plot.title, plot.caption, empty="No latency measured yet.")
+        return replace(plot, empty="No latency measured yet.")
     return _lines(plot, series, palette, "sequence length (tokens)", "p50 latency (ms)",
                   log_x=False)
 
@@ -152,7 +150,7 @@ def dataset_pass(study: Study, rows: list[dict], palette: dict) -> Plot:
                 "order (light) against batches of similar length (dark); the label is the gain.")
     passes = list(dataset_passes(rows))
     if not passes:
-        return Plot(plot.id, plot.title, plot.caption, empty="No dataset pass measured yet.")
+        return replace(plot, empty="No dataset pass measured yet.")
     with _figure(height=1.2 + 0.45 * len(passes)) as (fig, ax):
         labels = []
         for i, (row, batch, unsorted, sorted_) in enumerate(passes):
@@ -170,7 +168,7 @@ def dataset_pass(study: Study, rows: list[dict], palette: dict) -> Plot:
         ax.invert_yaxis()
         ax.set_xlabel("items per second")
         ax.margins(x=0.12)
-        return Plot(plot.id, plot.title, plot.caption, svg=_svg(fig, plot.id))
+        return replace(plot, svg=_svg(fig, plot.id))
 
 
 def frontier(study: Study, rows: list[dict], palette: dict) -> Plot:
@@ -185,7 +183,7 @@ def frontier(study: Study, rows: list[dict], palette: dict) -> Plot:
              for row in rows if row["status"] in MEASURED and screen in row["points"]
              and row.get("fidelity")]
     if not found:
-        return Plot(plot.id, plot.title, plot.caption, empty="No candidate measured yet.")
+        return replace(plot, empty="No candidate measured yet.")
     with _figure() as (fig, ax):
         best, front = float("inf"), []
         for x, y, _ in sorted(found, key=lambda f: (f[0], f[1])):
@@ -210,7 +208,7 @@ def frontier(study: Study, rows: list[dict], palette: dict) -> Plot:
         ax.set_xlabel(f"p50 latency at {screen} (ms)")
         ax.set_ylabel("1 - pooled cosine (0 is identical)")
         _legend(ax)
-        return Plot(plot.id, plot.title, plot.caption, svg=_svg(fig, plot.id))
+        return replace(plot, svg=_svg(fig, plot.id))
 
 
 @contextmanager
@@ -229,7 +227,7 @@ def peak_memory(rows: list[dict], palette: dict) -> Plot:
                 "runtime and one batch), lowest over the points it ran.")
     chosen = [r for r in rows if r["peak_mb"] is not None]
     if not chosen:
-        return Plot(plot.id, plot.title, plot.caption, empty="No memory measured yet.")
+        return replace(plot, empty="No memory measured yet.")
     with _bars([r["candidate"] for r in chosen]) as (fig, ax):
         for i, row in enumerate(chosen):
             ax.barh(i, row["peak_mb"], color=palette[row["candidate"]], gid=f"data-{i}")
@@ -237,7 +235,7 @@ def peak_memory(rows: list[dict], palette: dict) -> Plot:
                         textcoords="offset points", va="center", fontsize=7)
         ax.set_xlabel("peak resident memory (MiB)")
         ax.margins(x=0.1)
-        return Plot(plot.id, plot.title, plot.caption, svg=_svg(fig, plot.id))
+        return replace(plot, svg=_svg(fig, plot.id))
 
 
 def one_time_costs(rows: list[dict]) -> Plot:
@@ -248,7 +246,7 @@ def one_time_costs(rows: list[dict]) -> Plot:
                 "(which includes torch.compile's compilation).")
     chosen = [r for r in rows if r.get("one_time")]
     if not chosen:
-        return Plot(plot.id, plot.title, plot.caption, empty="No one-time cost measured yet.")
+        return replace(plot, empty="No one-time cost measured yet.")
     fixed = {"load_s": "load the model", "build_s": "build the runtime",
              "first_call_s": "first call"}
 
@@ -269,7 +267,7 @@ def one_time_costs(rows: list[dict]) -> Plot:
             left = [a + b for a, b in zip(left, widths, strict=True)]
         ax.set_xlabel("seconds")
         _legend(ax)
-        return Plot(plot.id, plot.title, plot.caption, svg=_svg(fig, plot.id))
+        return replace(plot, svg=_svg(fig, plot.id))
 
 
 def study_plots(study: Study, rows: list[dict]) -> list[Plot]:
@@ -288,8 +286,7 @@ def ratio_plot(matched: list[dict], point: str, labels: tuple[str, str]) -> Plot
                 "runs' own spread (IQR).")
     chosen = [m for m in matched if m["point"] == point]
     if not chosen:
-        return Plot(plot.id, plot.title, plot.caption,
-                    empty=f"No candidate was measured at {point} in both studies.")
+        return replace(plot, empty=f"No candidate was measured at {point} in both studies.")
     with _bars([m["candidate"] for m in chosen]) as (fig, ax):
         for i, m in enumerate(chosen):
             ax.barh(i, m["ratio"] - 1, left=1, color="tab:blue" if m["ratio"] < 1 else "tab:orange",
@@ -297,4 +294,4 @@ def ratio_plot(matched: list[dict], point: str, labels: tuple[str, str]) -> Plot
         ax.axvline(1.0, color="0.3", linewidth=0.8)
         _log(ax, "x")
         ax.set_xlabel(f"p50 ratio {labels[1]} / {labels[0]}")
-        return Plot(plot.id, plot.title, plot.caption, svg=_svg(fig, plot.id))
+        return replace(plot, svg=_svg(fig, plot.id))
