@@ -115,5 +115,5 @@ def load_recipe(path: str | Path) -> Recipe:
             f"{path.name} has no {', '.join(f'{n}()' for n in missing)}; a recipe defines "
             "model(), train_data() and loss(model, batch)."
         )
-    found = {n: getattr(module, n) for n in REQUIRED + OPTIONAL}
+    found = {n: getattr(module, n, None) for n in REQUIRED + OPTIONAL}
     return Recipe(path=path, **{n: f for n, f in found.items() if callable(f)})

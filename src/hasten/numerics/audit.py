@@ -17,7 +17,7 @@ from hasten import fidelity
 from hasten.errors import HastenError
 from hasten.models import LoadedModel, first_tensor, load_model
 from hasten.numerics.stats import TensorStats, UpdateStats
-from hasten.numerics.verdict import decide
+from hasten.numerics.verdict import FP16_NORMAL_EXP, decide
 from hasten.recipe import Recipe, load_recipe
 from hasten.workload import demo_corpus, read_texts, tile, tokenize
 
@@ -28,7 +28,6 @@ PRECISIONS = {
     "fp16-weights": (torch.float16, "weights"),
     "bf16-weights": (torch.bfloat16, "weights"),
 }
-FP16_NORMAL_EXP = -14  # log2 of fp16's smallest normal
 FP16_HEADROOM = 2.0**15  # scaled gradients stay under half of fp16's largest value
 CONFIRM_BATCHES = 8
 
@@ -131,13 +130,15 @@ def audit_model(
 ) -> dict:
     """Audit a model spec's forward pass in fp32 on real batches; no gradients."""
     started = time.perf_counter()
+    if samples < 1 or batch_size < 1:
+        raise HastenError("--samples and --batch-size must be at least 1.")
     loaded = load_model(spec, task, input_shape)
     if not loaded.is_torch:
         raise HastenError("The audit hooks into PyTorch modules; an onnx: model cannot be "
                           "audited. Give the PyTorch model (hf: or py:) instead.")
     batches = _model_batches(loaded, data, column, samples, batch_size)
     module = loaded.module.eval()
-    hooks = Hooks(module, grads=False)
+    hooks = Hooks(module.model, grads=False)
     outputs = TensorStats()
     try:
         with torch.inference_mode():
@@ -160,8 +161,6 @@ def audit_model(
 
 def _model_batches(loaded: LoadedModel, data, column, samples: int,
                    batch_size: int) -> list[list[torch.Tensor]]:
-    if samples < 1 or batch_size < 1:
-        raise HastenError("--samples and --batch-size must be at least 1.")
     if loaded.kind != "text":
         if data is not None:
             raise HastenError("--data takes text for text models; this model takes tensors, "
@@ -261,7 +260,7 @@ def audit_recipe(path: str | Path, *, batch_size: int = 16, steps: int = 8,
             optimizer.zero_grad(set_to_none=True)
             loss = recipe.compute_loss(module, batch)
             losses.update(loss)
-            loss_values.append(float(loss))
+            loss_values.append(float(loss.detach()))
             loss.backward()
             before = []
             for audit, p in hooks.params():
@@ -327,7 +326,10 @@ def _confirm_training(recipe: Recipe, module: torch.nn.Module, batches: list, sc
         row: dict = {"precision": name}
         try:
             copy_, context, dtype = _precision(module, name)
-            used = scale if PRECISIONS[name][0] == torch.float16 else 1.0
+            used = 1.0
+            if PRECISIONS[name][0] == torch.float16:
+                # With fp16 weights the loss is fp16 too, and its gradient is the scale itself.
+                used = scale if PRECISIONS[name][1] == "autocast" else min(scale, FP16_HEADROOM)
             losses, grads = _loss_and_grads(recipe, copy_, batches, dtype, context, used)
             loss_diff = max(abs(a - b) / max(abs(b), 1e-12)
                             for a, b in zip(losses, reference[0], strict=True))
@@ -353,7 +355,7 @@ def _loss_and_grads(recipe: Recipe, module: torch.nn.Module, batches: list, dtyp
     for batch in batches:
         with context:
             loss = recipe.compute_loss(module, _cast(batch, dtype))
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         (loss * scale).backward()
     grads = [p.grad.float().flatten() / scale for p in module.parameters() if p.grad is not None]
     return losses, torch.cat(grads)

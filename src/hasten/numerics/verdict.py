@@ -7,7 +7,8 @@ import math
 
 FP16_MAX = 65504.0
 FP16_SQUARE_LIMIT = math.sqrt(FP16_MAX)  # a norm's input above this squares past fp16's max
-MANY_VANISH = 0.01  # share of a module's values lost to zero in fp16 worth a note
+MANY_VANISH = 0.01  # share of a module's values lost to fp16's range worth a sentence
+FP16_NORMAL_EXP = -14  # log2 of fp16's smallest normal
 
 
 def _pct(share: float) -> str:
@@ -54,20 +55,32 @@ def _confirm_issue(row: dict, training: bool, max_drop: float) -> str | None:
             f"below the tolerance {1 - max_drop:.4f}.")
 
 
-def _gradient_issues(result: dict) -> tuple[list[str], list[str]]:
-    """fp16 problems with the gradients' range, and notes on lost weight updates."""
+def _gradient_issues(result: dict, audits: dict) -> tuple[list[str], list[str]]:
+    """fp16 problems with the gradients' range, by module, and notes on lost weight updates."""
     issues, notes = [], []
     scale = result["loss_scale"]
+    k = int(math.log2(scale["scale"]))
     if scale["max_exponent"] < 0:
         issues.append(f"The largest gradient, {scale['largest_gradient']:.4g}, overflows fp16's "
                       "headroom even without loss scaling.")
-    elif scale["underflow_scaled"] > 0.01:
+    elif scale["underflow_scaled"] > MANY_VANISH:
         issues.append(
             f"{scale['underflow_unscaled']:.1%} of nonzero gradients lie below fp16's normal "
             f"range (2^-14), and even at the largest safe loss scale, {scale['scale']:g}, "
             f"{scale['underflow_scaled']:.1%} still do: the gradients span more range than "
             "fp16 holds."
         )
+    for a in audits.values():
+        for kind in ("activation_grad", "weight_grad"):
+            s = a.stats[kind]
+            lost = s.share_below(FP16_NORMAL_EXP, k)
+            if lost > MANY_VANISH:
+                what = kind.replace("activation_grad", "output").replace("weight_grad", "weight")
+                issues.append(
+                    f"{a.name} ({a.type}): its {what} gradients go down to {s.min_nonzero:.3g}; "
+                    f"{lost:.1%} stay below fp16's normal range even at loss scale "
+                    f"{scale['scale']:g} ({s.share_below(FP16_NORMAL_EXP):.1%} unscaled)."
+                )
     updates = result["updates"]
     if updates["nonzero"]:
         notes.append(
@@ -109,7 +122,7 @@ def decide(result: dict, audits: dict) -> dict:
     max_drop = result["max_drop"]
     fp16, bf16, notes = _range_issues(audits)
     if training:
-        issues, update_notes = _gradient_issues(result)
+        issues, update_notes = _gradient_issues(result, audits)
         fp16 += issues
         notes += update_notes
     confirm = {r["precision"]: r for r in result["confirm"]}
