@@ -2,6 +2,7 @@
 
 from hasten.api import compare, optimize_inference
 from hasten.errors import HastenError
+from hasten.numerics.audit import audit_model, audit_recipe
 from hasten.study import Study
 
-__all__ = ["HastenError", "Study", "compare", "optimize_inference"]
+__all__ = ["HastenError", "Study", "audit_model", "audit_recipe", "compare", "optimize_inference"]
