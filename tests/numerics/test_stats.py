@@ -50,3 +50,22 @@ def test_updates_lost_in_half_precision():
     # bf16 spacing at 1 is 2^-7: only 1e-2 survives.
     assert d["bfloat16_lost_share"] == pytest.approx(2 / 3)
     assert d["nonzero"] == 3
+
+
+def test_counts_match_real_casts():
+    g = torch.Generator().manual_seed(0)
+    edges = torch.tensor([65504.0, 65519.99, 65520.0, 2.0**-25, 2.0**-24, 2.0**-14,
+                          2.0**-14 - 2.0**-25, 2.0**-14 - 2.0**-24, 2.0**-134, 2.0**-126,
+                          3e38, 3.39e38, 3.3961775e38])
+    x = torch.cat([torch.randn(20000, generator=g) * 10.0 ** torch.randint(-45, 39, (20000,),
+                                                                          generator=g), edges])
+    x = x[torch.isfinite(x)]
+    s = TensorStats()
+    s.update(x)
+    a = x.abs()
+    for name, dtype in (("float16", torch.float16), ("bfloat16", torch.bfloat16)):
+        r = a.to(dtype)
+        assert s.outcomes[f"{name}_overflow"] == int(torch.isinf(r).sum()), name
+        assert s.outcomes[f"{name}_zero"] == int(((r == 0) & (a != 0)).sum()), name
+        normal = torch.finfo(dtype).smallest_normal
+        assert s.outcomes[f"{name}_subnormal"] == int(((r != 0) & (r < normal)).sum()), name
