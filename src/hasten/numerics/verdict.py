@@ -12,7 +12,7 @@ FP16_NORMAL_EXP = -14  # log2 of fp16's smallest normal
 
 
 def _pct(share: float) -> str:
-    return f"{share:.2%}" if share >= 0.0001 else f"{share:.1e} of"
+    return f"{share:.2%}" if share >= 0.0001 else f"{share:.1e}"
 
 
 def _range_issues(audits: dict) -> tuple[list[str], list[str], list[str]]:
