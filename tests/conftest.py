@@ -146,6 +146,42 @@ def tiny_bert_cls_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vision_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny ResNet (a classifier), ConvNeXt (features, a preprocessor config) and ViT (a
+    classifier) folders holding config.json only, so they are built with random weights."""
+    from transformers import ConvNextConfig, ConvNextImageProcessorPil, ResNetConfig, ViTConfig
+
+    root = tmp_path_factory.mktemp("vision")
+    ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3,
+                 architectures=["ResNetForImageClassification"]).save_pretrained(root / "resnet")
+    ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2,
+                   image_size=32).save_pretrained(root / "convnext")
+    ConvNextImageProcessorPil(size={"shortest_edge": 28}, crop_pct=0.875,
+                              image_mean=[0.485, 0.456, 0.406],
+                              image_std=[0.229, 0.224, 0.225]).save_pretrained(root / "convnext")
+    ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+              image_size=32, patch_size=8, num_labels=3,
+              architectures=["ViTForImageClassification"]).save_pretrained(root / "vit")
+    return {name: root / name for name in ("resnet", "convnext", "vit")}
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """Three class folders (cat, dog, owl) of 4 small random RGB images each, of varied sizes."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog", "owl"):
+        (root / label).mkdir()
+        for i in range(4):
+            pixels = rng.integers(0, 256, (16 + 2 * i, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
 def cnn_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cnn") / "tiny_cnn.py"
     path.write_text(CNN_SOURCE)

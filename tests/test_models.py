@@ -227,3 +227,48 @@ def test_absolute_spec_makes_paths_absolute(tiny_bert_dir, cnn_file, monkeypatch
     assert absolute_spec("py:tiny_cnn.py:build") == f"py:{cnn_file.resolve()}:build"
     for spec in ("demo", "hf:missing-folder", "py:missing.py:build", "foo:bar"):
         assert absolute_spec(spec) == spec
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "size", "out"),
+    [
+        ("resnet", "image-classification", (224, 224), (2, 3)),
+        ("convnext", "image-feature-extraction", (28, 28), (2, 16)),
+        ("vit", "image-classification", (32, 32), (2, 3)),
+    ],
+)
+def test_hf_image_models_build_random_weights(tiny_vision_dirs, name, task, size, out):
+    loaded = load_model(f"hf:{tiny_vision_dirs[name]}")
+    assert (loaded.kind, loaded.task, loaded.model_type) == ("image", task, name)
+    assert loaded.input_names == ["pixel_values"] and loaded.random_weights
+    assert loaded.image["size"] == list(size) and loaded.image["channels"] == 3
+    assert loaded.example_inputs["pixel_values"].shape == (1, 3, *size)
+    with torch.inference_mode():
+        result = loaded.module(torch.randn(2, 3, *size))
+    assert result.shape == out and torch.isfinite(result).all()
+    assert loaded.info()["kind"] == "image" and loaded.info()["parameters"] > 0
+
+
+def test_hf_image_preparation_comes_from_the_preprocessor_config(tiny_vision_dirs):
+    prep = load_model(f"hf:{tiny_vision_dirs['convnext']}").image
+    # ConvNeXt's processor: shortest edge to 28 / 0.875 = 32, then a center crop to 28.
+    assert (prep["size"], prep["shortest_edge"]) == ([28, 28], 32)
+    assert prep["mean"] == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_hf_image_task_and_shape_can_be_forced(tiny_vision_dirs):
+    loaded = load_model(f"hf:{tiny_vision_dirs['resnet']}", task="image-feature-extraction",
+                        input_shape=(3, 40, 48))
+    assert loaded.image["size"] == [40, 48]
+    with torch.inference_mode():
+        assert loaded.module(loaded.example_inputs["pixel_values"]).shape == (1, 16, 1, 1)
+    with pytest.raises(HastenError, match="does not fit the image model"):
+        load_model(f"hf:{tiny_vision_dirs['resnet']}", task="sequence-classification")
+    with pytest.raises(HastenError, match="must be 3xHxW"):
+        load_model(f"hf:{tiny_vision_dirs['resnet']}", input_shape=(1, 32, 32))
+
+
+def test_hf_image_model_without_weights_keeps_its_inputs(tiny_vision_dirs):
+    loaded = load_model(f"hf:{tiny_vision_dirs['vit']}", with_weights=False)
+    assert loaded.module is None and loaded.tokenizer is None
+    assert loaded.example_inputs["pixel_values"].shape == (1, 3, 32, 32)

@@ -26,6 +26,7 @@ for _name in ("torchao", "torch.utils._pytree", "transformers"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
 TEXT_TASKS = ("feature-extraction", "sequence-classification")
+IMAGE_TASKS = ("image-classification", "image-feature-extraction")
 # Model types whose ONNX graph ONNX Runtime's transformer optimizer knows how to fuse.
 BERT_LIKE = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "mpnet"}
 
@@ -72,7 +73,7 @@ class LoadedModel:
 
     spec: str
     name: str
-    kind: str  # "text" or "tensor"
+    kind: str  # "text", "image" (pixel_values of a Hugging Face vision model) or "tensor"
     task: str
     input_names: list[str]
     module: torch.nn.Module | None = None
@@ -84,6 +85,7 @@ class LoadedModel:
     hidden_size: int | None = None
     max_length: int = 512
     random_weights: bool = False
+    image: dict | None = None  # how images are prepared for it (hasten.images), when known
 
     @property
     def is_torch(self) -> bool:
@@ -135,7 +137,7 @@ def load_model(
         return loaded
     prefix, _, rest = spec.partition(":")
     if prefix == "hf" and rest:
-        return _load_hf(Path(rest), spec, task, with_weights)
+        return _load_hf(Path(rest), spec, task, with_weights, input_shape)
     if prefix == "py" and rest:
         return _load_py(spec, rest, input_shape)
     if prefix == "onnx" and rest:
@@ -145,7 +147,8 @@ def load_model(
     )
 
 
-def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool) -> LoadedModel:
+def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool,
+             input_shape: tuple[int, ...] | None = None) -> LoadedModel:
     import transformers
 
     if not path.is_dir():
@@ -156,6 +159,8 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool) -> Loa
     if not (path / "config.json").is_file():
         raise HastenError(f"{path} has no config.json; point hf: at a Hugging Face model folder.")
     config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    if _is_image_config(config):
+        return _load_hf_image(path, spec, config, task, with_weights, input_shape)
     task = task or _task_from_config(config)
     if task not in TEXT_TASKS:
         raise HastenError(
@@ -172,14 +177,7 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool) -> Loa
         if task == "feature-extraction"
         else transformers.AutoModelForSequenceClassification
     )
-    has_weights = any(path.glob("*.safetensors"))
-    if not with_weights:
-        model = None
-    elif has_weights:
-        model = auto.from_pretrained(path, local_files_only=True)
-    else:
-        torch.manual_seed(0)
-        model = auto.from_config(config)
+    model, has_weights = _hf_module(path, auto, config, with_weights)
     input_names = list(tokenizer.model_input_names)
     if model is not None:
         input_names = [n for n in input_names if n in _forward_args(model)]
@@ -197,6 +195,63 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool) -> Loa
         hidden_size=getattr(config, "hidden_size", None),
         max_length=min(getattr(config, "max_position_embeddings", 512), 512),
         random_weights=not has_weights,
+    )
+
+
+def _hf_module(path: Path, auto: Any, config: Any, with_weights: bool) -> tuple[Any, bool]:
+    """The folder's model (None when `with_weights` is off) and whether it has saved weights;
+    without them it is built from the config with seeded random weights."""
+    has_weights = any(path.glob("*.safetensors"))
+    if not with_weights:
+        return None, has_weights
+    if has_weights:
+        return auto.from_pretrained(path, local_files_only=True), True
+    torch.manual_seed(0)
+    return auto.from_config(config), False
+
+
+def _is_image_config(config: Any) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+    return config.model_type in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+
+def _load_hf_image(path: Path, spec: str, config: Any, task: str | None, with_weights: bool,
+                   input_shape: tuple[int, ...] | None) -> LoadedModel:
+    """A vision model (ResNet, ConvNeXt, ViT...) fed `pixel_values` (N, C, H, W); its image
+    size comes from --input-shape, else preprocessor_config.json, else its config, else 224."""
+    import transformers
+
+    from hasten.images import hf_preparation
+
+    arch = (getattr(config, "architectures", None) or [""])[0]
+    task = task or ("image-classification" if arch.endswith("ForImageClassification")
+                    else "image-feature-extraction")
+    if task not in IMAGE_TASKS:
+        raise HastenError(f"Task {task!r} does not fit the image model in {path}; use one of "
+                          f"{', '.join(IMAGE_TASKS)}.")
+    channels = config.num_channels
+    side = getattr(config, "image_size", 224)
+    prep = hf_preparation(path, channels, tuple(side) if isinstance(side, list | tuple)
+                          else (side, side))
+    if input_shape is not None:
+        if len(input_shape) != 3 or input_shape[0] != channels:
+            raise HastenError(f"--input-shape for {path.name} must be {channels}xHxW, the "
+                              f"channels its config says, not {'x'.join(map(str, input_shape))}.")
+        prep.update(size=list(input_shape[1:]), shortest_edge=None)
+    auto = (transformers.AutoModelForImageClassification if task == "image-classification"
+            else transformers.AutoModel)
+    model, has_weights = _hf_module(path, auto, config, with_weights)
+    key = "logits" if task == "image-classification" else "pooler_output"
+    example = torch.randn(1, channels, *prep["size"], generator=torch.Generator().manual_seed(0))
+    return LoadedModel(
+        spec=spec, name=path.resolve().name, kind="image", task=task,
+        input_names=["pixel_values"],
+        module=OutputAdapter(model.eval(), ["pixel_values"], key).eval() if model else None,
+        example_inputs={"pixel_values": example}, model_type=config.model_type,
+        num_heads=getattr(config, "num_attention_heads", None),
+        hidden_size=getattr(config, "hidden_size", None), random_weights=not has_weights,
+        image=prep,
     )
 
 
