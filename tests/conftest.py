@@ -304,7 +304,7 @@ def build_candidate(tmp_path_factory):
         )
         config = {"spec": spec, "task": None, "input_shape": None,
                   "model": {"input_names": loaded.input_names},
-                  "workload": workload.to_dict(), "device": "cpu"}
+                  "workload": workload.to_dict(), "device": "cpu", "max_drop": 0.01}
         if spec not in folders:
             folders[spec] = tmp_path_factory.mktemp("artifacts")
         candidate = next(c for c in search.CANDIDATES if c.name == name)

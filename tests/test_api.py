@@ -253,9 +253,62 @@ def test_cuda_without_a_gpu(tmp_path, cnn_spec):
         hasten.optimize_inference(cnn_spec, device="cuda", out=tmp_path)
 
 
-def test_data_for_a_tensor_model(tmp_path, cnn_spec, texts_file):
-    with pytest.raises(HastenError, match="--input-shape instead"):
-        hasten.optimize_inference(cnn_spec, data=texts_file, out=tmp_path)
+def test_an_image_folder_study_measures_accuracy(tmp_path, cnn_spec, image_folder,
+                                                 only_candidates):
+    only_candidates(BASE, "torch/eager/channels-last")
+    study = hasten.optimize_inference(cnn_spec, data=image_folder, quick=True,
+                                      batch_sizes=[1, 2], out=tmp_path, mean=[0.5], std=[0.25])
+    workload = study.config["workload"]
+    assert len(workload["images"]) == 12 and sorted(set(workload["labels"])) == [0, 1, 2]
+    assert workload["image"]["size"] == [16, 16] and workload["image"]["std"] == [0.25] * 3
+    rows = _rows(study)
+    assert set(rows[BASE]["points"]) == {"b1", "b2"}
+    for name in (BASE, "torch/eager/channels-last"):
+        assert rows[name]["status"] == "ok", rows[name]["reason"]
+        # b1 too when screening keeps it: a 0.1 ms forward on a busy machine may not be.
+        assert "b2" in rows[name]["points"]
+        assert {"accuracy", "top1_agreement"} <= set(rows[name]["fidelity"])
+    fast = rows["torch/eager/channels-last"]["fidelity"]
+    assert fast["accuracy"] == rows[BASE]["fidelity"]["accuracy"]
+    assert fast["top1_agreement"] == 1.0 and fast["max_abs_diff"] < 1e-4
+    assert study.to_dict()["images"] == 12
+
+
+@pytest.fixture
+def four_classes(tmp_path, image_folder):
+    """The image folder with a fourth class: more classes than the tiny CNN has outputs."""
+    import shutil
+
+    folder = tmp_path / "four"
+    shutil.copytree(image_folder, folder)
+    shutil.copytree(image_folder / "owl", folder / "yak")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "message"),
+    [
+        ("cnn", {"data": "texts"}, "must be a folder of images"),
+        ("cnn", {"data": "empty"}, "holds no images"),
+        ("cnn", {"data": "four"}, "has 4 class folders, and the model's output is shaped"),
+        ("cnn", {"data": "images", "label_column": "y"}, "labels come from its class folders"),
+        ("cnn", {"image_size": (8, 8)}, "--image-size, --mean and --std say how to prepare"),
+        ("cnn", {"data": "images", "mean": [0.1, 0.2]}, "--mean has 2 values"),
+        ("bert", {"data": "images"}, "is a folder, and tiny-bert.* takes text"),
+        ("bert", {"data": "texts", "std": [0.5]}, "--image-size, --mean and --std"),
+    ],
+)
+def test_bad_image_arguments(tmp_path, cnn_spec, tiny_bert_spec, texts_file, image_folder,
+                             four_classes, spec, kwargs, message):
+    (tmp_path / "empty").mkdir()
+    data = {"texts": texts_file, "empty": tmp_path / "empty", "four": four_classes,
+            "images": image_folder}
+    if "data" in kwargs:
+        kwargs["data"] = data[kwargs["data"]]
+    model = {"cnn": cnn_spec, "bert": tiny_bert_spec}[spec]
+    with pytest.raises(HastenError, match=message):
+        hasten.optimize_inference(model, out=tmp_path / "runs", quick=True, **kwargs)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_broken_forward_is_one_clear_error(tmp_path, broken_spec):

@@ -149,3 +149,25 @@ def test_reference_roundtrip_as_plain_float32(tmp_path):
     torch.testing.assert_close(back[1], outputs[1].float(), rtol=0, atol=0)
     with np.load(path, allow_pickle=False) as data:
         assert sorted(data.files) == ["out_0", "out_1"]
+
+
+@pytest.mark.parametrize(("task", "labels", "scored"), [
+    ("image-classification", None, "top1 only"),
+    ("image-classification", [0, 1, 1], "accuracy"),
+    ("tensor", [0, 1, 1], "accuracy"),
+    ("tensor", None, "neither"),
+    ("feature-extraction", [0, 1, 1], "neither"),
+])
+def test_image_and_tensor_classifiers_are_scored(task, labels, scored):
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    m = compare([logits], [logits], [None], task, labels)
+    assert ("top1_agreement" in m) == (scored != "neither")
+    assert ("accuracy" in m) == (scored == "accuracy")
+    if scored == "accuracy":
+        assert m["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_image_features_get_neighbour_agreement():
+    features = torch.randn(6, 4, 1, 1, generator=torch.Generator().manual_seed(0))
+    m = compare([features], [features], [None], "image-feature-extraction")
+    assert m["nn_agreement"] == 1.0 and "top1_agreement" not in m

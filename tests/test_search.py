@@ -78,7 +78,11 @@ def test_runnable_candidates(bert, cnn):
     everything = set(BY_NAME)
     if not cpu_flags() & {"amx_bf16", "avx512_bf16"}:
         everything.discard("onnx/openvino/bf16")
-    assert runnable(bert) == everything - {ONNX_BASELINE, "torch/eager/fp16-autocast"}
+    channels_last = {c.name for c in CANDIDATES if "channels_last" in c.passes}
+    assert channels_last == {"torch/eager/channels-last", "torch/eager/bf16-channels-last",
+                             "torch/compile/channels-last"}
+    assert runnable(bert) == everything - {ONNX_BASELINE, "torch/eager/fp16-autocast",
+                                           *channels_last}
     assert runnable(cnn) == everything - {
         ONNX_BASELINE, "torch/eager/fp16-autocast", "onnx-fused/ort/all",
         "onnx-legacy-fused/ort/all"}

@@ -200,3 +200,58 @@ def test_tensor_eval_batches_are_fixed(cnn):
     again, _ = eval_batches(cnn, workload)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
     assert not torch.equal(batches[0][0], batches[1][0])
+
+
+def _image_workload(folder, model, **kwargs):
+    from hasten import images
+
+    paths, labels = images.read_folder(folder)
+    channels, size = images.image_input(model.example_inputs)
+    prep = model.image or images.preparation(channels, size)
+    return _workload([], labels=labels, images=paths, image=prep, **kwargs)
+
+
+def test_image_points_are_batches_of_the_real_images(cnn, image_folder):
+    from hasten import images
+
+    workload = _image_workload(image_folder, cnn)
+    (batch,) = point_inputs(cnn, workload, "b16")
+    assert len(batch) == 1 and batch[0].shape == (16, 3, 16, 16)
+    # 12 images cycle to fill the batch, in the workload's order.
+    first = images.load(workload.images[:4], workload.image)
+    torch.testing.assert_close(batch[0][12:], first)
+    assert workload.latency_points(cnn.kind) == ["b1", "b8"]
+    assert workload.dataset_points(cnn.kind) == []
+    assert Workload.from_dict(json.loads(json.dumps(workload.to_dict()))) == workload
+
+
+def test_image_eval_batches_follow_the_labels(cnn, image_folder):
+    workload = _image_workload(image_folder, cnn, eval_samples=10)
+    batches, order = eval_batches(cnn, workload)
+    assert order == list(range(10))
+    assert [b[0].shape[0] for b in batches] == [10]
+    assert len(workload.labels) == 12 and set(workload.labels) == {0, 1, 2}
+
+
+def test_image_calibration_avoids_the_eval_subset_when_it_can(cnn, image_folder):
+    from hasten.workload import calibration_batches
+
+    workload = _image_workload(image_folder, cnn, eval_samples=4, calibration_samples=8)
+    batches = calibration_batches(cnn, workload, batch_size=3)
+    assert [b[0].shape for b in batches] == [(3, 3, 16, 16)] * 2 + [(2, 3, 16, 16)]
+    (expected,) = point_inputs(cnn, workload, "b12")
+    torch.testing.assert_close(torch.cat([b[0] for b in batches]), expected[0][4:])
+    # Too few images beyond the fidelity subset: calibrate from the start.
+    workload.calibration_samples = 10
+    assert sum(b[0].shape[0] for b in calibration_batches(cnn, workload)) == 10
+
+
+@pytest.mark.parametrize("name", ["resnet", "convnext", "vit"])
+def test_hf_image_models_run_on_an_image_folder(tiny_vision_dirs, image_folder, name):
+    model = load_model(f"hf:{tiny_vision_dirs[name]}")
+    workload = _image_workload(image_folder, model)
+    (batch,) = point_inputs(model, workload, "b2")
+    assert batch[0].shape == (2, 3, *model.image["size"])
+    with torch.inference_mode():
+        out = model.module(*batch)
+    assert out.shape[0] == 2 and torch.isfinite(out).all()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hasten import images as image_files
 from hasten import machine, search
 from hasten.errors import HastenError
 from hasten.executors import LocalExecutor
@@ -34,6 +35,9 @@ def optimize_inference(
     label_column: str | None = None,
     task: str | None = None,
     input_shape: tuple[int, ...] | None = None,
+    image_size: tuple[int, int] | None = None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
     batch_sizes: list[int] | None = None,
     seq_lengths: list[int] | None = None,
     max_drop: float = 0.01,
@@ -60,6 +64,11 @@ def optimize_inference(
     model = absolute_spec(model)
     loaded = load_model(model, task, input_shape)
     workload = _workload(loaded, data, column, label_column, batch_sizes, seq_lengths, quick)
+    if data is not None and loaded.kind != "text":
+        _add_images(loaded, workload, Path(data), column or label_column, image_size, mean, std)
+    elif (image_size, mean, std) != (None, None, None):
+        raise HastenError("--image-size, --mean and --std say how to prepare an image folder; "
+                          "pass one with --data to a model that takes images.")
     _check_forward(loaded, workload)
     folder = Path(out) / (name or loaded.name)
     if fresh and folder.exists():
@@ -117,6 +126,9 @@ def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_l
         raise HastenError(f"Batch sizes must be between 1 and 4096, not {batch_sizes}.")
     texts, labels = [], None
     if model.kind == "text":
+        if data is not None and Path(data).is_dir():
+            raise HastenError(f"{data} is a folder, and {model.name} takes text; pass a .txt, "
+                              ".csv or .jsonl file.")
         if data is not None:
             texts, labels = read_texts(Path(data), column, label_column)
         else:
@@ -127,14 +139,27 @@ def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_l
                 f"Sequence lengths must be between 2 and {model.max_length} for this model, "
                 f"not {seq_lengths}."
             )
-    elif data is not None:
-        raise HastenError("--data takes text for text models; this model takes tensors, "
-                          "so describe its input with --input-shape instead.")
     return Workload(
         texts=texts, labels=labels, batch_sizes=sorted(set(batch_sizes)),
         seq_lengths=sorted(set(seq_lengths or [])), eval_samples=128 if quick else 256,
         dataset_batch_size=max(batch_sizes), max_length=min(128, model.max_length),
     )
+
+
+def _add_images(model: LoadedModel, workload: Workload, folder: Path, column: str | None,
+                image_size: tuple[int, int] | None, mean: list[float] | None,
+                std: list[float] | None) -> None:
+    """Feed the workload from an image folder, prepared as the model's config and the flags say."""
+    if not folder.is_dir():
+        raise HastenError(f"--data for {model.name} must be a folder of images (flat, or "
+                          f"DIR/<label>/<image>), and {folder} is not a folder.")
+    if column:
+        raise HastenError("An image folder's labels come from its class folders; --column and "
+                          "--label-column are for text files.")
+    channels, size = image_files.image_input(model.example_inputs)
+    prep = model.image or image_files.preparation(channels, size)
+    workload.image = image_files.override(prep, image_size, mean, std)
+    workload.images, workload.labels = image_files.read_folder(folder)
 
 
 def _check_forward(model: LoadedModel, workload: Workload) -> None:
@@ -144,7 +169,7 @@ def _check_forward(model: LoadedModel, workload: Workload) -> None:
     point = f"b2/s{min(workload.seq_lengths)}" if model.kind == "text" else "b2"
     try:
         with torch.inference_mode():
-            model.module(*point_inputs(model, workload, point)[0])
+            out = model.module(*point_inputs(model, workload, point)[0])
     except HastenError:
         raise
     except Exception as exc:
@@ -152,6 +177,10 @@ def _check_forward(model: LoadedModel, workload: Workload) -> None:
             f"The model's forward fails on the inputs ({type(exc).__name__}: {exc}); "
             "check --input-shape or the data."
         ) from exc
+    classes = max(workload.labels) + 1 if workload.images and workload.labels else 0
+    if classes and (out.dim() != 2 or out.shape[1] < classes):
+        raise HastenError(f"The image folder has {classes} class folders, and the model's output "
+                          f"is shaped {tuple(out.shape)}; accuracy needs one score per class.")
 
 
 def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,

@@ -18,13 +18,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=False,
 err = Console(stderr=True)
 
 
-def _ints(text: str | None, flag: str) -> list[int] | None:
+def _numbers(text: str | None, flag: str, kind: type = int) -> list | None:
+    """A flag's comma-separated integers (or floats), or None when it was not given."""
     if text is None:
         return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        return [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise HastenError(f"{flag} takes comma-separated integers, such as 1,8,32.") from None
+        what = "integers, such as 1,8,32" if kind is int else "numbers, such as 0.5,0.5,0.5"
+        raise HastenError(f"{flag} takes comma-separated {what}.") from None
 
 
 def _wide_console() -> Console:
@@ -50,11 +52,19 @@ def _guard(debug: bool, fn) -> None:
 def infer(
     model: str = typer.Option("demo", help="Model spec: demo, hf:DIR, py:FILE:FACTORY (runs "
                               "that file's code), onnx:FILE."),
-    data: Path = typer.Option(None, help="Text data: .txt (one per line), .csv or .jsonl."),
+    data: Path = typer.Option(None, help="Text data (.txt, one per line; .csv; .jsonl), or for "
+                              "image models a folder of images (DIR/<label>/<image> for labels)."),
     column: str = typer.Option(None, help="Text column of a .csv or .jsonl file."),
     label_column: str = typer.Option(None, help="Integer label column, to measure accuracy."),
-    task: str = typer.Option(None, help="feature-extraction or sequence-classification."),
+    task: str = typer.Option(None, help="feature-extraction or sequence-classification; "
+                             "image-classification or image-feature-extraction."),
     input_shape: str = typer.Option(None, help="Input shape without batch, e.g. 3x224x224."),
+    image_size: str = typer.Option(None, help="Resize images to this size, e.g. 224 or 224x160 "
+                                   "(default: the model's config or input)."),
+    mean: str = typer.Option(None, help="Per-channel mean to normalize images, e.g. "
+                             "0.485,0.456,0.406 (default: the model's config, else 0)."),
+    std: str = typer.Option(None, help="Per-channel std to normalize images (default: the "
+                            "model's config, else 1)."),
     batch_sizes: str = typer.Option(None, help="Batch sizes to measure (default 1,8,32,64)."),
     seq_lengths: str = typer.Option(None, help="Sequence lengths for text (default 32,128)."),
     max_drop: float = typer.Option(0.01, help="Tolerance: pooled cosine >= 1-max_drop, or at "
@@ -70,6 +80,7 @@ def infer(
 ) -> None:
     """Run the inference study: every candidate measured, checked and ranked."""
     from hasten.api import optimize_inference
+    from hasten.images import parse_size
     from hasten.models import parse_shape
     from hasten.report.terminal import render
 
@@ -85,8 +96,10 @@ def infer(
             study = optimize_inference(
                 model, data=data, column=column, label_column=label_column, task=task,
                 input_shape=parse_shape(input_shape) if input_shape else None,
-                batch_sizes=_ints(batch_sizes, "--batch-sizes"),
-                seq_lengths=_ints(seq_lengths, "--seq-lengths"), max_drop=max_drop,
+                image_size=parse_size(image_size) if image_size else None,
+                mean=_numbers(mean, "--mean", float), std=_numbers(std, "--std", float),
+                batch_sizes=_numbers(batch_sizes, "--batch-sizes"),
+                seq_lengths=_numbers(seq_lengths, "--seq-lengths"), max_drop=max_drop,
                 quick=quick, out=out, name=name, fresh=fresh, device=device,
                 progress=progress, report=not no_report,
             )

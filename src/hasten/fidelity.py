@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+CLASSIFIER_TASKS = ("sequence-classification", "image-classification")
+EMBEDDING_TASKS = ("feature-extraction", "image-feature-extraction")
+
 
 def pooled(outputs: list[torch.Tensor], masks: list[torch.Tensor | None]) -> np.ndarray:
     """One vector per sample: masked mean over tokens for sequence outputs, else flattened."""
@@ -40,7 +43,8 @@ def compare(
     task: str,
     labels: list[int] | None = None,
 ) -> dict:
-    """Max absolute difference, pooled cosine (mean, min) and the task metric."""
+    """Max absolute difference, pooled cosine (mean, min) and the task metric; a tensor model
+    with labels (a `py:` classifier fed an image folder) is scored as a classifier."""
     max_abs = 0.0
     for ref, out, mask in zip(reference, candidate, masks, strict=True):
         diff = (ref.float() - out.float()).abs()
@@ -55,10 +59,10 @@ def compare(
         "cosine_min": float(cos.min()),
         "finite": bool(np.isfinite(out_pooled).all()),
     }
-    if task == "feature-extraction" and len(ref_pooled) > 1:
+    if task in EMBEDDING_TASKS and len(ref_pooled) > 1:
         agree = nearest_neighbours(ref_pooled) == nearest_neighbours(out_pooled)
         metrics["nn_agreement"] = float(agree.mean())
-    if task == "sequence-classification":
+    if task in CLASSIFIER_TASKS or (task == "tensor" and labels is not None):
         metrics["top1_agreement"] = float((ref_pooled.argmax(1) == out_pooled.argmax(1)).mean())
         if labels is not None:
             metrics["accuracy"] = float((out_pooled.argmax(1) == np.asarray(labels)).mean())

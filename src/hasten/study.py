@@ -127,8 +127,9 @@ class Study:
             "folder": str(self.folder), "finished": self.finished, "config": {
                 k: v for k, v in self.config.items() if k != "workload"},
             "workload": {k: v for k, v in self.config["workload"].items()
-                         if k not in ("texts", "labels")},
+                         if k not in ("texts", "labels", "images")},
             "corpus_size": len(self.config["workload"]["texts"]),
+            "images": len(self.config["workload"].get("images", [])),
             "machine": self.machine, "baseline": self.baseline,
             "screen_point": self.screen_point, "busy_points": self.busy_points(),
             "candidates": self.table(),

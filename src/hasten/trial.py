@@ -19,7 +19,7 @@ from hasten.measure import Budget, Clock, peak_gpu_memory_mb, peak_memory_mb, re
 from hasten.models import load_model
 from hasten.passes import Artifact, PassContext
 from hasten.store import Store
-from hasten.workload import Workload, eval_batches, parse_point, point_inputs, tile, tokenize
+from hasten.workload import Workload, eval_batches, parse_point, point_inputs, tokenize
 
 NOTES_FILE = "notes.txt"  # beside each file artifact: what its passes noted
 DATASET_BUDGET = Budget(warmup=0, min_reps=3, max_reps=5, seconds=0.0, rel_tol=0.05)
@@ -57,7 +57,7 @@ def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
     if model.kind == "text":
         sample = tokenize(model, workload.texts[:2], 16, workload.max_length)
     else:
-        sample = tile(model, 2)
+        sample = point_inputs(model, workload, "b2")[0]
     for i in range(start, len(chain)):
         step = passes.REGISTRY[chain[i]]
         folder = artifacts / _slug(chain[: i + 1])

@@ -1,4 +1,5 @@
-"""What the model is fed: real text through its tokenizer, or tensors; the points to measure."""
+"""What the model is fed: real text through its tokenizer, images from a folder, or tensors;
+the points to measure."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import inspect
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from hasten import images as image_files
 from hasten.errors import HastenError
 from hasten.models import LoadedModel
 
@@ -136,6 +138,9 @@ class Workload:
     dataset_batch_size: int
     max_length: int
     sort_by_length: bool = True
+    calibration_samples: int = 128
+    images: list[str] = field(default_factory=list)  # image paths (labels in `labels`)
+    image: dict | None = None  # how `images` are prepared (hasten.images)
 
     def to_dict(self) -> dict:
         return dict(vars(self))
@@ -151,7 +156,8 @@ class Workload:
         return [f"b{b}" for b in self.batch_sizes]
 
     def dataset_points(self, kind: str) -> list[str]:
-        """The dataset pass over the whole corpus, unsorted and sorted by length."""
+        """The dataset pass over the whole corpus, unsorted and sorted by length (text only: images
+        have no length to sort by, and their latency points already use the real images)."""
         if kind != "text":
             return []
         return [f"dataset/{order}/b{self.dataset_batch_size}" for order in ("unsorted", "sorted")]
@@ -192,6 +198,8 @@ def tile(model: LoadedModel, batch: int) -> list[torch.Tensor]:
 def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[list[torch.Tensor]]:
     """The batches one point measures: one batch for a latency point, many for a dataset pass."""
     p = parse_point(point)
+    if workload.images:
+        return [[image_batch(workload, range(p["batch"]))]]
     if model.kind != "text":
         return [tile(model, p["batch"])]
     if not p["dataset"]:
@@ -207,24 +215,61 @@ def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[lis
             for i in range(0, len(texts), b)]
 
 
+def image_batch(workload: Workload, indices: range) -> torch.Tensor:
+    """The workload's images at `indices` (cycling when there are fewer), prepared as one batch."""
+    paths = [workload.images[i % len(workload.images)] for i in indices]
+    return image_files.load(paths, workload.image)
+
+
 def eval_batches(
     model: LoadedModel, workload: Workload
 ) -> tuple[list[list[torch.Tensor]], list[int]]:
     """The fixed evaluation subset for fidelity, in batches (text sorted by length), and the
     order of its samples in those batches."""
+    if workload.images:
+        count = min(workload.eval_samples, len(workload.images))
+        return ([[image_batch(workload, range(s, min(s + 16, count)))]
+                 for s in range(0, count, 16)], list(range(count)))
     if model.kind != "text":
-        gen = torch.Generator().manual_seed(1)
-        batches = []
-        for _ in range(max(1, workload.eval_samples // 16)):
-            batch = []
-            for t in model.example_inputs.values():
-                if t.is_floating_point():
-                    batch.append(torch.randn((16, *t.shape[1:]), generator=gen, dtype=t.dtype))
-                else:
-                    batch.append(t[torch.arange(16) % t.shape[0]])
-            batches.append(batch)
+        batches = _random_batches(model, max(16, workload.eval_samples // 16 * 16), 16, seed=1)
         return batches, list(range(16 * len(batches)))
     texts = workload.texts[: workload.eval_samples]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     return [tokenize(model, [texts[i] for i in order[s:s + 32]], None, workload.max_length)
             for s in range(0, len(order), 32)], order
+
+
+def calibration_batches(model: LoadedModel, workload: Workload,
+                        batch_size: int = 8) -> list[list[torch.Tensor]]:
+    """Batches for static quantization's calibration: `calibration_samples` samples taken after
+    the fidelity subset where the data has enough (else from its start), so calibration and the
+    accuracy check see different samples when they can."""
+    n = workload.calibration_samples
+    if workload.images:
+        start = workload.eval_samples if len(workload.images) - workload.eval_samples >= n else 0
+        chosen = range(start, min(start + n, len(workload.images)))
+        return [[image_batch(workload, chosen[i:i + batch_size])]
+                for i in range(0, len(chosen), batch_size)]
+    if model.kind != "text":
+        return _random_batches(model, n, batch_size, seed=2)
+    texts = workload.texts
+    rest = texts[workload.eval_samples:]
+    chosen = (rest if len(rest) >= n else texts)[:n]
+    return [tokenize(model, chosen[i:i + batch_size], None, workload.max_length)
+            for i in range(0, len(chosen), batch_size)]
+
+
+def _random_batches(model: LoadedModel, samples: int, batch_size: int,
+                    seed: int) -> list[list[torch.Tensor]]:
+    """Batches shaped like the model's example inputs: random normal floats, and integer
+    inputs cycled from the examples. All a tensor model without data can be fed."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for start in range(0, samples, batch_size):
+        rows = min(batch_size, samples - start)
+        batches.append([
+            torch.randn((rows, *t.shape[1:]), generator=gen, dtype=t.dtype)
+            if t.is_floating_point() else t[torch.arange(rows) % t.shape[0]]
+            for t in model.example_inputs.values()
+        ])
+    return batches

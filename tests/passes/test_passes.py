@@ -51,7 +51,7 @@ def test_registry_is_complete():
     expected = {"onnx_export", "onnx_export_legacy", "ort_fuse_transformer", "ort_quantize_dynamic",
                 "openvino_convert", "fp16_weights", "bf16_weights", "autocast_bf16",
                 "autocast_fp16", "torch_int8_dynamic", "torchao_int8_dynamic",
-                "torchscript_trace", "torchscript_script"}
+                "torchscript_trace", "torchscript_script", "channels_last"}
     assert set(passes.REGISTRY) == expected
     for name, step in passes.REGISTRY.items():
         assert step.name == name and step.apply.__doc__, name

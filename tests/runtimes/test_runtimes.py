@@ -13,7 +13,8 @@ from hasten.passes import Artifact
 
 FP32 = {"torch/eager/fp32", "torchscript/jit/trace-frozen", "torch/compile/fp32",
         "onnx/ort/disabled", "onnx/ort/basic", "onnx/ort/extended", "onnx/ort/all",
-        "onnx-fused/ort/all", "onnx-legacy-fused/ort/all", "onnx/openvino/f32"}
+        "onnx-fused/ort/all", "onnx-legacy-fused/ort/all", "onnx/openvino/f32",
+        "torch/eager/channels-last", "torch/compile/channels-last"}
 COMPILE = [c.name for c in search.CANDIDATES if c.runtime == "compile"]
 # Tracing the transformers model warns about data-dependent branches it freezes; expected.
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -71,7 +72,8 @@ def test_candidate_matches_eager_fp32(specs, build_candidate, reference_outputs,
 def test_compile_candidates_on_the_cnn(cnn_spec, build_candidate, reference_outputs):
     """torch.compile is slow to build, so its candidates run on the tiny CNN only."""
     assert COMPILE == ["torch/compile/fp32", "torch/compile/bf16-autocast",
-                       "torch/compile/bf16-weights", "torch/compile/int8-dynamic"]
+                       "torch/compile/bf16-weights", "torch/compile/int8-dynamic",
+                       "torch/compile/channels-last"]
     torch._dynamo.reset()
     for name in COMPILE:
         loaded, _, runner, batches, masks = build_candidate(cnn_spec, name)

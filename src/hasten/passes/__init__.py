@@ -25,6 +25,7 @@ class Artifact:
     path: Path | None = None
     dtype: torch.dtype = torch.float32  # the float dtype a torch module's inputs must have
     autocast: torch.dtype | None = None  # run a torch module's forward under this autocast
+    channels_last: bool = False  # give a torch module its 4-D float inputs channels-last
     notes: list[str] = field(default_factory=list)
 
     def size_bytes(self) -> int:
@@ -106,4 +107,4 @@ def register(
     return wrap
 
 
-from hasten.passes import onnx, openvino, precision, quantize, torchscript  # noqa: E402,F401
+from hasten.passes import layout, onnx, openvino, precision, quantize, torchscript  # noqa: E402,F401

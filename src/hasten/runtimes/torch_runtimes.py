@@ -18,11 +18,14 @@ def _context(artifact: Artifact, device: str):
 
 def _module_runner(module, artifact: Artifact, device: str) -> Runner:
     dtype = artifact.dtype
+    layout = torch.channels_last if artifact.channels_last else torch.contiguous_format
 
     def run(inputs: list[torch.Tensor]) -> torch.Tensor:
         moved = [
             (t.to(device, dtype) if t.is_floating_point() else t.to(device)) for t in inputs
         ]
+        moved = [t.contiguous(memory_format=layout) if t.dim() == 4 and t.is_floating_point()
+                 else t for t in moved]
         with torch.inference_mode(), _context(artifact, device):
             return module(*moved)
 
