@@ -11,7 +11,7 @@ from hasten import passes, runtimes
 from hasten.machine import usable_cores
 from hasten.models import LoadedModel, load_model
 from hasten.passes import Artifact, PassContext
-from hasten.workload import tile, tokenize
+from hasten.workload import Workload, tile, tokenize
 
 ORT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -30,6 +30,10 @@ def export_candidate(study, name: str, out: Path) -> Path:
               "input_shape": config["input_shape"], "passes": row["passes"],
               "runtime": row["runtime"], "settings": row["settings"],
               "input_names": config["model"]["input_names"]}
+    if any(passes.REGISTRY[p].calibrates and not passes.REGISTRY[p].output_file
+           for p in row["passes"]):
+        # An in-memory candidate that calibrates is rebuilt on the study's own data.
+        recipe.update(workload=config["workload"], max_drop=config["max_drop"])
     (out / "candidate.json").write_text(json.dumps(recipe, indent=2))
     last = passes.REGISTRY[row["passes"][-1]] if row["passes"] else None
     model = load_model(config["spec"], config["task"], config["input_shape"], with_weights=False)
@@ -117,9 +121,12 @@ def load_runner(folder: Path):
     artifact = Artifact("torch", module=model.module)
     sample = (tokenize(model, ["hasten exported this model.", "It runs as is."], None, 128)
               if model.kind == "text" else tile(model, 2))
+    workload = Workload.from_dict(recipe["workload"]) if "workload" in recipe else None
     with tempfile.TemporaryDirectory() as tmp:
         for name in recipe["passes"]:
-            artifact = passes.REGISTRY[name].apply(artifact, PassContext(model, sample, Path(tmp)))
+            context = PassContext(model, sample, Path(tmp), workload=workload,
+                                  max_drop=recipe.get("max_drop", 0.01))
+            artifact = passes.REGISTRY[name].apply(artifact, context)
     run = runtimes.REGISTRY[recipe["runtime"]].build(artifact, recipe["settings"],
                                                      usable_cores(), "cpu")
     return run, sample

@@ -62,6 +62,12 @@ CANDIDATES = (
        {"precision": "f32"}),
     _c("onnx/openvino/bf16", ("onnx_export", "openvino_convert"), "openvino",
        {"precision": "bf16"}),
+    *(_c(f"onnx/ort/int8-static-{m}", ("onnx_export", f"ort_quantize_static_{m}"), "ort",
+         {"level": "all"}, in_quick=m == "minmax") for m in ("minmax", "entropy", "percentile")),
+    _c("torch/compile/int8-static-pt2e", ("pt2e_int8_x86",), "compile", {"freezing": True},
+       in_quick=False),
+    _c("onnx/openvino/int8-nncf", ("onnx_export", "openvino_convert", "openvino_nncf_int8"),
+       "openvino", {"precision": "f32"}),
 )
 
 

@@ -46,8 +46,9 @@ def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
     artifacts = study / "artifacts"
     start, artifact = _cached_start(chain, artifacts)
     t0 = time.perf_counter()
+    calibrating = any(passes.REGISTRY[p].calibrates for p in chain[start:])
     model = load_model(config["spec"], config.get("task"), config.get("input_shape"),
-                       with_weights=artifact is None)
+                       with_weights=artifact is None or calibrating)
     model.input_names = config["model"]["input_names"]
     one_time["load_s"] = time.perf_counter() - t0
     if artifact is None:
@@ -63,7 +64,8 @@ def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
         folder = artifacts / _slug(chain[: i + 1])
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        artifact = step.apply(artifact, PassContext(model, sample, folder, config["device"]))
+        artifact = step.apply(artifact, PassContext(model, sample, folder, config["device"],
+                                                    workload, config["max_drop"]))
         one_time[f"{step.name}_s"] = time.perf_counter() - t0
         if step.output_file:
             (folder / NOTES_FILE).write_text("\n".join(artifact.notes))

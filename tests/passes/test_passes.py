@@ -51,7 +51,9 @@ def test_registry_is_complete():
     expected = {"onnx_export", "onnx_export_legacy", "ort_fuse_transformer", "ort_quantize_dynamic",
                 "openvino_convert", "fp16_weights", "bf16_weights", "autocast_bf16",
                 "autocast_fp16", "torch_int8_dynamic", "torchao_int8_dynamic",
-                "torchscript_trace", "torchscript_script", "channels_last"}
+                "torchscript_trace", "torchscript_script", "channels_last",
+                "ort_quantize_static_minmax", "ort_quantize_static_entropy",
+                "ort_quantize_static_percentile", "pt2e_int8_x86", "openvino_nncf_int8"}
     assert set(passes.REGISTRY) == expected
     for name, step in passes.REGISTRY.items():
         assert step.name == name and step.apply.__doc__, name

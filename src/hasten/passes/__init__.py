@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from hasten.models import LoadedModel
+from hasten.workload import Workload, calibration_batches
 
 
 @dataclass
@@ -42,12 +43,35 @@ class Artifact:
 
 @dataclass
 class PassContext:
-    """What a pass may use: the loaded model, sample inputs, and its own artifact folder."""
+    """What a pass may use: the loaded model, sample inputs, its own artifact folder, and the
+    study's workload (calibration data for static quantization)."""
 
     model: LoadedModel
     sample_inputs: list[torch.Tensor]
     folder: Path
     device: str = "cpu"
+    workload: Workload | None = None
+    max_drop: float = 0.01
+
+    def calibration(self) -> list[list[torch.Tensor]]:
+        """The workload's calibration batches; a pass that calibrates cannot run without them."""
+        if self.workload is None:
+            raise ValueError("static quantization needs the study's workload to calibrate on")
+        return calibration_batches(self.model, self.workload)
+
+
+def dynamic_axes(model: LoadedModel) -> dict[str, dict[int, str]]:
+    """Dynamic batch axis on every input, and a dynamic sequence axis on text inputs."""
+    if model.kind == "text":
+        return {name: {0: "batch", 1: "sequence"} for name in model.input_names}
+    return {name: {0: "batch"} for name in model.input_names}
+
+
+def export_shapes(model: LoadedModel) -> tuple:
+    """dynamic_axes as torch.export dynamic shapes, one dict per positional input."""
+    dims = {label: torch.export.Dim(label) for label in ("batch", "sequence")}
+    return tuple({axis: dims[label] for axis, label in axes.items()}
+                 for axes in dynamic_axes(model).values())
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,7 @@ class Pass:
     apply: Callable[[Artifact, PassContext], Artifact]
     available: Callable[[LoadedModel, str], str | None]
     output_file: str | None = None  # the file it writes in its folder; cached between trials
+    calibrates: bool = False  # needs the real weights and the workload's calibration batches
 
 
 REGISTRY: dict[str, Pass] = {}
@@ -97,14 +122,23 @@ def register(
     produces: str,
     available: Callable[[LoadedModel, str], str | None] = always,
     output_file: str | None = None,
+    calibrates: bool = False,
 ):
     """Decorator that adds a transform function to the registry as a pass."""
 
     def wrap(fn: Callable[[Artifact, PassContext], Artifact]) -> Callable:
-        REGISTRY[name] = Pass(name, accepts, produces, fn, available, output_file)
+        REGISTRY[name] = Pass(name, accepts, produces, fn, available, output_file, calibrates)
         return fn
 
     return wrap
 
 
-from hasten.passes import layout, onnx, openvino, precision, quantize, torchscript  # noqa: E402,F401
+from hasten.passes import (  # noqa: E402,F401
+    layout,
+    onnx,
+    openvino,
+    precision,
+    quantize,
+    static_quant,
+    torchscript,
+)

@@ -10,24 +10,23 @@ import warnings
 import torch
 
 from hasten.models import BERT_LIKE
-from hasten.passes import Artifact, PassContext, all_of, needs_package, needs_torch_module, register
-
-
-def _axes(ctx: PassContext) -> dict[str, dict[int, str]]:
-    """Dynamic batch axis on every input, and a dynamic sequence axis on text inputs."""
-    if ctx.model.kind == "text":
-        return {name: {0: "batch", 1: "sequence"} for name in ctx.model.input_names}
-    return {name: {0: "batch"} for name in ctx.model.input_names}
+from hasten.passes import (
+    Artifact,
+    PassContext,
+    all_of,
+    dynamic_axes,
+    export_shapes,
+    needs_package,
+    needs_torch_module,
+    register,
+)
 
 
 def _export_dynamo(module: torch.nn.Module, ctx: PassContext, path) -> None:
-    dims = {label: torch.export.Dim(label) for label in ("batch", "sequence")}
-    shapes = tuple({axis: dims[label] for axis, label in axes.items()}
-                   for axes in _axes(ctx).values())
     torch.onnx.export(
         module, tuple(ctx.sample_inputs), str(path), dynamo=True,
         input_names=ctx.model.input_names, output_names=["output"],
-        dynamic_shapes=(shapes,), external_data=False, verbose=False,
+        dynamic_shapes=(export_shapes(ctx.model),), external_data=False, verbose=False,
     )
 
 
@@ -35,7 +34,7 @@ def _export_legacy(module: torch.nn.Module, ctx: PassContext, path) -> None:
     torch.onnx.export(
         module, tuple(ctx.sample_inputs), str(path), dynamo=False, opset_version=17,
         input_names=ctx.model.input_names, output_names=["output"],
-        dynamic_axes={**_axes(ctx), "output": {0: "batch"}},
+        dynamic_axes={**dynamic_axes(ctx.model), "output": {0: "batch"}},
     )
 
 
@@ -97,16 +96,44 @@ def ort_fuse_transformer(artifact: Artifact, ctx: PassContext) -> Artifact:
 @register("ort_quantize_dynamic", ("onnx",), "onnx", needs_package("onnxruntime"), "model.onnx")
 def ort_quantize_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     """ONNX Runtime dynamic int8 quantization: int8 weights, activations quantized per call."""
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # The dynamo exporter records intermediate shapes (value_info) that the quantizer's own
-    # shape inference can contradict; it re-derives them, so they are dropped first.
-    graph = onnx.load(str(artifact.path))
-    del graph.graph.value_info[:]
-    source = ctx.folder / "float.onnx"
-    onnx.save(graph, str(source))
+    source = without_value_info(artifact, ctx)
     path = ctx.folder / "model.onnx"
     quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
     source.unlink()
     return Artifact("onnx", path=path, notes=list(artifact.notes))
+
+
+def without_value_info(artifact: Artifact, ctx: PassContext):
+    """A copy of the ONNX file without its recorded intermediate shapes (value_info): those the
+    dynamo exporter writes can contradict the quantizer's own shape inference, which re-derives
+    them."""
+    import onnx
+
+    graph = onnx.load(str(artifact.path))
+    del graph.graph.value_info[:]
+    source = ctx.folder / "float.onnx"
+    onnx.save(graph, str(source))
+    return source
+
+
+QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
+
+
+def onnx_layers(path) -> dict[str, list[str]]:
+    """Module name -> names of the MatMul/Gemm/Conv nodes made from it, read from the module
+    scopes the dynamo exporter records in each node's metadata (empty for other exports)."""
+    import json
+
+    import onnx
+
+    layers: dict[str, list[str]] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        if node.op_type not in QUANTIZED_OPS:
+            continue
+        scopes = next((p.value for p in node.metadata_props
+                       if p.key == "pkg.torch.onnx.name_scopes"), None)
+        for scope in json.loads(scopes.replace("'", '"')) if scopes else []:
+            layers.setdefault(scope, []).append(node.name)
+    return layers

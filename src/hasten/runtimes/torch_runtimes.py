@@ -47,7 +47,13 @@ def torchscript(artifact: Artifact, settings: dict, threads: int, device: str) -
 
 @register("compile", ("torch",))
 def compile_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
-    """torch.compile (inductor); the first call compiles and is reported as a one-time cost."""
+    """torch.compile (inductor); the first call compiles and is reported as a one-time cost.
+    With the freezing setting, inductor folds the weights as constants, which quantized graphs
+    need to reach int8 kernels with prepacked weights."""
     torch.set_num_threads(threads)
+    if settings.get("freezing"):
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
     module = torch.compile(artifact.module.to(device), mode=settings.get("mode"))
     return _module_runner(module, artifact, device)

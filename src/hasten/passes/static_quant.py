@@ -1,0 +1,196 @@
+"""Static int8 quantization, calibrated on the study's workload: ONNX Runtime QDQ (MinMax,
+Entropy or Percentile ranges, per-channel weights), PyTorch PT2E with torchao's x86 inductor
+quantizer, and OpenVINO through NNCF. Each is accuracy-aware: when the all-int8 model misses
+the tolerance, the most damaging layers stay in float (passes/accuracy_aware.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from hasten.passes import (
+    Artifact,
+    PassContext,
+    all_of,
+    export_shapes,
+    needs_package,
+    needs_torch_module,
+    register,
+)
+from hasten.passes.accuracy_aware import Int8Backend, quantize_within_tolerance
+from hasten.passes.onnx import QUANTIZED_OPS, onnx_layers, without_value_info
+from hasten.passes.openvino import LAYERS_FILE
+
+ORT_METHODS = ("minmax", "entropy", "percentile")
+
+
+def _feeds(ctx: PassContext, batches: list) -> list[dict]:
+    """Batches as ONNX Runtime / OpenVINO input dictionaries."""
+    return [{name: t.numpy() for name, t in zip(ctx.model.input_names, batch, strict=True)}
+            for batch in batches]
+
+
+def _masks(ctx: PassContext, batches: list) -> list:
+    names = ctx.model.input_names
+    if ctx.model.kind == "text" and "attention_mask" in names:
+        return [b[names.index("attention_mask")] for b in batches]
+    return [None] * len(batches)
+
+
+def _within_tolerance(backend: Int8Backend, ctx: PassContext, batches: list):
+    """The accuracy-aware search, fed from the pass context."""
+    return quantize_within_tolerance(backend, ctx.model.module, batches, _masks(ctx, batches),
+                                     ctx.model.task, ctx.max_drop)
+
+
+def onnx_nodes(path: Path, layers: list[str]) -> list[str]:
+    """The quantizable ONNX nodes made from these modules."""
+    by_module = onnx_layers(path)
+    return sorted({node for layer in layers for node in by_module.get(layer, [])})
+
+
+def _ort_session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _ort_static(method: str):
+    def apply(artifact: Artifact, ctx: PassContext) -> Artifact:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+
+        class Reader(CalibrationDataReader):
+            def __init__(self, feeds: list[dict]):
+                self.feeds = iter(feeds)
+
+            def get_next(self) -> dict | None:
+                return next(self.feeds, None)
+
+        batches = ctx.calibration()
+        feeds = _feeds(ctx, batches)
+        source = without_value_info(artifact, ctx)
+        path = ctx.folder / "model.onnx"
+
+        def quantize(kept: list[str]):
+            out = ctx.folder / f"attempt-{len(kept)}.onnx"
+            quantize_static(
+                str(source), str(out), Reader(feeds), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=onnx_nodes(artifact.path, kept),
+                calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                  "entropy": CalibrationMethod.Entropy,
+                                  "percentile": CalibrationMethod.Percentile}[method],
+            )
+            return _ort_session(out), out
+
+        def run(model, run_batches: list) -> list[torch.Tensor]:
+            return [torch.from_numpy(model[0].run(None, f)[0]) for f in _feeds(ctx, run_batches)]
+
+        backend = Int8Backend(quantize, run, (_ort_session(source), source))
+        (_, chosen), notes = _within_tolerance(backend, ctx, batches)
+        chosen.replace(path)
+        for leftover in [source, *ctx.folder.glob("attempt-*.onnx"),
+                         *ctx.folder.glob("*augmented*.onnx")]:
+            leftover.unlink()
+        note = f"calibrated ({method}) on {_samples(batches)} samples"
+        return Artifact("onnx", path=path, notes=[*artifact.notes, note, *notes])
+
+    apply.__doc__ = (f"ONNX Runtime static int8 (QDQ, uint8 activations, per-channel int8 "
+                     f"weights), activation ranges calibrated with {method}; accuracy-aware.")
+    return apply
+
+
+def _samples(batches: list) -> int:
+    return sum(b[0].shape[0] for b in batches)
+
+
+for _method in ORT_METHODS:
+    register(f"ort_quantize_static_{_method}", ("onnx",), "onnx",
+             needs_package("onnxruntime"), "model.onnx", calibrates=True)(_ort_static(_method))
+
+
+@register("pt2e_int8_x86", ("torch",), "torch",
+          all_of(needs_torch_module, needs_package("torchao")), calibrates=True)
+def pt2e_int8_x86(artifact: Artifact, ctx: PassContext) -> Artifact:
+    """PT2E static int8 with torchao's x86 inductor quantizer: export, calibrate, convert; the
+    compile runtime then lowers the quantized graph to oneDNN int8 kernels. Accuracy-aware."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+    batches = ctx.calibration()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        exported = torch.export.export(artifact.module.eval(), tuple(ctx.sample_inputs),
+                                       dynamic_shapes=(export_shapes(ctx.model),)).module()
+
+    def quantize(kept: list[str]):
+        quantizer = x86.X86InductorQuantizer()
+        quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+        for name in kept:
+            quantizer.set_module_name_qconfig(name, None)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            prepared = prepare_pt2e(copy.deepcopy(exported), quantizer)
+            for batch in batches:
+                prepared(*batch)
+            return convert_pt2e(prepared)
+
+    def run(module, run_batches: list) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [module(*b).float() for b in run_batches]
+
+    converted, notes = _within_tolerance(Int8Backend(quantize, run), ctx, batches)
+    note = f"calibrated (min/max observers) on {_samples(batches)} samples"
+    return Artifact("torch", module=converted, notes=[*artifact.notes, note, *notes])
+
+
+@register("openvino_nncf_int8", ("openvino",), "openvino", needs_package("nncf"), "model.xml",
+          calibrates=True)
+def openvino_nncf_int8(artifact: Artifact, ctx: PassContext) -> Artifact:
+    """OpenVINO int8 through NNCF's post-training quantization, calibrated on the workload
+    (transformer model type for text models, which keeps sensitive ops in float).
+    Accuracy-aware; OpenVINO keeps the ONNX node names, which openvino_convert mapped to
+    modules in its layers file."""
+    import nncf
+    import openvino as ov
+
+    batches = ctx.calibration()
+    feeds = _feeds(ctx, batches)
+    core = ov.Core()
+    source = core.read_model(str(artifact.path))
+    model_type = nncf.ModelType.TRANSFORMER if ctx.model.kind == "text" else None
+    layers_file = artifact.path.parent / LAYERS_FILE
+    by_module = json.loads(layers_file.read_text()) if layers_file.is_file() else {}
+
+    def compiled(model):
+        return model, core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+    def quantize(kept: list[str]):
+        names = sorted({node for layer in kept for node in by_module.get(layer, [])})
+        ignored = nncf.IgnoredScope(names=names, validate=False)
+        return compiled(nncf.quantize(source.clone(), nncf.Dataset(feeds),
+                                      subset_size=len(feeds), model_type=model_type,
+                                      ignored_scope=ignored))
+
+    def run(model, run_batches: list) -> list[torch.Tensor]:
+        return [torch.from_numpy(model[1](f)[0]) for f in _feeds(ctx, run_batches)]
+
+    (quantized, _), notes = _within_tolerance(Int8Backend(quantize, run, compiled(source)), ctx,
+                                              batches)
+    path = ctx.folder / "model.xml"
+    ov.save_model(quantized, str(path), compress_to_fp16=False)
+    note = f"calibrated (NNCF) on {_samples(batches)} samples"
+    return Artifact("openvino", path=path, notes=[*artifact.notes, note, *notes])

@@ -1,0 +1,176 @@
+"""Static int8 with calibration on each backend, and the accuracy-aware fallback on a model
+built so that one layer breaks int8."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from hasten import fidelity, passes
+from hasten.models import load_model
+from hasten.passes import Artifact, PassContext
+from hasten.passes.accuracy_aware import rank_layers
+from hasten.passes.static_quant import onnx_nodes
+from hasten.workload import Workload, calibration_batches, tile
+
+FRAGILE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        # One outlier channel (x1000) feeds `fragile`, whose weights ignore it in float. Per
+        # tensor int8 spends its whole range on the outlier and rounds every other input of
+        # `fragile` to zero; `embed` and `head` quantize well.
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.embed = nn.Linear(16, 64)
+            self.fragile = nn.Linear(64, 64)
+            self.head = nn.Linear(64, 16)
+            gain = torch.ones(64)
+            gain[0] = 1000.0
+            self.register_buffer("gain", gain)
+            with torch.no_grad():
+                self.fragile.weight[:, 0] = 0.0
+
+        def forward(self, x):
+            h = torch.relu(self.embed(x)) * self.gain
+            return self.head(torch.relu(self.fragile(h)))
+
+
+    def build():
+        return Net()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def fragile(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fragile") / "fragile.py"
+    path.write_text(FRAGILE)
+    model = load_model(f"py:{path}:build", None, (16,))
+    workload = Workload(texts=[], labels=None, batch_sizes=[8], seq_lengths=[], eval_samples=64,
+                        dataset_batch_size=8, max_length=128, calibration_samples=64)
+    return model, workload
+
+
+def _context(model, workload, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    return PassContext(model, tile(model, 2), folder, workload=workload, max_drop=0.01)
+
+
+def _chain(model, workload, tmp_path, names):
+    artifact = Artifact("torch", module=model.module)
+    for i, name in enumerate(names):
+        artifact = passes.REGISTRY[name].apply(artifact,
+                                               _context(model, workload, tmp_path / str(i)))
+    return artifact
+
+
+def _cosine(model, workload, run) -> float:
+    batches = calibration_batches(model, workload)
+    with torch.inference_mode():
+        reference = [model.module(*b) for b in batches]
+    outputs = [run(b) for b in batches]
+    return fidelity.compare(reference, outputs, [None] * len(batches), "tensor")["cosine_mean"]
+
+
+def test_ranking_finds_the_fragile_layer(fragile):
+    model, workload = fragile
+    batches = calibration_batches(model, workload)[:2]
+    ranked = rank_layers(model.module, batches, [None, None], "tensor")
+    assert [name for name, _ in ranked][0] == "model.fragile"
+    assert ranked[0][1] > 10 * ranked[1][1]
+
+
+def test_calibration_batches_leave_the_fidelity_subset_alone(tiny_bert_spec, sentences):
+    model = load_model(tiny_bert_spec)
+    workload = Workload(texts=sentences * 20, labels=None, batch_sizes=[8], seq_lengths=[16],
+                        eval_samples=10, dataset_batch_size=8, max_length=32,
+                        calibration_samples=12)
+    batches = calibration_batches(model, workload)
+    assert [b[0].shape[0] for b in batches] == [8, 4]
+    expected = model.tokenizer(workload.texts[10:18], padding="longest", truncation=True,
+                               max_length=32, return_tensors="pt")
+    assert torch.equal(batches[0][0], expected["input_ids"])
+
+
+def test_ort_static_keeps_the_fragile_layer_in_float(fragile, tmp_path):
+    model, workload = fragile
+    artifact = _chain(model, workload, tmp_path, ["onnx_export", "ort_quantize_static_minmax"])
+    notes = "\n".join(artifact.notes)
+    assert "calibrated (minmax) on 64 samples" in notes
+    assert "kept in float (1 of 3 layers, most damaging first): model.fragile;" in notes
+    graph = onnx.load(str(artifact.path)).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("DequantizeLinear") >= 4  # the other two MatMuls are quantized
+    assert sorted(p.name for p in tmp_path.rglob("*.onnx")) == ["model.onnx", "model.onnx"]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+
+    def run(batch):
+        return torch.from_numpy(session.run(None, {"input": batch[0].numpy()})[0])
+
+    assert _cosine(model, workload, run) >= 0.99
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_ort_static_calibration_methods(fragile, tmp_path, method):
+    model, workload = fragile
+    artifact = _chain(model, workload, tmp_path, ["onnx_export", f"ort_quantize_static_{method}"])
+    assert f"calibrated ({method}) on 64 samples" in "\n".join(artifact.notes)
+
+
+def test_pt2e_keeps_the_fragile_layer_in_float(fragile, tmp_path):
+    model, workload = fragile
+    artifact = _chain(model, workload, tmp_path, ["pt2e_int8_x86"])
+    notes = "\n".join(artifact.notes)
+    assert "model.fragile" in notes and "kept in float (1 of 3 layers" in notes
+    targets = [str(n.target) for n in artifact.module.graph.nodes]
+    assert any("quantize_per_tensor" in t for t in targets)
+
+    def run(batch):
+        with torch.no_grad():
+            return artifact.module(*batch)
+
+    assert _cosine(model, workload, run) >= 0.99
+
+
+def test_openvino_nncf_int8(fragile, tmp_path):
+    import openvino as ov
+
+    model, workload = fragile
+    artifact = _chain(model, workload, tmp_path,
+                      ["onnx_export", "openvino_convert", "openvino_nncf_int8"])
+    notes = "\n".join(artifact.notes)
+    assert "calibrated (NNCF) on 64 samples" in notes
+    ov_model = ov.Core().read_model(str(artifact.path))
+    assert any(op.get_type_name() == "FakeQuantize" for op in ov_model.get_ops())
+    compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+    def run(batch):
+        return torch.from_numpy(np.asarray(compiled(batch[0].numpy())[0]))
+
+    assert _cosine(model, workload, run) >= 0.99
+
+
+def test_onnx_nodes_map_modules_to_matmuls(fragile, tmp_path):
+    model, workload = fragile
+    artifact = _chain(model, workload, tmp_path, ["onnx_export"])
+    assert len(onnx_nodes(artifact.path, ["model.fragile"])) == 1
+    assert len(onnx_nodes(artifact.path, ["model.embed", "model.head"])) == 2
+    assert onnx_nodes(artifact.path, ["model.missing"]) == []
+
+
+def test_static_passes_need_the_workload(fragile, tmp_path):
+    model, _ = fragile
+    with pytest.raises(ValueError, match="needs the study's workload"):
+        passes.REGISTRY["pt2e_int8_x86"].apply(Artifact("torch", module=model.module),
+                                               PassContext(model, tile(model, 2), tmp_path))
