@@ -54,6 +54,8 @@ def empty_file(tmp_path_factory) -> Path:
         ("batch sizes not numbers", "--batch-sizes takes comma-separated integers"),
         ("bad input shape", "--input-shape '3by16' is not a shape"),
         ("hub id", "never downloads"),
+        ("empty image folder", "holds no images"),
+        ("bad image size", "--image-size '16by16' is not a size"),
     ],
 )
 def test_bad_input_is_one_error_line(case, message, tmp_path, tiny_bert_spec, cnn_file,
@@ -68,6 +70,8 @@ def test_bad_input_is_one_error_line(case, message, tmp_path, tiny_bert_spec, cn
         "bad input shape": ["--model", f"py:{cnn_file}:build_module_only",
                             "--input-shape", "3by16"],
         "hub id": ["--model", "hf:sentence-transformers/all-MiniLM-L6-v2"],
+        "empty image folder": ["--model", f"py:{cnn_file}:build", "--data", str(tmp_path)],
+        "bad image size": ["--model", f"py:{cnn_file}:build", "--image-size", "16by16"],
     }[case]
     line = _one_error_line(hasten("infer", *args, "--out", str(tmp_path / "runs"),
                                   cwd=tmp_path))
