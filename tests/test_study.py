@@ -145,3 +145,42 @@ def test_render(tmp_path):
     assert "fast: a note" in text
     assert "latency: fast" in text and "memory: torch/eager/fp32" in text
     assert "Warning" not in text
+
+
+def _with_int8(folder, flags, notes):
+    """make_study plus an int8 candidate, passing and slower than the fastest float one."""
+    make_study(folder)
+    store = Store(folder)
+    store.set_meta("machine", {**MACHINE, "flags": flags})
+    store.add_candidate(9, "onnx/ort/int8-static-minmax", [], "ort", {}, None)
+    store.put_result("onnx/ort/int8-static-minmax", "ok", fidelity={"cosine_mean": 0.995},
+                     passed=True, gate_reason="", size_bytes=1000, notes=notes)
+    store.put_trial("onnx/ort/int8-static-minmax", "b8/s16", "ok",
+                    latency={"p50": 40.0, "p90": 44.0, "count": 5}, throughput=200.0, items=8,
+                    peak_mb=300.0)
+    store.close()
+    return Study(folder)
+
+
+@pytest.mark.parametrize(("flags", "notes", "why"), [
+    ({"avx2": True}, [], "no VNNI or AMX"),
+    ({"avx512_vnni": True}, ["kept in float (16 of 37 layers, most damaging first): a, b"],
+     "16 of 37 layers stay in float"),
+    ({"amx_int8": True}, ["kept in float (1 of 37 layers, most damaging first): a"],
+     "quantize/dequantize steps"),
+])
+def test_int8_slower_than_float_is_shown_with_its_reason(tmp_path, flags, notes, why):
+    study = _with_int8(tmp_path, flags, notes)
+    by = {r["candidate"]: r for r in study.table()}
+    slow = by["onnx/ort/int8-static-minmax"]["slower_than_float"]
+    assert slow["than"] == "fast" and slow["ratio"] == pytest.approx(32.0 / 40.0)
+    assert why in slow["why"]
+    assert "slower_than_float" not in by["fast"] and "slower_than_float" not in by[BASE]
+    console = Console(file=io.StringIO(), width=300)
+    render(study, console)
+    out = console.file.getvalue()
+    assert "(slower than float)" in out
+    assert "onnx/ort/int8-static-minmax: 0.80x the speed of fast; likely because" in out
+    from hasten.report import html
+
+    assert "slower than float: 0.80x the speed of fast; likely because" in html.render(study)

@@ -3,6 +3,7 @@ and which to recommend per objective."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from hasten import passes, runtimes
@@ -63,7 +64,7 @@ CANDIDATES = (
     _c("onnx/openvino/bf16", ("onnx_export", "openvino_convert"), "openvino",
        {"precision": "bf16"}),
     *(_c(f"onnx/ort/int8-static-{m}", ("onnx_export", f"ort_quantize_static_{m}"), "ort",
-         {"level": "all"}, in_quick=m == "minmax") for m in ("minmax", "entropy", "percentile")),
+         {"level": "all"}, in_quick=False) for m in ("minmax", "entropy", "percentile")),
     _c("torch/compile/int8-static-pt2e", ("pt2e_int8_x86",), "compile", {"freezing": True},
        in_quick=False),
     _c("onnx/openvino/int8-nncf", ("onnx_export", "openvino_convert", "openvino_nncf_int8"),
@@ -127,3 +128,25 @@ def survivors(results: dict[str, dict], screen: dict[str, float], baseline: str)
     keep = sorted((p50, name) for name, p50 in ok.items() if p50 <= KEEP_FACTOR * best)
     names = [name for _, name in keep]
     return ([baseline] if baseline in screen and baseline not in names else []) + names
+
+
+def is_int8(name: str) -> bool:
+    """Whether a candidate runs int8 (its name's last part says so, as in int8-static-pt2e)."""
+    return name.rsplit("/", 1)[-1].startswith("int8")
+
+
+def int8_slow_reason(row: dict, flags: dict) -> str:
+    """The likely reason an int8 candidate is slower than float, from the machine and the
+    candidate's own notes."""
+    if not any(flags.get(f) for f in ("avx512_vnni", "avx_vnni", "amx_int8")):
+        return ("this CPU has no VNNI or AMX int8 instructions, so int8 matrix work is no "
+                "faster than float")
+    kept = re.search(r"kept in float \((\d+) of (\d+) layers", " ".join(row.get("notes") or []))
+    if kept and int(kept.group(1)) * 4 >= int(kept.group(2)):
+        return (f"{kept.group(1)} of {kept.group(2)} layers stay in float to keep accuracy, so "
+                "too little of the model runs in int8")
+    if "dynamic" in row["candidate"]:
+        return ("activations are quantized again on every call (dynamic quantization), and "
+                "that work eats the int8 gain")
+    return ("the quantize/dequantize steps around each int8 operation cost more than its int8 "
+            "kernel saves at this size")

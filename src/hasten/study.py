@@ -85,7 +85,25 @@ class Study:
         order = {"ok": 0, "outside tolerance": 1, "failed": 2, "pending": 3, "skipped": 4}
         rows.sort(key=lambda r: (order[r["status"]],
                                  r["points"].get(screen, {}).get("p50", float("inf"))))
+        self._flag_slow_int8(rows, screen)
         return rows
+
+    def _flag_slow_int8(self, rows: list[dict], screen: str) -> None:
+        """Mark each measured int8 candidate slower than the fastest passing float candidate at
+        the screening point, with the likely reason: int8 is never slower in disguise."""
+        floats = [r for r in rows if r["status"] == "ok" and not search.is_int8(r["candidate"])
+                  and screen in r["points"]]
+        if not floats:
+            return
+        best = min(floats, key=lambda r: r["points"][screen]["p50"])
+        fast = best["points"][screen]["p50"]
+        for row in rows:
+            p50 = row["points"].get(screen, {}).get("p50")
+            if search.is_int8(row["candidate"]) and p50 is not None and p50 > fast:
+                row["slower_than_float"] = {
+                    "than": best["candidate"], "ratio": fast / p50,
+                    "why": search.int8_slow_reason(row, self.machine.get("flags", {})),
+                }
 
     def busy_points(self) -> int:
         """How many trials ran while the machine's load exceeded what the trial itself uses

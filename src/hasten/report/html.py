@@ -102,10 +102,20 @@ def _status(status: str) -> str:
     return f'<span class="status-{status.replace(" ", "-")}">{escape(status)}</span>'
 
 
+def _reason(row: dict) -> str:
+    """The row's reason, and for an int8 candidate slower than float, that and why."""
+    slow = row.get("slower_than_float")
+    if not slow:
+        return row["reason"]
+    text = (f"slower than float: {slow['ratio']:.2f}x the speed of {slow['than']}; likely "
+            f"because {slow['why']}")
+    return f"{row['reason']}; {text}" if row["reason"] else text
+
+
 def _ranked(study: Study, rows: list[dict]) -> str:
     headers = ["candidate", *ranked_headers(study), "status", "reason"]
     out = [[escape(row["candidate"]), *map(escape, ranked_cells(study, row)),
-            _status(row["status"]), escape(row["reason"])] for row in rows]
+            _status(row["status"]), escape(_reason(row))] for row in rows]
     n = len(headers)
     return table(headers, out, text_columns=(n - 3, n - 2, n - 1))
 

@@ -37,8 +37,9 @@ def render(study: Study, console: Console) -> None:
     rows = study.table()
     for row in rows:
         if row["status"] != "skipped":
+            slower = " [red](slower than float)[/]" if row.get("slower_than_float") else ""
             table.add_row(escape(row["candidate"]), *ranked_cells(study, row),
-                          f"[{STATUS_STYLE[row['status']]}]{row['status']}[/]")
+                          f"[{STATUS_STYLE[row['status']]}]{row['status']}[/]{slower}")
     console.print(table)
     busy = study.busy_points()
     if busy:
@@ -49,6 +50,13 @@ def render(study: Study, console: Console) -> None:
         console.print(f"[bold]{title}[/]")
         for candidate, reason in chosen:
             console.print(f"  {escape(candidate)}: {escape(reason)}")
+    slow = [r for r in rows if r.get("slower_than_float")]
+    if slow:
+        console.print("[bold]int8 slower than float[/]")
+        for r in slow:
+            s = r["slower_than_float"]
+            console.print(f"  {escape(r['candidate'])}: {s['ratio']:.2f}x the speed of "
+                          f"{escape(s['than'])}; likely because {escape(s['why'])}")
     noted = [r for r in rows if r.get("notes")]
     if noted:
         console.print("[bold]Notes[/]")
