@@ -238,6 +238,7 @@ def test_classification_with_labels(tmp_path, tiny_bert_cls_dir, sentences, only
         ({"seq_lengths": [1]}, "Sequence lengths must be between 2 and 128"),
         ({"seq_lengths": [16, 1000]}, "Sequence lengths must be between 2 and 128"),
         ({"column": "review", "data": "reviews.csv"}, "does not exist"),
+        ({"calibration_samples": 0}, "--calibration-samples must be at least 1"),
     ],
 )
 def test_bad_arguments_on_a_text_model(tmp_path, tiny_bert_spec, kwargs, message):
@@ -316,3 +317,16 @@ def test_a_broken_forward_is_one_clear_error(tmp_path, broken_spec):
                                           "forward is broken on purpose\\)"):
         hasten.optimize_inference(broken_spec, out=tmp_path, quick=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_static_int8_candidates_calibrate_on_the_workload(tmp_path, cnn_spec, only_candidates):
+    only_candidates(search.BASELINE, "onnx/ort/int8-static-minmax", "onnx/openvino/int8-nncf")
+    study = hasten.optimize_inference(cnn_spec, out=tmp_path, batch_sizes=[2],
+                                      calibration_samples=24, report=False)
+    assert study.config["workload"]["calibration_samples"] == 24
+    rows = {r["candidate"]: r for r in study.table()}
+    for name, method in (("onnx/ort/int8-static-minmax", "minmax"),
+                         ("onnx/openvino/int8-nncf", "NNCF")):
+        assert rows[name]["status"] in ("ok", "outside tolerance"), rows[name]
+        assert f"calibrated ({method}) on 24 samples" in rows[name]["notes"]
+        assert any(n.startswith("all layers int8: validation cosine") for n in rows[name]["notes"])

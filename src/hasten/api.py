@@ -41,6 +41,7 @@ def optimize_inference(
     batch_sizes: list[int] | None = None,
     seq_lengths: list[int] | None = None,
     max_drop: float = 0.01,
+    calibration_samples: int = 128,
     quick: bool = False,
     out: str | Path = "hasten-runs",
     name: str | None = None,
@@ -61,9 +62,12 @@ def optimize_inference(
         raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
     if not 0 < max_drop < 1:
         raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
+    if calibration_samples < 1:
+        raise HastenError(f"--calibration-samples must be at least 1, not {calibration_samples}.")
     model = absolute_spec(model)
     loaded = load_model(model, task, input_shape)
     workload = _workload(loaded, data, column, label_column, batch_sizes, seq_lengths, quick)
+    workload.calibration_samples = calibration_samples
     if data is not None and loaded.kind != "text":
         _add_images(loaded, workload, Path(data), column or label_column, image_size, mean, std)
     elif (image_size, mean, std) != (None, None, None):

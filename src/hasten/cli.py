@@ -69,6 +69,8 @@ def infer(
     seq_lengths: str = typer.Option(None, help="Sequence lengths for text (default 32,128)."),
     max_drop: float = typer.Option(0.01, help="Tolerance: pooled cosine >= 1-max_drop, or at "
                                    "most this relative drop of accuracy with labels."),
+    calibration_samples: int = typer.Option(128, help="Samples static int8 calibrates on "
+                                            "(all there are, when fewer)."),
     quick: bool = typer.Option(False, help="Fewer candidates and points: about two minutes."),
     out: Path = typer.Option(Path("hasten-runs"), help="Folder that holds study folders."),
     name: str = typer.Option(None, help="Study name (default: the model's name)."),
@@ -100,8 +102,8 @@ def infer(
                 mean=_numbers(mean, "--mean", float), std=_numbers(std, "--std", float),
                 batch_sizes=_numbers(batch_sizes, "--batch-sizes"),
                 seq_lengths=_numbers(seq_lengths, "--seq-lengths"), max_drop=max_drop,
-                quick=quick, out=out, name=name, fresh=fresh, device=device,
-                progress=progress, report=not no_report,
+                calibration_samples=calibration_samples, quick=quick, out=out, name=name,
+                fresh=fresh, device=device, progress=progress, report=not no_report,
             )
         if as_json:
             print(json.dumps(study.to_dict(), indent=2))
