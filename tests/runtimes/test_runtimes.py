@@ -73,7 +73,7 @@ def test_compile_candidates_on_the_cnn(cnn_spec, build_candidate, reference_outp
     """torch.compile is slow to build, so its candidates run on the tiny CNN only."""
     assert COMPILE == ["torch/compile/fp32", "torch/compile/bf16-autocast",
                        "torch/compile/bf16-weights", "torch/compile/int8-dynamic",
-                       "torch/compile/channels-last"]
+                       "torch/compile/channels-last", "torch/compile/int8-static-pt2e"]
     torch._dynamo.reset()
     for name in COMPILE:
         loaded, _, runner, batches, masks = build_candidate(cnn_spec, name)
