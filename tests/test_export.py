@@ -71,3 +71,13 @@ def test_export_an_onnx_file_baseline(tmp_path, cnn_onnx, only_candidates):
         search.ONNX_BASELINE)
     assert (out / "model.onnx").is_file()
     assert run_load(out) == "(2, 3)"
+
+
+def test_export_of_an_image_study_feeds_the_image_size(tmp_path, cnn_spec, image_folder,
+                                                       only_candidates):
+    only_candidates(search.BASELINE, "onnx/ort/all")
+    study = hasten.optimize_inference(cnn_spec, data=image_folder, image_size=(12, 10),
+                                      quick=True, batch_sizes=[1, 2], out=tmp_path / "runs")
+    out = study.export(tmp_path / "fast", candidate="onnx/ort/all")
+    # The ONNX graph was exported from 12x10 images, not the factory's 16x16 example.
+    assert run_load(out) == "(2, 3)"

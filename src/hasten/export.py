@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+
 from hasten import passes, runtimes
 from hasten.machine import usable_cores
 from hasten.models import LoadedModel, load_model
@@ -37,6 +39,10 @@ def export_candidate(study, name: str, out: Path) -> Path:
     (out / "candidate.json").write_text(json.dumps(recipe, indent=2))
     last = passes.REGISTRY[row["passes"][-1]] if row["passes"] else None
     model = load_model(config["spec"], config["task"], config["input_shape"], with_weights=False)
+    image = config["workload"].get("image")
+    if image:  # file artifacts were built on the study's images, at their size
+        model.example_inputs = {model.input_names[0]: torch.zeros(1, image["channels"],
+                                                                  *image["size"])}
     if model.tokenizer is not None:
         model.tokenizer.save_pretrained(out / "tokenizer")
     if last is not None and last.output_file:
