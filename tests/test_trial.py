@@ -16,7 +16,7 @@ def config(tiny_bert_spec, sentences):
                         eval_samples=16, dataset_batch_size=2, max_length=128)
     return {"spec": tiny_bert_spec, "task": None, "input_shape": None,
             "model": {"input_names": loaded.input_names}, "workload": workload.to_dict(),
-            "device": "cpu"}
+            "device": "cpu", "max_drop": 0.01}
 
 
 def test_build_reuses_file_artifacts(tmp_path, config):

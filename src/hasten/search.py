@@ -67,8 +67,9 @@ CANDIDATES = (
          {"level": "all"}, in_quick=False) for m in ("minmax", "entropy", "percentile")),
     _c("torch/compile/int8-static-pt2e", ("pt2e_int8_x86",), "compile", {"freezing": True},
        in_quick=False),
-    _c("onnx/openvino/int8-nncf", ("onnx_export", "openvino_convert", "openvino_nncf_int8"),
-       "openvino", {"precision": "f32"}),
+    *(_c(f"onnx/openvino/int8-nncf{suffix}",
+         ("onnx_export", "openvino_convert", "openvino_nncf_int8"), "openvino",
+         {"precision": precision}) for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
 )
 
 

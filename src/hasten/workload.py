@@ -243,20 +243,31 @@ def calibration_batches(model: LoadedModel, workload: Workload,
                         batch_size: int = 8) -> list[list[torch.Tensor]]:
     """Batches for static quantization's calibration: `calibration_samples` samples taken after
     the fidelity subset where the data has enough (else from its start), so calibration and the
-    accuracy check see different samples when they can."""
+    accuracy check see different samples when they can. Every batch has the same shape (text
+    padded to the longest sample, a short last batch filled from the first samples), as
+    histogram calibrators stack them."""
     n = workload.calibration_samples
     if workload.images:
         start = workload.eval_samples if len(workload.images) - workload.eval_samples >= n else 0
-        chosen = range(start, min(start + n, len(workload.images)))
+        chosen = _uniform(list(range(start, min(start + n, len(workload.images)))), batch_size)
         return [[image_batch(workload, chosen[i:i + batch_size])]
                 for i in range(0, len(chosen), batch_size)]
     if model.kind != "text":
         return _random_batches(model, n, batch_size, seed=2)
     texts = workload.texts
     rest = texts[workload.eval_samples:]
-    chosen = (rest if len(rest) >= n else texts)[:n]
-    return [tokenize(model, chosen[i:i + batch_size], None, workload.max_length)
+    chosen = _uniform((rest if len(rest) >= n else texts)[:n], batch_size)
+    length = max(len(ids) for ids in model.tokenizer(chosen, truncation=True,
+                                                     max_length=workload.max_length)["input_ids"])
+    return [tokenize(model, chosen[i:i + batch_size], length, workload.max_length)
             for i in range(0, len(chosen), batch_size)]
+
+
+def _uniform(items: list, batch_size: int) -> list:
+    """items, its last batch filled from its start so that every batch is full."""
+    if len(items) <= batch_size:
+        return items
+    return items + items[: -len(items) % batch_size]
 
 
 def _random_batches(model: LoadedModel, samples: int, batch_size: int,
@@ -265,8 +276,8 @@ def _random_batches(model: LoadedModel, samples: int, batch_size: int,
     inputs cycled from the examples. All a tensor model without data can be fed."""
     gen = torch.Generator().manual_seed(seed)
     batches = []
-    for start in range(0, samples, batch_size):
-        rows = min(batch_size, samples - start)
+    for _ in range(max(1, -(-samples // batch_size))):
+        rows = min(batch_size, samples)
         batches.append([
             torch.randn((rows, *t.shape[1:]), generator=gen, dtype=t.dtype)
             if t.is_floating_point() else t[torch.arange(rows) % t.shape[0]]

@@ -83,6 +83,8 @@ def _ort_static(method: str):
         source = without_value_info(artifact, ctx)
         path = ctx.folder / "model.onnx"
 
+        cache = ctx.folder / "calibration.json"  # ranges measured once, reused by each attempt
+
         def quantize(kept: list[str]):
             out = ctx.folder / f"attempt-{len(kept)}.onnx"
             quantize_static(
@@ -93,6 +95,7 @@ def _ort_static(method: str):
                 calibrate_method={"minmax": CalibrationMethod.MinMax,
                                   "entropy": CalibrationMethod.Entropy,
                                   "percentile": CalibrationMethod.Percentile}[method],
+                calibration_cache_path=cache,
             )
             return _ort_session(out), out
 
@@ -102,7 +105,7 @@ def _ort_static(method: str):
         backend = Int8Backend(quantize, run, (_ort_session(source), source))
         (_, chosen), notes = _within_tolerance(backend, ctx, batches)
         chosen.replace(path)
-        for leftover in [source, *ctx.folder.glob("attempt-*.onnx"),
+        for leftover in [source, cache, *ctx.folder.glob("attempt-*.onnx"),
                          *ctx.folder.glob("*augmented*.onnx")]:
             leftover.unlink()
         note = f"calibrated ({method}) on {_samples(batches)} samples"
@@ -133,8 +136,12 @@ def pt2e_int8_x86(artifact: Artifact, ctx: PassContext) -> Artifact:
     batches = ctx.calibration()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
+        # Dim.AUTO lets export infer each dynamic axis's range (a text model's sequence is
+        # bounded by its position embeddings), where a plain Dim fails on the constraint.
+        auto = tuple({axis: torch.export.Dim.AUTO for axis in shape}
+                     for shape in export_shapes(ctx.model))
         exported = torch.export.export(artifact.module.eval(), tuple(ctx.sample_inputs),
-                                       dynamic_shapes=(export_shapes(ctx.model),)).module()
+                                       dynamic_shapes=(auto,)).module()
 
     def quantize(kept: list[str]):
         quantizer = x86.X86InductorQuantizer()
@@ -143,7 +150,12 @@ def pt2e_int8_x86(artifact: Artifact, ctx: PassContext) -> Artifact:
             quantizer.set_module_name_qconfig(name, None)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            prepared = prepare_pt2e(copy.deepcopy(exported), quantizer)
+            try:
+                prepared = prepare_pt2e(copy.deepcopy(exported), quantizer)
+            except Exception as exc:
+                raise RuntimeError(
+                    "torchao's x86 inductor quantizer could not annotate this model's graph "
+                    f"({type(exc).__name__}: {exc})") from exc
             for batch in batches:
                 prepared(*batch)
             return convert_pt2e(prepared)
