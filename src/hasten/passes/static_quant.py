@@ -143,8 +143,18 @@ def pt2e_int8_x86(artifact: Artifact, ctx: PassContext) -> Artifact:
         exported = torch.export.export(artifact.module.eval(), tuple(ctx.sample_inputs),
                                        dynamic_shapes=(auto,)).module()
 
+    class Quantizer(x86.X86InductorQuantizer):
+        """torchao 0.18 raises IndexError on a linear + unary-op partition without an output
+        node (transformers' BERT has them); the linears left then get annotated alone."""
+
+        def _annotate_linear_unary(self, model, quantization_config, filter_fn=None):
+            try:
+                super()._annotate_linear_unary(model, quantization_config, filter_fn)
+            except IndexError:
+                pass
+
     def quantize(kept: list[str]):
-        quantizer = x86.X86InductorQuantizer()
+        quantizer = Quantizer()
         quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
         for name in kept:
             quantizer.set_module_name_qconfig(name, None)
