@@ -37,3 +37,13 @@ def test_not_a_study_is_one_error_line(tmp_path, study_at):
         assert proc.returncode == 2 and proc.stdout == ""
         assert proc.stderr.strip().splitlines() == [
             f"error: {tmp_path} is not a hasten study folder (no study.sqlite)."]
+
+
+def test_an_unwritable_html_path_is_one_error_line(study_at, tmp_path):
+    a = study_at()
+    (tmp_path / "a-file").write_text("not a folder")
+    target = tmp_path / "a-file" / "c.html"
+    proc = hasten("compare", str(a.folder), str(a.folder), "--html", str(target))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: Cannot write {target}: {tmp_path / 'a-file'} is a file, not a folder."]

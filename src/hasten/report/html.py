@@ -7,6 +7,7 @@ import os
 from html import escape
 from pathlib import Path
 
+from hasten.errors import HastenError
 from hasten.report.common import (
     BUSY_WARNING,
     export_command,
@@ -176,8 +177,13 @@ def render(study: Study) -> str:
 
 def write(document: str, path: Path) -> Path:
     """Write an HTML document atomically, so a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(path)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise HastenError(f"Cannot write {path}: {path.parent} is a file, not a folder.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(document, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise HastenError(f"Cannot write {path} ({exc.strerror}); choose a writable path.") from exc
     return path
