@@ -153,6 +153,7 @@ def test_openvino_nncf_int8(fragile, tmp_path):
                       ["onnx_export", "openvino_convert", "openvino_nncf_int8"])
     notes = "\n".join(artifact.notes)
     assert "calibrated (NNCF) on 64 samples" in notes
+    assert "kept in float (1 of 3 layers, most damaging first): model.fragile;" in notes
     ov_model = ov.Core().read_model(str(artifact.path))
     assert any(op.get_type_name() == "FakeQuantize" for op in ov_model.get_ops())
     compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
