@@ -83,3 +83,20 @@ def study_at(tmp_path):
         return write_study(tmp_path / name, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def image_study_at(study_at):
+    """The hand-written study as an image model's: no texts, no sequence lengths, these
+    image files."""
+    def make(name: str, images: list[str]) -> Study:
+        folder = study_at(name).folder
+        store = Store(folder)
+        config = store.meta("config")
+        config["model"]["kind"] = "image"
+        config["workload"].update(texts=[], seq_lengths=[], images=images)
+        store.set_meta("config", config)
+        store.close()
+        return Study(folder)
+
+    return make

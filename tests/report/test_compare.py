@@ -76,3 +76,9 @@ def test_terminal_and_html(study_at):
 def test_compare_needs_study_folders(tmp_path, study_at):
     with pytest.raises(HastenError, match="not a hasten study folder"):
         hasten.compare(study_at("a"), tmp_path / "nothing")
+
+
+def test_compare_tells_two_image_folders_apart(image_study_at):
+    a = image_study_at("a", ["a/1.png", "b/2.png"])
+    b = image_study_at("b", ["a/1.png", "b/3.png"])
+    assert "corpus: same size, different data" in hasten.compare(a, b).setting_differences

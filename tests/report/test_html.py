@@ -94,3 +94,12 @@ def test_a_failing_baseline_still_gets_a_report(tmp_path, crash_file, crash_in_c
                                   quick=True, out=tmp_path, name="crash")
     document = (tmp_path / "crash" / "report.html").read_text()
     assert "SIGSEGV" in document and 'id="partial"' in document
+
+
+
+def test_an_image_study_says_why_it_has_no_lengths(image_study_at):
+    document = image_study_at("study", ["a/1.png", "b/2.png"]).report().read_text()
+    assert "This model takes images, not sequences: no lengths to vary." in document
+    assert ("This model takes images: there is no length to sort them by, so the study makes "
+            "no dataset pass.") in document
+    assert "texts)" not in document

@@ -21,7 +21,7 @@ MACHINE_FACTS = (("CPU", "cpu"), ("usable cores", "cores"), ("memory GiB", "memo
 SETTINGS = (("model", lambda s: s.config["model"]["name"]), ("spec", lambda s: s.config["spec"]),
             ("batch sizes", lambda s: s.config["workload"]["batch_sizes"]),
             ("sequence lengths", lambda s: s.config["workload"]["seq_lengths"]),
-            ("corpus size", lambda s: len(s.config["workload"]["texts"])),
+            ("corpus size", lambda s: len(_corpus(s))),
             ("max drop", lambda s: s.config["max_drop"]), ("quick", lambda s: s.config["quick"]),
             ("device", lambda s: s.config["device"]), ("threads", lambda s: s.config["threads"]),
             ("budget per point (s)", lambda s: s.config["budget_s"]))
@@ -64,11 +64,17 @@ def _machine_differences(a: dict, b: dict) -> list[str]:
     return out
 
 
+def _corpus(study: Study) -> list[str]:
+    """The texts a study measured, or its image files."""
+    workload = study.config["workload"]
+    return workload["texts"] or workload.get("images", [])
+
+
 def _setting_differences(a: Study, b: Study) -> list[str]:
     out = [f"{name}: {get(a)} vs {get(b)}" for name, get in SETTINGS if get(a) != get(b)]
-    texts = [s.config["workload"]["texts"] for s in (a, b)]
-    if len(texts[0]) == len(texts[1]) and texts[0] != texts[1]:
-        out.append("corpus: same size, different texts")
+    corpora = [_corpus(s) for s in (a, b)]
+    if len(corpora[0]) == len(corpora[1]) and corpora[0] != corpora[1]:
+        out.append("corpus: same size, different data")
     return out
 
 

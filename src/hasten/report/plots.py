@@ -134,7 +134,8 @@ def latency_by_length(study: Study, rows: list[dict], palette: dict) -> Plot:
                 f"p50 latency per call at batch {batch}; latency axis logarithmic.")
     lengths = study.config["workload"]["seq_lengths"]
     if not lengths:
-        return replace(plot, empty="This model takes tensors, not sequences: no lengths to vary.")
+        kind = study.config["model"]["kind"]
+        return replace(plot, empty=f"This model takes {kind}s, not sequences: no lengths to vary.")
     series = _series(rows, {s: study.point(batch, s) for s in lengths})
     if not series:
         return replace(plot, empty="No latency measured yet.")
@@ -148,6 +149,10 @@ def dataset_pass(study: Study, rows: list[dict], palette: dict) -> Plot:
     plot = Plot("dataset", "Sorting by length",
                 f"Items per second over the whole corpus ({corpus} texts), batches in corpus "
                 "order (light) against batches of similar length (dark); the label is the gain.")
+    if study.config["model"]["kind"] != "text":
+        kind = study.config["model"]["kind"]
+        return replace(plot, caption="", empty=f"This model takes {kind}s: there is no length "
+                       "to sort them by, so the study makes no dataset pass.")
     passes = list(dataset_passes(rows))
     if not passes:
         return replace(plot, empty="No dataset pass measured yet.")
