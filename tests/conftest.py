@@ -117,15 +117,20 @@ def _write_tokenizer(folder: Path) -> None:
     AutoTokenizer.from_pretrained(get_model_path()).save_pretrained(folder)
 
 
+def _tiny_bert_folder(tmp_path_factory, name: str, **config) -> Path:
+    """A tiny BERT config (plus `config`) and a tokenizer in a fresh folder, no weights."""
+    from transformers import BertConfig
+
+    folder = tmp_path_factory.mktemp(name)
+    BertConfig(**TINY_BERT, **config).save_pretrained(folder)
+    _write_tokenizer(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A BERT folder with config.json and a tokenizer but no weights (random init)."""
-    from transformers import BertConfig
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    BertConfig(**TINY_BERT).save_pretrained(folder)
-    _write_tokenizer(folder)
-    return folder
+    return _tiny_bert_folder(tmp_path_factory, "tiny-bert")
 
 
 @pytest.fixture(scope="session")
@@ -136,13 +141,8 @@ def tiny_bert_spec(tiny_bert_dir) -> str:
 @pytest.fixture(scope="session")
 def tiny_bert_cls_dir(tmp_path_factory) -> Path:
     """A tiny BERT sequence classifier (two labels) with random weights."""
-    from transformers import BertConfig
-
-    folder = tmp_path_factory.mktemp("tiny-bert-cls")
-    BertConfig(**TINY_BERT, architectures=["BertForSequenceClassification"],
-               num_labels=2).save_pretrained(folder)
-    _write_tokenizer(folder)
-    return folder
+    return _tiny_bert_folder(tmp_path_factory, "tiny-bert-cls",
+                             architectures=["BertForSequenceClassification"], num_labels=2)
 
 
 @pytest.fixture(scope="session")

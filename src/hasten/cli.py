@@ -34,6 +34,14 @@ def _wide_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
+def _show(result: object, as_json: bool, render) -> None:
+    """Print a result as JSON, or rendered for the terminal."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        render(result, _wide_console())
+
+
 def _guard(debug: bool, fn) -> None:
     """Run fn; a HastenError becomes one sentence and exit code 2 (a traceback with --debug)."""
     try:
@@ -187,11 +195,7 @@ def numerics_formats(
     from hasten.numerics.formats import table
     from hasten.report.numerics import render_formats
 
-    rows = table()
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
-        render_formats(rows, _wide_console())
+    _show(table(), as_json, render_formats)
 
 
 @numerics.command("value", context_settings={"ignore_unknown_options": True})
@@ -205,11 +209,7 @@ def numerics_value(
     from hasten.report.numerics import render_value
 
     def go() -> None:
-        info = explain_value(parse_value(x))
-        if as_json:
-            print(json.dumps(info, indent=2))
-        else:
-            render_value(info, _wide_console())
+        _show(explain_value(parse_value(x)), as_json, render_value)
 
     _guard(debug, go)
 
@@ -249,10 +249,7 @@ def numerics_audit(
                 input_shape=parse_shape(input_shape) if input_shape else None,
                 samples=samples, batch_size=batch_size, max_drop=max_drop,
             )
-        if as_json:
-            print(json.dumps(result, indent=2))
-        else:
-            render_audit(result, _wide_console())
+        _show(result, as_json, render_audit)
 
     _guard(debug, go)
 

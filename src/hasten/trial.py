@@ -12,14 +12,19 @@ import time
 import traceback
 from pathlib import Path
 
-import torch
-
 from hasten import fidelity, passes, runtimes
 from hasten.measure import Budget, Clock, peak_gpu_memory_mb, peak_memory_mb, repeat, stats
 from hasten.models import load_model
 from hasten.passes import Artifact, PassContext
 from hasten.store import Store
-from hasten.workload import Workload, eval_batches, parse_point, point_inputs, tokenize
+from hasten.workload import (
+    Workload,
+    attention_mask,
+    eval_batches,
+    parse_point,
+    point_inputs,
+    tokenize,
+)
 
 NOTES_FILE = "notes.txt"  # beside each file artifact: what its passes noted
 DATASET_BUDGET = Budget(warmup=0, min_reps=3, max_reps=5, seconds=0.0, rel_tol=0.05)
@@ -132,7 +137,7 @@ def _fidelity(store: Store, study: Path, config: dict, name: str, model, workloa
     """Run the evaluation subset; the baseline saves it as the reference, others compare."""
     batches, order = eval_batches(model, workload)
     outputs = [runner(b).float().cpu() for b in batches]
-    masks = [_mask(model, b) for b in batches]
+    masks = [attention_mask(model, b) for b in batches]
     labels = ([workload.labels[i] for i in order] if workload.labels else None)
     reference_file = study / "reference.npz"
     if name == config["baseline"]:
@@ -143,12 +148,6 @@ def _fidelity(store: Store, study: Path, config: dict, name: str, model, workloa
     passed, reason = fidelity.gate(metrics, base, config["max_drop"])
     store.put_result(name, "ok", fidelity=metrics, passed=passed, gate_reason=reason,
                      one_time=one_time, size_bytes=artifact.size_bytes(), notes=artifact.notes)
-
-
-def _mask(model, batch: list[torch.Tensor]) -> torch.Tensor | None:
-    if model.kind == "text" and "attention_mask" in model.input_names:
-        return batch[model.input_names.index("attention_mask")]
-    return None
 
 
 def main() -> None:

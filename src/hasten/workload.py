@@ -186,6 +186,13 @@ def tokenize(model: LoadedModel, texts: list[str], length: int | None, max_lengt
     return [enc[name] for name in model.input_names]
 
 
+def attention_mask(model: LoadedModel, batch: list[torch.Tensor]) -> torch.Tensor | None:
+    """A text batch's attention mask, which pooling and fidelity weigh tokens by; else None."""
+    if model.kind == "text" and "attention_mask" in model.input_names:
+        return batch[model.input_names.index("attention_mask")]
+    return None
+
+
 def tile(model: LoadedModel, batch: int) -> list[torch.Tensor]:
     """The model's example inputs repeated along the batch dimension to `batch` rows."""
     out = []

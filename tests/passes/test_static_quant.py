@@ -14,7 +14,8 @@ from hasten import fidelity, passes
 from hasten.models import load_model
 from hasten.passes import Artifact, PassContext
 from hasten.passes.accuracy_aware import rank_layers
-from hasten.passes.static_quant import onnx_nodes
+from hasten.passes.onnx import onnx_layers
+from hasten.passes.static_quant import nodes_for
 from hasten.workload import Workload, calibration_batches, tile
 
 FRAGILE = textwrap.dedent(
@@ -167,9 +168,10 @@ def test_openvino_nncf_int8(fragile, tmp_path):
 def test_onnx_nodes_map_modules_to_matmuls(fragile, tmp_path):
     model, workload = fragile
     artifact = _chain(model, workload, tmp_path, ["onnx_export"])
-    assert len(onnx_nodes(artifact.path, ["model.fragile"])) == 1
-    assert len(onnx_nodes(artifact.path, ["model.embed", "model.head"])) == 2
-    assert onnx_nodes(artifact.path, ["model.missing"]) == []
+    by_module = onnx_layers(artifact.path)
+    assert len(nodes_for(by_module, ["model.fragile"])) == 1
+    assert len(nodes_for(by_module, ["model.embed", "model.head"])) == 2
+    assert nodes_for(by_module, ["model.missing"]) == []
 
 
 def test_static_passes_need_the_workload(fragile, tmp_path):

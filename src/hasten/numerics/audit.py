@@ -19,7 +19,7 @@ from hasten.models import LoadedModel, first_tensor, load_model
 from hasten.numerics.stats import TensorStats, UpdateStats
 from hasten.numerics.verdict import FP16_NORMAL_EXP, decide
 from hasten.recipe import Recipe, load_recipe
-from hasten.workload import demo_corpus, read_texts, tile, tokenize
+from hasten.workload import attention_mask, demo_corpus, read_texts, tile, tokenize
 
 KINDS = ("activation", "weight", "activation_grad", "weight_grad")
 PRECISIONS = {
@@ -140,13 +140,17 @@ def audit_model(
     module = loaded.module.eval()
     hooks = Hooks(module.model, grads=False)
     outputs = TensorStats()
+    reference = []  # fp32 outputs of the batches the confirmation runs reuse
     try:
         with torch.inference_mode():
             for batch in batches:
-                outputs.update(_forward(module, batch))
+                out = _forward(module, batch)
+                outputs.update(out)
+                if len(reference) < CONFIRM_BATCHES:
+                    reference.append(out.float())
     finally:
         hooks.close()
-    confirm = _confirm_outputs(loaded, batches[:CONFIRM_BATCHES], max_drop)
+    confirm = _confirm_outputs(loaded, batches[:CONFIRM_BATCHES], reference, max_drop)
     result = {
         "subject": spec, "mode": "forward", "samples": sum(b[0].shape[0] for b in batches),
         "batches": len(batches), "batch_size": batch_size, "max_drop": max_drop,
@@ -203,34 +207,26 @@ def _precision(module: torch.nn.Module, name: str) -> tuple[torch.nn.Module, Any
     return copy.deepcopy(module).to(dtype), nullcontext(), dtype
 
 
-def _confirm_outputs(loaded: LoadedModel, batches: list, max_drop: float) -> list[dict]:
-    """The model's outputs under each precision against fp32's, on the same batches."""
+def _confirm_outputs(loaded: LoadedModel, batches: list, reference: list[torch.Tensor],
+                     max_drop: float) -> list[dict]:
+    """The model's outputs under each precision against fp32's (`reference`), same batches."""
     module = loaded.module
-    with torch.inference_mode():
-        reference = [_forward(module, b).float() for b in batches]
-    masks = [_mask(loaded, b) for b in batches]
+    masks = [attention_mask(loaded, b) for b in batches]
     rows = []
     for name in PRECISIONS:
         row: dict = {"precision": name}
         try:
             copy_, context, dtype = _precision(module, name)
             with torch.inference_mode(), context:
-                outs = [copy_(*_cast(b, dtype)) for b in batches]
-            metrics = fidelity.compare(reference, [first_tensor(o).float() for o in outs],
-                                       masks, loaded.task)
-            rel = _relative_error(reference, [first_tensor(o).float() for o in outs])
+                outs = [first_tensor(copy_(*_cast(b, dtype))).float() for b in batches]
+            metrics = fidelity.compare(reference, outs, masks, loaded.task)
+            rel = _relative_error(reference, outs)
             row.update(metrics, rel_error=rel,
                        passed=metrics["finite"] and metrics["cosine_mean"] >= 1 - max_drop)
         except Exception as exc:
             row.update(error=f"{type(exc).__name__}: {exc}", passed=False)
         rows.append(row)
     return rows
-
-
-def _mask(loaded: LoadedModel, batch: list[torch.Tensor]) -> torch.Tensor | None:
-    if "attention_mask" in loaded.input_names:
-        return batch[loaded.input_names.index("attention_mask")]
-    return None
 
 
 def _relative_error(reference: list[torch.Tensor], other: list[torch.Tensor]) -> float:
@@ -278,9 +274,7 @@ def audit_recipe(path: str | Path, *, batch_size: int = 16, steps: int = 8,
         grads.merge(audit.stats["weight_grad"])
     updates = UpdateStats()
     for audit in hooks.audits.values():
-        updates.nonzero += audit.updates.nonzero
-        for key in updates.lost:
-            updates.lost[key] += audit.updates.lost[key]
+        updates.merge(audit.updates)
     scale = loss_scale(grads)
     module.load_state_dict(start_state)
     confirm = _confirm_training(recipe, module, batches[:CONFIRM_BATCHES], scale["scale"],

@@ -37,9 +37,14 @@ def _below(edge: float) -> float:
     return float(torch.nextafter(torch.tensor(edge), torch.tensor(0.0)))
 
 
-_BOUNDS = sorted({0.0} | {e["zero"] for e in EDGES.values()}
-                 | {_below(e[k]) for e in EDGES.values() for k in ("normal", "overflow")})
+# Per format, the values counted as at most zero (flushed), below normal, below overflow.
+_AT_MOST = {name: {"zero": e["zero"], "normal": _below(e["normal"]),
+                   "overflow": _below(e["overflow"])} for name, e in EDGES.items()}
+_BOUNDS = sorted({0.0} | {v for edges in _AT_MOST.values() for v in edges.values()})
 BOUNDARIES = torch.tensor(_BOUNDS, dtype=torch.float32)
+# Where each format's edges sit among the boundaries, found once rather than per tensor.
+_INDEX = {name: {k: _BOUNDS.index(v) for k, v in edges.items()}
+          for name, edges in _AT_MOST.items()}
 
 
 class TensorStats:
@@ -68,11 +73,7 @@ class TensorStats:
             a = torch.where(finite, a, 0.0)
         at_most = torch.bincount(torch.bucketize(a, BOUNDARIES), minlength=len(_BOUNDS) + 1)
         at_most = at_most.cumsum(0).tolist()
-
-        def le(edge: float) -> int:
-            return at_most[_BOUNDS.index(edge)]
-
-        zeros = le(0.0)
+        zeros = at_most[_BOUNDS.index(0.0)]
         if zeros == n:
             return
         self.nonzero += n - zeros
@@ -83,10 +84,11 @@ class TensorStats:
         self.histogram += torch.bincount((exponent.long() - 1 - EXP_MIN).clamp(0, size - 1),
                                          minlength=size)
         self.histogram[-1 - EXP_MIN] -= zeros  # frexp puts zeros at exponent 0, the bin of 2^-1
-        for name, edges in EDGES.items():
-            self.outcomes[f"{name}_zero"] += le(edges["zero"]) - zeros
-            self.outcomes[f"{name}_subnormal"] += le(_below(edges["normal"])) - le(edges["zero"])
-            self.outcomes[f"{name}_overflow"] += n - le(_below(edges["overflow"]))
+        for name, index in _INDEX.items():
+            flushed = at_most[index["zero"]]
+            self.outcomes[f"{name}_zero"] += flushed - zeros
+            self.outcomes[f"{name}_subnormal"] += at_most[index["normal"]] - flushed
+            self.outcomes[f"{name}_overflow"] += n - at_most[index["overflow"]]
         self._rel_error(a[:: max(1, n // REL_ERROR_SAMPLE)].contiguous())
 
     def _rel_error(self, a: torch.Tensor) -> None:
@@ -156,6 +158,12 @@ class UpdateStats:
         for name, dtype in HALF_FORMATS.items():
             w = weight[moved].to(dtype)
             self.lost[name] += int(((w.float() + step[moved]).to(dtype) == w).sum())
+
+    def merge(self, other: UpdateStats) -> None:
+        """Fold another's counts into these."""
+        self.nonzero += other.nonzero
+        for name in HALF_FORMATS:
+            self.lost[name] += other.lost[name]
 
     def to_dict(self) -> dict:
         out: dict = {"nonzero": self.nonzero}

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 
-FP16_MAX = 65504.0
+from hasten.numerics.formats import get, power_of_two
+
+FP16_MAX = float(get("float16").max)
 FP16_SQUARE_LIMIT = math.sqrt(FP16_MAX)  # a norm's input above this squares past fp16's max
 MANY_VANISH = 0.01  # share of a module's values lost to fp16's range worth a sentence
-FP16_NORMAL_EXP = -14  # log2 of fp16's smallest normal
+FP16_NORMAL_EXP = power_of_two(get("float16").smallest_normal)  # -14
 
 
-def _pct(share: float) -> str:
+def percent(share: float) -> str:
+    """A share as a percentage, or in scientific notation when too small for one."""
     return f"{share:.2%}" if share >= 0.0001 else f"{share:.1e}"
 
 
@@ -24,7 +27,7 @@ def _range_issues(audits: dict) -> tuple[list[str], list[str], list[str]]:
             what = kind.replace("_grad", " gradient").replace("activation", "output")
             if s.outcomes["float16_overflow"]:
                 fp16.append(f"{a.name} ({a.type}): {what}s reach {s.max_abs:.4g}; "
-                            f"{_pct(s.share('float16_overflow'))} of them overflow fp16 "
+                            f"{percent(s.share('float16_overflow'))} of them overflow fp16 "
                             f"(largest value {FP16_MAX:g}).")
             if s.outcomes["bfloat16_overflow"]:
                 bf16.append(f"{a.name} ({a.type}): {what}s reach {s.max_abs:.4g} and overflow "

@@ -24,6 +24,7 @@ from hasten.passes import (
 from hasten.passes.accuracy_aware import Int8Backend, quantize_within_tolerance
 from hasten.passes.onnx import QUANTIZED_OPS, onnx_layers, without_value_info
 from hasten.passes.openvino import LAYERS_FILE
+from hasten.workload import attention_mask
 
 ORT_METHODS = ("minmax", "entropy", "percentile")
 
@@ -34,22 +35,15 @@ def _feeds(ctx: PassContext, batches: list) -> list[dict]:
             for batch in batches]
 
 
-def _masks(ctx: PassContext, batches: list) -> list:
-    names = ctx.model.input_names
-    if ctx.model.kind == "text" and "attention_mask" in names:
-        return [b[names.index("attention_mask")] for b in batches]
-    return [None] * len(batches)
-
-
 def _within_tolerance(backend: Int8Backend, ctx: PassContext, batches: list):
     """The accuracy-aware search, fed from the pass context."""
-    return quantize_within_tolerance(backend, ctx.model.module, batches, _masks(ctx, batches),
-                                     ctx.model.task, ctx.max_drop)
+    masks = [attention_mask(ctx.model, b) for b in batches]
+    return quantize_within_tolerance(backend, ctx.model.module, batches, masks, ctx.model.task,
+                                     ctx.max_drop)
 
 
-def onnx_nodes(path: Path, layers: list[str]) -> list[str]:
-    """The quantizable ONNX nodes made from these modules."""
-    by_module = onnx_layers(path)
+def nodes_for(by_module: dict[str, list[str]], layers: list[str]) -> list[str]:
+    """The graph nodes made from these modules, given each module's nodes."""
     return sorted({node for layer in layers for node in by_module.get(layer, [])})
 
 
@@ -84,6 +78,7 @@ def _ort_static(method: str):
         path = ctx.folder / "model.onnx"
 
         cache = ctx.folder / "calibration.json"  # ranges measured once, reused by each attempt
+        by_module = onnx_layers(artifact.path)
 
         def quantize(kept: list[str]):
             out = ctx.folder / f"attempt-{len(kept)}.onnx"
@@ -91,7 +86,7 @@ def _ort_static(method: str):
                 str(source), str(out), Reader(feeds), quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=onnx_nodes(artifact.path, kept),
+                nodes_to_exclude=nodes_for(by_module, kept),
                 calibrate_method={"minmax": CalibrationMethod.MinMax,
                                   "entropy": CalibrationMethod.Entropy,
                                   "percentile": CalibrationMethod.Percentile}[method],
@@ -201,8 +196,7 @@ def openvino_nncf_int8(artifact: Artifact, ctx: PassContext) -> Artifact:
         return model, core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 
     def quantize(kept: list[str]):
-        names = sorted({node for layer in kept for node in by_module.get(layer, [])})
-        ignored = nncf.IgnoredScope(names=names, validate=False)
+        ignored = nncf.IgnoredScope(names=nodes_for(by_module, kept), validate=False)
         return compiled(nncf.quantize(source.clone(), nncf.Dataset(feeds),
                                       subset_size=len(feeds), model_type=model_type,
                                       ignored_scope=ignored))

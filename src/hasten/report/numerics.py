@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hasten.numerics.formats import power_of_two
+from hasten.numerics.verdict import percent
 
 
 def _num(x: float | None) -> str:
@@ -31,9 +32,7 @@ def _limit(x: float | None) -> str:
 def _share(x: float | None) -> str:
     if x is None:
         return "-"
-    if x == 0:
-        return "0"
-    return f"{x:.2%}" if x >= 0.0001 else f"{x:.1e}"
+    return "0" if x == 0 else percent(x)
 
 
 def render_formats(rows: list[dict], console: Console) -> None:
