@@ -4,5 +4,10 @@ from hasten.api import compare, optimize_inference
 from hasten.errors import HastenError
 from hasten.numerics.audit import audit_model, audit_recipe
 from hasten.study import Study
+from hasten.training.run import optimize_training
+from hasten.training.study import TrainStudy
 
-__all__ = ["HastenError", "Study", "audit_model", "audit_recipe", "compare", "optimize_inference"]
+__all__ = [
+    "HastenError", "Study", "TrainStudy", "audit_model", "audit_recipe", "compare",
+    "optimize_inference", "optimize_training",
+]

@@ -16,6 +16,7 @@ from hasten.executors import LocalExecutor
 from hasten.models import LoadedModel, absolute_spec, load_model
 from hasten.store import Store
 from hasten.study import Study
+from hasten.training.study import TrainStudy
 from hasten.workload import Workload, demo_corpus, point_inputs, read_texts
 
 if TYPE_CHECKING:
@@ -113,6 +114,20 @@ def optimize_inference(
     if report:
         study.report()
     return study
+
+
+def open_study(folder: str | Path) -> Study | TrainStudy:
+    """The inference or training study a folder holds."""
+    store_file = Path(folder) / "study.sqlite"
+    if store_file.is_file():
+        store = Store(Path(folder))
+        try:
+            kind = (store.meta("config") or {}).get("kind")
+        finally:
+            store.close()
+        if kind == "train":
+            return TrainStudy(folder)
+    return Study(folder)
 
 
 def compare(first: str | Path | Study, second: str | Path | Study) -> Comparison:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -14,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hasten.errors import HastenError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
-                  help="Make PyTorch models infer faster, with proof.")
+                  help="Make PyTorch models train and infer faster, with proof.")
 err = Console(stderr=True)
 
 
@@ -40,6 +42,20 @@ def _show(result: object, as_json: bool, render) -> None:
         print(json.dumps(result, indent=2))
     else:
         render(result, _wide_console())
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback (what, done, total) drawn as a bar on stderr when it is a terminal."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        task_id = bar.add_task("starting", total=1)
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task_id, description=what, completed=done, total=total)
+
+        yield progress
 
 
 def _guard(debug: bool, fn) -> None:
@@ -95,14 +111,7 @@ def infer(
     from hasten.report.terminal import render
 
     def go() -> None:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=True,
-                      disable=not err.is_terminal) as bar:
-            task_id = bar.add_task("starting", total=1)
-
-            def progress(what: str, done: int, total: int) -> None:
-                bar.update(task_id, description=what, completed=done, total=total)
-
+        with _progress_bar() as progress:
             study = optimize_inference(
                 model, data=data, column=column, label_column=label_column, task=task,
                 input_shape=parse_shape(input_shape) if input_shape else None,
@@ -119,6 +128,57 @@ def infer(
             render(study, _wide_console())
             if not no_report:
                 print(f"Report: {study.folder / 'report.html'}")
+
+    _guard(debug, go)
+
+
+@app.command()
+def train(
+    recipe: Path = typer.Argument(None, help="A training recipe file (runs that file's code); "
+                                  "default: the bundled digits CNN and MiniLM text demos."),
+    steps: int = typer.Option(None, help="Steps the fastest candidates train for against fp32 "
+                               "(default 100; the demos set their own)."),
+    batch_size: int = typer.Option(None, help="Batch size per process (default 32; the demos "
+                                   "set their own)."),
+    evaluate: bool = typer.Option(None, "--eval/--no-eval", help="Evaluate with the recipe's "
+                                  "eval_data() and evaluate() (default: when it has them)."),
+    devices: int = typer.Option(1, help="Processes to train with through Fabric's DDP "
+                                "strategy (gloo on a CPU)."),
+    memory_budget: str = typer.Option(None, help="Memory the batch-size search may fill, e.g. "
+                                      "4GiB (default: the device's free memory)."),
+    max_drop: float = typer.Option(0.01, help="Tolerance: the eval metric (else the final loss) "
+                                   "at most this much worse than fp32's, relative."),
+    out: Path = typer.Option(Path("hasten-runs"), help="Folder that holds study folders."),
+    name: str = typer.Option(None, help="Study name (default: the recipe's file name)."),
+    fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Run the training study: precision modes and training tricks measured against fp32."""
+    from hasten.report.train_terminal import render
+    from hasten.training.run import DEMOS, optimize_training, parse_memory
+
+    def go() -> None:
+        runs = ([(recipe, {}, name)] if recipe is not None else
+                [(path, settings, f"demo-{demo}") for demo, (path, settings) in DEMOS.items()])
+        budget = parse_memory(memory_budget) if memory_budget else None
+        for path, settings, study_name in runs:
+            with _progress_bar() as progress:
+                study = optimize_training(
+                    path, steps=steps or settings.get("steps", 100),
+                    batch_size=batch_size or settings.get("batch_size", 32),
+                    evaluate=evaluate, devices=devices, memory_budget_mb=budget,
+                    max_drop=max_drop, out=out, name=study_name, fresh=fresh, device=device,
+                    progress=progress, report=not no_report,
+                )
+            if as_json:
+                print(json.dumps(study.to_dict(), indent=2))
+            else:
+                render(study, _wide_console())
+                if not no_report:
+                    print(f"Report: {study.folder / 'report.html'}")
 
     _guard(debug, go)
 
@@ -150,10 +210,10 @@ def report(
     """Write a study's self-contained HTML report (report.html in its folder) from its store."""
     import webbrowser
 
-    from hasten.study import Study
+    from hasten.api import open_study
 
     def go() -> None:
-        path = Study(study).report()
+        path = open_study(study).report()
         print(f"Wrote {path}")
         if open_it:
             webbrowser.open(path.resolve().as_uri())

@@ -14,13 +14,14 @@ class LocalExecutor:
     """Runs trials one at a time in fresh Python processes on this machine."""
 
     def run(self, study: Path, candidate: str, phase: str, points: list[str],
-            timeout_s: float) -> str | None:
-        """Run one candidate's trials; return why the process failed, or None."""
+            timeout_s: float, module: str = "hasten.trial") -> str | None:
+        """Run one candidate's trials with `python -m module`; return why the process failed,
+        or None."""
         logs = study / "logs"
         logs.mkdir(exist_ok=True)
         log = logs / f"{candidate.replace('/', '_')}.{phase}.log"
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
-        cmd = [sys.executable, "-m", "hasten.trial", str(study), candidate, phase,
+        cmd = [sys.executable, "-m", module, str(study), candidate, phase,
                ",".join(points)]
         with log.open("w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,

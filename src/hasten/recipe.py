@@ -48,16 +48,31 @@ class Recipe:
             return torch.optim.AdamW(module.parameters(), lr=1e-3)
         return _call(self, "optimizer", module.parameters())
 
-    def batches(self, batch_size: int, count: int, seed: int = 0) -> Iterator[Any]:
-        """Up to `count` training batches, in the same order on every call."""
-        dataset = _call(self, "train_data")
+    def train_dataset(self) -> Any:
+        """train_data(), checked to be a Dataset with samples."""
+        return self._dataset("train_data")
+
+    def eval_dataset(self) -> Any:
+        """eval_data(), checked like train_data()."""
+        if self.eval_data is None or self.evaluate is None:
+            raise HastenError(f"{self.path.name} defines no eval_data() and evaluate(model, "
+                              "batch); add both to evaluate, or run without --eval.")
+        return self._dataset("eval_data")
+
+    def _dataset(self, name: str) -> Any:
+        dataset = _call(self, name)
         try:
             size = len(dataset)
         except TypeError:
-            raise HastenError(f"{self.path.name}: train_data() must return a Dataset with a "
+            raise HastenError(f"{self.path.name}: {name}() must return a Dataset with a "
                               "length, such as a TensorDataset.") from None
         if size == 0:
-            raise HastenError(f"{self.path.name}: train_data() returned an empty dataset.")
+            raise HastenError(f"{self.path.name}: {name}() returned an empty dataset.")
+        return dataset
+
+    def batches(self, batch_size: int, count: int, seed: int = 0) -> Iterator[Any]:
+        """Up to `count` training batches, in the same order on every call."""
+        dataset = self.train_dataset()
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=True,
             generator=torch.Generator().manual_seed(seed),
@@ -74,6 +89,19 @@ class Recipe:
             raise HastenError(f"{self.path.name}: loss(model, batch) must return a scalar "
                               f"tensor, not {_describe(value)}.")
         return value
+
+
+    def evaluate_batch(self, module: torch.nn.Module, batch: Any) -> dict[str, float]:
+        """evaluate(model, batch), checked to be a dict of numbers."""
+        metrics = _call(self, "evaluate", module, batch)
+        if not isinstance(metrics, dict) or not metrics:
+            raise HastenError(f"{self.path.name}: evaluate(model, batch) must return a dict of "
+                              f"metrics such as {{'accuracy': 0.9}}, not {_describe(metrics)}.")
+        try:
+            return {str(k): float(v) for k, v in metrics.items()}
+        except (TypeError, ValueError):
+            raise HastenError(f"{self.path.name}: evaluate(model, batch) must return numbers, "
+                              f"not {metrics!r:.200}.") from None
 
 
 def _describe(value: Any) -> str:

@@ -22,6 +22,9 @@ class Study:
             self.config = store.meta("config")
             if self.config is None:
                 raise HastenError(f"{self.folder} holds a study that has not started yet.")
+            if self.config.get("kind") == "train":
+                raise HastenError(f"{self.folder} holds a training study; `hasten report` "
+                                  "shows it, and its QAT model goes to `hasten infer`.")
             self.machine = store.meta("machine")
             self.finished = bool(store.meta("finished", False))
             self.candidates = store.candidates()

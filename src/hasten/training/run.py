@@ -1,0 +1,308 @@
+"""The training study from start to end: check the recipe, measure every candidate's speed in
+its own process, search the batch size under the memory budget, train the fastest for the
+study's steps against fp32 and evaluate them."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import torch
+
+from hasten import machine
+from hasten.errors import HastenError
+from hasten.executors import LocalExecutor
+from hasten.recipe import Recipe, load_recipe
+from hasten.store import Store
+from hasten.training import switches
+from hasten.training.candidates import (
+    BASELINE,
+    CANDIDATES,
+    HALF_MODES,
+    batch_candidate,
+    skip_reason,
+)
+from hasten.training.demos import DEMOS as DEMO_RECIPES
+from hasten.training.study import TrainStudy
+
+Progress = Callable[[str, int, int], None]
+RUNNER = "hasten.training.runner"
+# Besides fp32, this many of the fastest candidates train to the end and are evaluated.
+CONVERGE = 4
+# The batch-size search stops doubling once one step takes longer than this.
+PROBE_STEP_LIMIT_S = 10.0
+# The bundled demo recipes and the settings `hasten train` runs them with.
+DEMOS = {
+    "digits": (DEMO_RECIPES["digits"], {"batch_size": 64, "steps": 150}),
+    "text": (DEMO_RECIPES["text"], {"batch_size": 16, "steps": 60}),
+}
+
+
+def optimize_training(
+    recipe: str | Path,
+    *,
+    steps: int = 100,
+    batch_size: int = 32,
+    evaluate: bool | None = None,
+    devices: int = 1,
+    memory_budget_mb: float | None = None,
+    max_drop: float = 0.01,
+    out: str | Path = "hasten-runs",
+    name: str | None = None,
+    fresh: bool = False,
+    device: str = "cpu",
+    budget_s: float = 3.0,
+    audit: bool = True,
+    trial_timeout_s: float = 900,
+    progress: Progress | None = None,
+    report: bool = True,
+) -> TrainStudy:
+    """Run (or resume) a training study of a recipe file and return it.
+
+    Loading the recipe runs its code. `evaluate` None means: evaluate when the recipe defines
+    eval_data() and evaluate(). Finished runs are kept in the study folder's database, so the
+    same call again resumes.
+    """
+    _check_settings(steps, batch_size, devices, memory_budget_mb, max_drop, device)
+    loaded = load_recipe(recipe)
+    if evaluate is None:
+        evaluate = loaded.eval_data is not None and loaded.evaluate is not None
+    info = _check_recipe(loaded, batch_size, evaluate)
+    folder = Path(out) / (name or loaded.path.stem)
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    config = {
+        "kind": "train", "recipe": str(loaded.path), "steps": steps, "batch_size": batch_size,
+        "eval": evaluate, "devices": devices, "device": device, "max_drop": max_drop,
+        "memory_budget_mb": memory_budget_mb or free_memory_mb(device),
+        "budget_s": budget_s, "threads": machine.usable_cores(), "seed": 0,
+        "baseline": BASELINE, "model": info,
+    }
+    store = Store(folder)
+    previous = store.meta("config")
+    if previous is not None and memory_budget_mb is None:
+        config["memory_budget_mb"] = previous.get("memory_budget_mb")
+    if previous is not None and previous != config:
+        store.close()
+        raise HastenError(f"{folder} holds a study with other settings; pass --fresh to start "
+                          "it over or --name to keep both.")
+    store.set_meta("config", config)
+    if previous is None:
+        store.set_meta("machine", machine.describe())
+    for i, c in enumerate(CANDIDATES):
+        store.add_candidate(i, c.name, [], "fabric", c.settings(),
+                            skip_reason(c, info, device, batch_size))
+    progress = progress or (lambda *_: None)
+    try:
+        if audit and store.meta("audit") is None:
+            progress("auditing the recipe's numerics", 0, 1)
+            store.set_meta("audit", _audit(loaded.path, batch_size, max_drop))
+        _run(store, config, LocalExecutor(), trial_timeout_s, progress)
+    except HastenError:
+        if report:
+            TrainStudy(folder).report()
+        raise
+    finally:
+        store.close()
+    study = TrainStudy(folder)
+    if report:
+        study.report()
+    return study
+
+
+def _check_settings(steps: int, batch_size: int, devices: int, memory_budget_mb: float | None,
+                    max_drop: float, device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
+    if device not in ("cpu", "cuda"):
+        raise HastenError(f"--device must be cpu or cuda, not {device!r}.")
+    if steps < 1 or batch_size < 1 or devices < 1:
+        raise HastenError("--steps, --batch-size and --devices must each be at least 1.")
+    if device == "cuda" and devices > torch.cuda.device_count():
+        raise HastenError(f"--devices {devices} asks for more GPUs than the "
+                          f"{torch.cuda.device_count()} PyTorch sees.")
+    if memory_budget_mb is not None and memory_budget_mb <= 0:
+        raise HastenError("--memory-budget must be more than zero, e.g. 4GiB.")
+    if not 0 < max_drop < 1:
+        raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
+
+
+def free_memory_mb(device: str) -> float:
+    """The memory the device has free now: the default memory budget."""
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0] / 2**20
+    return psutil.virtual_memory().available / 2**20
+
+
+def parse_memory(text: str) -> float:
+    """A memory size such as 4GiB, 512MiB, 2G or 1500 (MiB) in MiB."""
+    units = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024}
+    number = text.strip().rstrip("iBbGgMm")
+    unit = text.strip()[len(number):].lower()
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise HastenError(f"--memory-budget takes a size such as 4GiB or 512MiB, "
+                          f"not {text!r}.") from None
+    if not math.isfinite(value):
+        raise HastenError(f"--memory-budget takes a size such as 4GiB, not {text!r}.")
+    return value
+
+
+def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
+    """Build the model, run one small training step and one evaluation batch in fp32, so a
+    recipe whose data does not fit its model fails here in one sentence, not in every trial."""
+    torch.manual_seed(0)
+    module = recipe.build_model().train()
+    optimizer = recipe.build_optimizer(module)
+    size = len(recipe.train_dataset())
+    if size < batch_size:
+        raise HastenError(f"{recipe.path.name}: train_data() holds {size} samples, fewer than "
+                          f"one batch of {batch_size}; lower --batch-size.")
+    batch = next(recipe.batches(min(batch_size, 2), 1))
+    loss = recipe.compute_loss(module, batch)
+    if not loss.requires_grad:
+        raise HastenError(f"{recipe.path.name}: the loss does not depend on the model's "
+                          "trainable parameters, so nothing would train.")
+    loss.backward()
+    if evaluate:
+        loader = torch.utils.data.DataLoader(recipe.eval_dataset(), batch_size=2)
+        module.eval()
+        with torch.no_grad():
+            recipe.evaluate_batch(module, next(iter(loader)))
+    return {**switches.describe(module, optimizer), "train_size": size}
+
+
+def _audit(path: Path, batch_size: int, max_drop: float) -> dict:
+    """The numerics audit's verdict and confirmation runs, shown beside the precision modes."""
+    from hasten.numerics.audit import audit_recipe
+
+    result = audit_recipe(path, batch_size=min(batch_size, 16), steps=4, max_drop=max_drop)
+    return {"verdict": result["verdict"], "confirm": result["confirm"],
+            "loss_scale": result["loss_scale"], "seconds": result["seconds"]}
+
+
+def _launch(store: Store, executor: LocalExecutor, name: str, phase: str,
+            timeout_s: float) -> None:
+    """Run one candidate's phase in its own process; a crash becomes its failure reason."""
+    reason = executor.run(store.folder, name, phase, [], timeout_s, module=RUNNER)
+    if not reason:
+        return
+    if phase == "speed" and name not in store.results():
+        store.put_result(name, "failed", error=reason)
+    if phase not in store.done_points(name):
+        store.put_trial(name, phase, "failed", error=reason)
+    if phase == "converge":
+        previous = store.results().get(name) or {}
+        if (previous.get("fidelity") or {}).get("final_loss") is None:
+            store.put_result(name, "ok", fidelity={"error": reason}, passed=False,
+                             gate_reason=f"failed while converging: {reason}",
+                             one_time=previous.get("one_time"), notes=previous.get("notes"))
+
+
+def _speeds(store: Store) -> dict[str, float]:
+    """Samples per second of every candidate whose speed run finished and stayed finite."""
+    return {t["candidate"]: t["throughput"] for t in store.trials()
+            if t["point"] == "speed" and t["status"] == "ok"
+            and not (t["latency"] or {}).get("diverged")}
+
+
+def _run(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
+         progress: Progress) -> None:
+    baseline = config["baseline"]
+    runnable = [c["name"] for c in store.candidates() if not c["skipped_reason"]]
+    for i, name in enumerate(runnable):
+        progress(f"timing {name}", i, len(runnable))
+        if name not in store.results():
+            _launch(store, executor, name, "speed", timeout_s)
+        if name == baseline and store.results()[name]["status"] != "ok":
+            raise HastenError(f"The fp32 baseline failed: {store.results()[name]['error']}. "
+                              f"See {store.folder / 'logs'} for details.")
+    _search_batch_size(store, config, executor, timeout_s, progress)
+    speeds = _speeds(store)
+    fastest = sorted((n for n in speeds if n != baseline), key=lambda n: -speeds[n])
+    chosen = [baseline, *fastest[:CONVERGE]]
+    chosen += [n for n in speeds if n not in chosen and ("qat" in n or "batch-" in n)]
+    for i, name in enumerate(chosen):
+        progress(f"training {name} for {config['steps']} steps", i, len(chosen))
+        if "converge" not in store.done_points(name):
+            _launch(store, executor, name, "converge", timeout_s)
+        if name == baseline and not (store.results()[name].get("fidelity") or {}).get(
+                "final_loss"):
+            raise HastenError("The fp32 baseline failed to train for the study's steps; "
+                              f"see {store.folder / 'logs'} for details.")
+    store.set_meta("finished", True)
+    progress("done", 1, 1)
+
+
+def _search_batch_size(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
+                       progress: Progress) -> None:
+    """Double the batch size of the fastest precision mode while a probe fits the memory
+    budget, then bisect between the last fit and the first miss; measure the winner."""
+    done = store.meta("batch_search")
+    if done is not None and done.get("finished"):
+        return
+    speeds = _speeds(store)
+    modes = [m for m in (BASELINE, *HALF_MODES) if m in speeds]
+    precision = max(modes, key=lambda m: speeds[m])
+    budget = config["memory_budget_mb"]
+    limit = config["model"]["train_size"] // config["devices"]
+    probes: dict[int, dict] = {}
+
+    def probe(size: int) -> dict:
+        point = f"probe-b{size}"
+        progress(f"batch-size search: {precision} at batch {size}", len(probes), len(probes) + 1)
+        if point not in store.done_points(precision):
+            _launch(store, executor, precision, point, timeout_s)
+        trial = next(t for t in store.trials() if t["candidate"] == precision
+                     and t["point"] == point)
+        memory = None
+        if trial["status"] == "ok":
+            memory = trial["latency"].get("peak_gpu_mb", trial["latency"]["peak_rss_mb"])
+        fits = trial["status"] == "ok" and memory <= budget
+        result = {"batch_size": size, "fits": fits, "memory_mb": memory,
+                  "step_s": trial["latency"]["p50"] / 1000 if trial["status"] == "ok" else None,
+                  "error": trial["error"]}
+        probes[size] = result
+        return result
+
+    best, miss, stopped = config["batch_size"], None, None
+    size = best
+    while True:
+        size *= 2
+        if size > limit:
+            stopped = f"the next size, {size}, is more than the {limit} training samples"
+            break
+        result = probe(size)
+        if not result["fits"]:
+            miss = size
+            break
+        best = size
+        if result["step_s"] > PROBE_STEP_LIMIT_S:
+            stopped = (f"one step at batch {size} took {result['step_s']:.1f} s; larger batches "
+                       "were not probed")
+            break
+    while miss is not None and miss - best > max(8, best // 4):
+        middle = (best + miss) // 2 // 8 * 8 or (best + miss) // 2
+        if probe(middle)["fits"]:
+            best = middle
+        else:
+            miss = middle
+    if miss is not None:
+        stopped = (f"batch {miss} does not fit the budget of {budget:.0f} MiB"
+                   + (f" ({probes[miss]['error']})" if probes[miss]["error"] else ""))
+    summary = {"precision": precision, "budget_mb": budget, "largest": best,
+               "stopped": stopped, "probes": sorted(probes.values(),
+                                                    key=lambda p: p["batch_size"]),
+               "finished": True}
+    if best > config["batch_size"]:
+        c = batch_candidate(precision, best)
+        summary["candidate"] = c.name
+        store.add_candidate(len(CANDIDATES), c.name, [], "fabric", c.settings(), None)
+        if c.name not in store.results():
+            progress(f"timing {c.name}", 0, 1)
+            _launch(store, executor, c.name, "speed", timeout_s)
+    store.set_meta("batch_search", summary)
