@@ -148,6 +148,8 @@ def train(
                                       "4GiB (default: the device's free memory)."),
     max_drop: float = typer.Option(0.01, help="Tolerance: the eval metric (else the final loss) "
                                    "at most this much worse than fp32's, relative."),
+    quick: bool = typer.Option(False, help="Fewer candidates: the precision modes and the "
+                               "switches most likely to pay (the text demo's default)."),
     out: Path = typer.Option(Path("hasten-runs"), help="Folder that holds study folders."),
     name: str = typer.Option(None, help="Study name (default: the recipe's file name)."),
     fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
@@ -170,7 +172,8 @@ def train(
                     path, steps=steps or settings.get("steps", 100),
                     batch_size=batch_size or settings.get("batch_size", 32),
                     evaluate=evaluate, devices=devices, memory_budget_mb=budget,
-                    max_drop=max_drop, out=out, name=study_name, fresh=fresh, device=device,
+                    max_drop=max_drop, quick=quick or settings.get("quick", False), out=out,
+                    name=study_name, fresh=fresh, device=device,
                     progress=progress, report=not no_report,
                 )
             if as_json:

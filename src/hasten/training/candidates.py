@@ -69,14 +69,23 @@ CANDIDATES: tuple[TrainCandidate, ...] = (
 )
 
 
+# What --quick measures: every precision mode and the switches most likely to pay.
+QUICK = frozenset({BASELINE, *HALF_MODES, "bf16-mixed/compile", "32-true/checkpointing",
+                   "32-true/attention-sdpa", "32-true/attention-eager", "32-true/adamw-fused",
+                   "bf16-mixed/channels-last", "32-true/qat-int8"})
+
+
 def batch_candidate(precision: str, batch_size: int) -> TrainCandidate:
     """The candidate the batch-size search adds: its precision at the largest batch that fits."""
     return _on(precision, f"batch-{batch_size}", batch_size=batch_size)
 
 
-def skip_reason(c: TrainCandidate, info: dict, device: str, batch_size: int) -> str | None:
+def skip_reason(c: TrainCandidate, info: dict, device: str, batch_size: int,
+                quick: bool = False) -> str | None:
     """Why this candidate cannot run on this model and device, or None when it can."""
     cuda = device == "cuda"
+    if quick and c.name not in QUICK:
+        return "not in --quick"
     if c.tf32 and not cuda:
         return "TF32 is a matmul mode of NVIDIA GPUs (Ampere and newer); this study runs on the CPU"
     if c.tf32 and torch.cuda.get_device_capability()[0] < 8:

@@ -31,13 +31,14 @@ from hasten.training.study import TrainStudy
 Progress = Callable[[str, int, int], None]
 RUNNER = "hasten.training.runner"
 # Besides fp32, this many of the fastest candidates train to the end and are evaluated.
-CONVERGE = 4
-# The batch-size search stops doubling once one step takes longer than this.
-PROBE_STEP_LIMIT_S = 10.0
+CONVERGE = 3
+# The batch-size search stops doubling once one step takes longer than this: probing larger
+# batches would cost minutes per probe on a CPU.
+PROBE_STEP_LIMIT_S = 2.0
 # The bundled demo recipes and the settings `hasten train` runs them with.
 DEMOS = {
     "digits": (DEMO_RECIPES["digits"], {"batch_size": 64, "steps": 150}),
-    "text": (DEMO_RECIPES["text"], {"batch_size": 16, "steps": 60}),
+    "text": (DEMO_RECIPES["text"], {"batch_size": 16, "steps": 60, "quick": True}),
 }
 
 
@@ -55,6 +56,7 @@ def optimize_training(
     fresh: bool = False,
     device: str = "cpu",
     budget_s: float = 3.0,
+    quick: bool = False,
     audit: bool = True,
     trial_timeout_s: float = 900,
     progress: Progress | None = None,
@@ -78,7 +80,7 @@ def optimize_training(
         "kind": "train", "recipe": str(loaded.path), "steps": steps, "batch_size": batch_size,
         "eval": evaluate, "devices": devices, "device": device, "max_drop": max_drop,
         "memory_budget_mb": memory_budget_mb or free_memory_mb(device),
-        "budget_s": budget_s, "threads": machine.usable_cores(), "seed": 0,
+        "budget_s": budget_s, "quick": quick, "threads": machine.usable_cores(), "seed": 0,
         "baseline": BASELINE, "model": info,
     }
     store = Store(folder)
@@ -94,7 +96,7 @@ def optimize_training(
         store.set_meta("machine", machine.describe())
     for i, c in enumerate(CANDIDATES):
         store.add_candidate(i, c.name, [], "fabric", c.settings(),
-                            skip_reason(c, info, device, batch_size))
+                            skip_reason(c, info, device, batch_size, quick))
     progress = progress or (lambda *_: None)
     try:
         if audit and store.meta("audit") is None:

@@ -27,6 +27,7 @@ from hasten.trial import _error
 
 WARMUP_STEPS = 3
 PROBE_STEPS = 2
+DDP_STEPS = 10  # timed steps with several processes: a fixed count that every rank takes
 NAN_PATIENCE = 5  # non-finite losses in a row that end a run with a loss scaler
 
 
@@ -152,6 +153,9 @@ class Trainer:
                 loss = self.recipe.compute_loss(self.module, batch) / self.accumulation
                 self.fabric.backward(loss)
             total += loss.detach().float().item()
+        if self.fabric.world_size > 1:
+            # Every rank sees the same (mean) loss, so all stop at the same step.
+            total = float(self.fabric.all_reduce(torch.tensor(total), reduce_op="mean"))
         before = self.scaler.get_scale() if self.scaler else None
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -169,7 +173,12 @@ class Trainer:
         recent = self.losses[-NAN_PATIENCE:]
         if self.scaler and (len(recent) < NAN_PATIENCE or any(map(math.isfinite, recent))):
             return None
-        return f"the loss went {self.losses[self.nan_step - 1]} at step {self.nan_step}"
+        why = f"the loss went {self.losses[self.nan_step - 1]} at step {self.nan_step}"
+        eps = self.optimizer.defaults.get("eps", 1.0)
+        if self.c.precision == "16-true" and eps < 2**-25:
+            why += (f"; the optimizer's eps ({eps:g}) is 0 in fp16, so an update can divide "
+                    "zero by zero")
+        return why
 
     def evaluate(self) -> dict[str, float]:
         """The recipe's evaluate() over eval_data(), each metric averaged over samples."""
@@ -207,6 +216,9 @@ def _speed(store: Store, name: str, trainer: Trainer, config: dict, point: str) 
     for _ in range(0 if probe else WARMUP_STEPS - 1):
         trainer.step()
     budget = Budget(warmup=0, min_reps=5, max_reps=50, seconds=config["budget_s"], rel_tol=0.05)
+    if config["devices"] > 1:
+        # Ranks must take the same number of steps, or one waits forever in an all-reduce.
+        budget = Budget(warmup=0, min_reps=DDP_STEPS, max_reps=DDP_STEPS, seconds=math.inf)
     if probe:
         budget = Budget(warmup=0, min_reps=PROBE_STEPS, max_reps=PROBE_STEPS, seconds=0.0)
     trainer.wait = 0.0
@@ -233,7 +245,10 @@ def _converge(store: Store, study: Path, name: str, trainer: Trainer, config: di
     clock = Clock(cuda=config["device"] == "cuda")
     times = []
     why = None
-    for _ in range(config["steps"]):
+    # A larger batch trains on as many samples as fp32 does, not for as many steps.
+    steps = math.ceil(config["steps"] * config["batch_size"] / (trainer.c.batch_size
+                                                                 or config["batch_size"]))
+    for _ in range(steps):
         times.append(clock.time(trainer.step))
         why = trainer.diverged()
         if why:
