@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from test_train_html import EVIL_NAME, PLOTS, nothing_measured, real_study, with_markup
 
 from hasten.report.compare import compare, render_html
 from hasten.report.html import write
@@ -95,4 +96,36 @@ def test_a_comparison(browser, study_at, tmp_path):
     page, plots = _open(browser, write(render_html(result), tmp_path / "compare.html"))
     assert plots[0]["id"] == "ratios" and plots[0]["marks"] > 0
     assert page.locator("#matched tbody tr").count() == len(result.matched)
+    page.close()
+
+
+def test_a_training_study_report(browser, tmp_path_factory, tmp_path):
+    study = real_study(tmp_path_factory)
+    page, plots = _open(browser, study.report(tmp_path / "train.html"))
+    assert [p["id"] for p in plots] == list(PLOTS)
+    for plot in plots:
+        assert plot["hasData"] and plot["svg"] and plot["marks"] > 0, plot
+    for section in ("recommendations", "precision", "ranking", "batch-search", "plots",
+                    "machine"):
+        assert page.locator(f"section#{section}").is_visible()
+    assert page.locator("#ranking tbody tr").count() == len(study.table())
+    assert page.locator("h1").inner_text() == f"Training study: {EVIL_NAME}.py"
+    assert page.evaluate("() => window.injected") is None
+    page.close()
+
+
+def test_training_markup_stays_text(browser, tmp_path_factory, tmp_path):
+    study = with_markup(real_study(tmp_path_factory), tmp_path / "evil")
+    page, _ = _open(browser, study.report(tmp_path / "evil.html"))
+    assert page.evaluate("() => window.injected") is None
+    assert "<script>" in page.locator("#qat pre").inner_text()
+    page.close()
+
+
+def test_a_training_study_without_data_shows_sentences(browser, tmp_path_factory, tmp_path):
+    study = nothing_measured(real_study(tmp_path_factory), tmp_path / "empty")
+    page, plots = _open(browser, study.report(tmp_path / "empty.html"))
+    assert page.locator("#partial").is_visible()
+    for plot in plots:
+        assert not plot["hasData"] and not plot["svg"] and plot["empty"], plot
     page.close()
