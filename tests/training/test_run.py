@@ -153,7 +153,7 @@ def test_every_precision_mode_runs_or_says_why_not(cnn_study):
     assert cnn_study.finished
     for mode in ("32-true", *HALF_MODES):
         row = table[mode]
-        assert row["status"] in ("ok", "not converged", "outside tolerance", "diverged"), row
+        assert row["status"] in ("ok", "timed only", "outside tolerance", "diverged"), row
         assert row["samples_per_s"] > 0 and row["speed"]["count"] >= 5
         assert row["peak_mb"] is not None and row["speed"]["peak_rss_mb"] > row["peak_mb"]
         assert len(row["speed"]["losses"]) >= 8

@@ -9,7 +9,7 @@ import shlex
 from html import escape
 from pathlib import Path
 
-from hasten.report.common import machine_line, mb, ms
+from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
 from hasten.report.html import _partial, figure, machine_card, page, table
 from hasten.report.train_plots import train_plots
 from hasten.training.candidates import BASELINE, HALF_MODES
@@ -250,6 +250,11 @@ def _study_card(study: TrainStudy) -> str:
     return f'<div class="card"><h3>Study</h3><dl>{items}</dl></div>'
 
 
+def _busy(study: TrainStudy) -> str:
+    busy = study.busy_points()
+    return (f'<p class="banner warn">{escape(BUSY_WARNING.format(n=busy))}</p>' if busy else "")
+
+
 def render(study: TrainStudy) -> str:
     """The whole report of one training study as an HTML document."""
     rows = study.table()
@@ -262,6 +267,7 @@ def render(study: TrainStudy) -> str:
         f"{escape(machine_line(study.machine))} &middot; study folder "
         f"<code>{escape(str(study.folder))}</code></p>",
         _partial(study, rows),
+        _busy(study),
         f'<section id="recommendations"><h2>Recommendations</h2>'
         f"{_recommendations(study, rows)}</section>",
         _qat(rows),

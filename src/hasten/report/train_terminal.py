@@ -7,11 +7,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hasten.report.common import machine_line, mb, ms
+from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
 from hasten.training.candidates import BASELINE
 from hasten.training.study import TrainStudy
 
-STATUS_STYLE = {"ok": "green", "not converged": "cyan", "outside tolerance": "yellow",
+STATUS_STYLE = {"ok": "green", "timed only": "cyan", "outside tolerance": "yellow",
                 "diverged": "red", "failed": "red", "skipped": "dim", "pending": "dim"}
 
 
@@ -69,6 +69,9 @@ def render(study: TrainStudy, console: Console) -> None:
             f"[{STATUS_STYLE[row['status']]}]{escape(row['status'])}[/]",
         )
     console.print(table)
+    busy = study.busy_points()
+    if busy:
+        console.print(f"[yellow]Warning: {BUSY_WARNING.format(n=busy)}[/]")
     console.print("peak memory: " + ("GPU memory PyTorch allocated" if config["device"] == "cuda"
                                      else "how far the process's resident memory rose once the "
                                           "data was loaded"))

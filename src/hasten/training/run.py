@@ -225,9 +225,10 @@ def _run(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
                               f"See {store.folder / 'logs'} for details.")
     _search_batch_size(store, config, executor, timeout_s, progress)
     speeds = _speeds(store)
-    fastest = sorted((n for n in speeds if n != baseline), key=lambda n: -speeds[n])
-    chosen = [baseline, *fastest[:CONVERGE]]
-    chosen += [n for n in speeds if n not in chosen and ("qat" in n or "batch-" in n)]
+    always = [n for n in speeds if "qat" in n or "batch-" in n]
+    fastest = sorted((n for n in speeds if n != baseline and n not in always),
+                     key=lambda n: -speeds[n])
+    chosen = [baseline, *fastest[:CONVERGE], *always]
     for i, name in enumerate(chosen):
         progress(f"training {name} for {config['steps']} steps", i, len(chosen))
         if "converge" not in store.done_points(name):

@@ -9,6 +9,7 @@ Run as `python -m hasten.training.runner STUDY_DIR CANDIDATE PHASE`, where PHASE
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import time
@@ -92,7 +93,6 @@ class Trainer:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         module = self.recipe.build_model()
-        recipe_optimizer = self.recipe.build_optimizer(module)
         switches.apply_to_model(c, module)
         self.raw = module
         self.example_args: tuple | None = None
@@ -101,6 +101,8 @@ class Trainer:
 
             qat.prepare(module)
             module.register_forward_pre_hook(self._capture, with_kwargs=False)
+        # Built after the model changed, so it holds the parameters that train.
+        recipe_optimizer = self.recipe.build_optimizer(module)
         optimizer = switches.build_optimizer(c, recipe_optimizer, module, device)
         if c.compile:
             module = torch.compile(module)
@@ -225,7 +227,8 @@ def _speed(store: Store, name: str, trainer: Trainer, config: dict, point: str) 
     samples = repeat(trainer.step, budget, clock)
     step = stats(samples)
     wait_share = min(1.0, trainer.wait / sum(samples))
-    step.update(first_step_s=first, data_wait=wait_share, **trainer.memory_figures(),
+    step.update(first_step_s=first, data_wait=wait_share, load_avg=os.getloadavg()[0],
+                **trainer.memory_figures(),
                 **trainer.curve(), diverged=trainer.diverged())
     if trainer.rank == 0:
         store.put_trial(name, point, "ok", latency=step,

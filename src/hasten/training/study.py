@@ -8,7 +8,7 @@ from hasten.errors import HastenError
 from hasten.store import Store
 from hasten.training.candidates import TrainCandidate, code_lines
 
-ORDER = {"ok": 0, "not converged": 1, "outside tolerance": 2, "diverged": 3, "failed": 4,
+ORDER = {"ok": 0, "timed only": 1, "outside tolerance": 2, "diverged": 3, "failed": 4,
          "pending": 5, "skipped": 6}
 OBJECTIVES = ("time", "memory")
 
@@ -85,10 +85,17 @@ class TrainStudy:
         if diverged:
             return "diverged", diverged
         if result["passed"] is None:
-            return "not converged", "measured for speed only; not among the fastest"
+            return "timed only", "measured for speed only; not among the fastest"
         if not result["passed"]:
             return "outside tolerance", result["gate_reason"]
         return "ok", result["gate_reason"]
+
+    def busy_points(self) -> int:
+        """How many speed runs ended while the machine's load exceeded what the run itself
+        uses (its threads plus one): their numbers are likely disturbed by other work."""
+        limit = self.config["threads"] + 1
+        return sum(1 for t in self.trials
+                   if t["latency"] and t["latency"].get("load_avg", 0) > limit)
 
     def best(self, objective: str = "time") -> dict | None:
         """The passing candidate with the most samples per second (time) or the least peak
@@ -103,6 +110,7 @@ class TrainStudy:
         return min(rows, key=lambda r: (r["peak_mb"], -r["samples_per_s"]))
 
     def recommendations(self) -> dict[str, dict | None]:
+        """The best passing candidate for time and for memory."""
         return {objective: self.best(objective) for objective in OBJECTIVES}
 
     def to_dict(self) -> dict:
@@ -112,6 +120,7 @@ class TrainStudy:
             "folder": str(self.folder), "kind": "train", "finished": self.finished,
             "config": self.config, "machine": self.machine, "baseline": self.baseline,
             "audit": self.audit, "batch_search": self.batch_search,
+            "busy_points": self.busy_points(),
             "candidates": self.table(),
             "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
         }

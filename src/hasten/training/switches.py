@@ -4,6 +4,7 @@ what the model offers to change (a transformers model, convolutions, repeated bl
 from __future__ import annotations
 
 import functools
+import sys
 from collections import Counter
 from typing import Any
 
@@ -15,10 +16,12 @@ from hasten.training.candidates import TrainCandidate
 
 def hf_models(module: nn.Module) -> list[nn.Module]:
     """The outermost transformers models inside the module (the module itself included)."""
-    try:
-        from transformers import PreTrainedModel
-    except ImportError:
+    transformers = sys.modules.get("transformers")
+    if transformers is None:
+        # Nothing imported transformers, so the model holds none of its models; importing it
+        # here would cost seconds in every trial process.
         return []
+    PreTrainedModel = transformers.PreTrainedModel  # noqa: N806
     found: list[nn.Module] = []
     for m in module.modules():
         if isinstance(m, PreTrainedModel) and not any(m in set(f.modules()) for f in found):
