@@ -190,6 +190,8 @@ def test_convergence_is_checked_against_fp32_from_the_same_start(cnn_study):
     assert math.isfinite(base["final_loss"]) and base["final_loss"] < base["first_loss"]
     converged = [r for r in table.values() if r["converge"] and "final_loss" in r["converge"]]
     assert len(converged) >= 1 + run.CONVERGE
+    for mode in ("16-mixed", "bf16-mixed", "bf16-true"):
+        assert "final_loss" in table[mode]["converge"], mode
     for row in converged:
         # Same seed, same data order, same weights: the first loss matches fp32's closely.
         assert row["converge"]["first_loss"] == pytest.approx(base["first_loss"], rel=0.05)
@@ -304,3 +306,12 @@ def test_cuda_precision_modes_with_grad_scaler(tmp_path, monkeypatch):
     table = rows(study)
     assert all(table[n]["status"] not in ("failed", "pending") for n in keep), table
     assert table["16-mixed"]["speed"]["scales"] and "peak_gpu_mb" in table["32-true"]["speed"]
+
+
+def test_report_and_export_commands_on_a_training_study(cnn_study):
+    proc = hasten("report", str(cnn_study.folder))
+    assert proc.returncode == 0, proc.stderr
+    page = (cnn_study.folder / "report.html").read_text()
+    assert "Training study: cnn.py" in page and "32-true/adamw-fused" in page
+    line = _one_error_line(hasten("export", str(cnn_study.folder)))
+    assert "training study" in line

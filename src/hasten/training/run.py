@@ -30,7 +30,8 @@ from hasten.training.study import TrainStudy
 
 Progress = Callable[[str, int, int], None]
 RUNNER = "hasten.training.runner"
-# Besides fp32, this many of the fastest candidates train to the end and are evaluated.
+# Besides fp32, every precision mode, QAT and the larger batch, this many of the fastest
+# candidates train to the end and are evaluated.
 CONVERGE = 3
 # The batch-size search stops doubling once one step takes longer than this: probing larger
 # batches would cost minutes per probe on a CPU.
@@ -225,7 +226,8 @@ def _run(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
                               f"See {store.folder / 'logs'} for details.")
     _search_batch_size(store, config, executor, timeout_s, progress)
     speeds = _speeds(store)
-    always = [n for n in speeds if "qat" in n or "batch-" in n]
+    # Every precision mode trains to the end: some models converge in only one of them.
+    always = [n for n in speeds if n in HALF_MODES or "qat" in n or "batch-" in n]
     fastest = sorted((n for n in speeds if n != baseline and n not in always),
                      key=lambda n: -speeds[n])
     chosen = [baseline, *fastest[:CONVERGE], *always]
