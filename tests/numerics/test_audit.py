@@ -144,3 +144,12 @@ def test_errors(tmp_path, cnn_onnx):
     bad = _write(tmp_path, "scalar.py", HEALTHY_RECIPE.replace("* 1e-4", ".unsqueeze(0).repeat(2)"))
     with pytest.raises(HastenError, match=r"must return a scalar tensor, not a tensor of shape"):
         audit_recipe(bad)
+
+
+def test_dropout_draws_the_same_masks_in_every_precision(tmp_path):
+    recipe = HEALTHY_RECIPE.replace("nn.ReLU(), nn.Linear(16, 3)",
+                                    "nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)")
+    result = audit_recipe(_write(tmp_path, "dropout.py", recipe), batch_size=32, steps=2)
+    confirm = {r["precision"]: r for r in result["confirm"]}
+    assert confirm["bf16-autocast"]["grad_cosine"] > 0.99
+    assert confirm["fp16-autocast"]["grad_cosine"] > 0.99

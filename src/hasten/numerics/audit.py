@@ -345,6 +345,8 @@ def _loss_and_grads(recipe: Recipe, module: torch.nn.Module, batches: list, dtyp
                     context: Any, scale: float) -> tuple[list[float], torch.Tensor]:
     """Per-batch losses and the gradient summed over the batches, unscaled, in fp32."""
     module.zero_grad(set_to_none=True)
+    # The same random numbers for every precision: dropout masks must match fp32's.
+    torch.manual_seed(0)
     losses = []
     for batch in batches:
         with context:
