@@ -13,7 +13,7 @@ from test_cli import _one_error_line, hasten
 
 from hasten.errors import HastenError
 from hasten.training import run
-from hasten.training.candidates import CANDIDATES, HALF_MODES
+from hasten.training.candidates import CANDIDATES, HALF_MODES, combine, speed_group
 from hasten.training.run import optimize_training, parse_memory
 from hasten.training.study import TrainStudy
 
@@ -315,3 +315,29 @@ def test_report_and_export_commands_on_a_training_study(cnn_study):
     assert "Training study: cnn.py" in page and "32-true/adamw-fused" in page
     line = _one_error_line(hasten("export", str(cnn_study.folder)))
     assert "training study" in line
+
+
+def test_combine_takes_one_switch_of_each_kind():
+    by_name = {c.name: c for c in CANDIDATES}
+    winners = [by_name[n] for n in ("32-true/adamw-fused", "32-true/channels-last",
+                                    "32-true/workers-2-persistent", "32-true/compile")]
+    c = combine("bf16-mixed", winners)
+    assert c.name == "bf16-mixed/adamw-fused+channels-last+workers-2-persistent+compile"
+    assert (c.precision, c.optimizer, c.channels_last, c.workers, c.persistent_workers,
+            c.compile) == ("bf16-mixed", "adamw-fused", True, 2, True, True)
+    assert c.accumulation == 1 and not c.checkpointing and not c.qat
+    assert speed_group(by_name["32-true/accumulate-4"]) is None
+    assert speed_group(by_name["32-true/checkpointing"]) is None
+    assert speed_group(by_name["32-true/attention-eager"]) == "attention"
+
+
+def test_the_combined_candidate_builds_on_a_passing_mode(cnn_study):
+    table = rows(cnn_study)
+    if cnn_study.combined is None:
+        # No speed-only switch beat fp32 by 5% on its own in this run: nothing to combine.
+        return
+    row = table[cnn_study.combined]
+    assert table[row["settings"]["precision"]]["status"] == "ok"
+    assert "final_loss" in row["converge"]
+    for switch in cnn_study.combined.split("/", 1)[1].split("+"):
+        assert table[f"32-true/{switch}"]["speedup"] > 1.05

@@ -80,6 +80,29 @@ def batch_candidate(precision: str, batch_size: int) -> TrainCandidate:
     return _on(precision, f"batch-{batch_size}", batch_size=batch_size)
 
 
+# Switches that only speed a step up (no trade in memory, samples or accuracy), grouped by
+# what they set: the combined candidate takes the fastest of each group that paid on its own.
+SPEED_GROUPS = {"compile": ("compile",), "optimizer": ("optimizer",),
+                "layout": ("channels_last",), "attention": ("attention",),
+                "loader": ("workers", "persistent_workers", "pin_memory")}
+
+
+def speed_group(c: TrainCandidate) -> str | None:
+    """Which speed-only group a single-switch candidate belongs to, or None."""
+    default = TrainCandidate("default")
+    for group, fields in SPEED_GROUPS.items():
+        if any(getattr(c, f) != getattr(default, f) for f in fields):
+            return group
+    return None
+
+
+def combine(precision: str, winners: list[TrainCandidate]) -> TrainCandidate:
+    """The precision mode with every winning switch at once, named by its switches."""
+    fields = {f: getattr(w, f) for w in winners for f in SPEED_GROUPS[speed_group(w)]}
+    name = "+".join(w.name.split("/", 1)[1] for w in winners)
+    return TrainCandidate(name=f"{precision}/{name}", precision=precision, **fields)
+
+
 def skip_reason(c: TrainCandidate, info: dict, device: str, batch_size: int,
                 quick: bool = False) -> str | None:
     """Why this candidate cannot run on this model and device, or None when it can."""

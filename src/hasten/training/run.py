@@ -22,8 +22,11 @@ from hasten.training.candidates import (
     BASELINE,
     CANDIDATES,
     HALF_MODES,
+    TrainCandidate,
     batch_candidate,
+    combine,
     skip_reason,
+    speed_group,
 )
 from hasten.training.demos import DEMOS as DEMO_RECIPES
 from hasten.training.study import TrainStudy
@@ -224,35 +227,81 @@ def _run(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
         if name == baseline and store.results()[name]["status"] != "ok":
             raise HastenError(f"The fp32 baseline failed: {store.results()[name]['error']}. "
                               f"See {store.folder / 'logs'} for details.")
-    _search_batch_size(store, config, executor, timeout_s, progress)
+    # fp32 and every precision mode train to the end first (some models converge in only one
+    # of them); the batch-size search and the combined candidate build on the fastest mode that
+    # kept accuracy.
     speeds = _speeds(store)
-    # Every precision mode trains to the end: some models converge in only one of them.
-    always = [n for n in speeds if n in HALF_MODES or "qat" in n or "batch-" in n]
-    fastest = sorted((n for n in speeds if n != baseline and n not in always),
-                     key=lambda n: -speeds[n])
-    chosen = [baseline, *fastest[:CONVERGE], *always]
-    for i, name in enumerate(chosen):
-        progress(f"training {name} for {config['steps']} steps", i, len(chosen))
-        if "converge" not in store.done_points(name):
-            _launch(store, executor, name, "converge", timeout_s)
-        if name == baseline and not (store.results()[name].get("fidelity") or {}).get(
-                "final_loss"):
-            raise HastenError("The fp32 baseline failed to train for the study's steps; "
-                              f"see {store.folder / 'logs'} for details.")
+    _converge(store, config, executor, timeout_s, progress,
+              [baseline, *(m for m in HALF_MODES if m in speeds)])
+    precision = fastest_passing_mode(store)
+    _search_batch_size(store, config, executor, timeout_s, progress, precision)
+    _combine(store, executor, timeout_s, progress, precision)
+    speeds = _speeds(store)
+    combined = store.meta("combined")
+    always = [n for n in speeds if "qat" in n or "batch-" in n or n == combined]
+    fastest = sorted((n for n in speeds if n != baseline and n not in always
+                      and n not in HALF_MODES), key=lambda n: -speeds[n])
+    _converge(store, config, executor, timeout_s, progress, [*fastest[:CONVERGE], *always])
     store.set_meta("finished", True)
     progress("done", 1, 1)
 
 
+def _converge(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
+              progress: Progress, names: list[str]) -> None:
+    """Train each candidate for the study's steps from fp32's start, and evaluate it."""
+    for i, name in enumerate(names):
+        progress(f"training {name} for {config['steps']} steps", i, len(names))
+        if "converge" not in store.done_points(name):
+            _launch(store, executor, name, "converge", timeout_s)
+        if name == config["baseline"] and not (
+                store.results()[name].get("fidelity") or {}).get("final_loss"):
+            raise HastenError("The fp32 baseline failed to train for the study's steps; "
+                              f"see {store.folder / 'logs'} for details.")
+
+
+def fastest_passing_mode(store: Store) -> str:
+    """The precision mode with the most samples per second among those that kept accuracy."""
+    speeds, results = _speeds(store), store.results()
+    passing = [m for m in (BASELINE, *HALF_MODES)
+               if m in speeds and (results.get(m) or {}).get("passed")]
+    return max(passing, key=lambda m: speeds[m], default=BASELINE)
+
+
+def _combine(store: Store, executor: LocalExecutor, timeout_s: float, progress: Progress,
+             precision: str) -> None:
+    """Measure the fastest precision mode with every speed-only switch that beat fp32 by more
+    than 5% on its own (the fastest of each kind): the one-line configuration to try first."""
+    if store.meta("combined", "") != "":
+        return
+    speeds = _speeds(store)
+    base = speeds.get(BASELINE)
+    rows = {c["name"]: TrainCandidate.from_settings(c["name"], c["settings"])
+            for c in store.candidates()}
+    best: dict[str, str] = {}
+    for name, c in rows.items():
+        group = speed_group(c)
+        if (group and c.precision == BASELINE and name in speeds
+                and speeds[name] > 1.05 * base
+                and speeds[name] > speeds.get(best.get(group, ""), 0)):
+            best[group] = name
+    combined = None
+    if best:
+        c = combine(precision, [rows[n] for n in best.values()])
+        if c.name not in rows:
+            combined = c.name
+            store.add_candidate(len(rows), c.name, [], "fabric", c.settings(), None)
+            progress(f"timing {c.name}", 0, 1)
+            _launch(store, executor, c.name, "speed", timeout_s)
+    store.set_meta("combined", combined)
+
+
 def _search_batch_size(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
-                       progress: Progress) -> None:
-    """Double the batch size of the fastest precision mode while a probe fits the memory
-    budget, then bisect between the last fit and the first miss; measure the winner."""
+                       progress: Progress, precision: str) -> None:
+    """Double the batch size of the precision mode while a probe fits the memory budget, then
+    bisect between the last fit and the first miss; measure the winner."""
     done = store.meta("batch_search")
     if done is not None and done.get("finished"):
         return
-    speeds = _speeds(store)
-    modes = [m for m in (BASELINE, *HALF_MODES) if m in speeds]
-    precision = max(modes, key=lambda m: speeds[m])
     budget = config["memory_budget_mb"]
     limit = config["model"]["train_size"] // config["devices"]
     probes: dict[int, dict] = {}

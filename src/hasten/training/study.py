@@ -29,6 +29,7 @@ class TrainStudy:
             self.finished = bool(store.meta("finished", False))
             self.audit = store.meta("audit")
             self.batch_search = store.meta("batch_search")
+            self.combined = store.meta("combined")
             self.candidates = store.candidates()
             self.results = store.results()
             self.trials = store.trials()
@@ -120,7 +121,7 @@ class TrainStudy:
             "folder": str(self.folder), "kind": "train", "finished": self.finished,
             "config": self.config, "machine": self.machine, "baseline": self.baseline,
             "audit": self.audit, "batch_search": self.batch_search,
-            "busy_points": self.busy_points(),
+            "busy_points": self.busy_points(), "combined": self.combined,
             "candidates": self.table(),
             "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
         }
