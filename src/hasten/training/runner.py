@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import statistics
 import sys
 import time
 import traceback
@@ -257,6 +258,7 @@ def _converge(store: Store, study: Path, name: str, trainer: Trainer, config: di
         if why:
             break
     outcome: dict = {"steps": len(trainer.losses), "final_loss": final_loss(trainer.losses),
+                     "final_loss_spread": tail_spread(trainer.losses),
                      "first_loss": trainer.losses[0], "diverged": why,
                      "nan_step": trainer.nan_step, **trainer.curve()}
     if not why and trainer.c.qat:
@@ -283,15 +285,27 @@ def _converge(store: Store, study: Path, name: str, trainer: Trainer, config: di
                      one_time=previous.get("one_time"), notes=previous.get("notes"))
 
 
+def _tail(losses: list[float]) -> list[float]:
+    return losses[-max(1, len(losses) // 10):]
+
+
 def final_loss(losses: list[float]) -> float:
     """The mean loss over the last tenth of the steps (at least one): less noisy than the last."""
-    tail = losses[-max(1, len(losses) // 10):]
-    return sum(tail) / len(tail)
+    return statistics.fmean(_tail(losses))
+
+
+def tail_spread(losses: list[float]) -> float:
+    """The standard deviation of the losses over the last tenth of the steps: how much the loss
+    moves from batch to batch there, the noise a final-loss comparison has to allow."""
+    tail = _tail(losses)
+    finite = [x for x in tail if math.isfinite(x)]
+    return statistics.stdev(finite) if len(finite) > 1 else 0.0
 
 
 def gate(outcome: dict, baseline: dict, max_drop: float) -> tuple[bool, str]:
     """Whether a converged candidate keeps fp32's quality: its first eval metric within
-    max_drop (relative) of fp32's, or without an eval, its final loss within max_drop of it."""
+    max_drop (relative) of fp32's, or without an eval, its final loss no worse than fp32's by
+    more than max_drop (relative) or fp32's own batch-to-batch spread, whichever is larger."""
     if outcome["diverged"]:
         return False, f"diverged: {outcome['diverged']}"
     if not math.isfinite(outcome["final_loss"]):
@@ -306,8 +320,10 @@ def gate(outcome: dict, baseline: dict, max_drop: float) -> tuple[bool, str]:
             return False, f"{key} {value:.4g} against fp32's {ref:.4g}"
         return True, f"{key} {value:.4g} (fp32 {ref:.4g})"
     ref = baseline["final_loss"]
-    if outcome["final_loss"] - ref > max_drop * abs(ref):
-        return False, f"final loss {outcome['final_loss']:.4g} against fp32's {ref:.4g}"
+    allowed = max(max_drop * abs(ref), baseline.get("final_loss_spread", 0.0))
+    if outcome["final_loss"] - ref > allowed:
+        return False, (f"final loss {outcome['final_loss']:.4g} against fp32's {ref:.4g} "
+                       f"(allowed {allowed:.2g} more)")
     return True, f"final loss {outcome['final_loss']:.4g} (fp32 {ref:.4g})"
 
 
