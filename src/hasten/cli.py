@@ -136,8 +136,9 @@ def infer(
 def train(
     recipe: Path = typer.Argument(None, help="A training recipe file (runs that file's code); "
                                   "default: the bundled digits CNN and MiniLM text demos."),
-    steps: int = typer.Option(None, help="Steps the fastest candidates train for against fp32 "
-                               "(default 100; the demos set their own)."),
+    steps: int = typer.Option(None, help="Steps fp32, the precision modes and the fastest "
+                               "candidates train for before evaluation (default 100; the demos "
+                               "set their own)."),
     batch_size: int = typer.Option(None, help="Batch size per process (default 32; the demos "
                                    "set their own)."),
     evaluate: bool = typer.Option(None, "--eval/--no-eval", help="Evaluate with the recipe's "
@@ -151,7 +152,8 @@ def train(
     quick: bool = typer.Option(False, help="Fewer candidates: the precision modes and the "
                                "switches most likely to pay (the text demo's default)."),
     out: Path = typer.Option(Path("hasten-runs"), help="Folder that holds study folders."),
-    name: str = typer.Option(None, help="Study name (default: the recipe's file name)."),
+    name: str = typer.Option(None, help="Study name (default: the recipe's file name; the "
+                             "demos are demo-digits and demo-text)."),
     fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
