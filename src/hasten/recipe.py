@@ -90,7 +90,6 @@ class Recipe:
                               f"tensor, not {_describe(value)}.")
         return value
 
-
     def evaluate_batch(self, module: torch.nn.Module, batch: Any) -> dict[str, float]:
         """evaluate(model, batch), checked to be a dict of numbers."""
         metrics = _call(self, "evaluate", module, batch)
