@@ -10,6 +10,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from hasten.errors import HastenError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
@@ -102,3 +104,19 @@ class Store:
     def done_points(self, candidate: str) -> set[str]:
         rows = self.db.execute("SELECT point FROM trials WHERE candidate = ?", (candidate,))
         return {r["point"] for r in rows}
+
+
+def read_study(folder: Path) -> dict:
+    """Everything a study folder's database holds (meta, candidates, results, trials), read in
+    one go and closed again; a folder without a database is an error."""
+    folder = Path(folder)
+    if not (folder / "study.sqlite").is_file():
+        raise HastenError(f"{folder} is not a hasten study folder (no study.sqlite).")
+    store = Store(folder)
+    try:
+        meta = {r["key"]: json.loads(r["value"])
+                for r in store.db.execute("SELECT key, value FROM meta")}
+        return {"meta": meta, "candidates": store.candidates(), "results": store.results(),
+                "trials": store.trials()}
+    finally:
+        store.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hasten import search
 from hasten.errors import HastenError
-from hasten.store import Store
+from hasten.store import read_study
 from hasten.workload import Workload, parse_point
 
 
@@ -15,23 +15,18 @@ class Study:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        if not (self.folder / "study.sqlite").is_file():
-            raise HastenError(f"{self.folder} is not a hasten study folder (no study.sqlite).")
-        store = Store(self.folder)
-        try:
-            self.config = store.meta("config")
-            if self.config is None:
-                raise HastenError(f"{self.folder} holds a study that has not started yet.")
-            if self.config.get("kind") == "train":
-                raise HastenError(f"{self.folder} holds a training study; `hasten report` "
-                                  "shows it, and its QAT model goes to `hasten infer`.")
-            self.machine = store.meta("machine")
-            self.finished = bool(store.meta("finished", False))
-            self.candidates = store.candidates()
-            self.results = store.results()
-            self.trials = store.trials()
-        finally:
-            store.close()
+        stored = read_study(self.folder)
+        self.config = stored["meta"].get("config")
+        if self.config is None:
+            raise HastenError(f"{self.folder} holds a study that has not started yet.")
+        if self.config.get("kind") == "train":
+            raise HastenError(f"{self.folder} holds a training study; `hasten report` "
+                              "shows it, and its QAT model goes to `hasten infer`.")
+        self.machine = stored["meta"].get("machine")
+        self.finished = bool(stored["meta"].get("finished", False))
+        self.candidates = stored["candidates"]
+        self.results = stored["results"]
+        self.trials = stored["trials"]
         self.baseline = self.config["baseline"]
 
     @property

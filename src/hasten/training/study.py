@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hasten.errors import HastenError
-from hasten.store import Store
+from hasten.store import read_study
 from hasten.training.candidates import TrainCandidate, code_lines
 
 ORDER = {"ok": 0, "timed only": 1, "outside tolerance": 2, "diverged": 3, "failed": 4,
@@ -18,23 +18,19 @@ class TrainStudy:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        if not (self.folder / "study.sqlite").is_file():
-            raise HastenError(f"{self.folder} is not a hasten study folder (no study.sqlite).")
-        store = Store(self.folder)
-        try:
-            self.config = store.meta("config")
-            if self.config is None or self.config.get("kind") != "train":
-                raise HastenError(f"{self.folder} holds no training study.")
-            self.machine = store.meta("machine")
-            self.finished = bool(store.meta("finished", False))
-            self.audit = store.meta("audit")
-            self.batch_search = store.meta("batch_search")
-            self.combined = store.meta("combined")
-            self.candidates = store.candidates()
-            self.results = store.results()
-            self.trials = store.trials()
-        finally:
-            store.close()
+        stored = read_study(self.folder)
+        meta = stored["meta"]
+        self.config = meta.get("config")
+        if self.config is None or self.config.get("kind") != "train":
+            raise HastenError(f"{self.folder} holds no training study.")
+        self.machine = meta.get("machine")
+        self.finished = bool(meta.get("finished", False))
+        self.audit = meta.get("audit")
+        self.batch_search = meta.get("batch_search")
+        self.combined = meta.get("combined")
+        self.candidates = stored["candidates"]
+        self.results = stored["results"]
+        self.trials = stored["trials"]
         self.baseline = self.config["baseline"]
 
     def table(self) -> list[dict]:
