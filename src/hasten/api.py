@@ -15,7 +15,7 @@ from hasten.errors import HastenError
 from hasten.executors import LocalExecutor
 from hasten.models import LoadedModel, absolute_spec, load_model
 from hasten.store import Store
-from hasten.study import Study
+from hasten.study import Study, run_and_read
 from hasten.training.study import TrainStudy
 from hasten.workload import Workload, demo_corpus, point_inputs, read_texts
 
@@ -101,19 +101,12 @@ def optimize_inference(
         store.add_candidate(i, candidate.name, list(search.chain_for(candidate, loaded)),
                             candidate.runtime, candidate.settings,
                             search.skip_reason(candidate, loaded, device, quick))
-    try:
+
+    def work() -> None:
         _run(store, loaded, workload, config, trial_timeout_s or (300 if quick else 900),
              progress or (lambda *_: None))
-    except HastenError:
-        if report:
-            Study(folder).report()
-        raise
-    finally:
-        store.close()
-    study = Study(folder)
-    if report:
-        study.report()
-    return study
+
+    return run_and_read(store, Study, work, report)
 
 
 def open_study(folder: str | Path) -> Study | TrainStudy:

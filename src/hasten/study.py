@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from hasten import search
 from hasten.errors import HastenError
-from hasten.store import read_study
+from hasten.store import Store, read_study
 from hasten.workload import Workload, parse_point
 
 
@@ -169,3 +171,24 @@ class Study:
         from hasten.report import html
 
         return html.write(html.render(self), Path(path) if path else self.folder / "report.html")
+
+
+S = TypeVar("S")
+
+
+def run_and_read(store: Store, read: Callable[[Path], S], work: Callable[[], None],
+                 report: bool) -> S:
+    """Do a study's work, close its store and read the study back; with `report` its HTML
+    report is written at the end, also when the work stopped on a HastenError."""
+    try:
+        work()
+    except HastenError:
+        if report:
+            read(store.folder).report()
+        raise
+    finally:
+        store.close()
+    study = read(store.folder)
+    if report:
+        study.report()
+    return study

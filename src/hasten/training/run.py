@@ -17,6 +17,7 @@ from hasten.errors import HastenError
 from hasten.executors import LocalExecutor
 from hasten.recipe import Recipe, load_recipe
 from hasten.store import Store
+from hasten.study import run_and_read
 from hasten.training import switches
 from hasten.training.candidates import (
     BASELINE,
@@ -102,21 +103,14 @@ def optimize_training(
         store.add_candidate(i, c.name, [], "fabric", c.settings(),
                             skip_reason(c, info, device, batch_size, quick))
     progress = progress or (lambda *_: None)
-    try:
+
+    def work() -> None:
         if audit and store.meta("audit") is None:
             progress("auditing the recipe's numerics", 0, 1)
             store.set_meta("audit", _audit(loaded.path, batch_size, max_drop))
         _run(store, config, LocalExecutor(), trial_timeout_s, progress)
-    except HastenError:
-        if report:
-            TrainStudy(folder).report()
-        raise
-    finally:
-        store.close()
-    study = TrainStudy(folder)
-    if report:
-        study.report()
-    return study
+
+    return run_and_read(store, TrainStudy, work, report)
 
 
 def _check_settings(steps: int, batch_size: int, devices: int, memory_budget_mb: float | None,
