@@ -44,6 +44,16 @@ def _show(result: object, as_json: bool, render) -> None:
         render(result, _wide_console())
 
 
+def _show_study(study, as_json: bool, render, reported: bool) -> None:
+    """A finished study as JSON, or rendered for the terminal with where its report is."""
+    if as_json:
+        print(json.dumps(study.to_dict(), indent=2))
+        return
+    render(study, _wide_console())
+    if reported:
+        print(f"Report: {study.folder / 'report.html'}")
+
+
 @contextlib.contextmanager
 def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     """A progress callback (what, done, total) drawn as a bar on stderr when it is a terminal."""
@@ -122,12 +132,7 @@ def infer(
                 calibration_samples=calibration_samples, quick=quick, out=out, name=name,
                 fresh=fresh, device=device, progress=progress, report=not no_report,
             )
-        if as_json:
-            print(json.dumps(study.to_dict(), indent=2))
-        else:
-            render(study, _wide_console())
-            if not no_report:
-                print(f"Report: {study.folder / 'report.html'}")
+        _show_study(study, as_json, render, not no_report)
 
     _guard(debug, go)
 
@@ -178,12 +183,7 @@ def train(
                     name=study_name, fresh=fresh, device=device,
                     progress=progress, report=not no_report,
                 )
-            if as_json:
-                print(json.dumps(study.to_dict(), indent=2))
-            else:
-                render(study, _wide_console())
-                if not no_report:
-                    print(f"Report: {study.folder / 'report.html'}")
+            _show_study(study, as_json, render, not no_report)
 
     _guard(debug, go)
 
