@@ -12,18 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hasten.training.demos.digits import net
+
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "out" / "weights.pt"
-
-
-def net() -> nn.Module:
-    """A small CNN for 8x8 grayscale digits: two 3x3 convolutions, pooling, two linears."""
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 64), nn.ReLU(),
-        nn.Linear(64, 10),
-    )
 
 
 def build() -> tuple[nn.Module, torch.Tensor]:
