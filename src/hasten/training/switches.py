@@ -53,10 +53,11 @@ def describe(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """What the model and optimizer offer the candidates, stored with the study."""
     hf = hf_models(module)
     checkpointing = None
+    blocks = repeated_blocks(module)
     if any(getattr(m, "supports_gradient_checkpointing", False) for m in hf):
         checkpointing = "transformers"
-    elif repeated_blocks(module):
-        checkpointing = "blocks: " + ", ".join(t.__name__ for t in repeated_blocks(module))
+    elif blocks:
+        checkpointing = "blocks: " + ", ".join(t.__name__ for t in blocks)
     return {
         "model": type(module).__name__,
         "parameters": sum(p.numel() for p in module.parameters()),
