@@ -66,9 +66,17 @@ def test_repeat_keeps_going_while_unstable_until_max_reps():
 
 def test_repeat_stops_when_the_time_budget_is_spent():
     durations = [0.001 * 2**i for i in range(60)]
+    samples = repeat(Counter(), Budget(warmup=0, min_reps=5, max_reps=100, seconds=0.0),
+                     FakeClock(durations))
+    assert samples == durations[:5]
+
+
+def test_repeat_takes_min_reps_however_slow_the_machine():
+    # The budget is spent after the first sample; the count still does not depend on speed.
+    durations = [0.001 * 2**i for i in range(60)]
     samples = repeat(Counter(), Budget(warmup=0, min_reps=50, max_reps=100, seconds=0.0),
                      FakeClock(durations))
-    assert len(samples) == 3
+    assert samples == durations[:50]
 
 
 def test_repeat_with_a_real_clock_takes_at_least_three_samples():

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hasten import artifacts, machine, search
 from hasten import images as image_files
-from hasten import machine, search
 from hasten.errors import HastenError
-from hasten.executors import LocalExecutor
+from hasten.executors import LocalExecutor, TimeLimits, timed_run
 from hasten.models import LoadedModel, absolute_spec, load_model
 from hasten.store import Store
 from hasten.study import Study, run_and_read
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from hasten.report.compare import Comparison
 
 Progress = Callable[[str, int, int], None]  # (what is running, done, total)
+Log = Callable[[str], None]  # one line per finished trial
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
 DEFAULT_SEQ_LENGTHS = (32, 128)
@@ -51,6 +52,7 @@ def optimize_inference(
     budget_s: float | None = None,
     trial_timeout_s: float | None = None,
     progress: Progress | None = None,
+    log: Log | None = None,
     report: bool = True,
 ) -> Study:
     """Run (or resume) an inference study of `model`, a model spec, and return it.
@@ -63,6 +65,8 @@ def optimize_inference(
         raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
     if not 0 < max_drop < 1:
         raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
+    if trial_timeout_s is not None and trial_timeout_s <= 0:
+        raise HastenError(f"The trial time limit must be more than 0 s, not {trial_timeout_s}.")
     if calibration_samples < 1:
         raise HastenError(f"--calibration-samples must be at least 1, not {calibration_samples}.")
     model = absolute_spec(model)
@@ -103,8 +107,8 @@ def optimize_inference(
                             search.skip_reason(candidate, loaded, device, quick))
 
     def work() -> None:
-        _run(store, loaded, workload, config, trial_timeout_s or (300 if quick else 900),
-             progress or (lambda *_: None))
+        _run(store, loaded, workload, config, TimeLimits(store, trial_timeout_s),
+             progress or (lambda *_: None), log or (lambda _: None))
 
     return run_and_read(store, Study, work, report)
 
@@ -196,24 +200,29 @@ def _check_forward(model: LoadedModel, workload: Workload) -> None:
 
 
 def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
-         timeout_s: float, progress: Progress) -> None:
+         limits: TimeLimits, progress: Progress, log: Log) -> None:
     """Screen every runnable candidate at one point, then measure the survivors fully."""
     executor = LocalExecutor()
     baseline = config["baseline"]
-    skipped = {c["name"]: c["skipped_reason"] for c in store.candidates()}
-    if skipped[baseline]:
-        raise HastenError(f"The baseline {baseline} cannot run here: {skipped[baseline]}.")
-    runnable = [name for name, reason in skipped.items() if not reason]
+    rows = {c["name"]: c for c in store.candidates()}
+    if rows[baseline]["skipped_reason"]:
+        raise HastenError(f"The baseline {baseline} cannot run here: "
+                          f"{rows[baseline]['skipped_reason']}.")
+    runnable = [name for name, row in rows.items() if not row["skipped_reason"]]
     runnable.sort(key=lambda n: n != baseline)
     latency_points = workload.latency_points(model.kind)
     screen = search.screen_point(latency_points)
     for done, name in enumerate(runnable):
         progress(f"screening {name}", done, len(runnable))
         if name not in store.results():
-            reason = executor.run(store.folder, name, "screen", [screen], timeout_s)
+            reason = artifacts.ensure_built(store, executor, limits, name,
+                                            tuple(rows[name]["passes"]))
+            reason = reason or timed_run(executor, limits, name == baseline, store.folder,
+                                         name, "screen", [screen])
             if reason and name not in store.results():
                 store.put_result(name, "failed", error=reason)
                 store.put_trial(name, screen, "failed", error=reason)
+            log_trials(store, name, [screen], log)
         if name == baseline and store.results()[name]["status"] != "ok":
             raise HastenError(
                 f"The baseline ({baseline}) failed: {store.results()[name]['error']}. "
@@ -224,6 +233,7 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
            if t["point"] == screen and t["status"] == "ok"}
     keep = search.survivors(results, p50, baseline)
     with_dataset = set(keep[: search.DATASET_PASS_CANDIDATES + 1]) | {baseline}
+    keep.sort(key=lambda n: n != baseline)  # the baseline's time sets the others' limit
     for i, name in enumerate(keep):
         progress(f"measuring {name}", i, len(keep))
         wanted = list(latency_points)
@@ -231,9 +241,24 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
             wanted += workload.dataset_points(model.kind)
         todo = [p for p in wanted if p not in store.done_points(name)]
         if todo:
-            reason = executor.run(store.folder, name, "full", todo, timeout_s)
+            reason = timed_run(executor, limits, name == baseline, store.folder, name, "full",
+                               todo)
             for point in todo:
                 if reason and point not in store.done_points(name):
                     store.put_trial(name, point, "failed", error=reason)
+            log_trials(store, name, todo, log)
     store.set_meta("finished", True)
     progress("done", 1, 1)
+
+
+def log_trials(store: Store, name: str, points: list[str], log: Log) -> None:
+    """One plain line per finished trial: candidate, point, median latency and status."""
+    trials = {t["point"]: t for t in store.trials() if t["candidate"] == name}
+    for point in points:
+        t = trials.get(point)
+        if t is None:
+            continue
+        if t["status"] == "ok":
+            log(f"{name}  {point}  p50 {t['latency']['p50']:.4g} ms  ok")
+        else:
+            log(f"{name}  {point}  failed: {t['error']}")

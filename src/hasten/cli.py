@@ -55,8 +55,10 @@ def _show_study(study, as_json: bool, render, reported: bool) -> None:
 
 
 @contextlib.contextmanager
-def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress callback (what, done, total) drawn as a bar on stderr when it is a terminal."""
+def _progress_bar() -> Iterator[tuple[Callable[[str, int, int], None], Callable[[str], None]]]:
+    """A progress callback (what, done, total), drawn as a bar on stderr when it is a
+    terminal, and a log callback that prints one plain line per finished trial to stderr,
+    terminal or not (a log file, `| tee`, CI)."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True,
                   disable=not err.is_terminal) as bar:
@@ -65,17 +67,22 @@ def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task_id, description=what, completed=done, total=total)
 
-        yield progress
+        def log(line: str) -> None:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+        yield progress, log
 
 
 def _guard(debug: bool, fn) -> None:
-    """Run fn; a HastenError becomes one sentence and exit code 2 (a traceback with --debug)."""
+    """Run fn; a HastenError becomes one sentence and exit code 2 (a traceback with --debug).
+    Line breaks in it (a library's message it quotes) become spaces, so it stays one line."""
     try:
         fn()
     except HastenError as exc:
         if debug:
             err.print_exception()
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False,
+                  soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("Interrupted; finished trials are kept and the same command resumes.")
@@ -110,6 +117,8 @@ def infer(
     name: str = typer.Option(None, help="Study name (default: the model's name)."),
     fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
+                                        "(default: 30 times the baseline's own, at least 120)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
@@ -121,7 +130,7 @@ def infer(
     from hasten.report.terminal import render
 
     def go() -> None:
-        with _progress_bar() as progress:
+        with _progress_bar() as (progress, log):
             study = optimize_inference(
                 model, data=data, column=column, label_column=label_column, task=task,
                 input_shape=parse_shape(input_shape) if input_shape else None,
@@ -130,7 +139,8 @@ def infer(
                 batch_sizes=_numbers(batch_sizes, "--batch-sizes"),
                 seq_lengths=_numbers(seq_lengths, "--seq-lengths"), max_drop=max_drop,
                 calibration_samples=calibration_samples, quick=quick, out=out, name=name,
-                fresh=fresh, device=device, progress=progress, report=not no_report,
+                fresh=fresh, device=device, trial_timeout_s=trial_timeout, progress=progress,
+                log=log, report=not no_report,
             )
         _show_study(study, as_json, render, not no_report)
 
@@ -161,6 +171,8 @@ def train(
                              "demos are demo-digits and demo-text)."),
     fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
+                                        "(default: 30 times fp32's own, at least 120)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
@@ -174,14 +186,15 @@ def train(
                 [(path, settings, f"demo-{demo}") for demo, (path, settings) in DEMOS.items()])
         budget = parse_memory(memory_budget) if memory_budget else None
         for path, settings, study_name in runs:
-            with _progress_bar() as progress:
+            with _progress_bar() as (progress, log):
                 study = optimize_training(
                     path, steps=steps or settings.get("steps", 100),
                     batch_size=batch_size or settings.get("batch_size", 32),
                     evaluate=evaluate, devices=devices, memory_budget_mb=budget,
                     max_drop=max_drop, quick=quick or settings.get("quick", False), out=out,
                     name=study_name, fresh=fresh, device=device,
-                    progress=progress, report=not no_report,
+                    trial_timeout_s=trial_timeout, progress=progress, log=log,
+                    report=not no_report,
                 )
             _show_study(study, as_json, render, not no_report)
 

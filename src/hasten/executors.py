@@ -7,7 +7,39 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from hasten.store import Store
+
+# Time limits follow the model: this many times what the baseline took for the same phase,
+# never under the floor. Before the baseline has run, its own phase gets the first limit.
+LIMIT_FACTOR = 30
+LIMIT_FLOOR_S = 120.0
+FIRST_LIMIT_S = 900.0
+
+
+class TimeLimits:
+    """Each phase's time limit: derived from the baseline's own cost, or the user's fixed one.
+
+    The baseline's times are kept in the study's store, so a resumed study keeps its limits.
+    """
+
+    def __init__(self, store: Store, fixed_s: float | None = None):
+        self.store = store
+        self.fixed_s = fixed_s
+
+    def of(self, phase: str) -> float:
+        """The limit for one run of this phase."""
+        if self.fixed_s is not None:
+            return self.fixed_s
+        took = self.store.meta("baseline_seconds", {}).get(phase)
+        return FIRST_LIMIT_S if took is None else max(LIMIT_FLOOR_S, LIMIT_FACTOR * took)
+
+    def record(self, phase: str, seconds: float) -> None:
+        """Remember how long the baseline's run of this phase took."""
+        took = self.store.meta("baseline_seconds", {})
+        self.store.set_meta("baseline_seconds", {**took, phase: seconds})
 
 
 class LocalExecutor:
@@ -16,7 +48,7 @@ class LocalExecutor:
     def run(self, study: Path, candidate: str, phase: str, points: list[str],
             timeout_s: float, module: str = "hasten.trial") -> str | None:
         """Run one candidate's trials with `python -m module`; return why the process failed,
-        or None."""
+        or None. An interrupt (Ctrl-C) stops the trial process too before it goes on."""
         logs = study / "logs"
         logs.mkdir(exist_ok=True)
         log = logs / f"{candidate.replace('/', '_')}.{phase}.log"
@@ -29,10 +61,11 @@ class LocalExecutor:
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                # The trial leads its own process group: compile workers go with it.
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                _stop(proc)
                 return f"ran past its time limit of {timeout_s:.0f} s and was stopped"
+            except BaseException:
+                _stop(proc)
+                raise
         if proc.returncode == 0:
             return None
         if proc.returncode < 0:
@@ -41,3 +74,24 @@ class LocalExecutor:
             return f"the trial process was killed by {sig}{hint}"
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         return f"the trial process exited with code {proc.returncode}: {tail[0][:200]}"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the trial's whole process group (compile workers go with it) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def timed_run(executor: LocalExecutor, limits: TimeLimits, baseline: bool, study: Path,
+              candidate: str, phase: str, points: list[str], limit_phase: str | None = None,
+              module: str = "hasten.trial") -> str | None:
+    """Run a trial under its phase's limit; the baseline's successful runs set the limits."""
+    key = limit_phase or phase
+    started = time.perf_counter()
+    reason = executor.run(study, candidate, phase, points, limits.of(key), module)
+    if baseline and reason is None:
+        limits.record(key, time.perf_counter() - started)
+    return reason

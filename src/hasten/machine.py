@@ -58,6 +58,13 @@ def cpu_flags() -> set[str]:
     return _cpuinfo()[1] & set(FLAGS_THAT_MATTER)
 
 
+def has_int8_dot() -> bool:
+    """Whether this CPU has int8 dot-product instructions (VNNI or AMX). Without them, x86
+    int8 kernels multiply u8 by s8 into saturating 16-bit sums, and 8-bit weights can
+    overflow them."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def describe() -> dict:
     """CPU model, cores, memory, the flags that matter, GPU and library versions."""
     import torch

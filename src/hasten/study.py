@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from hasten import search
 from hasten.errors import HastenError
+from hasten.measure import least_memory
 from hasten.store import Store, read_study
 from hasten.workload import Workload, parse_point
 
@@ -52,6 +53,7 @@ class Study:
             by_point.setdefault(t["candidate"], {})[t["point"]] = t
         base = by_point.get(self.baseline, {})
         rows = []
+        screen = self.screen_point
         for c in self.candidates:
             name = c["name"]
             result = self.results.get(name)
@@ -66,7 +68,7 @@ class Study:
                             for p, t in ok.items() if base.get(p, {}).get("status") == "ok"},
                 "failed_points": {p: t["error"] for p, t in trials.items()
                                   if t["status"] != "ok"},
-                "peak_mb": min((t["peak_mb"] for t in ok.values()), default=None),
+                "peak_mb": ok[screen]["peak_mb"] if screen in ok else None,
             }
             if c["skipped_reason"]:
                 row.update(status="skipped", reason=c["skipped_reason"])
@@ -81,7 +83,6 @@ class Study:
                 row.update(fidelity=result["fidelity"], one_time=result["one_time"],
                            size_bytes=result["size_bytes"], notes=result["notes"])
             rows.append(row)
-        screen = self.screen_point
         order = {"ok": 0, "outside tolerance": 1, "failed": 2, "pending": 3, "skipped": 4}
         rows.sort(key=lambda r: (order[r["status"]],
                                  r["points"].get(screen, {}).get("p50", float("inf"))))
@@ -121,8 +122,6 @@ class Study:
             point = self.point(batch_size or max(sizes))
             value = row["points"].get(point, {}).get("throughput")
             return -value if value else None
-        if objective == "memory":
-            return row["peak_mb"]
         if objective == "size":
             return row.get("size_bytes")
         raise HastenError(
@@ -130,7 +129,13 @@ class Study:
         )
 
     def best(self, objective: str = "latency", batch_size: int | None = None) -> dict | None:
-        """The passing candidate that is best for the objective, or None when none passed."""
+        """The passing candidate that is best for the objective, or None when none passed.
+        For memory: the fastest of those within the measurement's noise of the least."""
+        if objective == "memory":
+            screen = self.screen_point
+            return least_memory([r for r in self.table() if r["status"] == "ok"],
+                                lambda r: r["peak_mb"],
+                                lambda r: r["speedup"].get(screen))
         scored = [(v, r["candidate"], r) for r in self.table() if r["status"] == "ok"
                   for v in [self._value(r, objective, batch_size)] if v is not None]
         return min(scored, key=lambda s: (s[0], s[1]))[2] if scored else None

@@ -6,14 +6,15 @@ Run as `python -m hasten.trial STUDY_DIR CANDIDATE PHASE POINTS`.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from hasten import fidelity, passes, runtimes
-from hasten.measure import Budget, Clock, peak_gpu_memory_mb, peak_memory_mb, repeat, stats
+from hasten import artifacts, fidelity, passes, runtimes
+from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
 from hasten.models import load_model
 from hasten.passes import Artifact, PassContext
 from hasten.store import Store
@@ -26,30 +27,13 @@ from hasten.workload import (
     tokenize,
 )
 
-NOTES_FILE = "notes.txt"  # beside each file artifact: what its passes noted
 DATASET_BUDGET = Budget(warmup=0, min_reps=3, max_reps=5, seconds=0.0, rel_tol=0.05)
-
-
-def _slug(chain: tuple[str, ...]) -> str:
-    return "+".join(chain)
-
-
-def _cached_start(chain: tuple[str, ...], artifacts: Path) -> tuple[int, Artifact | None]:
-    """The longest prefix of the chain whose file artifact is already on disk."""
-    for i in range(len(chain), 0, -1):
-        step = passes.REGISTRY[chain[i - 1]]
-        folder = artifacts / _slug(chain[:i])
-        if step.output_file and (folder / step.output_file).is_file():
-            notes_file = folder / NOTES_FILE
-            notes = notes_file.read_text().splitlines() if notes_file.is_file() else []
-            return i, Artifact(step.produces, path=folder / step.output_file, notes=notes)
-    return 0, None
 
 
 def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
     """Load the model and apply the chain, reusing file artifacts an earlier trial wrote."""
-    artifacts = study / "artifacts"
-    start, artifact = _cached_start(chain, artifacts)
+    start, artifact, costs = artifacts.cached(study, chain)
+    one_time.update(costs)
     t0 = time.perf_counter()
     calibrating = any(passes.REGISTRY[p].calibrates for p in chain[start:])
     model = load_model(config["spec"], config.get("task"), config.get("input_shape"),
@@ -66,14 +50,14 @@ def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
         sample = point_inputs(model, workload, "b2")[0]
     for i in range(start, len(chain)):
         step = passes.REGISTRY[chain[i]]
-        folder = artifacts / _slug(chain[: i + 1])
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = artifacts.folder(study, chain[: i + 1])
+        artifacts.started(folder)
         t0 = time.perf_counter()
         artifact = step.apply(artifact, PassContext(model, sample, folder, config["device"],
                                                     workload, config["max_drop"]))
         one_time[f"{step.name}_s"] = time.perf_counter() - t0
-        if step.output_file:
-            (folder / NOTES_FILE).write_text("\n".join(artifact.notes))
+        artifacts.finished(folder, artifact, one_time[f"{step.name}_s"],
+                           step.output_file is not None)
     return model, workload, artifact
 
 
@@ -82,18 +66,39 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
 
+def build_only(store: Store, study: Path, config: dict, chain: tuple[str, ...]) -> None:
+    """Build the chain's file prefix for the candidates that share it; a failing step is
+    recorded once, for all of them."""
+    prefix = passes.file_prefix(chain)
+    try:
+        build(study, config, prefix, {})
+    except Exception as exc:
+        step = artifacts.unfinished_step(study, prefix) or prefix
+        artifacts.record_failure(store, step, _error(exc))
+        traceback.print_exc()
+
+
 def run(study: Path, name: str, phase: str, points: list[str]) -> None:
     store = Store(study)
     config = store.meta("config")
     row = next(c for c in store.candidates() if c["name"] == name)
+    if phase == "build":
+        build_only(store, study, config, tuple(row["passes"]))
+        return
     device = config["device"]
+    runtime = runtimes.REGISTRY[row["runtime"]]
+    for library in (runtime.library, "transformers" if _hugging_face(config) else None):
+        if library:
+            importlib.import_module(library)
+    memory = MemoryWatch()
     one_time: dict = {}
     try:
         model, workload, artifact = build(study, config, tuple(row["passes"]), one_time)
         t0 = time.perf_counter()
-        runner = runtimes.REGISTRY[row["runtime"]].build(
-            artifact, row["settings"], config["threads"], device)
+        runner = runtime.build(artifact, row["settings"], config["threads"], device)
         one_time["build_s"] = time.perf_counter() - t0
+        if artifact.module is not model.module:
+            model.module = None  # the source model: not what the candidate holds
         first = point_inputs(model, workload, points[0])[0] if points else None
         if first is not None:
             t0 = time.perf_counter()
@@ -113,6 +118,7 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
     for point in points:
         try:
             batches = point_inputs(model, workload, point)
+            memory.restart()
             if parse_point(point)["dataset"]:
                 samples = repeat(lambda b=batches: [runner(x) for x in b], DATASET_BUDGET, clock)
                 items = len(workload.texts)
@@ -126,10 +132,14 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
                 latency["peak_gpu_mb"] = gpu
             store.put_trial(name, point, "ok", latency=latency,
                             throughput=items / (latency["p50"] / 1000), items=items,
-                            peak_mb=peak_memory_mb())
+                            peak_mb=memory.held_mb())
         except Exception as exc:
             store.put_trial(name, point, "failed", error=_error(exc))
             traceback.print_exc()
+
+
+def _hugging_face(config: dict) -> bool:
+    return config["spec"] == "demo" or config["spec"].startswith("hf:")
 
 
 def _fidelity(store: Store, study: Path, config: dict, name: str, model, workload, runner,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,24 +20,22 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, float, float]:
+def trained(tmp_path_factory) -> tuple[Path, float]:
     out = tmp_path_factory.mktemp("digits")
-    started = time.perf_counter()
     proc = subprocess.run([sys.executable, str(EXAMPLE / "train.py"), "--out", str(out)],
                           capture_output=True, text=True, timeout=120, check=True)
     accuracy = float(re.search(r"held-out accuracy ([\d.]+)", proc.stdout).group(1))
-    return out, accuracy, time.perf_counter() - started
+    return out, accuracy
 
 
-def test_training_is_quick_and_accurate(trained):
-    out, accuracy, seconds = trained
+def test_training_is_accurate(trained):
+    out, accuracy = trained
     assert accuracy > 0.9
-    assert seconds < 60
     assert (out / "weights.pt").is_file()
 
 
 def test_held_out_images_form_a_labelled_folder(trained):
-    out, _, _ = trained
+    out, _ = trained
     paths, labels = images.read_folder(out / "heldout")
     assert len(paths) == 540  # 30% of 1,797
     assert sorted(set(labels)) == list(range(10))
@@ -48,7 +45,7 @@ def test_held_out_images_form_a_labelled_folder(trained):
 
 
 def test_the_factory_reproduces_the_accuracy_through_hasten(trained, monkeypatch):
-    out, accuracy, _ = trained
+    out, accuracy = trained
     monkeypatch.setenv("DIGITS_WEIGHTS", str(out / "weights.pt"))
     model = load_model(f"py:{EXAMPLE / 'model.py'}:build")
     channels, size = images.image_input(model.example_inputs)

@@ -12,7 +12,7 @@ import torch
 
 from hasten import fidelity, passes
 from hasten.models import load_model
-from hasten.passes import Artifact, PassContext
+from hasten.passes import Artifact, PassContext, accuracy_aware
 from hasten.passes.accuracy_aware import rank_layers
 from hasten.passes.onnx import onnx_layers
 from hasten.passes.static_quant import nodes_for
@@ -49,6 +49,13 @@ FRAGILE = textwrap.dedent(
         return Net()
     """
 )
+
+
+@pytest.fixture(autouse=True)
+def never_slower(monkeypatch):
+    """Whether int8 beats float on a model this small is the machine's noise, not the search's
+    logic: these tests check the accuracy search alone (the speed stop has its own test)."""
+    monkeypatch.setattr(accuracy_aware, "_slower", lambda *_: False)
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +170,15 @@ def test_openvino_nncf_int8(fragile, tmp_path):
         return torch.from_numpy(np.asarray(compiled(batch[0].numpy())[0]))
 
     assert _cosine(model, workload, run) >= 0.99
+
+
+def test_the_search_stops_once_int8_no_longer_beats_float(fragile, tmp_path, monkeypatch):
+    monkeypatch.setattr(accuracy_aware, "_slower", lambda *_: True)
+    model, workload = fragile
+    artifact = _chain(model, workload, tmp_path, ["onnx_export", "ort_quantize_static_minmax"])
+    notes = "\n".join(artifact.notes)
+    assert "kept in float (1 of 3 layers, most damaging first): model.fragile;" in notes
+    assert "with 1 layers in float it no longer beats its float version" in notes
 
 
 def test_onnx_nodes_map_modules_to_matmuls(fragile, tmp_path):

@@ -12,7 +12,7 @@ import torch
 from test_cli import _one_error_line, hasten
 
 from hasten.errors import HastenError
-from hasten.training import run
+from hasten.training import run, runner
 from hasten.training.candidates import CANDIDATES, HALF_MODES, combine, speed_group
 from hasten.training.run import optimize_training, parse_memory
 from hasten.training.study import TrainStudy
@@ -154,7 +154,9 @@ def test_every_precision_mode_runs_or_says_why_not(cnn_study):
     for mode in ("32-true", *HALF_MODES):
         row = table[mode]
         assert row["status"] in ("ok", "timed only", "outside tolerance", "diverged"), row
-        assert row["samples_per_s"] > 0 and row["speed"]["count"] >= 5
+        # However slow the CPU runs this mode (fp16 is emulated without AVX512_FP16), the
+        # runner times its minimum of steps.
+        assert row["samples_per_s"] > 0 and row["speed"]["count"] >= runner.MIN_TIMED_STEPS
         assert row["peak_mb"] is not None and row["speed"]["peak_rss_mb"] > row["peak_mb"]
         assert len(row["speed"]["losses"]) >= 8
     # Pure fp16 weights with AdamW's eps of 1e-8: eps is 0 in fp16, and the study says so.

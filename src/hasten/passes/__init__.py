@@ -116,6 +116,18 @@ def all_of(*checks: Callable[[LoadedModel, str], str | None]):
     return check
 
 
+def slug(chain: tuple[str, ...]) -> str:
+    """A chain's name as a folder name: its passes joined by '+'."""
+    return "+".join(chain)
+
+
+def file_prefix(chain: tuple[str, ...]) -> tuple[str, ...]:
+    """The chain up to its last pass that writes a file: the part built once, in its own
+    process, and shared by every candidate that starts with it (empty when none writes one)."""
+    last = max((i for i, name in enumerate(chain) if REGISTRY[name].output_file), default=-1)
+    return chain[: last + 1]
+
+
 def register(
     name: str,
     accepts: tuple[str, ...],

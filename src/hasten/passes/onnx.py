@@ -9,6 +9,7 @@ import warnings
 
 import torch
 
+from hasten.machine import has_int8_dot
 from hasten.models import BERT_LIKE
 from hasten.passes import (
     Artifact,
@@ -100,9 +101,18 @@ def ort_quantize_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
 
     source = without_value_info(artifact, ctx)
     path = ctx.folder / "model.onnx"
-    quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8,
+                     reduce_range=not has_int8_dot())
     source.unlink()
-    return Artifact("onnx", path=path, notes=list(artifact.notes))
+    return Artifact("onnx", path=path, notes=[*artifact.notes, *reduce_range_note()])
+
+
+def reduce_range_note() -> list[str]:
+    """What ONNX Runtime int8 does on a CPU without VNNI or AMX, and why."""
+    if has_int8_dot():
+        return []
+    return ["7-bit weights (reduce_range): this CPU has no VNNI or AMX, and 8-bit weights can "
+            "overflow its saturating u8 x s8 int8 kernels"]
 
 
 def without_value_info(artifact: Artifact, ctx: PassContext):

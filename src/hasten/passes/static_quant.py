@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from hasten.machine import has_int8_dot
 from hasten.passes import (
     Artifact,
     PassContext,
@@ -22,7 +23,7 @@ from hasten.passes import (
     register,
 )
 from hasten.passes.accuracy_aware import Int8Backend, quantize_within_tolerance
-from hasten.passes.onnx import QUANTIZED_OPS, onnx_layers, without_value_info
+from hasten.passes.onnx import QUANTIZED_OPS, onnx_layers, reduce_range_note, without_value_info
 from hasten.passes.openvino import LAYERS_FILE
 from hasten.workload import attention_mask
 
@@ -86,7 +87,7 @@ def _ort_static(method: str):
                 str(source), str(out), Reader(feeds), quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=nodes_for(by_module, kept),
+                nodes_to_exclude=nodes_for(by_module, kept), reduce_range=not has_int8_dot(),
                 calibrate_method={"minmax": CalibrationMethod.MinMax,
                                   "entropy": CalibrationMethod.Entropy,
                                   "percentile": CalibrationMethod.Percentile}[method],
@@ -104,7 +105,8 @@ def _ort_static(method: str):
                          *ctx.folder.glob("*augmented*.onnx")]:
             leftover.unlink()
         note = f"calibrated ({method}) on {_samples(batches)} samples"
-        return Artifact("onnx", path=path, notes=[*artifact.notes, note, *notes])
+        return Artifact("onnx", path=path,
+                        notes=[*artifact.notes, note, *reduce_range_note(), *notes])
 
     apply.__doc__ = (f"ONNX Runtime static int8 (QDQ, uint8 activations, per-channel int8 "
                      f"weights), activation ranges calibrated with {method}; accuracy-aware.")

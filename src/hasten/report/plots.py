@@ -226,10 +226,11 @@ def _bars(names: list[str]) -> Iterator[tuple[Figure, Axes]]:
 
 
 def peak_memory(rows: list[dict], palette: dict) -> Plot:
-    """Peak resident memory of each candidate's trial process."""
+    """Each candidate's own peak memory at the screening point."""
     plot = Plot("memory", "Peak memory",
-                "Peak resident memory of each candidate's trial process (the model, its "
-                "runtime and one batch), lowest over the points it ran.")
+                "Each candidate's own peak memory at the screening point: the peak resident "
+                "memory while it ran, above what its process held before the model was built "
+                "(its weights in their format, activations and workspace).")
     chosen = [r for r in rows if r["peak_mb"] is not None]
     if not chosen:
         return replace(plot, empty="No memory measured yet.")
@@ -238,7 +239,7 @@ def peak_memory(rows: list[dict], palette: dict) -> Plot:
             ax.barh(i, row["peak_mb"], color=palette[row["candidate"]], gid=f"data-{i}")
             ax.annotate(f"{row['peak_mb']:,.0f}", (row["peak_mb"], i), xytext=(3, 0),
                         textcoords="offset points", va="center", fontsize=7)
-        ax.set_xlabel("peak resident memory (MiB)")
+        ax.set_xlabel("the candidate's peak memory (MiB)")
         ax.margins(x=0.1)
         return replace(plot, svg=_svg(fig, plot.id))
 

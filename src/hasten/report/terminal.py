@@ -67,7 +67,12 @@ def render(study: Study, console: Console) -> None:
         if row is None:
             console.print(f"  {objective}: no candidate passed")
             continue
-        console.print(f"  {objective}: [bold]{escape(row['candidate'])}[/]   "
+        cost = ""
+        if objective == "memory":
+            speed = row["speedup"].get(study.screen_point)
+            cost = (f" ({row['peak_mb']:,.0f} MiB at {study.screen_point}, "
+                    f"{speed:.2f}x the baseline's speed)" if speed else "")
+        console.print(f"  {objective}: [bold]{escape(row['candidate'])}[/]{cost}   "
                       f"{escape(export_command(study, objective))}")
 
 

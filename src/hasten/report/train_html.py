@@ -9,6 +9,7 @@ import shlex
 from html import escape
 from pathlib import Path
 
+from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
 from hasten.report.html import _partial, figure, machine_card, page, table
 from hasten.report.train_plots import train_plots
@@ -54,11 +55,6 @@ def _skipped_steps(row: dict) -> str:
 
 def _status(status: str) -> str:
     return f'<span class="status-{status.replace(" ", "-")}">{escape(status)}</span>'
-
-
-def _memory_words(device: str) -> str:
-    return ("peak GPU memory PyTorch allocated" if device == "cuda" else
-            "how far the process's resident memory rose once the data was loaded")
 
 
 def _speed_cells(row: dict) -> list[str]:
@@ -192,7 +188,7 @@ def _batch_search(study: TrainStudy, rows: list[dict]) -> str:
     search = study.batch_search
     if not search:
         return '<p class="sub">The batch-size search has not run yet.</p>'
-    memory = "peak GPU memory" if study.config["device"] == "cuda" else "peak resident memory"
+    memory = "peak GPU memory" if study.config["device"] == "cuda" else "the candidate's memory"
     text = (f"<p>Searched with <code>{escape(search['precision'])}</code>, the fastest precision "
             f"mode, under a memory budget of {search['budget_mb']:,.0f} MiB of {memory}, from "
             f"the study's batch size of {study.config['batch_size']}: the largest batch that "
@@ -275,7 +271,7 @@ def render(study: TrainStudy) -> str:
         f"{_precision(study, rows)}</section>",
         '<section id="ranking"><h2>Ranked candidates</h2><p class="sub">Step time, samples '
         f"per second and memory from each candidate's speed run; speedup and memory ratio "
-        f"against {BASELINE} in this run; peak memory is {_memory_words(config['device'])}; "
+        f"against {BASELINE} in this run; peak memory is {memory_words(config['device'])}; "
         "final loss and eval from training for the study's steps. Failed, diverged and "
         f"skipped candidates are listed with their reasons.</p>{_ranked(rows)}</section>",
         '<section id="batch-search"><h2>Batch-size search</h2>'

@@ -153,7 +153,7 @@ def train_plots(rows: list[dict], audit: dict | None, search: dict | None,
                 device: str) -> list[Plot]:
     """Every plot of a training study's report, in reading order."""
     palette = colors(rows)
-    memory = "peak GPU memory" if device == "cuda" else "resident memory growth"
-    probe_memory = "Peak GPU memory" if device == "cuda" else "Peak resident memory"
+    memory = "peak GPU memory" if device == "cuda" else "the candidate's peak memory"
+    probe_memory = "Peak GPU memory" if device == "cuda" else "The candidate's peak memory"
     return [loss_curves(rows, palette), speed_memory(rows, palette, memory),
             loss_scale(rows, palette, audit), batch_probes(search, probe_memory)]

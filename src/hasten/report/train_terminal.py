@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
 from hasten.training.candidates import BASELINE
 from hasten.training.study import TrainStudy
@@ -72,9 +73,7 @@ def render(study: TrainStudy, console: Console) -> None:
     busy = study.busy_points()
     if busy:
         console.print(f"[yellow]Warning: {BUSY_WARNING.format(n=busy)}[/]")
-    console.print("peak memory: " + ("GPU memory PyTorch allocated" if config["device"] == "cuda"
-                                     else "how far the process's resident memory rose once the "
-                                          "data was loaded"))
+    console.print(f"peak memory: {memory_words(config['device'])}.", highlight=False)
     _problems(rows, console)
     _audit(study, console)
     _batch_search(study, console)

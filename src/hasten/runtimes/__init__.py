@@ -23,16 +23,20 @@ class Runtime:
     accepts: tuple[str, ...]
     build: Callable[[Artifact, dict, int, str], Runner]  # artifact, settings, threads, device
     available: Callable[[LoadedModel, str, dict], str | None]
+    # The package it runs on, loaded before a trial's memory floor is read: library code is
+    # not the candidate's memory.
+    library: str | None = None
 
 
 REGISTRY: dict[str, Runtime] = {}
 
 
-def register(name: str, accepts: tuple[str, ...], available=None):
+def register(name: str, accepts: tuple[str, ...], available=None, library: str | None = None):
     """Decorator that adds a runner builder to the registry as a runtime."""
 
     def wrap(fn):
-        REGISTRY[name] = Runtime(name, accepts, fn, available or (lambda m, d, s: None))
+        REGISTRY[name] = Runtime(name, accepts, fn, available or (lambda m, d, s: None),
+                                 library)
         return fn
 
     return wrap

@@ -29,7 +29,7 @@ def _available(model, device: str, settings: dict) -> str | None:
     return None
 
 
-@register("ort", ("onnx",), _available)
+@register("ort", ("onnx",), _available, library="onnxruntime")
 def ort_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     import onnxruntime as ort
 

@@ -24,7 +24,7 @@ def _available(model, device: str, settings: dict) -> str | None:
     return None
 
 
-@register("openvino", ("openvino",), _available)
+@register("openvino", ("openvino",), _available, library="openvino")
 def openvino_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     import openvino as ov
 

@@ -45,7 +45,7 @@ def torchscript(artifact: Artifact, settings: dict, threads: int, device: str) -
     return _module_runner(module, artifact, device)
 
 
-@register("compile", ("torch",))
+@register("compile", ("torch",), library="torch._inductor.compile_fx")
 def compile_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     """torch.compile (inductor); the first call compiles and is reported as a one-time cost.
     With the freezing setting, inductor folds the weights as constants, which quantized graphs

@@ -14,7 +14,7 @@ import torch
 
 from hasten import machine
 from hasten.errors import HastenError
-from hasten.executors import LocalExecutor
+from hasten.executors import LocalExecutor, TimeLimits, timed_run
 from hasten.recipe import Recipe, load_recipe
 from hasten.store import Store
 from hasten.study import run_and_read
@@ -33,6 +33,7 @@ from hasten.training.demos import DEMOS as DEMO_RECIPES
 from hasten.training.study import TrainStudy
 
 Progress = Callable[[str, int, int], None]
+Log = Callable[[str], None]
 RUNNER = "hasten.training.runner"
 # Besides fp32, every precision mode, QAT and the larger batch, this many of the fastest
 # candidates train to the end and are evaluated.
@@ -63,17 +64,21 @@ def optimize_training(
     budget_s: float = 3.0,
     quick: bool = False,
     audit: bool = True,
-    trial_timeout_s: float = 900,
+    trial_timeout_s: float | None = None,
     progress: Progress | None = None,
+    log: Log | None = None,
     report: bool = True,
 ) -> TrainStudy:
     """Run (or resume) a training study of a recipe file and return it.
 
     Loading the recipe runs its code. `evaluate` None means: evaluate when the recipe defines
     eval_data() and evaluate(). Finished runs are kept in the study folder's database, so the
-    same call again resumes.
+    same call again resumes. Each run's time limit is `trial_timeout_s`, else a multiple of
+    fp32's own time for the same phase; `log` gets one line per finished run.
     """
     _check_settings(steps, batch_size, devices, memory_budget_mb, max_drop, device)
+    if trial_timeout_s is not None and trial_timeout_s <= 0:
+        raise HastenError(f"The trial time limit must be more than 0 s, not {trial_timeout_s}.")
     loaded = load_recipe(recipe)
     if evaluate is None:
         evaluate = loaded.eval_data is not None and loaded.evaluate is not None
@@ -108,7 +113,8 @@ def optimize_training(
         if audit and store.meta("audit") is None:
             progress("auditing the recipe's numerics", 0, 1)
             store.set_meta("audit", _audit(loaded.path, batch_size, max_drop))
-        _run(store, config, LocalExecutor(), trial_timeout_s, progress)
+        _run(store, config, Launcher(store, TimeLimits(store, trial_timeout_s),
+                                     log or (lambda _: None)), progress)
 
     return run_and_read(store, TrainStudy, work, report)
 
@@ -185,22 +191,45 @@ def _audit(path: Path, batch_size: int, max_drop: float) -> dict:
             "loss_scale": result["loss_scale"], "seconds": result["seconds"]}
 
 
-def _launch(store: Store, executor: LocalExecutor, name: str, phase: str,
-            timeout_s: float) -> None:
-    """Run one candidate's phase in its own process; a crash becomes its failure reason."""
-    reason = executor.run(store.folder, name, phase, [], timeout_s, module=RUNNER)
-    if not reason:
-        return
-    if phase == "speed" and name not in store.results():
-        store.put_result(name, "failed", error=reason)
-    if phase not in store.done_points(name):
-        store.put_trial(name, phase, "failed", error=reason)
-    if phase == "converge":
-        previous = store.results().get(name) or {}
-        if (previous.get("fidelity") or {}).get("final_loss") is None:
-            store.put_result(name, "ok", fidelity={"error": reason}, passed=False,
-                             gate_reason=f"failed while converging: {reason}",
-                             one_time=previous.get("one_time"), notes=previous.get("notes"))
+class Launcher:
+    """Runs one candidate's phase in its own process under the phase's time limit; a crash
+    becomes its failure reason, and each finished run is logged in one line."""
+
+    def __init__(self, store: Store, limits: TimeLimits, log: Log):
+        self.store, self.limits, self.log = store, limits, log
+        self.executor = LocalExecutor()
+
+    def __call__(self, name: str, phase: str) -> None:
+        store = self.store
+        baseline = name == store.meta("config")["baseline"]
+        reason = timed_run(self.executor, self.limits, baseline and not phase.startswith("probe"),
+                           store.folder, name, phase, [],
+                           limit_phase="speed" if phase.startswith("probe") else phase,
+                           module=RUNNER)
+        if reason:
+            self._record(name, phase, reason)
+        trial = next((t for t in store.trials() if t["candidate"] == name
+                      and t["point"] == phase), None)
+        if trial is None:
+            return
+        if trial["status"] != "ok":
+            self.log(f"{name}  {phase}  failed: {trial['error']}")
+        else:
+            self.log(f"{name}  {phase}  {trial['throughput']:.4g} samples/s  "
+                     f"{trial['peak_mb']:.0f} MiB  ok")
+
+    def _record(self, name: str, phase: str, reason: str) -> None:
+        store = self.store
+        if phase == "speed" and name not in store.results():
+            store.put_result(name, "failed", error=reason)
+        if phase not in store.done_points(name):
+            store.put_trial(name, phase, "failed", error=reason)
+        if phase == "converge":
+            previous = store.results().get(name) or {}
+            if (previous.get("fidelity") or {}).get("final_loss") is None:
+                store.put_result(name, "ok", fidelity={"error": reason}, passed=False,
+                                 gate_reason=f"failed while converging: {reason}",
+                                 one_time=previous.get("one_time"), notes=previous.get("notes"))
 
 
 def _speeds(store: Store) -> dict[str, float]:
@@ -210,14 +239,13 @@ def _speeds(store: Store) -> dict[str, float]:
             and not (t["latency"] or {}).get("diverged")}
 
 
-def _run(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
-         progress: Progress) -> None:
+def _run(store: Store, config: dict, launch: Launcher, progress: Progress) -> None:
     baseline = config["baseline"]
     runnable = [c["name"] for c in store.candidates() if not c["skipped_reason"]]
     for i, name in enumerate(runnable):
         progress(f"timing {name}", i, len(runnable))
         if name not in store.results():
-            _launch(store, executor, name, "speed", timeout_s)
+            launch(name, "speed")
         if name == baseline and store.results()[name]["status"] != "ok":
             raise HastenError(f"The fp32 baseline failed: {store.results()[name]['error']}. "
                               f"See {store.folder / 'logs'} for details.")
@@ -225,28 +253,28 @@ def _run(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
     # of them); the batch-size search and the combined candidate build on the fastest mode that
     # kept accuracy.
     speeds = _speeds(store)
-    _converge(store, config, executor, timeout_s, progress,
+    _converge(store, config, launch, progress,
               [baseline, *(m for m in HALF_MODES if m in speeds)])
     precision = fastest_passing_mode(store)
-    _search_batch_size(store, config, executor, timeout_s, progress, precision)
-    _combine(store, executor, timeout_s, progress, precision)
+    _search_batch_size(store, config, launch, progress, precision)
+    _combine(store, launch, progress, precision)
     speeds = _speeds(store)
     combined = store.meta("combined")
     always = [n for n in speeds if "qat" in n or "batch-" in n or n == combined]
     fastest = sorted((n for n in speeds if n != baseline and n not in always
                       and n not in HALF_MODES), key=lambda n: -speeds[n])
-    _converge(store, config, executor, timeout_s, progress, [*fastest[:CONVERGE], *always])
+    _converge(store, config, launch, progress, [*fastest[:CONVERGE], *always])
     store.set_meta("finished", True)
     progress("done", 1, 1)
 
 
-def _converge(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
-              progress: Progress, names: list[str]) -> None:
+def _converge(store: Store, config: dict, launch: Launcher, progress: Progress,
+              names: list[str]) -> None:
     """Train each candidate for the study's steps from fp32's start, and evaluate it."""
     for i, name in enumerate(names):
         progress(f"training {name} for {config['steps']} steps", i, len(names))
         if "converge" not in store.done_points(name):
-            _launch(store, executor, name, "converge", timeout_s)
+            launch(name, "converge")
         if name == config["baseline"] and not (
                 store.results()[name].get("fidelity") or {}).get("final_loss"):
             raise HastenError("The fp32 baseline failed to train for the study's steps; "
@@ -261,8 +289,7 @@ def fastest_passing_mode(store: Store) -> str:
     return max(passing, key=lambda m: speeds[m], default=BASELINE)
 
 
-def _combine(store: Store, executor: LocalExecutor, timeout_s: float, progress: Progress,
-             precision: str) -> None:
+def _combine(store: Store, launch: Launcher, progress: Progress, precision: str) -> None:
     """Measure the fastest precision mode with every speed-only switch that beat fp32 by more
     than 5% on its own (the fastest of each kind): the one-line configuration to try first."""
     if store.meta("combined", "") != "":
@@ -285,12 +312,12 @@ def _combine(store: Store, executor: LocalExecutor, timeout_s: float, progress: 
             combined = c.name
             store.add_candidate(len(rows), c.name, [], "fabric", c.settings(), None)
             progress(f"timing {c.name}", 0, 1)
-            _launch(store, executor, c.name, "speed", timeout_s)
+            launch(c.name, "speed")
     store.set_meta("combined", combined)
 
 
-def _search_batch_size(store: Store, config: dict, executor: LocalExecutor, timeout_s: float,
-                       progress: Progress, precision: str) -> None:
+def _search_batch_size(store: Store, config: dict, launch: Launcher, progress: Progress,
+                       precision: str) -> None:
     """Double the batch size of the precision mode while a probe fits the memory budget, then
     bisect between the last fit and the first miss; measure the winner."""
     done = store.meta("batch_search")
@@ -304,12 +331,10 @@ def _search_batch_size(store: Store, config: dict, executor: LocalExecutor, time
         point = f"probe-b{size}"
         progress(f"batch-size search: {precision} at batch {size}", len(probes), len(probes) + 1)
         if point not in store.done_points(precision):
-            _launch(store, executor, precision, point, timeout_s)
+            launch(precision, point)
         trial = next(t for t in store.trials() if t["candidate"] == precision
                      and t["point"] == point)
-        memory = None
-        if trial["status"] == "ok":
-            memory = trial["latency"].get("peak_gpu_mb", trial["latency"]["peak_rss_mb"])
+        memory = trial["peak_mb"] if trial["status"] == "ok" else None
         fits = trial["status"] == "ok" and memory <= budget
         result = {"batch_size": size, "fits": fits, "memory_mb": memory,
                   "step_s": trial["latency"]["p50"] / 1000 if trial["status"] == "ok" else None,
@@ -352,5 +377,5 @@ def _search_batch_size(store: Store, config: dict, executor: LocalExecutor, time
         store.add_candidate(len(CANDIDATES), c.name, [], "fabric", c.settings(), None)
         if c.name not in store.results():
             progress(f"timing {c.name}", 0, 1)
-            _launch(store, executor, c.name, "speed", timeout_s)
+            launch(c.name, "speed")
     store.set_meta("batch_search", summary)

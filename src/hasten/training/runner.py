@@ -8,19 +8,18 @@ Run as `python -m hasten.training.runner STUDY_DIR CANDIDATE PHASE`, where PHASE
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
-import re
 import statistics
 import sys
 import time
 import traceback
 from pathlib import Path
 
-import psutil
 import torch
 
-from hasten.measure import Budget, Clock, peak_gpu_memory_mb, peak_memory_mb, repeat, stats
+from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
 from hasten.recipe import load_recipe
 from hasten.store import Store
 from hasten.training import switches
@@ -28,36 +27,10 @@ from hasten.training.candidates import TrainCandidate
 from hasten.trial import _error
 
 WARMUP_STEPS = 3
+MIN_TIMED_STEPS = 5  # a speed run always times at least this many steps, however slow
 PROBE_STEPS = 2
 DDP_STEPS = 10  # timed steps with several processes: a fixed count that every rank takes
 NAN_PATIENCE = 5  # non-finite losses in a row that end a run with a loss scaler
-
-
-class MemoryWatch:
-    """Peak resident memory of this process from the watch's start on, above where it stood.
-
-    On Linux the kernel's high-water mark (VmHWM) is reset at the start, so the peak is exact
-    and no sampling thread competes with PyTorch's; elsewhere the lifetime peak stands in.
-    """
-
-    def __init__(self) -> None:
-        self.start = psutil.Process().memory_info().rss / 2**20
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.reset = True
-        except OSError:
-            self.reset = False
-
-    def peak_mb(self) -> float:
-        """The peak since the start (MiB), the whole process counted."""
-        if self.reset:
-            status = Path("/proc/self/status").read_text()
-            return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
-        return peak_memory_mb()
-
-    def growth_mb(self) -> float:
-        """How far the peak rose above the memory in use at the start (MiB)."""
-        return max(0.0, self.peak_mb() - self.start)
 
 
 def make_fabric(c: TrainCandidate, device: str, devices: int):
@@ -90,6 +63,8 @@ class Trainer:
         self.recipe = load_recipe(config["recipe"])
         dataset = self.recipe.train_dataset()
         self.fabric.seed_everything(config["seed"], verbose=False)
+        if c.compile:
+            importlib.import_module("torch._inductor.compile_fx")  # library code, not memory
         self.memory = MemoryWatch()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -202,7 +177,9 @@ class Trainer:
         return {key: value / count for key, value in sums.items()}
 
     def memory_figures(self) -> dict:
-        figures = {"train_mb": self.memory.growth_mb(), "peak_rss_mb": self.memory.peak_mb()}
+        """The candidate's own memory (train_mb, hasten's one definition: see MemoryWatch) and
+        the whole process's peak beside it."""
+        figures = {"train_mb": self.memory.held_mb(), "peak_rss_mb": self.memory.peak_mb()}
         gpu = peak_gpu_memory_mb()
         if gpu is not None:
             figures["peak_gpu_mb"] = gpu
@@ -218,13 +195,15 @@ def _speed(store: Store, name: str, trainer: Trainer, config: dict, point: str) 
     probe = point.startswith("probe")
     for _ in range(0 if probe else WARMUP_STEPS - 1):
         trainer.step()
-    budget = Budget(warmup=0, min_reps=5, max_reps=50, seconds=config["budget_s"], rel_tol=0.05)
+    budget = Budget(warmup=0, min_reps=MIN_TIMED_STEPS, max_reps=50, seconds=config["budget_s"],
+                    rel_tol=0.05)
     if config["devices"] > 1:
         # Ranks must take the same number of steps, or one waits forever in an all-reduce.
         budget = Budget(warmup=0, min_reps=DDP_STEPS, max_reps=DDP_STEPS, seconds=math.inf)
     if probe:
         budget = Budget(warmup=0, min_reps=PROBE_STEPS, max_reps=PROBE_STEPS, seconds=0.0)
     trainer.wait = 0.0
+    trainer.memory.restart()
     samples = repeat(trainer.step, budget, clock)
     step = stats(samples)
     wait_share = min(1.0, trainer.wait / sum(samples))
@@ -253,6 +232,8 @@ def _converge(store: Store, study: Path, name: str, trainer: Trainer, config: di
     steps = math.ceil(config["steps"] * config["batch_size"] / (trainer.c.batch_size
                                                                  or config["batch_size"]))
     for _ in range(steps):
+        if len(times) == WARMUP_STEPS:
+            trainer.memory.restart()
         times.append(clock.time(trainer.step))
         why = trainer.diverged()
         if why:

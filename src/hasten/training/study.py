@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hasten.errors import HastenError
+from hasten.measure import least_memory
 from hasten.store import read_study
 from hasten.training.candidates import TrainCandidate, code_lines
 
@@ -104,7 +105,7 @@ class TrainStudy:
             return None
         if objective == "time":
             return max(rows, key=lambda r: (r["samples_per_s"], r["candidate"]))
-        return min(rows, key=lambda r: (r["peak_mb"], -r["samples_per_s"]))
+        return least_memory(rows, lambda r: r["peak_mb"], lambda r: r["samples_per_s"])
 
     def recommendations(self) -> dict[str, dict | None]:
         """The best passing candidate for time and for memory."""
