@@ -25,8 +25,14 @@ def export_candidate(study, name: str, out: Path) -> Path:
 
     row = next((c for c in study.candidates if c["name"] == name), None)
     if row is None or study.results.get(name, {}).get("status") != "ok":
-        raise HastenError(f"{name} is not a finished candidate of {study.folder}.")
-    out.mkdir(parents=True, exist_ok=True)
+        finished = sorted(n for n, r in study.results.items() if r["status"] == "ok")
+        raise HastenError(f"{name} is not a finished candidate of {study.folder}; choose one of "
+                          f"{', '.join(finished) or 'none yet'}.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HastenError(f"The export folder {out} cannot be created ({exc.strerror}); choose "
+                          "an --out folder you can write to.") from exc
     config = study.config
     recipe = {"candidate": name, "spec": config["spec"], "task": config["task"],
               "input_shape": config["input_shape"], "passes": row["passes"],

@@ -128,6 +128,10 @@ def read_folder(folder: Path) -> tuple[list[str], list[int] | None]:
     if classes and top:
         raise HastenError(f"{folder} holds both images and folders; use one layout: images "
                           "directly in it, or one folder per class (DIR/<label>/<image>).")
+    if len(classes) == 1:
+        raise HastenError(f"{folder} holds only one class folder ({classes[0].name}), and "
+                          "accuracy needs two or more; add the other classes, or put the images "
+                          f"directly in {folder} to measure without labels.")
     if classes:
         pairs: list[tuple[Path, int | None]] = []
         for label, sub in enumerate(classes):
@@ -157,7 +161,8 @@ def _check_readable(path: Path) -> None:
         with Image.open(path) as image:
             image.verify()
     except Exception as exc:  # Pillow raises many kinds for a broken file
-        raise HastenError(f"Image {path} cannot be read ({type(exc).__name__}: {exc}).") from exc
+        raise HastenError(f"Image {path} cannot be read ({type(exc).__name__}: {exc}); replace "
+                          "it or take it out of the folder.") from exc
 
 
 def load(paths: list[str], prep: dict) -> torch.Tensor:

@@ -6,13 +6,16 @@ A `py:` spec imports and runs the named Python file: only use files you trust.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from hasten.errors import HastenError
@@ -156,9 +159,7 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool,
             f"{spec} is not a model directory on this machine; hasten never downloads models, "
             "so pass the path of a local Hugging Face model directory."
         )
-    if not (path / "config.json").is_file():
-        raise HastenError(f"{path} has no config.json; point hf: at a Hugging Face model folder.")
-    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    config = _read_config(path)
     if _is_image_config(config):
         return _load_hf_image(path, spec, config, task, with_weights, input_shape)
     task = task or _task_from_config(config)
@@ -198,14 +199,49 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool,
     )
 
 
+def _read_config(path: Path) -> Any:
+    """The folder's config.json as transformers reads it; a file it cannot read is one error
+    that says what is wrong with it."""
+    import transformers
+
+    file = path / "config.json"
+    if not file.is_file():
+        raise HastenError(f"{path} has no config.json; point hf: at a Hugging Face model folder.")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as exc:  # invalid JSON, or not UTF-8
+        raise HastenError(f"{file} is not valid JSON ({exc}); save the model's config again "
+                          "(config.save_pretrained).") from exc
+    model_type = raw.get("model_type") if isinstance(raw, dict) else None
+    if not model_type:
+        raise HastenError(f"{file} names no model_type; add the architecture it describes, "
+                          'such as "model_type": "bert".')
+    if model_type not in transformers.CONFIG_MAPPING:
+        raise HastenError(f"{file} names model_type {model_type!r}, which transformers "
+                          f"{transformers.__version__} does not know; install a transformers "
+                          "that does.")
+    try:
+        return transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise HastenError(f"transformers cannot read {file} ({type(exc).__name__}: {exc}); "
+                          "save the model's config again (config.save_pretrained).") from exc
+
+
 def _hf_module(path: Path, auto: Any, config: Any, with_weights: bool) -> tuple[Any, bool]:
     """The folder's model (None when `with_weights` is off) and whether it has saved weights;
     without them it is built from the config with seeded random weights."""
-    has_weights = any(path.glob("*.safetensors"))
+    from safetensors import SafetensorError
+
+    files = sorted(path.glob("*.safetensors"))
     if not with_weights:
-        return None, has_weights
-    if has_weights:
-        return auto.from_pretrained(path, local_files_only=True), True
+        return None, bool(files)
+    if files:
+        try:
+            return auto.from_pretrained(path, local_files_only=True), True
+        except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
+            which = files[0] if len(files) == 1 else f"The weights in {path}"
+            raise HastenError(f"{which} cannot be loaded ({type(exc).__name__}: {exc}); save "
+                              "the model again (model.save_pretrained).") from exc
     torch.manual_seed(0)
     return auto.from_config(config), False
 
@@ -243,7 +279,7 @@ def _load_hf_image(path: Path, spec: str, config: Any, task: str | None, with_we
             else transformers.AutoModel)
     model, has_weights = _hf_module(path, auto, config, with_weights)
     key = "logits" if task == "image-classification" else "pooler_output"
-    example = torch.randn(1, channels, *prep["size"], generator=torch.Generator().manual_seed(0))
+    example = _sample((channels, *prep["size"]))
     return LoadedModel(
         spec=spec, name=path.resolve().name, kind="image", task=task,
         input_names=["pixel_values"],
@@ -268,7 +304,8 @@ def _tokenizer(folder: Path) -> Any:
     try:
         return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise HastenError(f"The tokenizer in {folder} cannot be loaded: {exc}.") from exc
+        raise HastenError(f"The tokenizer in {folder} cannot be loaded ({exc}); save it again "
+                          "(tokenizer.save_pretrained).") from exc
 
 
 def _task_from_config(config: Any) -> str:
@@ -297,6 +334,9 @@ def _load_py(spec: str, rest: str, input_shape: tuple[int, ...] | None) -> Loade
     sys.modules[module_name] = user
     try:
         import_spec.loader.exec_module(user)
+    except SystemExit as exc:
+        raise HastenError(f"{path} called exit({exc.code}) while it was imported; a model file "
+                          "defines its factory and does not exit.") from exc
     except Exception as exc:
         raise HastenError(f"Importing {path} failed: {type(exc).__name__}: {exc}") from exc
     factory = getattr(user, factory_name, None)
@@ -304,7 +344,7 @@ def _load_py(spec: str, rest: str, input_shape: tuple[int, ...] | None) -> Loade
         raise HastenError(f"{path} has no function named {factory_name!r}.")
     try:
         result = factory()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise HastenError(
             f"{factory_name}() in {path} failed: {type(exc).__name__}: {exc}"
         ) from exc
@@ -335,7 +375,7 @@ def _example_inputs(
             raise HastenError(
                 f"{spec} gives no example inputs; pass --input-shape, for example 3x224x224."
             )
-        return {"input": torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0))}
+        return {"input": _sample(input_shape)}
     if isinstance(examples, torch.Tensor):
         examples = (examples,)
     if isinstance(examples, dict):
@@ -375,11 +415,22 @@ def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> Lo
         if not all(isinstance(d, int) for d in dims):
             raise HastenError(f"{path} has dynamic input dimensions; pass --input-shape.")
         input_shape = tuple(dims)
-    example = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0))
+    example = _sample(input_shape)
     return LoadedModel(
         spec=spec, name=path.stem, kind="tensor", task="tensor", input_names=names,
         example_inputs={names[0]: example}, onnx_path=path.resolve(),
     )
+
+
+def _sample(shape: tuple[int, ...]) -> torch.Tensor:
+    """One seeded random float sample shaped (1, *shape); a shape too large for this machine's
+    memory is an error, not an allocation that fails or swaps."""
+    size = 4 * math.prod(shape)
+    if size > psutil.virtual_memory().available / 4:
+        raise HastenError(f"One input sample shaped {'x'.join(map(str, shape))} takes "
+                          f"{size / 2**30:.1f} GiB, more than a quarter of the memory free here; "
+                          "check --input-shape.")
+    return torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
 
 
 def absolute_spec(spec: str) -> str:

@@ -115,7 +115,7 @@ def _call(recipe: Recipe, name: str, *args: Any) -> Any:
         return getattr(recipe, name)(*args)
     except HastenError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise HastenError(f"{recipe.path.name}: {name}() failed ({type(exc).__name__}: {exc}); "
                           "fix the recipe or its data.") from exc
 
@@ -132,6 +132,9 @@ def load_recipe(path: str | Path) -> Recipe:
     sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:
+        raise HastenError(f"{path.name} called exit({exc.code}) while it was imported; a recipe "
+                          "defines functions and does not exit.") from exc
     except Exception as exc:
         raise HastenError(f"Importing {path.name} failed ({type(exc).__name__}: {exc}).") from exc
     finally:

@@ -5,6 +5,7 @@ Trial processes write their own rows, so a finished trial survives the parent be
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from hasten.errors import HastenError
 
+# The layout of the tables below; a database of another version is refused, not misread.
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
@@ -36,12 +39,57 @@ class Store:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HastenError(f"The study folder {self.folder} cannot be created "
+                              f"({exc.strerror}); choose an --out folder you can write "
+                              "to.") from exc
         self.path = self.folder / "study.sqlite"
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise HastenError(f"{self.path} cannot be opened ({exc}); check that its folder "
+                              "is one you can write to.") from exc
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self._check_schema()
+            self.db.executescript(SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                            (json.dumps(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            if exc.sqlite_errorname in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise HastenError(f"{self.path} is not a SQLite database, or a damaged one "
+                                  f"({exc}); move it away, or start over with --fresh.") from exc
+            raise HastenError(f"{self.path} cannot be opened ({exc}); check that its folder "
+                              "is one you can write to.") from exc
+        except HastenError:
+            self.db.close()
+            raise
+
+    def _check_schema(self) -> None:
+        """Refuse a database that another program or another version of hasten wrote: its
+        rows would be misread. A new, empty database passes."""
+        found = _columns(self.db)
+        if not found:
+            return
+        expected = _expected_columns()
+        if found.get("meta") != expected["meta"]:
+            raise HastenError(f"{self.path} is not a hasten study database (it holds the tables "
+                              f"{', '.join(sorted(found))}); point at a study folder, or move "
+                              "the file away.")
+        # A study written before the version was stored has this version's tables.
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = row[0] if row else json.dumps(SCHEMA_VERSION)
+        other = [name for name in expected if name in found and found[name] != expected[name]]
+        if version != json.dumps(SCHEMA_VERSION) or other:
+            what = (f"schema version {version}" if version != json.dumps(SCHEMA_VERSION)
+                    else f"other columns in its {', '.join(other)} table")
+            raise HastenError(f"{self.path} was written by another version of hasten ({what}; "
+                              f"this one reads schema version {SCHEMA_VERSION}); open it with "
+                              "that version, or start over with --fresh.")
 
     def close(self) -> None:
         self.db.close()
@@ -104,6 +152,23 @@ class Store:
     def done_points(self, candidate: str) -> set[str]:
         rows = self.db.execute("SELECT point FROM trials WHERE candidate = ?", (candidate,))
         return {r["point"] for r in rows}
+
+
+def _columns(db: sqlite3.Connection) -> dict[str, list[str]]:
+    """Each table of a database with its column names, in order."""
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: [c[1] for c in db.execute(f"PRAGMA table_info('{t}')")] for t in tables}
+
+
+@functools.cache
+def _expected_columns() -> dict[str, list[str]]:
+    """This version's tables and their columns: what a study database must match."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(SCHEMA)
+        return _columns(db)
+    finally:
+        db.close()
 
 
 def read_study(folder: Path) -> dict:

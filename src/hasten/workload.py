@@ -3,9 +3,11 @@ the points to measure."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import importlib
 import inspect
+import io
 import json
 import random
 import re
@@ -81,49 +83,102 @@ def _sentences(doc: object) -> list[str]:
 def read_texts(
     path: Path, column: str | None = None, label_column: str | None = None
 ) -> tuple[list[str], list[int] | None]:
-    """Texts (and integer labels) from a .txt (one per line), .csv or .jsonl file."""
+    """Texts (and integer labels) from a UTF-8 .txt (one per line), .csv or .jsonl file."""
     if not path.is_file():
         raise HastenError(f"Data file {path} does not exist.")
     suffix = path.suffix.lower()
+    if suffix not in (".txt", ".csv", ".jsonl"):
+        raise HastenError(f"Data file {path} must be .txt, .csv or .jsonl.")
+    text = _decode(path)
     rows: list[dict]
     if suffix == ".txt":
         if label_column:
             raise HastenError("A .txt file has no columns; use .csv or .jsonl for labels.")
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        rows = [{"text": t} for t in texts if t]
+        rows = [{"text": line.strip()} for line in text.splitlines() if line.strip()]
         column = "text"
     elif suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    elif suffix == ".jsonl":
-        try:
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise HastenError(f"{path} is not valid JSON lines: {exc}.") from exc
+        rows = _csv_rows(path, text)
     else:
-        raise HastenError(f"Data file {path} must be .txt, .csv or .jsonl.")
+        rows = _jsonl_rows(path, text)
     if not rows:
         raise HastenError(f"Data file {path} holds no rows.")
     column = column or "text"
     if column not in rows[0]:
-        raise HastenError(
-            f"{path} has no column {column!r}; its columns are {', '.join(map(str, rows[0]))}. "
-            "Choose one with --column."
-        )
+        raise HastenError(f"{path} has no column {column!r}; its columns are "
+                          f"{', '.join(map(str, rows[0]))}. Choose one with --column.")
+    _check_every_row(path, rows, column, "--column")
     texts = [str(r[column]).strip() for r in rows]
     if not any(texts):
         raise HastenError(f"Column {column!r} of {path} is empty.")
     labels = None
     if label_column:
         if label_column not in rows[0]:
-            raise HastenError(f"{path} has no label column {label_column!r}.")
+            raise HastenError(f"{path} has no label column {label_column!r}; its columns are "
+                              f"{', '.join(map(str, rows[0]))}. Choose one with --label-column.")
+        _check_every_row(path, rows, label_column, "--label-column")
         try:
             labels = [int(r[label_column]) for r in rows]
         except (TypeError, ValueError) as exc:
             raise HastenError(f"Labels in column {label_column!r} must be integers.") from exc
     keep = [i for i, t in enumerate(texts) if t]
     return [texts[i] for i in keep], ([labels[i] for i in keep] if labels else None)
+
+
+def _decode(path: Path) -> str:
+    """A data file's text: UTF-8 (with or without a byte-order mark), else one error that says
+    which encoding it seems to be in."""
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise HastenError(f"{path} is UTF-16 text, and hasten reads UTF-8; save it as UTF-8.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HastenError(f"{path} is not UTF-8 text (byte {data[exc.start]:#04x} at position "
+                          f"{exc.start}); save it as UTF-8 text.") from None
+
+
+def _csv_rows(path: Path, text: str) -> list[dict]:
+    """A CSV file's rows by header; a file that only splits on another separator says so."""
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise HastenError(f"{path} is not a readable CSV file ({exc}).") from exc
+    header = list(rows[0]) if rows else []
+    if len(header) == 1:
+        found = next((sep for sep in ";\t|" if sep in header[0]), None)
+        if found:
+            name = {";": "';'", "\t": "tabs", "|": "'|'"}[found]
+            raise HastenError(f"{path} looks separated by {name}, and hasten reads "
+                              "comma-separated files; save it with commas.")
+    return rows
+
+
+def _jsonl_rows(path: Path, text: str) -> list[dict]:
+    """A JSON lines file's objects, one per non-empty line."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HastenError(f"{path} is not valid JSON lines: line {number} ({exc.msg}); "
+                              "write one JSON object per line.") from exc
+        if not isinstance(row, dict):
+            raise HastenError(f"In {path}, line {number} is not a JSON object but a "
+                              f"{type(row).__name__}; write one object per line, such as "
+                              '{"text": "..."}.')
+        rows.append(row)
+    return rows
+
+
+def _check_every_row(path: Path, rows: list[dict], column: str, flag: str) -> None:
+    """Every row has a value in `column` (a short CSV row or an object without the key has
+    none)."""
+    missing = next((i for i, r in enumerate(rows) if r.get(column) is None), None)
+    if missing is not None:
+        raise HastenError(f"Row {missing + 1} of {path} has no value in column {column!r}; "
+                          f"fill it in, or choose another column with {flag}.")
 
 
 @dataclass

@@ -252,9 +252,14 @@ def audit_recipe(path: str | Path, *, batch_size: int = 16, steps: int = 8,
     losses = TensorStats()
     loss_values = []
     try:
-        for batch in batches:
+        for step, batch in enumerate(batches, 1):
             optimizer.zero_grad(set_to_none=True)
             loss = recipe.compute_loss(module, batch)
+            if not math.isfinite(float(loss.detach())):
+                # fp32 itself diverging leaves no reference to judge fp16 or bf16 against.
+                raise HastenError(f"{recipe.path.name}: the loss is {float(loss.detach())} at "
+                                  f"step {step} in plain fp32; fix the loss, the data or the "
+                                  "learning rate first.")
             losses.update(loss)
             loss_values.append(float(loss.detach()))
             loss.backward()

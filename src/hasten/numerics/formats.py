@@ -60,10 +60,11 @@ class Format:
         return value if x > 0 else -value
 
     def ulp(self, x: Fraction) -> Fraction:
-        """The spacing between representable values around x."""
+        """The spacing between representable values around x (at the largest value, for an x
+        beyond it)."""
         if self.integer:
             return Fraction(1)
-        a = max(abs(x), self.smallest_normal)
+        a = min(max(abs(x), self.smallest_normal), self.max)
         return Fraction(2) ** (_floor_log2(a) - self.mantissa_bits)
 
 
@@ -140,12 +141,22 @@ def get(name: str) -> Format:
 
 
 _POWER = re.compile(r"^([+-]?\d+)\s*(?:\^|\*\*)\s*([+-]?\d+)$")
+_EXPONENT = re.compile(r"[eE]\s*([+-]?\d+)\s*$")
+# Values beyond 10^±LIMIT are refused: exact arithmetic and printing them take ever longer, and
+# every format overflows or flushes to zero long before (float64 ends near 10^±308).
+LIMIT = 1000
 
 
 def parse_value(text: str) -> Fraction:
     """A value exactly as written: a decimal (0.1, 1e-8), a fraction (1/3) or a power (2^-24)."""
     text = text.strip()
     power = _POWER.match(text)
+    exponent = _EXPONENT.search(text)
+    decades = (abs(int(power.group(2))) * math.log10(max(2, abs(int(power.group(1)))))
+               if power else abs(int(exponent.group(1))) if exponent else 0)
+    if decades > LIMIT:
+        raise HastenError(f"{text!r} is too far outside every format's range to round (beyond "
+                          f"10^±{LIMIT}); give a value with a smaller exponent.")
     try:
         if power:
             value = Fraction(int(power.group(1))) ** int(power.group(2))
