@@ -8,6 +8,7 @@ batches from image paths alone.
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -82,8 +83,11 @@ def parse_size(text: str) -> tuple[int, int]:
 def override(prep: dict, image_size: tuple[int, int] | None = None,
              mean: list[float] | None = None, std: list[float] | None = None) -> dict:
     """The preparation with the user's flags applied: a size means a straight resize to it."""
+    from hasten.models import check_sample_size
+
     prep = dict(prep)
     if image_size is not None:
+        check_sample_size((prep["channels"], *image_size), "--image-size")
         prep.update(size=list(image_size), shortest_edge=None)
     if mean is not None:
         prep["mean"] = _per_channel(mean, prep["channels"], "--mean")
@@ -96,6 +100,8 @@ def override(prep: dict, image_size: tuple[int, int] | None = None,
 
 def _per_channel(values: list[float], channels: int, what: str) -> list[float]:
     values = [float(v) for v in values]
+    if not all(map(math.isfinite, values)):
+        raise HastenError(f"{what} takes finite numbers, not {values}.")
     if len(values) == 1:
         return values * channels
     if len(values) != channels:

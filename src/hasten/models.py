@@ -243,7 +243,11 @@ def _hf_module(path: Path, auto: Any, config: Any, with_weights: bool) -> tuple[
             raise HastenError(f"{which} cannot be loaded ({type(exc).__name__}: {exc}); save "
                               "the model again (model.save_pretrained).") from exc
     torch.manual_seed(0)
-    return auto.from_config(config), False
+    try:
+        return auto.from_config(config), False
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise HastenError(f"The model described by {path / 'config.json'} cannot be built "
+                          f"({type(exc).__name__}: {exc}); check the config's sizes.") from exc
 
 
 def _is_image_config(config: Any) -> bool:
@@ -422,14 +426,19 @@ def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> Lo
     )
 
 
-def _sample(shape: tuple[int, ...]) -> torch.Tensor:
-    """One seeded random float sample shaped (1, *shape); a shape too large for this machine's
-    memory is an error, not an allocation that fails or swaps."""
+def check_sample_size(shape: tuple[int, ...], flag: str) -> None:
+    """A float32 sample of `shape` fits in this machine's memory with room for a batch; else
+    an error that names the flag which set the shape, not an allocation that fails or swaps."""
     size = 4 * math.prod(shape)
     if size > psutil.virtual_memory().available / 4:
         raise HastenError(f"One input sample shaped {'x'.join(map(str, shape))} takes "
                           f"{size / 2**30:.1f} GiB, more than a quarter of the memory free here; "
-                          "check --input-shape.")
+                          f"check {flag}.")
+
+
+def _sample(shape: tuple[int, ...]) -> torch.Tensor:
+    """One seeded random float sample shaped (1, *shape)."""
+    check_sample_size(shape, "--input-shape")
     return torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
 
 

@@ -145,11 +145,15 @@ _EXPONENT = re.compile(r"[eE]\s*([+-]?\d+)\s*$")
 # Values beyond 10^±LIMIT are refused: exact arithmetic and printing them take ever longer, and
 # every format overflows or flushes to zero long before (float64 ends near 10^±308).
 LIMIT = 1000
+MAX_CHARS = 200
 
 
 def parse_value(text: str) -> Fraction:
     """A value exactly as written: a decimal (0.1, 1e-8), a fraction (1/3) or a power (2^-24)."""
     text = text.strip()
+    if len(text) > MAX_CHARS:
+        raise HastenError(f"The value is {len(text)} characters long; write it in at most "
+                          f"{MAX_CHARS}, with an exponent (1e-8) or a power (2^-24).")
     power = _POWER.match(text)
     exponent = _EXPONENT.search(text)
     decades = (abs(int(power.group(2))) * math.log10(max(2, abs(int(power.group(1)))))
