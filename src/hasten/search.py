@@ -70,6 +70,11 @@ CANDIDATES = (
     *(_c(f"onnx/openvino/int8-nncf{suffix}",
          ("onnx_export", "openvino_convert", "openvino_nncf_int8"), "openvino",
          {"precision": precision}) for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
+    *(_c(f"ov-direct/openvino/{precision}", ("openvino_convert_torch",), "openvino",
+         {"precision": precision}, in_quick=False) for precision in ("f32", "bf16")),
+    *(_c(f"ov-direct/openvino/int8-nncf{suffix}", ("openvino_convert_torch", "openvino_nncf_int8"),
+         "openvino", {"precision": precision}, in_quick=False)
+      for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
 )
 
 

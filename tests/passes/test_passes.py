@@ -11,6 +11,7 @@ import torch
 from hasten import passes
 from hasten.models import load_model
 from hasten.passes import Artifact, PassContext
+from hasten.passes.onnx import reduce_range_note
 from hasten.trial import _error
 from hasten.workload import tokenize
 
@@ -53,7 +54,8 @@ def test_registry_is_complete():
                 "autocast_fp16", "torch_int8_dynamic", "torchao_int8_dynamic",
                 "torchscript_trace", "torchscript_script", "channels_last",
                 "ort_quantize_static_minmax", "ort_quantize_static_entropy",
-                "ort_quantize_static_percentile", "pt2e_int8_x86", "openvino_nncf_int8"}
+                "ort_quantize_static_percentile", "pt2e_int8_x86", "openvino_nncf_int8",
+                "openvino_convert_torch"}
     assert set(passes.REGISTRY) == expected
     for name, step in passes.REGISTRY.items():
         assert step.name == name and step.apply.__doc__, name
@@ -164,7 +166,7 @@ def test_transformer_fusion(tiny_bert_spec, bert_onnx, tmp_path, cnn_spec):
 def test_ort_quantize_dynamic(tiny_bert_spec, bert_onnx, tmp_path):
     model = load_model(tiny_bert_spec, with_weights=False)
     out = _apply("ort_quantize_dynamic", bert_onnx, model, tmp_path)
-    assert out.notes == bert_onnx.notes
+    assert out.notes == [*bert_onnx.notes, *reduce_range_note()]  # 7-bit without VNNI/AMX
     graph = onnx.load(str(out.path)).graph
     ops = {n.op_type for n in graph.node}
     assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops
@@ -183,6 +185,28 @@ def test_openvino_convert_keeps_f32_weights(tiny_bert_spec, bert_onnx, tmp_path)
     types = {op.get_element_type().get_type_name() for op in ir.get_ops()
              if op.get_type_name() == "Constant"}
     assert "f32" in types and "f16" not in types
+
+
+def test_openvino_straight_from_pytorch(tiny_bert_spec, tmp_path):
+    """Attention stays one fused op, every dimension stays dynamic, the inputs keep their
+    names, and each linear layer's MatMul is found under its module's name."""
+    import json
+
+    import openvino as ov
+
+    model = load_model(tiny_bert_spec)
+    out = _apply("openvino_convert_torch", Artifact("torch", module=model.module), model,
+                 tmp_path)
+    assert out.kind == "openvino" and "converted straight from PyTorch" in out.notes
+    ir = ov.Core().read_model(str(out.path))
+    assert [p.get_any_name() for p in ir.inputs] == model.input_names
+    assert all(p.get_partial_shape().is_dynamic for p in ir.inputs)
+    assert any(op.get_type_name() == "ScaledDotProductAttention" for op in ir.get_ops())
+    layers = json.loads((tmp_path / "layers.json").read_text())
+    linears = {n for n, m in model.module.named_modules() if isinstance(m, torch.nn.Linear)}
+    # The pooler does not feed the last hidden state the model returns, so it is traced away.
+    assert set(layers) == linears - {"model.pooler.dense"}
+    assert all(len(ops) == 1 for ops in layers.values())
 
 
 def test_torchscript_trace(cnn_spec, tmp_path):

@@ -153,12 +153,13 @@ def test_pt2e_keeps_the_fragile_layer_in_float(fragile, tmp_path):
     assert _cosine(model, workload, run) >= 0.99
 
 
-def test_openvino_nncf_int8(fragile, tmp_path):
+@pytest.mark.parametrize("route", [["onnx_export", "openvino_convert"],
+                                   ["openvino_convert_torch"]], ids=["via-onnx", "direct"])
+def test_openvino_nncf_int8(fragile, tmp_path, route):
     import openvino as ov
 
     model, workload = fragile
-    artifact = _chain(model, workload, tmp_path,
-                      ["onnx_export", "openvino_convert", "openvino_nncf_int8"])
+    artifact = _chain(model, workload, tmp_path, [*route, "openvino_nncf_int8"])
     notes = "\n".join(artifact.notes)
     assert "calibrated (NNCF) on 64 samples" in notes
     assert "kept in float (1 of 3 layers, most damaging first): model.fragile;" in notes

@@ -14,6 +14,7 @@ from hasten.passes import Artifact
 FP32 = {"torch/eager/fp32", "torchscript/jit/trace-frozen", "torch/compile/fp32",
         "onnx/ort/disabled", "onnx/ort/basic", "onnx/ort/extended", "onnx/ort/all",
         "onnx-fused/ort/all", "onnx-legacy-fused/ort/all", "onnx/openvino/f32",
+        "ov-direct/openvino/f32",
         "torch/eager/channels-last", "torch/compile/channels-last"}
 COMPILE = [c.name for c in search.CANDIDATES if c.runtime == "compile"]
 # Tracing the transformers model warns about data-dependent branches it freezes; expected.

@@ -180,9 +180,9 @@ def pt2e_int8_x86(artifact: Artifact, ctx: PassContext) -> Artifact:
           calibrates=True)
 def openvino_nncf_int8(artifact: Artifact, ctx: PassContext) -> Artifact:
     """OpenVINO int8 through NNCF's post-training quantization, calibrated on the workload
-    (transformer model type for text models, which keeps sensitive ops in float).
-    Accuracy-aware; OpenVINO keeps the ONNX node names, which openvino_convert mapped to
-    modules in its layers file."""
+    (transformer model type for text models, which keeps sensitive ops in float and applies
+    SmoothQuant; fast bias correction; 7-bit weights only on CPUs without VNNI or AMX, whose
+    int8 kernels saturate). Accuracy-aware, with the modules-to-ops map its converter wrote."""
     import nncf
     import openvino as ov
 
@@ -191,6 +191,8 @@ def openvino_nncf_int8(artifact: Artifact, ctx: PassContext) -> Artifact:
     core = ov.Core()
     source = core.read_model(str(artifact.path))
     model_type = nncf.ModelType.TRANSFORMER if ctx.model.kind == "text" else None
+    overflow = nncf.OverflowFix.DISABLE if has_int8_dot() else nncf.OverflowFix.ENABLE
+    advanced = nncf.AdvancedQuantizationParameters(overflow_fix=overflow)
     layers_file = artifact.path.parent / LAYERS_FILE
     by_module = json.loads(layers_file.read_text()) if layers_file.is_file() else {}
 
@@ -201,7 +203,7 @@ def openvino_nncf_int8(artifact: Artifact, ctx: PassContext) -> Artifact:
         ignored = nncf.IgnoredScope(names=nodes_for(by_module, kept), validate=False)
         return compiled(nncf.quantize(source.clone(), nncf.Dataset(feeds),
                                       subset_size=len(feeds), model_type=model_type,
-                                      ignored_scope=ignored))
+                                      ignored_scope=ignored, advanced_parameters=advanced))
 
     def run(model, run_batches: list) -> list[torch.Tensor]:
         return [torch.from_numpy(model[1](f)[0]) for f in _feeds(ctx, run_batches)]
@@ -211,4 +213,6 @@ def openvino_nncf_int8(artifact: Artifact, ctx: PassContext) -> Artifact:
     path = ctx.folder / "model.xml"
     ov.save_model(quantized, str(path), compress_to_fp16=False)
     note = f"calibrated (NNCF) on {_samples(batches)} samples"
-    return Artifact("openvino", path=path, notes=[*artifact.notes, note, *notes])
+    sevens = [] if has_int8_dot() else ["7-bit weights (NNCF overflow fix): this CPU has no "
+                                        "VNNI or AMX, and its int8 kernels saturate"]
+    return Artifact("openvino", path=path, notes=[*artifact.notes, note, *sevens, *notes])
