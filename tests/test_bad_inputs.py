@@ -100,6 +100,8 @@ CASES = [
     case("huge input shape",
          "infer --model py:{root}/cnn.py:build_module_only --input-shape 3x1000000x1000000",
          "One input sample shaped 3x1000000x1000000 takes"),
+    case("infer device tpu", "infer --model py:{root}/cnn.py:build --device tpu",
+         "The device must be cpu or cuda, not 'tpu'"),
     case("calibration samples 0",
          "infer --model py:{root}/cnn.py:build --calibration-samples 0",
          "--calibration-samples must be at least 1"),
@@ -120,6 +122,9 @@ CASES = [
     case("loss NaN from step 1", "train {root}/nan.py --steps 2 --batch-size 4 --out {root}/runs",
          "loss is nan at step 1"),
     case("train negative steps", "train {root}/recipe.py --steps -1", "must each be at least 1"),
+    case("train zero steps", "train {root}/recipe.py --steps 0", "must each be at least 1"),
+    case("train batch size 0", "train {root}/recipe.py --batch-size 0",
+         "must each be at least 1"),
     case("train device tpu", "train {root}/recipe.py --device tpu",
          "--device must be cpu or cuda"),
     # numerics
@@ -325,6 +330,14 @@ def test_bad_input_is_one_plain_sentence(outcomes, c):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert 1 <= len(lines) <= 3 and lines[0].startswith("error: "), shown
     assert c.says in " ".join(lines), shown
+
+
+def test_an_unknown_option_is_a_short_plain_usage_error(corpus):
+    """A mistyped option gets click's plain three lines, not a drawn panel."""
+    proc = _run(corpus, case("unknown option", "numerics formats --bogus", ""))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) <= 3, proc.stderr
+    assert lines[-1] == "Error: No such option: --bogus"
 
 
 def test_the_study_given_bad_options_is_itself_good(corpus):

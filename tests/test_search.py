@@ -176,3 +176,31 @@ def test_survivors_always_include_the_baseline():
     assert survivors({"base": {"status": "failed"}}, {"base": 1.0}, "base") == ["base"]
     assert survivors({}, {}, "base") == []
     assert survivors({"x": _ok()}, {"x": 1.0}, "base") == ["x"]
+
+
+def _row(name: str, runtime: str, settings: dict | None = None) -> dict:
+    return {"name": name, "passes": ["p"], "runtime": runtime, "settings": settings or {}}
+
+
+def test_variants_tune_each_runtimes_fastest_passing_candidate():
+    rows = [_row("ov/slow", "openvino", {"precision": "f32"}),
+            _row("ov/fast", "openvino", {"precision": "f32"}),
+            _row("ov/wrong", "openvino"), _row("compiled", "compile"),
+            _row("frozen", "compile", {"freezing": True}), _row("ort", "ort")]
+    results = {name: _ok() for name in ("ov/slow", "ov/fast", "compiled", "frozen", "ort")}
+    results["ov/wrong"] = _ok(passed=False)
+    screen = {"ov/slow": 9.0, "ov/fast": 5.0, "ov/wrong": 1.0, "compiled": 7.0, "frozen": 6.0,
+              "ort": 1.0}
+    assert search.variants(rows, results, screen) == [
+        {"name": "ov/fast/static-shapes", "passes": ["p"], "runtime": "openvino",
+         "settings": {"precision": "f32", "shapes": "static"}}]
+    # Once the variant exists and is fastest, nothing is left to add for its runtime.
+    rows.append(search.variants(rows, results, screen)[0])
+    results["ov/fast/static-shapes"], screen["ov/fast/static-shapes"] = _ok(), 4.0
+    assert search.variants(rows, results, screen) == []
+
+
+def test_int8_is_read_from_any_part_after_the_runtime():
+    assert search.is_int8("ov-direct/openvino/int8-nncf/static-shapes")
+    assert search.is_int8("torch/compile/int8-static-pt2e")
+    assert not search.is_int8("onnx/openvino/f32/static-shapes")

@@ -61,6 +61,8 @@ def optimize_inference(
     database, so running the same call again resumes instead of starting over. With `report`,
     the study folder gets its HTML report when the study ends, also when its baseline failed.
     """
+    if device not in ("cpu", "cuda"):
+        raise HastenError(f"The device must be cpu or cuda, not {device!r}.")
     if device == "cuda" and not torch.cuda.is_available():
         raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
     if not 0 < max_drop < 1:
@@ -212,26 +214,39 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     runnable.sort(key=lambda n: n != baseline)
     latency_points = workload.latency_points(model.kind)
     screen = search.screen_point(latency_points)
-    for done, name in enumerate(runnable):
-        progress(f"screening {name}", done, len(runnable))
-        if name not in store.results():
-            reason = artifacts.ensure_built(store, executor, limits, name,
-                                            tuple(rows[name]["passes"]))
-            reason = reason or timed_run(executor, limits, name == baseline, store.folder,
-                                         name, "screen", [screen])
-            if reason and name not in store.results():
-                store.put_result(name, "failed", error=reason)
-                store.put_trial(name, screen, "failed", error=reason)
-            log_trials(store, name, [screen], log)
-        if name == baseline and store.results()[name]["status"] != "ok":
-            raise HastenError(
-                f"The baseline ({baseline}) failed: {store.results()[name]['error']}. "
-                f"See {store.folder / 'logs'} for details."
-            )
-    results = store.results()
-    p50 = {t["candidate"]: t["latency"]["p50"] for t in store.trials()
-           if t["point"] == screen and t["status"] == "ok"}
-    keep = search.survivors(results, p50, baseline)
+
+    def screen_all(names: list[str], what: str) -> None:
+        rows = {c["name"]: c for c in store.candidates()}
+        for done, name in enumerate(names):
+            progress(f"{what} {name}", done, len(names))
+            if name not in store.results():
+                reason = artifacts.ensure_built(store, executor, limits, name,
+                                                tuple(rows[name]["passes"]))
+                reason = reason or timed_run(executor, limits, name == baseline,
+                                             store.folder, name, "screen", [screen])
+                if reason and name not in store.results():
+                    store.put_result(name, "failed", error=reason)
+                    store.put_trial(name, screen, "failed", error=reason)
+                log_trials(store, name, [screen], log)
+            if name == baseline and store.results()[name]["status"] != "ok":
+                raise HastenError(
+                    f"The baseline ({baseline}) failed: {store.results()[name]['error']}. "
+                    f"See {store.folder / 'logs'} for details."
+                )
+
+    def screened() -> dict[str, float]:
+        return {t["candidate"]: t["latency"]["p50"] for t in store.trials()
+                if t["point"] == screen and t["status"] == "ok"}
+
+    screen_all(runnable, "screening")
+    # The fastest chain of each runtime, again with the runtime settings worth searching.
+    tuned = search.variants(store.candidates(), store.results(), screened())
+    for i, variant in enumerate(tuned):
+        if variant["name"] not in rows:
+            store.add_candidate(len(rows) + i, variant["name"], variant["passes"],
+                                variant["runtime"], variant["settings"], None)
+    screen_all([v["name"] for v in tuned], "tuning")
+    keep = search.survivors(store.results(), screened(), baseline)
     with_dataset = set(keep[: search.DATASET_PASS_CANDIDATES + 1]) | {baseline}
     keep.sort(key=lambda n: n != baseline)  # the baseline's time sets the others' limit
     for i, name in enumerate(keep):

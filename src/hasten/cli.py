@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hasten.errors import HastenError
 
-app = typer.Typer(add_completion=False, no_args_is_help=False,
+app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=None,
                   help="Make PyTorch models train and infer faster, with proof.")
 err = Console(stderr=True)
 
@@ -188,8 +188,9 @@ def train(
         for path, settings, study_name in runs:
             with _progress_bar() as (progress, log):
                 study = optimize_training(
-                    path, steps=steps or settings.get("steps", 100),
-                    batch_size=batch_size or settings.get("batch_size", 32),
+                    path, steps=settings.get("steps", 100) if steps is None else steps,
+                    batch_size=(settings.get("batch_size", 32) if batch_size is None
+                                else batch_size),
                     evaluate=evaluate, devices=devices, memory_budget_mb=budget,
                     max_drop=max_drop, quick=quick or settings.get("quick", False), out=out,
                     name=study_name, fresh=fresh, device=device,
@@ -259,7 +260,7 @@ def compare(
     _guard(debug, go)
 
 
-numerics = typer.Typer(add_completion=False, no_args_is_help=True,
+numerics = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                        help="Number formats, how a value fares in each, and a model's range "
                        "audit.")
 app.add_typer(numerics, name="numerics")

@@ -136,9 +136,37 @@ def survivors(results: dict[str, dict], screen: dict[str, float], baseline: str)
     return ([baseline] if baseline in screen and baseline not in names else []) + names
 
 
+# Runtime settings searched after screening, on each runtime's fastest passing candidate.
+SETTING_VARIANTS = {
+    "openvino": (("static-shapes", {"shapes": "static"}),),
+    "compile": (("freezing", {"freezing": True}),),
+}
+
+
+def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float]
+             ) -> list[dict]:
+    """New candidates: for each runtime with settings to search, its fastest passing candidate
+    with each setting it does not have yet (the best chain with the best runtime settings)."""
+    fastest: dict[str, dict] = {}
+    for row in rows:
+        name, runtime = row["name"], row["runtime"]
+        if (runtime in SETTING_VARIANTS and name in screen and (results.get(name) or {}).get(
+                "passed") and screen[name] < screen.get(fastest.get(runtime, {}).get("name"),
+                                                        float("inf"))):
+            fastest[runtime] = row
+    out = []
+    for runtime, row in fastest.items():
+        for label, extra in SETTING_VARIANTS[runtime]:
+            if any(row["settings"].get(k) != v for k, v in extra.items()):
+                out.append({"name": f"{row['name']}/{label}", "passes": row["passes"],
+                            "runtime": runtime, "settings": {**row["settings"], **extra}})
+    return out
+
+
 def is_int8(name: str) -> bool:
-    """Whether a candidate runs int8 (its name's last part says so, as in int8-static-pt2e)."""
-    return name.rsplit("/", 1)[-1].startswith("int8")
+    """Whether a candidate runs int8 (a part of its name after the runtime says so, as in
+    int8-static-pt2e or int8-nncf/static-shapes)."""
+    return any(part.startswith("int8") for part in name.split("/")[2:])
 
 
 def int8_slow_reason(row: dict, flags: dict) -> str:

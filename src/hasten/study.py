@@ -131,6 +131,9 @@ class Study:
     def best(self, objective: str = "latency", batch_size: int | None = None) -> dict | None:
         """The passing candidate that is best for the objective, or None when none passed.
         For memory: the fastest of those within the measurement's noise of the least."""
+        if objective not in search.OBJECTIVES:
+            raise HastenError(f"Unknown objective {objective!r}; use one of "
+                              f"{', '.join(search.OBJECTIVES)}.")
         if objective == "memory":
             screen = self.screen_point
             return least_memory([r for r in self.table() if r["status"] == "ok"],

@@ -130,6 +130,15 @@ def test_openvino_refuses_a_precision_it_did_not_get(tiny_bert_spec, build_candi
     runtimes.REGISTRY["openvino"].build(artifact, {"precision": "f32"}, 1, "cpu")
 
 
+def test_openvino_static_shapes_match_dynamic_ones(tiny_bert_spec, build_candidate):
+    _, artifact, dynamic, batches, _ = build_candidate(tiny_bert_spec, "onnx/openvino/f32")
+    static = runtimes.REGISTRY["openvino"].build(
+        artifact, {"precision": "f32", "shapes": "static"}, 1, "cpu")
+    shorter = [t[:1, :8] for t in batches[0]]
+    for inputs in (batches[0], shorter, batches[0]):
+        assert torch.allclose(static(inputs), dynamic(inputs), atol=1e-4)
+
+
 def test_eager_runner_casts_float_inputs_and_autocasts(cnn_spec):
     model = load_model(cnn_spec)
     x = model.example_inputs["input_0"]

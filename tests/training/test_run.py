@@ -12,6 +12,7 @@ import torch
 from test_cli import _one_error_line, hasten
 
 from hasten.errors import HastenError
+from hasten.measure import memory_noise_mb
 from hasten.training import run, runner
 from hasten.training.candidates import CANDIDATES, HALF_MODES, combine, speed_group
 from hasten.training.run import optimize_training, parse_memory
@@ -207,9 +208,13 @@ def test_recommendation_names_fabric_and_code_lines(cnn_study):
     assert best is not None and best["status"] == "ok"
     assert any("Fabric(" in line and "precision=" in line or "plugins=" in line
                for line in best["code"])
+    # For memory: the fastest of the candidates within the measurement's noise of the least.
     memory = cnn_study.best("memory")
-    assert memory["peak_mb"] == min(r["peak_mb"] for r in cnn_study.table()
-                                    if r["status"] == "ok")
+    ok = [r for r in cnn_study.table() if r["status"] == "ok" and r["samples_per_s"]]
+    least = min(r["peak_mb"] for r in ok)
+    close = [r for r in ok if r["peak_mb"] <= least + memory_noise_mb(least)]
+    assert memory["peak_mb"] <= least + memory_noise_mb(least)
+    assert memory["samples_per_s"] == max(r["samples_per_s"] for r in close)
 
 
 def test_a_study_resumes_without_rerunning(cnn_study, tmp_path):
@@ -237,7 +242,9 @@ def test_a_candidate_that_goes_nan_is_reported_not_fatal(tmp_path, monkeypatch):
 def test_batch_size_search_finds_the_largest_batch_under_the_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "CANDIDATES", CANDIDATES[:1])
     recipe = write(tmp_path, "wide.py", WIDE_RECIPE)
-    budget = 900.0
+    # Each sample holds about half a MiB of activations and gradients, so the budget is
+    # crossed at a few hundred samples, where a step is quick on any CPU.
+    budget = 120.0
     study = optimize_training(recipe, steps=2, batch_size=64, out=tmp_path / "runs",
                               budget_s=0.2, memory_budget_mb=budget, audit=False, report=False)
     search = study.batch_search

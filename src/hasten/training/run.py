@@ -173,6 +173,9 @@ def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
     if not loss.requires_grad:
         raise HastenError(f"{recipe.path.name}: the loss does not depend on the model's "
                           "trainable parameters, so nothing would train.")
+    if not torch.isfinite(loss.detach()).all():
+        raise HastenError(f"{recipe.path.name}: the loss is {loss.item()} at step 1 in plain "
+                          "fp32; fix the loss, the data or the learning rate first.")
     loss.backward()
     if evaluate:
         loader = torch.utils.data.DataLoader(recipe.eval_dataset(), batch_size=2)
@@ -232,6 +235,13 @@ class Launcher:
                                  one_time=previous.get("one_time"), notes=previous.get("notes"))
 
 
+def _diverged(store: Store, name: str) -> str:
+    """Why a candidate's speed run did not stay finite."""
+    trial = next((t for t in store.trials() if t["candidate"] == name and t["point"] == "speed"),
+                 None)
+    return ((trial or {}).get("latency") or {}).get("diverged") or "its loss was not finite"
+
+
 def _speeds(store: Store) -> dict[str, float]:
     """Samples per second of every candidate whose speed run finished and stayed finite."""
     return {t["candidate"]: t["throughput"] for t in store.trials()
@@ -249,6 +259,9 @@ def _run(store: Store, config: dict, launch: Launcher, progress: Progress) -> No
         if name == baseline and store.results()[name]["status"] != "ok":
             raise HastenError(f"The fp32 baseline failed: {store.results()[name]['error']}. "
                               f"See {store.folder / 'logs'} for details.")
+        if name == baseline and baseline not in _speeds(store):
+            raise HastenError(f"The fp32 baseline diverged while timed ({_diverged(store, name)}); "
+                              "fix the loss, the data or the learning rate first.")
     # fp32 and every precision mode train to the end first (some models converge in only one
     # of them); the batch-size search and the combined candidate build on the fastest mode that
     # kept accuracy.
@@ -275,10 +288,11 @@ def _converge(store: Store, config: dict, launch: Launcher, progress: Progress,
         progress(f"training {name} for {config['steps']} steps", i, len(names))
         if "converge" not in store.done_points(name):
             launch(name, "converge")
-        if name == config["baseline"] and not (
-                store.results()[name].get("fidelity") or {}).get("final_loss"):
-            raise HastenError("The fp32 baseline failed to train for the study's steps; "
-                              f"see {store.folder / 'logs'} for details.")
+        outcome = store.results()[name].get("fidelity") or {}
+        if name == config["baseline"] and not math.isfinite(outcome.get("final_loss", math.nan)):
+            why = outcome.get("diverged") or outcome.get("error") or "no final loss"
+            raise HastenError(f"The fp32 baseline failed to train for the study's steps ({why}); "
+                              f"fix the recipe first, see {store.folder / 'logs'}.")
 
 
 def fastest_passing_mode(store: Store) -> str:
