@@ -123,8 +123,10 @@ def test_changed_settings_need_fresh(tiny_study):
     assert _timestamps(tiny_study.folder) == before
 
 
-def test_fresh_starts_over(tmp_path, cnn_spec, only_candidates):
+def test_fresh_starts_over(tmp_path, cnn_spec, only_candidates, monkeypatch):
     only_candidates(BASE, "torch/eager/int8-dynamic")
+    # Which candidates survive screening depends on the CPU's speed; both runs must match.
+    monkeypatch.setattr(search, "KEEP_FACTOR", float("inf"))
     kwargs = dict(quick=True, batch_sizes=[1, 2], out=tmp_path, name="fresh")
     hasten.optimize_inference(cnn_spec, **kwargs)
     first = _timestamps(tmp_path / "fresh")
@@ -256,6 +258,20 @@ def test_memory_is_the_candidates_own(tmp_path, only_candidates):
     assert trials[(BASE, "b512")] > fp32 + 2  # 512 x 1024 floats are 2 MiB
     assert rows[BASE]["peak_mb"] == fp32  # the screening point's figure
     assert study.best("memory")["candidate"] == "onnx/ort/int8-dynamic"
+
+
+def test_the_fastest_chain_of_a_runtime_is_tuned_after_screening(tmp_path, cnn_spec,
+                                                                  only_candidates):
+    only_candidates(BASE, "onnx/openvino/f32")
+    study = hasten.optimize_inference(cnn_spec, batch_sizes=[1, 2], out=tmp_path)
+    rows = _rows(study)
+    tuned = rows["onnx/openvino/f32/static-shapes"]
+    assert tuned["status"] == "ok" and tuned["settings"] == {"precision": "f32",
+                                                             "shapes": "static"}
+    assert tuned["passes"] == rows["onnx/openvino/f32"]["passes"]
+    assert tuned["fidelity"]["cosine_min"] > 0.9999
+    builds = [p for p in (study.folder / "logs").iterdir() if p.name.endswith(".build.log")]
+    assert len(builds) == 1  # the variant reuses its chain's artifact
 
 
 def test_an_onnx_file_study(tmp_path, cnn_onnx, only_candidates):

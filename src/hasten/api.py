@@ -220,8 +220,10 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
         for done, name in enumerate(names):
             progress(f"{what} {name}", done, len(names))
             if name not in store.results():
+                later = {n: tuple(rows[n]["passes"]) for n in names[done + 1:]
+                         if n not in store.results()}
                 reason = artifacts.ensure_built(store, executor, limits, name,
-                                                tuple(rows[name]["passes"]))
+                                                tuple(rows[name]["passes"]), later)
                 reason = reason or timed_run(executor, limits, name == baseline,
                                              store.folder, name, "screen", [screen])
                 if reason and name not in store.results():
@@ -239,8 +241,10 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
                 if t["point"] == screen and t["status"] == "ok"}
 
     screen_all(runnable, "screening")
-    # The fastest chain of each runtime, again with the runtime settings worth searching.
-    tuned = search.variants(store.candidates(), store.results(), screened())
+    # The fastest chain of each runtime, again with the runtime settings worth searching
+    # (not in --quick, which measures the fixed menu only).
+    tuned = ([] if config["quick"] else
+             search.variants(store.candidates(), store.results(), screened()))
     for i, variant in enumerate(tuned):
         if variant["name"] not in rows:
             store.add_candidate(len(rows) + i, variant["name"], variant["passes"],

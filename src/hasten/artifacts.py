@@ -1,15 +1,19 @@
-"""The study's artifact cache: each file-writing chain prefix is built once, in a process of
-its own, and shared by every candidate that starts with it. A prefix that fails (an exception,
-a crash, a time limit) is recorded once, and every candidate that needs it fails at once with
-the same reason instead of building it again."""
+"""The study's artifact cache: each file-writing chain prefix is built once, in a build
+process apart from the trials that measure it, and shared by every candidate that starts with
+it. One build process builds every prefix still missing, one after the other, so the study
+pays for one process start, not one per prefix. A prefix that fails (an exception, a crash, a
+time limit) is recorded once, and every candidate that needs it fails at once with the same
+reason instead of building it again."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from pathlib import Path
 
 from hasten import passes
-from hasten.executors import LocalExecutor, TimeLimits, timed_run
+from hasten.executors import LocalExecutor, TimeLimits
 from hasten.passes import Artifact
 from hasten.store import Store
 
@@ -80,19 +84,49 @@ def failure(store: Store, chain: tuple[str, ...]) -> str | None:
     return None
 
 
-def ensure_built(store: Store, executor: LocalExecutor, limits: TimeLimits, name: str,
-                 chain: tuple[str, ...]) -> str | None:
-    """Build the chain's file prefix in its own process unless it is on disk; return why the
-    candidate cannot be built (this time or an earlier one), or None."""
-    reason = failure(store, chain)
+def missing(store: Store, chain: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The chain's file prefix when it still has to be built (not on disk, not failed)."""
     prefix = passes.file_prefix(chain)
-    if reason or not prefix or cached(store.folder, prefix)[0] == len(prefix):
-        return reason
-    why = timed_run(executor, limits, False, store.folder, name, "build", [],
-                    limit_phase="screen")
-    reason = failure(store, chain)  # the build process records its own exceptions
-    if reason is None and (why or cached(store.folder, prefix)[0] < len(prefix)):
-        step = unfinished_step(store.folder, prefix) or prefix
-        record_failure(store, step, why or "it wrote no artifact")
-        reason = failure(store, chain)
-    return reason
+    if (not prefix or failure(store, chain)
+            or cached(store.folder, prefix)[0] == len(prefix)):
+        return None
+    return prefix
+
+
+def ensure_built(store: Store, executor: LocalExecutor, limits: TimeLimits, name: str,
+                 chain: tuple[str, ...], later: dict[str, tuple[str, ...]]) -> str | None:
+    """Build the chain's file prefix unless it is on disk, in one build process with the
+    missing prefixes of the candidates screened `later` (name -> chain); return why this
+    candidate cannot be built (this time or an earlier one), or None."""
+    prefix = missing(store, chain)
+    if prefix is None:
+        return failure(store, chain)
+    todo = {prefix: name}
+    for other, other_chain in later.items():
+        other_prefix = missing(store, other_chain)
+        if other_prefix is not None:
+            todo.setdefault(other_prefix, other)
+    for p in todo:  # markers a killed build left behind are stale
+        for i in range(1, len(p) + 1):
+            (folder(store.folder, p[:i]) / BUILDING).unlink(missing_ok=True)
+    limit = limits.of("screen")
+
+    def step_too_long() -> str | None:
+        """Each step of the build has the limit of one trial."""
+        for p in todo:
+            for i in range(1, len(p) + 1):
+                marker = folder(store.folder, p[:i]) / BUILDING
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - marker.stat().st_mtime > limit:
+                        return f"ran past its time limit of {limit:.0f} s and was stopped"
+        return None
+
+    why = executor.run(store.folder, name, "build", list(todo.values()), limit * len(todo),
+                       watch=step_too_long)
+    if why:  # a crash or the time limit: the step under way is the one that failed
+        step = next(filter(None, (unfinished_step(store.folder, p) for p in todo)), prefix)
+        record_failure(store, step, why)
+    if failure(store, chain) is None and cached(store.folder, prefix)[0] < len(prefix):
+        record_failure(store, unfinished_step(store.folder, prefix) or prefix,
+                       why or "it wrote no artifact")
+    return failure(store, chain)

@@ -3,11 +3,13 @@ candidate and phase, with a time limit; crashes and kills become reasons, not ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hasten.store import Store
@@ -46,9 +48,11 @@ class LocalExecutor:
     """Runs trials one at a time in fresh Python processes on this machine."""
 
     def run(self, study: Path, candidate: str, phase: str, points: list[str],
-            timeout_s: float, module: str = "hasten.trial") -> str | None:
+            timeout_s: float, module: str = "hasten.trial",
+            watch: Callable[[], str | None] | None = None) -> str | None:
         """Run one candidate's trials with `python -m module`; return why the process failed,
-        or None. An interrupt (Ctrl-C) stops the trial process too before it goes on."""
+        or None. `watch`, asked every second, may stop it sooner with its reason. An
+        interrupt (Ctrl-C) stops the trial process too before it goes on."""
         logs = study / "logs"
         logs.mkdir(exist_ok=True)
         log = logs / f"{candidate.replace('/', '_')}.{phase}.log"
@@ -58,11 +62,19 @@ class LocalExecutor:
         with log.open("w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)
+            started = time.monotonic()
             try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                _stop(proc)
-                return f"ran past its time limit of {timeout_s:.0f} s and was stopped"
+                while proc.poll() is None:
+                    left = timeout_s - (time.monotonic() - started)
+                    if left <= 0:
+                        _stop(proc)
+                        return f"ran past its time limit of {timeout_s:.0f} s and was stopped"
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=min(1.0, left))
+                    why = watch() if watch and proc.poll() is None else None
+                    if why:
+                        _stop(proc)
+                        return why
             except BaseException:
                 _stop(proc)
                 raise

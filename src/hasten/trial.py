@@ -66,16 +66,20 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
 
-def build_only(store: Store, study: Path, config: dict, chain: tuple[str, ...]) -> None:
-    """Build the chain's file prefix for the candidates that share it; a failing step is
-    recorded once, for all of them."""
-    prefix = passes.file_prefix(chain)
-    try:
-        build(study, config, prefix, {})
-    except Exception as exc:
-        step = artifacts.unfinished_step(study, prefix) or prefix
-        artifacts.record_failure(store, step, _error(exc))
-        traceback.print_exc()
+def build_only(store: Store, study: Path, config: dict, names: list[str]) -> None:
+    """Build the file prefix of each named candidate's chain, one after the other, for the
+    candidates that share them; a failing step is recorded once, for all of them."""
+    chains = {c["name"]: tuple(c["passes"]) for c in store.candidates()}
+    for name in names:
+        prefix = artifacts.missing(store, chains[name])
+        if prefix is None:
+            continue
+        try:
+            build(study, config, prefix, {})
+        except Exception as exc:
+            step = artifacts.unfinished_step(study, prefix) or prefix
+            artifacts.record_failure(store, step, _error(exc))
+            traceback.print_exc()
 
 
 def run(study: Path, name: str, phase: str, points: list[str]) -> None:
@@ -83,7 +87,7 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
     config = store.meta("config")
     row = next(c for c in store.candidates() if c["name"] == name)
     if phase == "build":
-        build_only(store, study, config, tuple(row["passes"]))
+        build_only(store, study, config, points)
         return
     device = config["device"]
     runtime = runtimes.REGISTRY[row["runtime"]]

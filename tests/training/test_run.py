@@ -257,7 +257,7 @@ def test_batch_size_search_finds_the_largest_batch_under_the_budget(tmp_path, mo
     assert "does not fit" in search["stopped"]
     # Memory grows with the batch size: the search measured it, it did not guess.
     sizes = sorted(probes)
-    assert probes[sizes[-1]]["memory_mb"] > probes[sizes[0]]["memory_mb"] + 100
+    assert probes[sizes[-1]]["memory_mb"] > probes[sizes[0]]["memory_mb"] + 20
     assert rows(study)[search["candidate"]]["settings"]["batch_size"] == largest
 
 
