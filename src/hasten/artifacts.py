@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from hasten import passes
-from hasten.executors import LocalExecutor, TimeLimits
+from hasten.executors import LocalExecutor, TimeLimits, past_limit
 from hasten.passes import Artifact
 from hasten.store import Store
 
@@ -118,7 +118,7 @@ def ensure_built(store: Store, executor: LocalExecutor, limits: TimeLimits, name
                 marker = folder(store.folder, p[:i]) / BUILDING
                 with contextlib.suppress(FileNotFoundError):
                     if time.time() - marker.stat().st_mtime > limit:
-                        return f"ran past its time limit of {limit:.0f} s and was stopped"
+                        return past_limit(limit)
         return None
 
     why = executor.run(store.folder, name, "build", list(todo.values()), limit * len(todo),

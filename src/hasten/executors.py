@@ -68,7 +68,7 @@ class LocalExecutor:
                     left = timeout_s - (time.monotonic() - started)
                     if left <= 0:
                         _stop(proc)
-                        return f"ran past its time limit of {timeout_s:.0f} s and was stopped"
+                        return past_limit(timeout_s)
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(timeout=min(1.0, left))
                     why = watch() if watch and proc.poll() is None else None
@@ -86,6 +86,11 @@ class LocalExecutor:
             return f"the trial process was killed by {sig}{hint}"
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         return f"the trial process exited with code {proc.returncode}: {tail[0][:200]}"
+
+
+def past_limit(seconds: float) -> str:
+    """The failure reason of a trial or build step stopped at its time limit."""
+    return f"ran past its time limit of {seconds:.0f} s and was stopped"
 
 
 def _stop(proc: subprocess.Popen) -> None:
