@@ -3,12 +3,15 @@ models, a small text file, a finished tiny study, and a helper that builds candi
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 TINY_BERT = dict(
     vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -257,28 +260,53 @@ def only_candidates(monkeypatch):
     return restrict
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_time_budget():
+    """Studies started in the tests (also by session fixtures) run to the end, however slow the
+    CPU: what a test checks must not depend on how much of a default time budget the machine's
+    speed leaves."""
+    from hasten import api
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(api, "DEFAULT_TIME_BUDGET_S", {False: math.inf, True: math.inf})
+        yield
+
+
 class TinyStudy:
     """A finished quick study of the tiny BERT, with the arguments that made it."""
 
-    def __init__(self, kwargs: dict, elapsed_s: float):
+    def __init__(self, kwargs: dict):
         from hasten import Study
 
         self.kwargs = kwargs
-        self.elapsed_s = elapsed_s
         self.study = Study(Path(kwargs["out"]) / kwargs["name"])
         self.folder = self.study.folder
 
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory, tiny_bert_spec, texts_file) -> TinyStudy:
-    """The quick candidate space run end to end on the tiny BERT over 24 sentences."""
+    """The quick candidate space run end to end on the tiny BERT over 24 sentences: run once
+    per test session, also when pytest-xdist's workers share the session (the first worker to
+    need it runs it under a file lock; the others read what it wrote)."""
     import hasten
 
-    kwargs = dict(data=texts_file, quick=True, batch_sizes=[1, 2], seq_lengths=[16],
-                  out=tmp_path_factory.mktemp("runs"), name="tiny-bert")
-    started = time.perf_counter()
-    hasten.optimize_inference(tiny_bert_spec, **kwargs)
-    return TinyStudy({"model": tiny_bert_spec, **kwargs}, time.perf_counter() - started)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    with FileLock(shared / "tiny-study.lock"):
+        made = shared / "tiny-study.json"
+        if made.is_file():
+            saved = json.loads(made.read_text())
+            kwargs = {**saved["kwargs"], "data": Path(saved["kwargs"]["data"]),
+                      "out": Path(saved["kwargs"]["out"])}
+            return TinyStudy(kwargs)
+        kwargs = dict(data=texts_file, quick=True, batch_sizes=[1, 2], seq_lengths=[16],
+                      out=tmp_path_factory.mktemp("runs"), name="tiny-bert")
+        hasten.optimize_inference(tiny_bert_spec, **kwargs)
+        kwargs = {"model": tiny_bert_spec, **kwargs}
+        made.write_text(json.dumps({"kwargs": {k: str(v) if isinstance(v, Path) else v
+                                               for k, v in kwargs.items()}}))
+        return TinyStudy(kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
+import math
 import sqlite3
 
 import pytest
 import torch
 
 import hasten
-from hasten import search
+from hasten import confirm, search
 from hasten.errors import HastenError
 from hasten.models import load_model
 from hasten.workload import Workload, eval_batches
@@ -85,9 +86,22 @@ def test_recommendations_exist(tiny_study):
     for objective, row in recs.items():
         assert row is not None, objective
         assert rows[row["candidate"]]["status"] == "ok"
-    fastest = min((r for r in rows.values() if r["status"] == "ok" and "b1/s16" in r["points"]),
-                  key=lambda r: r["points"]["b1/s16"]["p50"])
-    assert recs["latency"]["candidate"] == fastest["candidate"]
+    # The baseline and the three fastest passing candidates of each objective's point were
+    # timed again in alternating rounds, and those figures chose the recommendation.
+    study = tiny_study.study
+    plan = study.confirmation["plan"]
+    assert plan == study.confirmation_plan() and set(plan) == {"b1/s16", "b2/s16"}
+    for point, names in plan.items():
+        ranked = sorted((r for r in rows.values() if r["status"] == "ok"
+                         and r["candidate"] != BASE and point in r["points"]),
+                        key=lambda r: r["points"][point]["p50"])
+        assert names == [BASE, *(r["candidate"] for r in ranked[: search.CONFIRM_LEADERS])]
+        confirmed = study.confirmed(point)
+        assert list(confirmed) == names and confirmed[BASE]["speedup"] == 1.0
+        assert all(c["rounds"] == confirm.ROUNDS and c["p50"] > 0 for c in confirmed.values())
+    confirmed = study.confirmed("b1/s16")
+    best = min(confirmed, key=lambda n: (-confirmed[n]["speedup"], n))
+    assert recs["latency"]["candidate"] == best
 
 
 def test_study_records_machine_and_settings(tiny_study):
@@ -121,6 +135,26 @@ def test_changed_settings_need_fresh(tiny_study):
         hasten.optimize_inference(**{**tiny_study.kwargs, "max_drop": 0.05})
     assert hasten.Study(tiny_study.folder).config["max_drop"] == 0.01
     assert _timestamps(tiny_study.folder) == before
+
+
+def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, cnn_spec,
+                                                                      only_candidates):
+    only_candidates(BASE, "torch/eager/int8-dynamic", "onnx/ort/all")
+    kwargs = dict(quick=True, batch_sizes=[1, 2], out=tmp_path, name="budget")
+    # The baseline always runs; after it, nothing fits a budget of a millisecond.
+    study = hasten.optimize_inference(cnn_spec, time_budget_s=0.001, **kwargs)
+    rows = _rows(study)
+    assert study.finished and rows[BASE]["status"] == "ok"
+    assert set(rows[BASE]["points"]) == {"b1", "b2"}
+    for name in ("torch/eager/int8-dynamic", "onnx/ort/all"):
+        assert (rows[name]["status"], rows[name]["reason"]) == (
+            "pending", "not screened: the study's time budget of 0.001 s was spent; run the "
+            "same command again (or with a larger --budget) to go on")
+    assert study.to_dict()["time_budget_s"] == 0.001
+    study = hasten.optimize_inference(cnn_spec, time_budget_s=math.inf, **kwargs)
+    rows = _rows(study)
+    assert {r["status"] for r in rows.values() if r["status"] != "skipped"} == {"ok"}
+    assert study.budget == {"seconds": math.inf, "cut": {}}
 
 
 def test_fresh_starts_over(tmp_path, cnn_spec, only_candidates, monkeypatch):

@@ -91,6 +91,8 @@ CASES = [
     # infer: the numbers
     case("batch size 100000", "infer --model py:{root}/cnn.py:build --batch-sizes 100000",
          "Batch sizes must be between 1 and 4096"),
+    case("budget in words", "infer --model py:{root}/cnn.py:build --budget 8minutes",
+         "--budget takes a duration such as 8m"),
     case("sequence length 100000", "infer --model {text} --seq-lengths 100000",
          "Sequence lengths must be between 2 and 512"),
     case("max drop 2", "infer --model py:{root}/cnn.py:build --max-drop 2",

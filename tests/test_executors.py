@@ -1,8 +1,14 @@
-"""The local executor turns a trial process's failure into a reason."""
+"""The local executor turns a trial process's failure into a reason; a study's deadline
+decides what fits its time budget."""
 
 from __future__ import annotations
 
-from hasten.executors import LocalExecutor
+import math
+
+import pytest
+
+from hasten.errors import HastenError
+from hasten.executors import Deadline, LocalExecutor, describe_seconds, parse_duration
 from hasten.store import Store
 
 
@@ -19,3 +25,47 @@ def test_a_trial_past_its_time_limit_is_stopped(tmp_path):
     Store(tmp_path).close()
     reason = LocalExecutor().run(tmp_path, "torch/eager/fp32", "screen", ["b1"], 0.05)
     assert reason == "ran past its time limit of 0 s and was stopped"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_deadline_lets_a_phase_start_what_it_expects_to_finish_in_its_share():
+    clock = FakeClock()
+    deadline = Deadline(100.0, clock)
+    assert deadline.allows("screen")  # nothing measured yet: the first run may start
+    for cost in (10.0, 30.0, 20.0):
+        deadline.record("screen", cost)
+    clock.now += 39.0
+    assert deadline.allows("screen")  # 39 s spent + a median run of 20 s <= 60 s
+    clock.now += 2.0
+    assert not deadline.allows("screen") and deadline.allows("full")  # full may use 90 s
+    deadline.record("full", 50.0)
+    assert not deadline.allows("full")
+    assert deadline.spent() == 41.0
+    assert deadline.cut("not screened") == (
+        "not screened: the study's time budget of 100 s was spent; run the same command again "
+        "(or with a larger --budget) to go on")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("8m", 480.0), ("90s", 90.0), ("1h", 3600.0),
+                                               ("2min", 120.0), ("300", 300.0),
+                                               ("None", math.inf)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "8 minutes", "-5m", "0", "inf", "m", "1.5.2s"])
+def test_bad_durations_are_one_sentence(text):
+    with pytest.raises(HastenError, match=r"^--budget takes a duration such as 8m"):
+        parse_duration(text)
+
+
+def test_durations_are_described_as_a_person_would():
+    assert [describe_seconds(s) for s in (480, 90, 120, 0.001, 150)] == [
+        "8 min", "90 s", "2 min", "0.001 s", "150 s"]

@@ -184,3 +184,27 @@ def test_int8_slower_than_float_is_shown_with_its_reason(tmp_path, flags, notes,
     from hasten.report import html
 
     assert "slower than float: 0.80x the speed of fast; likely because" in html.render(study)
+
+
+def test_the_confirmation_plan_and_the_confirmed_ranking(tmp_path):
+    study = make_study(tmp_path)
+    # The baseline and the passing leaders of each objective's point; "wrong" is outside.
+    assert study.confirmation_plan() == {"b1/s16": [BASE, "fast"], "b8/s16": [BASE, "fast"]}
+    store = Store(tmp_path)
+    confirmed = {BASE: {"p50": 10.0, "speedup": 1.0, "speedup_low": 1.0, "speedup_high": 1.0,
+                        "rounds": 5},
+                 "fast": {"p50": 12.0, "speedup": 0.83, "speedup_low": 0.8,
+                          "speedup_high": 0.9, "rounds": 5}}
+    store.set_meta("confirmation", {"plan": study.confirmation_plan(), "results": {
+        "b1/s16": {"candidates": confirmed}, "b8/s16": {"error": "RuntimeError: boom"}}})
+    store.close()
+    study = Study(tmp_path)
+    # Alone "fast" looked 2.5x faster; timed in alternation it was slower: the baseline wins
+    # latency. Throughput's point failed to confirm, so its ranking stays the measured one.
+    assert study.best("latency")["candidate"] == BASE
+    assert study.best("throughput")["candidate"] == "fast"
+    buffer = io.StringIO()
+    render(study, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "b1/s16 │ fast" in text and "2.50x" in text and "0.83x (0.80-0.90)" in text
+    assert "failed: RuntimeError: boom" in text

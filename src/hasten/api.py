@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ import torch
 from hasten import artifacts, machine, search
 from hasten import images as image_files
 from hasten.errors import HastenError
-from hasten.executors import LocalExecutor, TimeLimits, timed_run
+from hasten.executors import Deadline, LocalExecutor, TimeLimits, timed_run
 from hasten.models import LoadedModel, absolute_spec, load_model
 from hasten.store import Store
 from hasten.study import Study, run_and_read
@@ -27,6 +28,8 @@ Log = Callable[[str], None]  # one line per finished trial
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
 DEFAULT_SEQ_LENGTHS = (32, 128)
+# How long a study may take by default, without and with --quick (the README's promise).
+DEFAULT_TIME_BUDGET_S = {False: 480.0, True: 120.0}
 
 
 def optimize_inference(
@@ -50,6 +53,7 @@ def optimize_inference(
     fresh: bool = False,
     device: str = "cpu",
     budget_s: float | None = None,
+    time_budget_s: float | None = None,
     trial_timeout_s: float | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
@@ -60,6 +64,8 @@ def optimize_inference(
     Every candidate runs in its own process; finished trials are kept in the study folder's
     database, so running the same call again resumes instead of starting over. With `report`,
     the study folder gets its HTML report when the study ends, also when its baseline failed.
+    `time_budget_s` bounds the study's wall time (default DEFAULT_TIME_BUDGET_S for the mode;
+    math.inf for none); `budget_s` is how long each workload point is measured.
     """
     if device not in ("cpu", "cuda"):
         raise HastenError(f"The device must be cpu or cuda, not {device!r}.")
@@ -67,6 +73,10 @@ def optimize_inference(
         raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
     if not 0 < max_drop < 1:
         raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
+    if time_budget_s is None:
+        time_budget_s = DEFAULT_TIME_BUDGET_S[quick]
+    if not time_budget_s > 0:
+        raise HastenError(f"The time budget must be more than 0 s, not {time_budget_s}.")
     if trial_timeout_s is not None and trial_timeout_s <= 0:
         raise HastenError(f"The trial time limit must be more than 0 s, not {trial_timeout_s}.")
     if calibration_samples < 1:
@@ -110,7 +120,7 @@ def optimize_inference(
 
     def work() -> None:
         _run(store, loaded, workload, config, TimeLimits(store, trial_timeout_s),
-             progress or (lambda *_: None), log or (lambda _: None))
+             Deadline(time_budget_s), progress or (lambda *_: None), log or (lambda _: None))
 
     return run_and_read(store, Study, work, report)
 
@@ -202,9 +212,17 @@ def _check_forward(model: LoadedModel, workload: Workload) -> None:
 
 
 def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
-         limits: TimeLimits, progress: Progress, log: Log) -> None:
-    """Screen every runnable candidate at one point, then measure the survivors fully."""
+         limits: TimeLimits, deadline: Deadline, progress: Progress, log: Log) -> None:
+    """Screen every runnable candidate at one point, then measure the survivors fully, fastest
+    first, within the time budget; what the budget left out is recorded with its reason."""
     executor = LocalExecutor()
+    cuts: dict[str, str] = {}
+
+    def cut(name: str, what: str) -> None:
+        cuts[name] = deadline.cut(what)
+        store.set_meta("budget", {"seconds": deadline.seconds, "cut": cuts})
+
+    store.set_meta("budget", {"seconds": deadline.seconds, "cut": cuts})
     baseline = config["baseline"]
     rows = {c["name"]: c for c in store.candidates()}
     if rows[baseline]["skipped_reason"]:
@@ -215,11 +233,15 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     latency_points = workload.latency_points(model.kind)
     screen = search.screen_point(latency_points)
 
-    def screen_all(names: list[str], what: str) -> None:
+    def screen_all(names: list[str], what: str, phase: str) -> None:
         rows = {c["name"]: c for c in store.candidates()}
         for done, name in enumerate(names):
             progress(f"{what} {name}", done, len(names))
             if name not in store.results():
+                if name != baseline and not deadline.allows(phase):
+                    cut(name, "not screened")
+                    continue
+                started = time.monotonic()
                 later = {n: tuple(rows[n]["passes"]) for n in names[done + 1:]
                          if n not in store.results()}
                 reason = artifacts.ensure_built(store, executor, limits, name,
@@ -230,6 +252,7 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
                     store.put_result(name, "failed", error=reason)
                     store.put_trial(name, screen, "failed", error=reason)
                 log_trials(store, name, [screen], log)
+                deadline.record(phase, time.monotonic() - started)
             if name == baseline and store.results()[name]["status"] != "ok":
                 raise HastenError(
                     f"The baseline ({baseline}) failed: {store.results()[name]['error']}. "
@@ -240,7 +263,7 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
         return {t["candidate"]: t["latency"]["p50"] for t in store.trials()
                 if t["point"] == screen and t["status"] == "ok"}
 
-    screen_all(runnable, "screening")
+    screen_all(runnable, "screening", "screen")
     # The fastest chain of each runtime, again with the runtime settings worth searching
     # (not in --quick, which measures the fixed menu only).
     tuned = ([] if config["quick"] else
@@ -249,7 +272,7 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
         if variant["name"] not in rows:
             store.add_candidate(len(rows) + i, variant["name"], variant["passes"],
                                 variant["runtime"], variant["settings"], None)
-    screen_all([v["name"] for v in tuned], "tuning")
+    screen_all([v["name"] for v in tuned], "tuning", "tune")
     keep = search.survivors(store.results(), screened(), baseline)
     with_dataset = set(keep[: search.DATASET_PASS_CANDIDATES + 1]) | {baseline}
     keep.sort(key=lambda n: n != baseline)  # the baseline's time sets the others' limit
@@ -259,15 +282,48 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
         if name in with_dataset:
             wanted += workload.dataset_points(model.kind)
         todo = [p for p in wanted if p not in store.done_points(name)]
-        if todo:
+        if todo and name != baseline and not deadline.allows("full"):
+            cut(name, "measured at the screening point only")
+        elif todo:
+            started = time.monotonic()
             reason = timed_run(executor, limits, name == baseline, store.folder, name, "full",
                                todo)
             for point in todo:
                 if reason and point not in store.done_points(name):
                     store.put_trial(name, point, "failed", error=reason)
             log_trials(store, name, todo, log)
+            deadline.record("full", time.monotonic() - started)
+    _confirm(store, executor, limits, progress, log)
     store.set_meta("finished", True)
     progress("done", 1, 1)
+
+
+def _confirm(store: Store, executor: LocalExecutor, limits: TimeLimits, progress: Progress,
+             log: Log) -> None:
+    """Time the baseline and each objective's leaders again in one process, in alternating
+    rounds; the final ranking uses these figures (see hasten.confirm)."""
+    plan = Study(store.folder).confirmation_plan()
+    done = store.meta("confirmation") or {}
+    if done.get("plan") == plan and set(done.get("results", {})) >= set(plan):
+        return
+    if not plan:
+        return
+    store.set_meta("confirmation", {"plan": plan})
+    progress("confirming the leaders in alternating rounds", 0, 1)
+    reason = executor.run(store.folder, "confirm", "confirm", list(plan), limits.of("full"),
+                          module="hasten.confirm")
+    results = (store.meta("confirmation") or {}).get("results", {})
+    for point in plan:
+        if point not in results:
+            results[point] = {"error": reason or "the confirmation process wrote no result"}
+        outcome = results[point]
+        if "error" in outcome:
+            log(f"confirmation at {point} failed: {outcome['error']}")
+        else:
+            for name, c in outcome["candidates"].items():
+                log(f"{name}  {point}  confirmed {c['speedup']:.2f}x "
+                    f"({c['speedup_low']:.2f}-{c['speedup_high']:.2f}) in {c['rounds']} rounds")
+    store.set_meta("confirmation", {"plan": plan, "results": results})
 
 
 def log_trials(store: Store, name: str, points: list[str], log: Log) -> None:

@@ -117,6 +117,8 @@ def infer(
     name: str = typer.Option(None, help="Study name (default: the model's name)."),
     fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    budget: str = typer.Option(None, help="How long the study may take, e.g. 8m, 90s or "
+                               "none (default 8m; 2m with --quick); run it again to go on."),
     trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
                                         "(default: 30 times the baseline's own, at least 120)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
@@ -125,6 +127,7 @@ def infer(
 ) -> None:
     """Run the inference study: every candidate measured, checked and ranked."""
     from hasten.api import optimize_inference
+    from hasten.executors import parse_duration
     from hasten.images import parse_size
     from hasten.models import parse_shape
     from hasten.report.terminal import render
@@ -139,7 +142,8 @@ def infer(
                 batch_sizes=_numbers(batch_sizes, "--batch-sizes"),
                 seq_lengths=_numbers(seq_lengths, "--seq-lengths"), max_drop=max_drop,
                 calibration_samples=calibration_samples, quick=quick, out=out, name=name,
-                fresh=fresh, device=device, trial_timeout_s=trial_timeout, progress=progress,
+                fresh=fresh, device=device, trial_timeout_s=trial_timeout,
+                time_budget_s=parse_duration(budget) if budget else None, progress=progress,
                 log=log, report=not no_report,
             )
         _show_study(study, as_json, render, not no_report)
@@ -215,7 +219,8 @@ def export(
 
     def go() -> None:
         folder = Study(study).export(out, objective, candidate)
-        Console().print(f"Wrote {folder}; run it with: python {folder / 'load.py'}")
+        # Plain print: a path is neither wrapped nor read as markup.
+        print(f"Wrote {folder}; run it with: python {folder / 'load.py'}")
 
     _guard(debug, go)
 

@@ -4,6 +4,7 @@ candidate and phase, with a time limit; crashes and kills become reasons, not ex
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hasten.errors import HastenError
 from hasten.store import Store
 
 # Time limits follow the model: this many times what the baseline took for the same phase,
@@ -42,6 +44,66 @@ class TimeLimits:
         """Remember how long the baseline's run of this phase took."""
         took = self.store.meta("baseline_seconds", {})
         self.store.set_meta("baseline_seconds", {**took, phase: seconds})
+
+
+class Deadline:
+    """A study's time budget: each phase may start a run while what it has spent plus the run's
+    expected cost stays within its share of the budget, so the leaders are always measured and
+    confirmed before the budget ends, and what did not fit is cut with a reason.
+
+    The budget counts from this call: running the same command again goes on from there.
+    """
+
+    # The part of the budget by which each phase's runs must be expected to end.
+    SHARES = {"screen": 0.6, "tune": 0.7, "full": 0.9}
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self.started = clock()
+        self.costs: dict[str, list[float]] = {}
+
+    def spent(self) -> float:
+        return self.clock() - self.started
+
+    def allows(self, phase: str) -> bool:
+        """Whether one more run of this phase is expected to end within its share: its cost is
+        the median of the phase's runs so far (unknown before the first, which may start)."""
+        costs = sorted(self.costs.get(phase, []))
+        expected = costs[len(costs) // 2] if costs else 0.0
+        return self.spent() + expected <= self.SHARES[phase] * self.seconds
+
+    def record(self, phase: str, seconds: float) -> None:
+        self.costs.setdefault(phase, []).append(seconds)
+
+    def cut(self, what: str) -> str:
+        """The reason a candidate or a measurement was left out."""
+        return (f"{what}: the study's time budget of {describe_seconds(self.seconds)} was spent; "
+                "run the same command again (or with a larger --budget) to go on")
+
+
+def describe_seconds(seconds: float) -> str:
+    """90 -> '90 s', 480 -> '8 min', 0.5 -> '0.5 s'."""
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.3g} s"
+
+
+def parse_duration(text: str) -> float:
+    """A time budget such as 8m, 90s, 1h or 300 (seconds) in seconds; 'none' is no limit."""
+    clean = text.strip().lower()
+    if clean == "none":
+        return math.inf
+    units = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+    number = clean.rstrip("smhin")
+    try:
+        value = float(number) * units[clean[len(number):]]
+    except (ValueError, KeyError):
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise HastenError(f"--budget takes a duration such as 8m, 90s or 1h (or none for no "
+                          f"limit), not {text!r}.")
+    return value
 
 
 class LocalExecutor:

@@ -15,6 +15,9 @@ ONNX_BASELINE = "onnx/ort/disabled"
 KEEP_FACTOR = 3.0
 # How many of the fastest survivors (besides the baseline) also run the dataset pass.
 DATASET_PASS_CANDIDATES = 2
+# How many of the fastest passing candidates per objective are confirmed against the baseline
+# in alternating rounds before the final ranking.
+CONFIRM_LEADERS = 3
 OBJECTIVES = ("latency", "throughput", "memory", "size")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +32,8 @@ class Study:
         self.results = stored["results"]
         self.trials = stored["trials"]
         self.baseline = self.config["baseline"]
+        self.confirmation = stored["meta"].get("confirmation") or {}
+        self.budget = stored["meta"].get("budget") or {}
 
     @property
     def screen_point(self) -> str:
@@ -54,6 +57,7 @@ class Study:
         base = by_point.get(self.baseline, {})
         rows = []
         screen = self.screen_point
+        cuts = self.budget.get("cut", {})
         for c in self.candidates:
             name = c["name"]
             result = self.results.get(name)
@@ -73,7 +77,7 @@ class Study:
             if c["skipped_reason"]:
                 row.update(status="skipped", reason=c["skipped_reason"])
             elif result is None:
-                row.update(status="pending", reason="not run yet")
+                row.update(status="pending", reason=cuts.get(name, "not run yet"))
             elif result["status"] != "ok":
                 row.update(status="failed", reason=result["error"])
             else:
@@ -82,6 +86,8 @@ class Study:
             if result:
                 row.update(fidelity=result["fidelity"], one_time=result["one_time"],
                            size_bytes=result["size_bytes"], notes=result["notes"])
+                if name in cuts:
+                    row["budget_cut"] = cuts[name]
             rows.append(row)
         order = {"ok": 0, "outside tolerance": 1, "failed": 2, "pending": 3, "skipped": 4}
         rows.sort(key=lambda r: (order[r["status"]],
@@ -113,15 +119,37 @@ class Study:
         return sum(1 for t in self.trials
                    if t["latency"] and t["latency"].get("load_avg", 0) > limit)
 
+    def objective_point(self, objective: str, batch_size: int | None = None) -> str:
+        """The latency point an objective is judged at: the smallest batch for latency, the
+        largest for throughput, at the screening length."""
+        sizes = self.config["workload"]["batch_sizes"]
+        pick = min if objective == "latency" else max
+        return self.point(batch_size or pick(sizes))
+
+    def confirmation_plan(self) -> dict[str, list[str]]:
+        """Per objective point, the baseline and the passing candidates fastest there (at most
+        search.CONFIRM_LEADERS), to be timed again in alternating rounds."""
+        rows = [r for r in self.table() if r["status"] == "ok"]
+        plan: dict[str, list[str]] = {}
+        for objective in ("latency", "throughput"):
+            point = self.objective_point(objective)
+            ranked = sorted((r for r in rows if point in r["points"]),
+                            key=lambda r: r["points"][point]["p50"])
+            names = [r["candidate"] for r in ranked]
+            leaders = [n for n in names if n != self.baseline][: search.CONFIRM_LEADERS]
+            if leaders and self.baseline in names:
+                plan[point] = [self.baseline, *leaders]
+        return plan
+
+    def confirmed(self, point: str) -> dict[str, dict]:
+        """The confirmed figures at a point (see hasten.confirm), by candidate; empty when that
+        point was not confirmed."""
+        return self.confirmation.get("results", {}).get(point, {}).get("candidates", {})
+
     def _value(self, row: dict, objective: str, batch_size: int | None) -> float | None:
-        if objective == "latency":
-            sizes = self.config["workload"]["batch_sizes"]
-            return row["points"].get(self.point(batch_size or min(sizes)), {}).get("p50")
-        if objective == "throughput":
-            sizes = self.config["workload"]["batch_sizes"]
-            point = self.point(batch_size or max(sizes))
-            value = row["points"].get(point, {}).get("throughput")
-            return -value if value else None
+        if objective in ("latency", "throughput"):
+            point = row["points"].get(self.objective_point(objective, batch_size), {})
+            return point.get("p50") if objective == "latency" else -point.get("throughput", 0)
         if objective == "size":
             return row.get("size_bytes")
         raise HastenError(
@@ -139,8 +167,16 @@ class Study:
             return least_memory([r for r in self.table() if r["status"] == "ok"],
                                 lambda r: r["peak_mb"],
                                 lambda r: r["speedup"].get(screen))
-        scored = [(v, r["candidate"], r) for r in self.table() if r["status"] == "ok"
-                  for v in [self._value(r, objective, batch_size)] if v is not None]
+        rows = [r for r in self.table() if r["status"] == "ok"]
+        if objective in ("latency", "throughput"):
+            # The leaders timed again in alternating rounds are ranked by those figures.
+            confirmed = self.confirmed(self.objective_point(objective, batch_size))
+            chosen = [(-confirmed[r["candidate"]]["speedup"], r["candidate"], r) for r in rows
+                      if r["candidate"] in confirmed]
+            if chosen:
+                return min(chosen, key=lambda s: s[:2])[2]
+        scored = [(v, r["candidate"], r) for r in rows
+                  for v in [self._value(r, objective, batch_size)] if v]
         return min(scored, key=lambda s: (s[0], s[1]))[2] if scored else None
 
     def recommendations(self) -> dict[str, dict | None]:
@@ -160,6 +196,10 @@ class Study:
             "screen_point": self.screen_point, "busy_points": self.busy_points(),
             "candidates": self.table(),
             "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
+            "confirmation": self.confirmation,
+            # None for no limit: JSON has no infinity.
+            "time_budget_s": (None if self.budget.get("seconds") == math.inf
+                              else self.budget.get("seconds")),
         }
 
     def export(self, out: str | Path, objective: str = "latency",

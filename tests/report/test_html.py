@@ -77,6 +77,8 @@ def test_the_study_writes_its_report(tiny_study):
     document = (tiny_study.folder / "report.html").read_text()
     assert _plots(document) == dict.fromkeys(PLOTS, True)
     assert "tiny-bert" in document and 'id="partial"' not in document
+    confirmed = re.search(r'<section id="confirmation">.*?</section>', document, re.S).group(0)
+    assert "alternating rounds" in confirmed and confirmed.count("<tr>") > 2
 
 
 def test_no_report_when_asked(tmp_path, cnn_spec, only_candidates):

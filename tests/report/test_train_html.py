@@ -225,7 +225,10 @@ def test_recommendations_and_the_plain_fp32_sentence(study):
     assert f"{mb(best['peak_mb'])} MiB ({best['memory_ratio']:.2f}x 32-true)" in section
     plain = "fp32 (32-true) is the fastest configuration that keeps accuracy here"
     assert (plain in section) == (best["candidate"] == "32-true")
-    assert "<pre" in section and 'precision=&quot;32-true&quot;' in section
+    # Each recommendation shows the exact lines that set it up, whichever candidate won here.
+    for row in filter(None, study.recommendations().values()):
+        code = escape("\n".join(row["code"]))
+        assert f'<pre class="scroll"><code>{code}</code></pre>' in section
 
 
 def test_a_faster_candidate_is_recommended_with_its_code(copy_of):

@@ -87,14 +87,39 @@ def sort_gain(unsorted: dict | None, sorted_: dict | None) -> float | None:
 
 
 def reasons(rows: list[dict]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(title, [(candidate, reason)]) for candidates that did not pass, then skipped ones."""
-    groups = (("Why", lambda r: r["status"] not in ("ok", "skipped")),
-              ("Skipped", lambda r: r["status"] == "skipped"))
+    """(title, [(candidate, reason)]) for candidates that did not pass, those the time budget
+    left at the screening point, then skipped ones."""
+    groups = (("Why", lambda r: r["status"] not in ("ok", "skipped"), "reason"),
+              ("Time budget", lambda r: r["status"] == "ok", "budget_cut"),
+              ("Skipped", lambda r: r["status"] == "skipped", "reason"))
     out = []
-    for title, keep in groups:
-        chosen = [(r["candidate"], r["reason"]) for r in rows if keep(r) and r["reason"]]
+    for title, keep, key in groups:
+        chosen = [(r["candidate"], r[key]) for r in rows if keep(r) and r.get(key)]
         if chosen:
             out.append((title, chosen))
+    return out
+
+
+CONFIRM_HEADERS = ["point", "candidate", "measured alone", "confirmed (range)", "rounds"]
+CONFIRM_TITLE = ("The baseline and each objective's leaders timed again in one process, in "
+                 "alternating rounds, so that drift hits them alike; the recommendations rank "
+                 "by these speedups")
+
+
+def confirmation_cells(study: Study) -> list[list[str]]:
+    """Per confirmed point and candidate: the speedup measured in its own process, and the
+    speedup confirmed in alternating rounds with its range; a failed point gets its reason."""
+    by_name = {r["candidate"]: r for r in study.table()}
+    out = []
+    for point, outcome in study.confirmation.get("results", {}).items():
+        if "error" in outcome:
+            out.append([point, "-", "-", f"failed: {outcome['error']}", "-"])
+            continue
+        for name, c in outcome["candidates"].items():
+            alone = by_name.get(name, {}).get("speedup", {}).get(point)
+            out.append([point, name, f"{alone:.2f}x" if alone else "-",
+                        f"{c['speedup']:.2f}x ({c['speedup_low']:.2f}-{c['speedup_high']:.2f})",
+                        str(c["rounds"])])
     return out
 
 

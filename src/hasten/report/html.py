@@ -10,6 +10,9 @@ from pathlib import Path
 from hasten.errors import HastenError
 from hasten.report.common import (
     BUSY_WARNING,
+    CONFIRM_HEADERS,
+    CONFIRM_TITLE,
+    confirmation_cells,
     export_command,
     machine_line,
     ranked_cells,
@@ -133,6 +136,16 @@ def _recommendations(study: Study) -> str:
             f'<ul class="plain">{"".join(items)}</ul>')
 
 
+def _confirmation(study: Study) -> str:
+    cells = confirmation_cells(study)
+    if not cells:
+        return ""
+    return ('<section id="confirmation"><h2>Confirmed in alternating rounds</h2>'
+            f'<p class="sub">{escape(CONFIRM_TITLE)}.</p>'
+            f"{table(CONFIRM_HEADERS, [[escape(c) for c in row] for row in cells], 2)}"
+            "</section>")
+
+
 def _partial(study: Study, rows: list[dict]) -> str:
     if study.finished:
         return ""
@@ -158,6 +171,7 @@ def render(study: Study) -> str:
         f'<p class="banner warn">{escape(BUSY_WARNING.format(n=busy))}</p>' if busy else "",
         '<section id="recommendations"><h2>Recommendations</h2>'
         f"{_recommendations(study)}</section>",
+        _confirmation(study),
         f'<section id="ranking"><h2>Ranked candidates</h2><p class="sub">'
         f"{escape(speedup_title(study))}. Failed and skipped candidates are listed with their "
         f"reasons.</p>{_ranked(study, rows)}</section>",

@@ -8,6 +8,9 @@ from rich.table import Table
 
 from hasten.report.common import (
     BUSY_WARNING,
+    CONFIRM_HEADERS,
+    CONFIRM_TITLE,
+    confirmation_cells,
     dataset_passes,
     export_command,
     machine_line,
@@ -62,6 +65,14 @@ def render(study: Study, console: Console) -> None:
         console.print("[bold]Notes[/]")
         for r in noted:
             console.print(f"  {escape(r['candidate'])}: {escape('; '.join(r['notes']))}")
+    cells = confirmation_cells(study)
+    if cells:
+        confirmed = Table(title=CONFIRM_TITLE)
+        for header in CONFIRM_HEADERS:
+            confirmed.add_column(header, justify="right" if header == "rounds" else "left")
+        for row in cells:
+            confirmed.add_row(*map(escape, row))
+        console.print(confirmed)
     console.print("[bold]Recommendations[/] (fastest within tolerance, measured in this run)")
     for objective, row in study.recommendations().items():
         if row is None:
