@@ -54,6 +54,21 @@ def main() -> None:
             print(f"| {row['candidate']} | {d['unsorted']['throughput']:.0f} | "
                   f"{d['sorted']['throughput']:.0f} | {gain:.2f}x "
                   f"({'MET' if gain >= 1.3 else 'MISSED'} >= 1.3x) |")
+    print(f"\nStudy wall time {wall:.0f} s against the time budget of "
+          f"{study.budget['seconds']:.0f} s (target <= 480 s) -> "
+          f"{'MET' if wall <= 480 else 'MISSED'}")
+    cut = study.budget.get("cut", {})
+    if cut:
+        print("Left out by the time budget: " + "; ".join(f"{n} ({r.split(':')[0]})"
+                                                         for n, r in cut.items()))
+    print()
+    print("| confirmed in alternating rounds | point | alone | confirmed (range) |")
+    print("|---|---|---|---|")
+    for point, outcome in study.confirmation.get("results", {}).items():
+        for name, c in outcome.get("candidates", {}).items():
+            alone = rows[name]["speedup"].get(point)
+            print(f"| {name} | {point} | {alone:.2f}x | {c['speedup']:.2f}x "
+                  f"({c['speedup_low']:.2f}-{c['speedup_high']:.2f}) |")
     (HERE / "demo_study.json").write_text(json.dumps(study.to_dict(), indent=2))
 
 

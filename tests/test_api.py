@@ -157,6 +157,19 @@ def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, c
     assert study.budget == {"seconds": math.inf, "cut": {}}
 
 
+def test_a_screening_killed_between_its_fidelity_check_and_its_timing_runs_again(
+        tmp_path, cnn_spec, only_candidates):
+    only_candidates(BASE, "torch/eager/int8-dynamic")
+    kwargs = dict(quick=True, batch_sizes=[1, 2], out=tmp_path, name="killed")
+    study = hasten.optimize_inference(cnn_spec, **kwargs)
+    # What a kill leaves when it lands after the result row is written, before the timing.
+    with sqlite3.connect(study.folder / "study.sqlite") as db:
+        db.execute("DELETE FROM trials WHERE point = ?", (study.screen_point,))
+    study = hasten.optimize_inference(cnn_spec, **kwargs)
+    for name in (BASE, "torch/eager/int8-dynamic"):
+        assert study.screen_point in _rows(study)[name]["points"], name
+
+
 def test_fresh_starts_over(tmp_path, cnn_spec, only_candidates, monkeypatch):
     only_candidates(BASE, "torch/eager/int8-dynamic")
     # Which candidates survive screening depends on the CPU's speed; both runs must match.

@@ -62,6 +62,6 @@ def test_cached_chains_keep_the_export_notes(tmp_path, config):
 
 
 def test_error_reason_is_one_short_line():
-    assert trial._error(ValueError("first line\nsecond line")) == "ValueError: first line"
-    assert trial._error(RuntimeError("")) == "RuntimeError"
-    assert len(trial._error(OSError("x" * 1000))) == len("OSError: ") + 300
+    assert trial.describe_error(ValueError("first line\nsecond line")) == "ValueError: first line"
+    assert trial.describe_error(RuntimeError("")) == "RuntimeError"
+    assert len(trial.describe_error(OSError("x" * 1000))) == len("OSError: ") + 300

@@ -233,17 +233,24 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     latency_points = workload.latency_points(model.kind)
     screen = search.screen_point(latency_points)
 
+    def screened_fully(name: str) -> bool:
+        """Whether a candidate's screening is done: it failed, or it has its screening point
+        (a screening killed after the fidelity check but before the timing is run again)."""
+        result = store.results().get(name)
+        return result is not None and (result["status"] != "ok"
+                                       or screen in store.done_points(name))
+
     def screen_all(names: list[str], what: str, phase: str) -> None:
         rows = {c["name"]: c for c in store.candidates()}
         for done, name in enumerate(names):
             progress(f"{what} {name}", done, len(names))
-            if name not in store.results():
+            if not screened_fully(name):
                 if name != baseline and not deadline.allows(phase):
                     cut(name, "not screened")
                     continue
                 started = time.monotonic()
                 later = {n: tuple(rows[n]["passes"]) for n in names[done + 1:]
-                         if n not in store.results()}
+                         if not screened_fully(n)}
                 reason = artifacts.ensure_built(store, executor, limits, name,
                                                 tuple(rows[name]["passes"]), later)
                 reason = reason or timed_run(executor, limits, name == baseline,

@@ -18,7 +18,7 @@ from pathlib import Path
 from hasten import runtimes
 from hasten.measure import Clock
 from hasten.store import Store
-from hasten.trial import _error, _hugging_face, build
+from hasten.trial import build, describe_error, hugging_face
 from hasten.workload import point_inputs
 
 ROUNDS = 5
@@ -66,11 +66,11 @@ def run(study: Path, points: list[str]) -> None:
     plan = store.meta("confirmation")["plan"]
     rows = {c["name"]: c for c in store.candidates()}
     wanted = sorted({n for p in points for n in plan[p]})
-    for library in {rows[n]["runtime"] for n in wanted}:
-        runtime = runtimes.REGISTRY[library].library
-        if runtime:
-            importlib.import_module(runtime)
-    if _hugging_face(config):
+    # The runtimes' libraries first, as a trial loads them.
+    for runtime in {rows[n]["runtime"] for n in wanted}:
+        if runtimes.REGISTRY[runtime].library:
+            importlib.import_module(runtimes.REGISTRY[runtime].library)
+    if hugging_face(config):
         importlib.import_module("transformers")
     runners, model, workload = {}, None, None
     for name in wanted:
@@ -88,7 +88,7 @@ def run(study: Path, points: list[str]) -> None:
             measured = confirm(names, runners, dict.fromkeys(names, batch), clock)
             results[point] = {"candidates": summarize(measured, config["baseline"])}
         except Exception as exc:
-            results[point] = {"error": _error(exc)}
+            results[point] = {"error": describe_error(exc)}
             traceback.print_exc()
     done = store.meta("confirmation")
     store.set_meta("confirmation", {**done, "results": {**done.get("results", {}), **results}})

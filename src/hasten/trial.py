@@ -61,7 +61,8 @@ def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
     return model, workload, artifact
 
 
-def _error(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A failure reason in one line: the exception's type and the first line of its message."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
@@ -78,7 +79,7 @@ def build_only(store: Store, study: Path, config: dict, names: list[str]) -> Non
             build(study, config, prefix, {})
         except Exception as exc:
             step = artifacts.unfinished_step(study, prefix) or prefix
-            artifacts.record_failure(store, step, _error(exc))
+            artifacts.record_failure(store, step, describe_error(exc))
             traceback.print_exc()
 
 
@@ -91,7 +92,7 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
         return
     device = config["device"]
     runtime = runtimes.REGISTRY[row["runtime"]]
-    for library in (runtime.library, "transformers" if _hugging_face(config) else None):
+    for library in (runtime.library, "transformers" if hugging_face(config) else None):
         if library:
             importlib.import_module(library)
     memory = MemoryWatch()
@@ -112,9 +113,9 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
             _fidelity(store, study, config, name, model, workload, runner, artifact, one_time)
     except Exception as exc:
         if phase == "screen":
-            store.put_result(name, "failed", error=_error(exc), one_time=one_time)
+            store.put_result(name, "failed", error=describe_error(exc), one_time=one_time)
         for point in points:
-            store.put_trial(name, point, "failed", error=_error(exc))
+            store.put_trial(name, point, "failed", error=describe_error(exc))
         traceback.print_exc()
         return
     clock = Clock(cuda=device == "cuda")
@@ -138,11 +139,11 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
                             throughput=items / (latency["p50"] / 1000), items=items,
                             peak_mb=memory.held_mb())
         except Exception as exc:
-            store.put_trial(name, point, "failed", error=_error(exc))
+            store.put_trial(name, point, "failed", error=describe_error(exc))
             traceback.print_exc()
 
 
-def _hugging_face(config: dict) -> bool:
+def hugging_face(config: dict) -> bool:
     return config["spec"] == "demo" or config["spec"].startswith("hf:")
 
 

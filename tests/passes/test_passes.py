@@ -12,7 +12,7 @@ from hasten import passes
 from hasten.models import load_model
 from hasten.passes import Artifact, PassContext
 from hasten.passes.onnx import reduce_range_note
-from hasten.trial import _error
+from hasten.trial import describe_error
 from hasten.workload import tokenize
 
 SENTENCES = ["A short one.", "This sentence is a little longer than the first one is."]
@@ -224,7 +224,7 @@ def test_torchscript_script_fails_on_a_transformers_model(tiny_bert_spec, tmp_pa
     with pytest.raises(Exception) as info:
         _apply("torchscript_script", Artifact("torch", module=model.module), model, tmp_path)
     # What a study records as the reason: the exception type and its first line.
-    reason = _error(info.value)
+    reason = describe_error(info.value)
     assert reason.split(":")[0] in ("OSError", "RuntimeError", "NotSupportedError")
     assert len(reason) < 400 and "\n" not in reason
     assert not (tmp_path / "model.pt").exists()

@@ -24,7 +24,7 @@ from hasten.recipe import load_recipe
 from hasten.store import Store
 from hasten.training import switches
 from hasten.training.candidates import TrainCandidate
-from hasten.trial import _error
+from hasten.trial import describe_error
 
 WARMUP_STEPS = 3
 MIN_TIMED_STEPS = 5  # a speed run always times at least this many steps, however slow
@@ -338,7 +338,7 @@ def run(study: Path, name: str, phase: str) -> None:
 def _oom_or(exc: BaseException) -> str:
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return f"out of memory ({type(exc).__name__})"
-    return _error(exc)
+    return describe_error(exc)
 
 
 def main() -> None:
