@@ -204,3 +204,27 @@ def test_int8_is_read_from_any_part_after_the_runtime():
     assert search.is_int8("ov-direct/openvino/int8-nncf/static-shapes")
     assert search.is_int8("torch/compile/int8-static-pt2e")
     assert not search.is_int8("onnx/openvino/f32/static-shapes")
+
+
+def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
+    from hasten import machine
+
+    def row(name, chain, runtime, skipped=None):
+        return {"name": name, "passes": list(chain), "runtime": runtime,
+                "skipped_reason": skipped}
+
+    rows = [row("half", ["bf16_weights"], "eager"),
+            row("static", ["onnx_export", "ort_quantize_static_minmax"], "ort"),
+            row(search.BASELINE, [], "eager"),
+            row("compiled", [], "compile"),
+            row("plain", ["onnx_export"], "ort"),
+            row("gone", ["onnx_export"], "ort", skipped="not here")]
+    monkeypatch.setattr(machine, "native_half", lambda dtype: False)
+    assert search.screening_order(rows, search.BASELINE, "cpu") == [
+        search.BASELINE, "plain", "static", "compiled", "half"]
+    # Where the CPU computes bf16 natively, or on a GPU, half precision is no longer last.
+    monkeypatch.setattr(machine, "native_half", lambda dtype: dtype == "bf16")
+    assert search.screening_order(rows, search.BASELINE, "cpu") == [
+        search.BASELINE, "half", "plain", "static", "compiled"]
+    monkeypatch.setattr(machine, "native_half", lambda dtype: False)
+    assert search.screening_order(rows, search.BASELINE, "cuda")[:2] == [search.BASELINE, "half"]

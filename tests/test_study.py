@@ -208,3 +208,28 @@ def test_the_confirmation_plan_and_the_confirmed_ranking(tmp_path):
     text = buffer.getvalue()
     assert "b1/s16 │ fast" in text and "2.50x" in text and "0.83x (0.80-0.90)" in text
     assert "failed: RuntimeError: boom" in text
+
+
+def test_what_the_time_budget_left_out_is_shown_with_its_reason(tmp_path):
+    from hasten.report import html
+
+    make_study(tmp_path)
+    store = Store(tmp_path)
+    store.set_meta("budget", {"seconds": 480.0, "cut": {
+        "fast": "measured at the screening point only: the study's time budget of 8 min was "
+                "spent; run the same command again (or with a larger --budget) to go on",
+        "later": "not screened: the study's time budget of 8 min was spent; run the same "
+                 "command again (or with a larger --budget) to go on"}})
+    store.close()
+    study = Study(tmp_path)
+    by = {r["candidate"]: r for r in study.table()}
+    assert by["later"]["status"] == "pending" and by["later"]["reason"].startswith("not screened")
+    assert by["fast"]["budget_cut"].startswith("measured at the screening point only")
+    buffer = io.StringIO()
+    render(study, Console(file=buffer, width=300))
+    text = buffer.getvalue()
+    assert "Time budget\n  fast: measured at the screening point only: the study's time" in text
+    assert "later: not screened: the study's time budget of 8 min was spent" in text
+    document = html.render(study)
+    assert "measured at the screening point only: the study&#x27;s time budget" in document
+    assert study.to_dict()["time_budget_s"] == 480.0

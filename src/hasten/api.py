@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -228,8 +229,7 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     if rows[baseline]["skipped_reason"]:
         raise HastenError(f"The baseline {baseline} cannot run here: "
                           f"{rows[baseline]['skipped_reason']}.")
-    runnable = [name for name, row in rows.items() if not row["skipped_reason"]]
-    runnable.sort(key=lambda n: n != baseline)
+    runnable = search.screening_order(list(rows.values()), baseline, config["device"])
     latency_points = workload.latency_points(model.kind)
     screen = search.screen_point(latency_points)
 
@@ -249,8 +249,11 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
                     cut(name, "not screened")
                     continue
                 started = time.monotonic()
-                later = {n: tuple(rows[n]["passes"]) for n in names[done + 1:]
-                         if not screened_fully(n)}
+                # Without a time limit, one process builds what every later candidate needs
+                # (one start for all); under one, only this candidate's own chain, so that the
+                # budget is spent in screening order.
+                later = ({n: tuple(rows[n]["passes"]) for n in names[done + 1:]
+                          if not screened_fully(n)} if deadline.seconds == math.inf else {})
                 reason = artifacts.ensure_built(store, executor, limits, name,
                                                 tuple(rows[name]["passes"]), later)
                 reason = reason or timed_run(executor, limits, name == baseline,

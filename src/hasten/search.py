@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hasten import passes, runtimes
+from hasten import machine, passes, runtimes
 from hasten.models import LoadedModel
 
 BASELINE = "torch/eager/fp32"
@@ -114,6 +114,26 @@ def skip_reason(candidate: Candidate, model: LoadedModel, device: str, quick: bo
     if quick and not candidate.in_quick:
         return "left out by --quick"
     return None
+
+
+# The passes that compute in a half type, and which one.
+HALF_PASSES = {"autocast_bf16": "bf16", "bf16_weights": "bf16", "autocast_fp16": "fp16",
+               "fp16_weights": "fp16"}
+
+
+def screening_order(rows: list[dict], baseline: str, device: str) -> list[str]:
+    """The runnable candidates in the order to screen them, so that a time budget is spent on
+    the likely winners first: the baseline; then candidates with cheap builds; then those that
+    calibrate (static int8 and its accuracy search) or compile; last, half precision that this
+    CPU only emulates. Within each group, the menu's order."""
+    def key(row: dict) -> tuple:
+        emulated = device == "cpu" and any(
+            not machine.native_half(HALF_PASSES[p]) for p in row["passes"] if p in HALF_PASSES)
+        heavy = row["runtime"] == "compile" or any(
+            passes.REGISTRY[p].calibrates for p in row["passes"])
+        return (row["name"] != baseline, emulated, heavy)
+
+    return [r["name"] for r in sorted((r for r in rows if not r["skipped_reason"]), key=key)]
 
 
 def screen_point(points: list[str]) -> str:

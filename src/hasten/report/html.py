@@ -107,13 +107,15 @@ def _status(status: str) -> str:
 
 
 def _reason(row: dict) -> str:
-    """The row's reason, and for an int8 candidate slower than float, that and why."""
+    """The row's reason; for an int8 candidate slower than float, that and why; and what the
+    time budget left out."""
+    parts = [row["reason"]]
     slow = row.get("slower_than_float")
-    if not slow:
-        return row["reason"]
-    text = (f"slower than float: {slow['ratio']:.2f}x the speed of {slow['than']}; likely "
-            f"because {slow['why']}")
-    return f"{row['reason']}; {text}" if row["reason"] else text
+    if slow:
+        parts.append(f"slower than float: {slow['ratio']:.2f}x the speed of {slow['than']}; "
+                     f"likely because {slow['why']}")
+    parts.append(row.get("budget_cut", ""))
+    return "; ".join(p for p in parts if p)
 
 
 def _ranked(study: Study, rows: list[dict]) -> str:
