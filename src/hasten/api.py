@@ -14,7 +14,7 @@ import torch
 from hasten import artifacts, machine, search
 from hasten import images as image_files
 from hasten.errors import HastenError
-from hasten.executors import Deadline, LocalExecutor, TimeLimits, timed_run
+from hasten.executors import Deadline, LocalExecutor, TimeLimits, past_limit, timed_run
 from hasten.models import LoadedModel, absolute_spec, load_model
 from hasten.store import Store
 from hasten.study import Study, run_and_read
@@ -229,7 +229,6 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     if rows[baseline]["skipped_reason"]:
         raise HastenError(f"The baseline {baseline} cannot run here: "
                           f"{rows[baseline]['skipped_reason']}.")
-    runnable = search.screening_order(list(rows.values()), baseline, config["device"])
     latency_points = workload.latency_points(model.kind)
     screen = search.screen_point(latency_points)
 
@@ -241,9 +240,15 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
                                        or screen in store.done_points(name))
 
     def screen_all(names: list[str], what: str, phase: str) -> None:
+        """Screen the named candidates, each time the first in screening order given what has
+        been screened so far."""
         rows = {c["name"]: c for c in store.candidates()}
-        for done, name in enumerate(names):
-            progress(f"{what} {name}", done, len(names))
+        remaining = list(names)
+        while remaining:
+            name = search.screening_order([rows[n] for n in remaining], baseline,
+                                          config["device"], screened())[0]
+            remaining.remove(name)
+            progress(f"{what} {name}", len(names) - len(remaining) - 1, len(names))
             if not screened_fully(name):
                 if name != baseline and not deadline.allows(phase):
                     cut(name, "not screened")
@@ -252,12 +257,16 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
                 # Without a time limit, one process builds what every later candidate needs
                 # (one start for all); under one, only this candidate's own chain, so that the
                 # budget is spent in screening order.
-                later = ({n: tuple(rows[n]["passes"]) for n in names[done + 1:]
+                later = ({n: tuple(rows[n]["passes"]) for n in remaining
                           if not screened_fully(n)} if deadline.seconds == math.inf else {})
                 reason = artifacts.ensure_built(store, executor, limits, name,
                                                 tuple(rows[name]["passes"]), later)
+                cap = math.inf if name == baseline else deadline.left(phase)
                 reason = reason or timed_run(executor, limits, name == baseline,
-                                             store.folder, name, "screen", [screen])
+                                             store.folder, name, "screen", [screen], cap_s=cap)
+                if reason == past_limit(cap):
+                    cut(name, "stopped while it was screened")
+                    continue
                 if reason and name not in store.results():
                     store.put_result(name, "failed", error=reason)
                     store.put_trial(name, screen, "failed", error=reason)
@@ -273,7 +282,36 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
         return {t["candidate"]: t["latency"]["p50"] for t in store.trials()
                 if t["point"] == screen and t["status"] == "ok"}
 
-    screen_all(runnable, "screening", "screen")
+    def measure(name: str, wanted: list[str]) -> None:
+        """Measure a candidate on the points it has not done yet, within the budget."""
+        todo = [p for p in wanted if p not in store.done_points(name)]
+        if todo and name != baseline and not deadline.allows("full"):
+            cut(name, "measured at the screening point only")
+        elif todo:
+            started = time.monotonic()
+            cap = math.inf if name == baseline else deadline.left("full")
+            reason = timed_run(executor, limits, name == baseline, store.folder, name, "full",
+                               todo, cap_s=cap)
+            if reason == past_limit(cap):
+                cut(name, "stopped while it was measured (measured in part)")
+                reason = None
+            for point in todo:
+                if reason and point not in store.done_points(name):
+                    store.put_trial(name, point, "failed", error=reason)
+            log_trials(store, name, todo, log)
+            deadline.record("full", time.monotonic() - started)
+
+    def everything(name: str) -> list[str]:
+        return list(latency_points) + (workload.dataset_points(model.kind)
+                                       if name in with_dataset else [])
+
+    with_dataset = {baseline}
+    # The baseline first and whole: every speedup is against it, and its cost tells the
+    # time budget what a full measurement costs.
+    screen_all([baseline], "screening", "screen")
+    measure(baseline, everything(baseline))
+    screen_all([n for n, r in rows.items() if not r["skipped_reason"] and n != baseline],
+               "screening", "screen")
     # The fastest chain of each runtime, again with the runtime settings worth searching
     # (not in --quick, which measures the fixed menu only).
     tuned = ([] if config["quick"] else
@@ -283,26 +321,12 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
             store.add_candidate(len(rows) + i, variant["name"], variant["passes"],
                                 variant["runtime"], variant["settings"], None)
     screen_all([v["name"] for v in tuned], "tuning", "tune")
-    keep = search.survivors(store.results(), screened(), baseline)
-    with_dataset = set(keep[: search.DATASET_PASS_CANDIDATES + 1]) | {baseline}
-    keep.sort(key=lambda n: n != baseline)  # the baseline's time sets the others' limit
+    keep = [n for n in search.survivors(store.results(), screened(), baseline)
+            if n != baseline]
+    with_dataset |= set(keep[: search.DATASET_PASS_CANDIDATES])
     for i, name in enumerate(keep):
         progress(f"measuring {name}", i, len(keep))
-        wanted = list(latency_points)
-        if name in with_dataset:
-            wanted += workload.dataset_points(model.kind)
-        todo = [p for p in wanted if p not in store.done_points(name)]
-        if todo and name != baseline and not deadline.allows("full"):
-            cut(name, "measured at the screening point only")
-        elif todo:
-            started = time.monotonic()
-            reason = timed_run(executor, limits, name == baseline, store.folder, name, "full",
-                               todo)
-            for point in todo:
-                if reason and point not in store.done_points(name):
-                    store.put_trial(name, point, "failed", error=reason)
-            log_trials(store, name, todo, log)
-            deadline.record("full", time.monotonic() - started)
+        measure(name, everything(name))
     _confirm(store, executor, limits, progress, log)
     store.set_meta("finished", True)
     progress("done", 1, 1)

@@ -76,6 +76,10 @@ class Deadline:
     def record(self, phase: str, seconds: float) -> None:
         self.costs.setdefault(phase, []).append(seconds)
 
+    def left(self, phase: str) -> float:
+        """How long a run of this phase may still take: a run longer than that is stopped."""
+        return self.SHARES[phase] * self.seconds - self.spent()
+
     def cut(self, what: str) -> str:
         """The reason a candidate or a measurement was left out."""
         return (f"{what}: the study's time budget of {describe_seconds(self.seconds)} was spent; "
@@ -166,11 +170,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def timed_run(executor: LocalExecutor, limits: TimeLimits, baseline: bool, study: Path,
               candidate: str, phase: str, points: list[str], limit_phase: str | None = None,
-              module: str = "hasten.trial") -> str | None:
-    """Run a trial under its phase's limit; the baseline's successful runs set the limits."""
+              module: str = "hasten.trial", cap_s: float = math.inf) -> str | None:
+    """Run a trial under its phase's limit (or `cap_s`, what a time budget leaves, when that
+    is shorter); the baseline's successful runs set the limits."""
     key = limit_phase or phase
     started = time.perf_counter()
-    reason = executor.run(study, candidate, phase, points, limits.of(key), module)
+    reason = executor.run(study, candidate, phase, points, min(limits.of(key), cap_s), module)
     if baseline and reason is None:
         limits.record(key, time.perf_counter() - started)
     return reason

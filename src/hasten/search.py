@@ -121,17 +121,31 @@ HALF_PASSES = {"autocast_bf16": "bf16", "bf16_weights": "bf16", "autocast_fp16":
                "fp16_weights": "fp16"}
 
 
-def screening_order(rows: list[dict], baseline: str, device: str) -> list[str]:
+# Runtimes whose speeds go together: torch.compile and TorchScript start from eager PyTorch.
+FAMILY = {"eager": "torch", "compile": "torch", "torchscript": "torch"}
+
+
+def screening_order(rows: list[dict], baseline: str, device: str,
+                    screened: dict[str, float]) -> list[str]:
     """The runnable candidates in the order to screen them, so that a time budget is spent on
     the likely winners first: the baseline; then candidates with cheap builds; then those that
-    calibrate (static int8 and its accuracy search) or compile; last, half precision that this
-    CPU only emulates. Within each group, the menu's order."""
+    calibrate (static int8 and its accuracy search) or compile, those on the runtime family
+    fastest so far (`screened`: screening latency by name) first; last, half precision that
+    this CPU only emulates. Otherwise the menu's order."""
+    runtime = {r["name"]: r["runtime"] for r in rows}
+    best: dict[str, float] = {}
+    for name, p50 in screened.items():
+        family = FAMILY.get(runtime.get(name), runtime.get(name))
+        best[family] = min(p50, best.get(family, float("inf")))
+
     def key(row: dict) -> tuple:
         emulated = device == "cpu" and any(
             not machine.native_half(HALF_PASSES[p]) for p in row["passes"] if p in HALF_PASSES)
         heavy = row["runtime"] == "compile" or any(
             passes.REGISTRY[p].calibrates for p in row["passes"])
-        return (row["name"] != baseline, emulated, heavy)
+        family = FAMILY.get(row["runtime"], row["runtime"])
+        return (row["name"] != baseline, emulated, heavy,
+                best.get(family, float("inf")) if heavy else 0.0)
 
     return [r["name"] for r in sorted((r for r in rows if not r["skipped_reason"]), key=key)]
 
