@@ -137,6 +137,13 @@ def test_the_demo_end_to_end_through_ctrl_c_and_kill_9(tmp_path):
         except sqlite3.OperationalError:  # not created yet
             return {}
 
+    def trials() -> dict[tuple[str, str], float]:
+        """Every finished trial: what a kill must never lose or redo. (A result row whose
+        screening point was not timed yet is unfinished work, and is done again.)"""
+        with sqlite3.connect(folder / "study.sqlite", timeout=30) as db:
+            return {(c, p): f for c, p, f in
+                    db.execute("SELECT candidate, point, finished FROM trials")}
+
     def run_until(count: int, **pipes) -> subprocess.Popen:
         proc = subprocess.Popen([HASTEN, *args], text=True, **pipes)
         deadline = time.monotonic() + 900
@@ -156,24 +163,24 @@ def test_the_demo_end_to_end_through_ctrl_c_and_kill_9(tmp_path):
     assert "Traceback" not in out + err
     assert err.strip().splitlines()[-1].startswith("Interrupted; finished trials are kept")
     assert trial_processes() == "", "a trial process outlived the interrupt"
-    interrupted = finished()
+    interrupted, kept = finished(), trials()
 
     proc = run_until(len(interrupted) + 2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = finished()
-    assert len(before) >= len(interrupted) + 2, "no trial finished before the kill"
-    assert {name: before[name] for name in interrupted} == interrupted
+    assert len(finished()) >= len(interrupted) + 2, "no candidate finished before the kill"
+    before = trials()
+    assert {key: before[key] for key in kept} == kept
     # A trial process outlives its killed parent and writes its own row: let it finish.
     deadline = time.monotonic() + 900
     while trial_processes() and time.monotonic() < deadline:
         time.sleep(1)
-    before = finished()
+    before = trials()
 
     proc = hasten(*args, timeout=1500, columns=None)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    after = finished()
-    assert {name: after[name] for name in before} == before
+    after = trials()
+    assert {key: after[key] for key in before} == before
     out = proc.stdout
     assert "demo-minilm on" in out
     assert "Latency p50 / p90 in ms at sequence length 32" in out
