@@ -106,10 +106,11 @@ CONFIRM_TITLE = ("The baseline and each objective's leaders timed again in one p
                  "by these speedups")
 
 
-def confirmation_cells(study: Study) -> list[list[str]]:
-    """Per confirmed point and candidate: the speedup measured in its own process, and the
-    speedup confirmed in alternating rounds with its range; a failed point gets its reason."""
-    by_name = {r["candidate"]: r for r in study.table()}
+def confirmation_cells(study: Study, rows: list[dict]) -> list[list[str]]:
+    """Per confirmed point and candidate: the speedup measured in its own process (from the
+    study's table rows), and the speedup confirmed in alternating rounds with its range; a
+    failed point gets its reason."""
+    by_name = {r["candidate"]: r for r in rows}
     out = []
     for point, outcome in study.confirmation.get("results", {}).items():
         if "error" in outcome:

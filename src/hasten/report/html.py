@@ -138,8 +138,8 @@ def _recommendations(study: Study) -> str:
             f'<ul class="plain">{"".join(items)}</ul>')
 
 
-def _confirmation(study: Study) -> str:
-    cells = confirmation_cells(study)
+def _confirmation(study: Study, rows: list[dict]) -> str:
+    cells = confirmation_cells(study, rows)
     if not cells:
         return ""
     return ('<section id="confirmation"><h2>Confirmed in alternating rounds</h2>'
@@ -173,7 +173,7 @@ def render(study: Study) -> str:
         f'<p class="banner warn">{escape(BUSY_WARNING.format(n=busy))}</p>' if busy else "",
         '<section id="recommendations"><h2>Recommendations</h2>'
         f"{_recommendations(study)}</section>",
-        _confirmation(study),
+        _confirmation(study, rows),
         f'<section id="ranking"><h2>Ranked candidates</h2><p class="sub">'
         f"{escape(speedup_title(study))}. Failed and skipped candidates are listed with their "
         f"reasons.</p>{_ranked(study, rows)}</section>",

@@ -65,7 +65,7 @@ def render(study: Study, console: Console) -> None:
         console.print("[bold]Notes[/]")
         for r in noted:
             console.print(f"  {escape(r['candidate'])}: {escape('; '.join(r['notes']))}")
-    cells = confirmation_cells(study)
+    cells = confirmation_cells(study, rows)
     if cells:
         confirmed = Table(title=CONFIRM_TITLE)
         for header in CONFIRM_HEADERS:
