@@ -110,9 +110,10 @@ def main() -> None:
             "results": results, "failed": failed}, indent=2))
 
 
-def _feeds(tokenizer, texts: list[str], pad: str | bool) -> dict[str, np.ndarray]:
+def _feeds(tokenizer, texts: list[str], pad: str | bool, multiple: int | None = None
+           ) -> dict[str, np.ndarray]:
     encoded = tokenizer(texts, padding=pad, truncation=True, max_length=LENGTH,
-                        return_tensors="np")
+                        pad_to_multiple_of=multiple, return_tensors="np")
     return {k: v.astype(np.int64) for k, v in encoded.items()}
 
 
@@ -142,13 +143,17 @@ def _nn(reference: list, outputs: list) -> float:
 
 def _corpus(encode: Encode, tokenizer, corpus: list[str]) -> None:
     """The corpus job: every sentence, sorted by length, batches of 64 padded to their longest
-    (sentence-transformers' encode sorts by length itself and is called as is)."""
+    (sentence-transformers' encode sorts by length itself and is called as is; hasten's
+    export says its own batch size and padding multiple)."""
     if getattr(encode, "encode_corpus", None):
         encode.encode_corpus(corpus)
         return
+    batch = getattr(encode, "corpus_batch", CORPUS_BATCH)
+    multiple = getattr(encode, "pad_multiple", None)
     order = sorted(range(len(corpus)), key=lambda i: len(corpus[i]))
-    for i in range(0, len(order), CORPUS_BATCH):
-        encode(_feeds(tokenizer, [corpus[j] for j in order[i:i + CORPUS_BATCH]], pad=True))
+    for i in range(0, len(order), batch):
+        encode(_feeds(tokenizer, [corpus[j] for j in order[i:i + batch]], pad=True,
+                      multiple=multiple))
 
 
 def _interleaved(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, list]:
@@ -247,31 +252,28 @@ def _sentence_transformers(source: Path, backend: str, work: Path | None = None)
 
 
 def _hasten(folder: Path) -> Encode:
-    """The artifact `hasten export` wrote, loaded through its runtime with its settings."""
+    """The artifact `hasten export` wrote, run by hasten's own runtime with the settings the
+    study chose (streams, static shapes, session options); its corpus job at the batch size
+    and padding the export carries."""
+    from hasten import runtimes
+    from hasten.passes import Artifact
+
     recipe = json.loads((folder / "candidate.json").read_text())
-    threads = torch.get_num_threads()
-    if recipe["runtime"] == "openvino":
-        import openvino as ov
+    kind = {"ort": "onnx", "openvino": "openvino"}.get(recipe["runtime"])
+    if kind is None:
+        raise SystemExit(f"peers.py loads hasten's ONNX and OpenVINO exports; "
+                         f"{recipe['candidate']} runs on {recipe['runtime']}")
+    artifact = Artifact(kind, path=folder / ("model.xml" if kind == "openvino" else "model.onnx"))
+    run = runtimes.REGISTRY[recipe["runtime"]].build(artifact, recipe["settings"],
+                                                     torch.get_num_threads(), "cpu")
+    names = recipe["input_names"]
 
-        core = ov.Core()
-        compiled = core.compile_model(
-            core.read_model(str(folder / "model.xml")), "CPU",
-            {"INFERENCE_PRECISION_HINT": recipe["settings"].get("precision", "f32"),
-             "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
-        request = compiled.create_infer_request()
-        names = [i.get_any_name() for i in compiled.inputs]
-        return lambda feeds: request.infer({n: feeds[n] for n in names})[compiled.output(0)]
-    if recipe["runtime"] == "ort":
-        import onnxruntime as ort
+    def encode(feeds: dict) -> np.ndarray:
+        return run([torch.from_numpy(feeds[n]) for n in names]).numpy()
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(folder / "model.onnx"), options,
-                                       providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
-        return lambda feeds: session.run(None, {n: feeds[n] for n in names})[0]
-    raise SystemExit(f"peers.py loads hasten's ONNX and OpenVINO exports; "
-                     f"{recipe['candidate']} runs on {recipe['runtime']}")
+    encode.corpus_batch = recipe["corpus"]["batch_size"]
+    encode.pad_multiple = recipe["corpus"]["pad_to_multiple_of"]
+    return encode
 
 
 def _cpu() -> str:

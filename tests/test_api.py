@@ -39,8 +39,11 @@ def test_baseline_is_ok_with_speedup_one(tiny_study):
     base = _rows(study)[BASE]
     assert base["status"] == "ok" and base["reason"] == ""
     assert base["speedup"][study.screen_point] == 1.0
+    # The corpus job runs at the largest batch and, sorted, at the baseline's ideal batch size
+    # (whichever gave it the most items per second on this machine).
+    ideal = int(base["ideal_point"].split("/")[0][1:])
     assert set(base["points"]) == {"b1/s16", "b2/s16", "dataset/unsorted/b2",
-                                   "dataset/sorted/b2"}
+                                   "dataset/sorted/b2", f"dataset/sorted/b{ideal}"}
     assert base["fidelity"]["max_abs_diff"] == 0.0
     assert base["fidelity"]["cosine_mean"] == pytest.approx(1.0, abs=1e-6)
     assert base["fidelity"]["nn_agreement"] == 1.0
@@ -81,7 +84,7 @@ def test_skipped_rows_have_reasons(tiny_study):
 
 def test_recommendations_exist(tiny_study):
     recs = tiny_study.study.recommendations()
-    assert set(recs) == {"latency", "throughput", "memory", "size"}
+    assert set(recs) == {"latency", "throughput", "corpus", "memory", "size"}
     rows = _rows(tiny_study.study)
     for objective, row in recs.items():
         assert row is not None, objective

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import hasten
 from hasten import search
 from hasten.errors import HastenError
+from hasten.store import Store
+from hasten.study import Study
 
 SHAPE = re.compile(r"^(torch\.Size\(\[2, \d+, 32\]\)|\(2, \d+, 32\))$")
 
@@ -54,6 +57,34 @@ def test_every_kind_of_artifact_loads(tiny_study, tmp_path, candidate, files):
     assert files <= {p.name for p in out.iterdir()}
     assert json.loads((out / "candidate.json").read_text())["candidate"] == candidate
     assert SHAPE.match(run_load(out)), candidate
+
+
+@pytest.mark.parametrize(
+    ("base", "settings"),
+    [
+        ("onnx/openvino/f32", {"precision": "f32", "shapes": "static", "streams": 2}),
+        ("onnx/ort/all", {"level": "all", "spinning": False, "block_base": 4}),
+    ],
+)
+def test_searched_runtime_settings_are_written_into_load_py(tiny_study, tmp_path, base,
+                                                           settings):
+    folder = tmp_path / "study"
+    shutil.copytree(tiny_study.folder, folder)
+    store = Store(folder)
+    row = next(c for c in store.candidates() if c["name"] == base)
+    tuned = f"{base}/tuned"
+    store.add_candidate(99, tuned, row["passes"], row["runtime"], settings, None)
+    store.put_result(tuned, "ok", fidelity=store.results()[base]["fidelity"], passed=True)
+    store.close()
+    out = Study(folder).export(tmp_path / "out", candidate=tuned)
+    code = (out / "load.py").read_text()
+    if row["runtime"] == "openvino":
+        assert "'NUM_STREAMS': 2" in code and "start_async" in code
+        assert "shaped.reshape" in code
+    else:
+        assert "add_session_config_entry('session.intra_op.allow_spinning', '0')" in code
+        assert "add_session_config_entry('session.dynamic_block_base', '4')" in code
+    assert SHAPE.match(run_load(out)), code
 
 
 def test_only_finished_candidates_export(tiny_study, tmp_path):

@@ -182,22 +182,75 @@ def _row(name: str, runtime: str, settings: dict | None = None) -> dict:
     return {"name": name, "passes": ["p"], "runtime": runtime, "settings": settings or {}}
 
 
-def test_variants_tune_each_runtimes_fastest_passing_candidate():
-    rows = [_row("ov/slow", "openvino", {"precision": "f32"}),
-            _row("ov/fast", "openvino", {"precision": "f32"}),
-            _row("ov/wrong", "openvino"), _row("compiled", "compile"),
-            _row("frozen", "compile", {"freezing": True}), _row("ort", "ort")]
-    results = {name: _ok() for name in ("ov/slow", "ov/fast", "compiled", "frozen", "ort")}
-    results["ov/wrong"] = _ok(passed=False)
-    screen = {"ov/slow": 9.0, "ov/fast": 5.0, "ov/wrong": 1.0, "compiled": 7.0, "frozen": 6.0,
-              "ort": 1.0}
-    assert search.variants(rows, results, screen) == [
-        {"name": "ov/fast/static-shapes", "passes": ["p"], "runtime": "openvino",
-         "settings": {"precision": "f32", "shapes": "static"}}]
-    # Once the variant exists and is fastest, nothing is left to add for its runtime.
-    rows.append(search.variants(rows, results, screen)[0])
-    results["ov/fast/static-shapes"], screen["ov/fast/static-shapes"] = _ok(), 4.0
-    assert search.variants(rows, results, screen) == []
+def test_variants_tune_each_runtimes_fastest_passing_menu_candidate():
+    rows = [_row("onnx/openvino/f32", "openvino", {"precision": "f32"}),
+            _row("ov-direct/openvino/f32", "openvino", {"precision": "f32"}),
+            _row("onnx/openvino/bf16", "openvino", {"precision": "bf16"}),
+            _row("torch/compile/fp32", "compile"),
+            _row("torch/compile/int8-static-pt2e", "compile", {"freezing": True}),
+            _row("onnx/ort/all", "ort", {"level": "all"}), _row(BASELINE, "eager")]
+    results = {row["name"]: _ok() for row in rows}
+    results["onnx/openvino/bf16"] = _ok(passed=False)
+    screen = {"onnx/openvino/f32": 9.0, "ov-direct/openvino/f32": 5.0,
+              "onnx/openvino/bf16": 1.0, "torch/compile/fp32": 7.0,
+              "torch/compile/int8-static-pt2e": 6.0, "onnx/ort/all": 8.0, BASELINE: 10.0}
+    tuned = search.variants(rows, results, screen, threads=2)
+    assert {v["name"]: v["settings"] for v in tuned} == {
+        "ov-direct/openvino/f32/static-shapes": {"precision": "f32", "shapes": "static"},
+        "ov-direct/openvino/f32/streams-2": {"precision": "f32", "streams": 2},
+        "torch/compile/int8-static-pt2e/max-autotune": {
+            "freezing": True, "mode": "max-autotune-no-cudagraphs"},
+        "onnx/ort/all/no-spin": {"level": "all", "spinning": False},
+        "onnx/ort/all/block-base-4": {"level": "all", "block_base": 4}}
+    assert {v["base"] for v in tuned} == {
+        "ov-direct/openvino/f32", "torch/compile/int8-static-pt2e", "onnx/ort/all"}
+    # One thread has no streams to split a batch over.
+    assert "ov-direct/openvino/f32/streams-2" not in {
+        v["name"] for v in search.variants(rows, results, screen, threads=1)}
+    # A variant that screens fastest does not become the base of new variants (a resumed
+    # study makes the same ones).
+    rows.append({**tuned[0], "settings": tuned[0]["settings"]})
+    results[tuned[0]["name"]], screen[tuned[0]["name"]] = _ok(), 1.0
+    assert search.variants(rows, results, screen, threads=2) == tuned
+
+
+def test_composites_join_the_settings_that_each_beat_their_base():
+    rows = [_row("onnx/ort/all", "ort", {"level": "all"}),
+            _row("ov-direct/openvino/f32", "openvino", {"precision": "f32"})]
+    results = {row["name"]: _ok() for row in rows}
+    screen = {"onnx/ort/all": 10.0, "ov-direct/openvino/f32": 8.0}
+    tuned = search.variants(rows, results, screen, threads=2)
+    results.update({v["name"]: _ok() for v in tuned})
+    screen.update({"onnx/ort/all/no-spin": 9.0, "onnx/ort/all/block-base-4": 9.5,
+                   "ov-direct/openvino/f32/static-shapes": 7.0,
+                   "ov-direct/openvino/f32/streams-2": 8.5})
+    # ORT: both settings won, so they go together; OpenVINO: one won, nothing to join.
+    assert [(c["name"], c["settings"], c["runtime"])
+            for c in search.composites(tuned, results, screen)] == [
+        ("onnx/ort/all/no-spin+block-base-4",
+         {"level": "all", "spinning": False, "block_base": 4}, "ort")]
+    results["onnx/ort/all/block-base-4"] = _ok(passed=False)
+    assert search.composites(tuned, results, screen) == []
+
+
+def test_objective_points_are_every_batch_at_the_screening_length():
+    points = ["b1/s32", "b8/s32", "b1/s128", "b8/s128", "b64/s128"]
+    assert search.objective_points(points, "b8/s128") == ["b1/s128", "b8/s128", "b64/s128"]
+    assert search.objective_points(["b1", "b8"], "b8") == ["b1", "b8"]
+
+
+def test_leaders_first_orders_by_the_best_rank_at_any_point():
+    def trial(name, point, p50, status="ok"):
+        return {"candidate": name, "point": point, "status": status, "latency": {"p50": p50}}
+
+    trials = [trial("a", "b1", 5.0), trial("a", "b64", 50.0),
+              trial("b", "b1", 4.0), trial("b", "b64", 60.0),
+              trial("c", "b1", 6.0), trial("c", "b64", 40.0),
+              trial("d", "b1", 7.0), trial("d", "b64", 70.0),
+              trial("e", "b1", 1.0, status="failed")]
+    # b is fastest at b1 and c at b64 (both rank 0); a is second at both; d last; e unmeasured.
+    assert search.leaders_first(["a", "b", "c", "d", "e"], trials, ["b1", "b64"]) == [
+        "b", "c", "a", "d", "e"]
 
 
 def test_int8_is_read_from_any_part_after_the_runtime():

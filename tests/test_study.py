@@ -91,8 +91,8 @@ def test_best_per_objective_never_picks_a_failing_candidate(tmp_path):
     assert study.best("throughput")["candidate"] == "fast"
     assert study.best("memory")["candidate"] == BASE  # "wrong" uses less but is outside
     assert study.best("size")["candidate"] == "fast"
-    assert {k: v["candidate"] for k, v in study.recommendations().items()} == {
-        "latency": "fast", "throughput": "fast", "memory": BASE, "size": "fast"}
+    assert {k: v and v["candidate"] for k, v in study.recommendations().items()} == {
+        "latency": "fast", "throughput": "fast", "corpus": None, "memory": BASE, "size": "fast"}
     with pytest.raises(HastenError, match="Unknown objective 'speed'"):
         study.best("speed")
     assert study.point(8) == "b8/s16" and study.point(1, 64) == "b1/s64"
@@ -233,3 +233,60 @@ def test_what_the_time_budget_left_out_is_shown_with_its_reason(tmp_path):
     document = html.render(study)
     assert "measured at the screening point only: the study&#x27;s time budget" in document
     assert study.to_dict()["time_budget_s"] == 480.0
+
+
+def test_throughput_is_judged_at_each_candidates_ideal_batch_size(tmp_path):
+    from hasten.report.common import ranked_cells, ranked_headers
+
+    make_study(tmp_path, batch_sizes=(1, 8, 32))
+    store = Store(tmp_path)
+    # "fast" peaks at batch 8 (250, 1,000 and 200 items/s at batch 1, 8 and 32); the baseline
+    # keeps gaining up to 32 (100, 100, 200 items/s).
+    store.put_trial("fast", "b8/s16", "ok", latency={"p50": 8.0, "p90": 9.0, "count": 5},
+                    throughput=1000.0, items=8, peak_mb=600.0)
+    store.put_trial("fast", "b32/s16", "ok", latency={"p50": 160.0, "p90": 170.0, "count": 5},
+                    throughput=200.0, items=32, peak_mb=600.0)
+    store.put_trial(BASE, "b32/s16", "ok", latency={"p50": 160.0, "p90": 170.0, "count": 5},
+                    throughput=200.0, items=32, peak_mb=500.0)
+    store.close()
+    study = Study(tmp_path)
+    by = {r["candidate"]: r for r in study.table()}
+    assert by["fast"]["ideal_point"] == "b8/s16" and by[BASE]["ideal_point"] == "b32/s16"
+    assert study.best("throughput")["candidate"] == "fast"
+    assert study.objective_point("throughput") == "b8/s16"
+    assert study.objective_point("throughput", batch_size=32) == "b32/s16"
+    # The baseline and the leader are confirmed at the leader's ideal batch size.
+    assert study.confirmation_plan()["b8/s16"] == [BASE, "fast"]
+    column = ranked_headers(study).index("items/s (ideal batch)")
+    assert ranked_cells(study, by["fast"])[column] == "1,000 (b8)"
+    assert ranked_cells(study, by[BASE])[column] == "200 (b32)"
+
+
+def test_the_corpus_job_at_the_best_batch_size_against_the_naive_job(tmp_path):
+    from hasten.report.common import recommendation_detail
+
+    make_study(tmp_path, batch_sizes=(1, 8, 32))
+    store = Store(tmp_path)
+    for name, point, items_per_s in ((BASE, "dataset/unsorted/b32", 100.0),
+                                     (BASE, "dataset/sorted/b32", 200.0),
+                                     ("fast", "dataset/unsorted/b32", 300.0),
+                                     ("fast", "dataset/sorted/b32", 500.0),
+                                     ("fast", "dataset/sorted/b8", 700.0)):
+        store.put_trial(name, point, "ok", latency={"p50": 2000 / items_per_s * 1000,
+                                                    "p90": 1.0, "count": 3},
+                        throughput=items_per_s, items=2, peak_mb=1.0)
+    store.close()
+    study = Study(tmp_path)
+    by = {r["candidate"]: r for r in study.table()}
+    assert study.corpus_job(by["fast"]) == {
+        "items_per_s": 700.0, "batch_size": 8, "pad_to_multiple_of": 8,
+        "naive_items_per_s": 100.0, "gain": 7.0}
+    assert study.best("corpus")["candidate"] == "fast"
+    assert study.corpus_job(by["wrong"]) is None
+    assert recommendation_detail(study, "corpus", by["fast"]) == (
+        "700 items/s over the corpus sorted by length, batch 8, padded to a multiple of 8 "
+        "tokens; 7.00x the naive job (torch/eager/fp32 unsorted at batch 32)")
+    buffer = io.StringIO()
+    render(study, Console(file=buffer, width=250))
+    assert "corpus: fast (700 items/s over the corpus sorted by length, batch 8" in (
+        buffer.getvalue())

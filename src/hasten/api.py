@@ -19,7 +19,7 @@ from hasten.models import LoadedModel, absolute_spec, load_model
 from hasten.store import Store
 from hasten.study import Study, run_and_read
 from hasten.training.study import TrainStudy
-from hasten.workload import Workload, demo_corpus, point_inputs, read_texts
+from hasten.workload import Workload, demo_corpus, parse_point, point_inputs, read_texts
 
 if TYPE_CHECKING:
     from hasten.report.compare import Comparison
@@ -282,16 +282,19 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
         return {t["candidate"]: t["latency"]["p50"] for t in store.trials()
                 if t["point"] == screen and t["status"] == "ok"}
 
-    def measure(name: str, wanted: list[str]) -> None:
-        """Measure a candidate on the points it has not done yet, within the budget."""
+    def measure(name: str, wanted: list[str], phase: str = "full") -> None:
+        """Measure a candidate on the points it has not done yet, within the budget's share
+        for this phase ("objective": the objective points first; "full": the rest)."""
         todo = [p for p in wanted if p not in store.done_points(name)]
-        if todo and name != baseline and not deadline.allows("full"):
-            cut(name, "measured at the screening point only")
+        if todo and name != baseline and not deadline.allows(phase):
+            done = set(store.done_points(name))
+            cut(name, "measured at the screening point only" if done <= {screen} else
+                "measured at the objective points only")
         elif todo:
             started = time.monotonic()
-            cap = math.inf if name == baseline else deadline.left("full")
-            reason = timed_run(executor, limits, name == baseline, store.folder, name, "full",
-                               todo, cap_s=cap)
+            cap = math.inf if name == baseline else deadline.left(phase)
+            reason = timed_run(executor, limits, name == baseline, store.folder, name, phase,
+                               todo, limit_phase="full", cap_s=cap)
             if reason == past_limit(cap):
                 cut(name, "stopped while it was measured (measured in part)")
                 reason = None
@@ -299,30 +302,51 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
                 if reason and point not in store.done_points(name):
                     store.put_trial(name, point, "failed", error=reason)
             log_trials(store, name, todo, log)
-            deadline.record("full", time.monotonic() - started)
+            deadline.record(phase, time.monotonic() - started)
 
     def everything(name: str) -> list[str]:
-        return list(latency_points) + (workload.dataset_points(model.kind)
-                                       if name in with_dataset else [])
+        if name not in with_dataset:
+            return list(latency_points)
+        measured = {t["point"]: t for t in store.trials()
+                    if t["candidate"] == name and t["status"] == "ok"}
+        ideal = search.ideal_point(measured, parse_point(screen)["seq"])
+        return list(latency_points) + workload.dataset_points(
+            model.kind, ideal and parse_point(ideal)["batch"])
+
+    def add_and_screen(new: list[dict]) -> None:
+        known = {c["name"] for c in store.candidates()}
+        for variant in new:
+            if variant["name"] not in known:
+                store.add_candidate(len(known), variant["name"], variant["passes"],
+                                    variant["runtime"], variant["settings"], None)
+                known.add(variant["name"])
+        screen_all([v["name"] for v in new], "tuning", "tune")
 
     with_dataset = {baseline}
     # The baseline first and whole: every speedup is against it, and its cost tells the
     # time budget what a full measurement costs.
     screen_all([baseline], "screening", "screen")
+    # Its latency points first: its ideal batch size sets the batch of its corpus job.
+    measure(baseline, list(latency_points), "objective")
     measure(baseline, everything(baseline))
     screen_all([n for n, r in rows.items() if not r["skipped_reason"] and n != baseline],
                "screening", "screen")
     # The fastest chain of each runtime, again with the runtime settings worth searching
     # (not in --quick, which measures the fixed menu only).
-    tuned = ([] if config["quick"] else
-             search.variants(store.candidates(), store.results(), screened()))
-    for i, variant in enumerate(tuned):
-        if variant["name"] not in rows:
-            store.add_candidate(len(rows) + i, variant["name"], variant["passes"],
-                                variant["runtime"], variant["settings"], None)
-    screen_all([v["name"] for v in tuned], "tuning", "tune")
+    tuned = ([] if config["quick"] else search.variants(
+        store.candidates(), store.results(), screened(), config["threads"]))
+    add_and_screen(tuned)
+    # Then the settings that each won on their own, together.
+    add_and_screen(search.composites(tuned, store.results(), screened()))
     keep = [n for n in search.survivors(store.results(), screened(), baseline)
             if n != baseline]
+    # Successive halving: every survivor at the points the objectives are judged at (each
+    # batch size at the screening length), then the leaders there on everything else.
+    objective = search.objective_points(latency_points, screen)
+    for i, name in enumerate(keep):
+        progress(f"measuring {name} at the objective points", i, len(keep))
+        measure(name, objective, "objective")
+    keep = search.leaders_first(keep, store.trials(), objective)
     with_dataset |= set(keep[: search.DATASET_PASS_CANDIDATES])
     for i, name in enumerate(keep):
         progress(f"measuring {name}", i, len(keep))

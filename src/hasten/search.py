@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from hasten import machine, passes, runtimes
 from hasten.models import LoadedModel
+from hasten.workload import parse_point
 
 BASELINE = "torch/eager/fp32"
 ONNX_BASELINE = "onnx/ort/disabled"
@@ -18,7 +19,7 @@ DATASET_PASS_CANDIDATES = 2
 # How many of the fastest passing candidates per objective are confirmed against the baseline
 # in alternating rounds before the final ranking.
 CONFIRM_LEADERS = 3
-OBJECTIVES = ("latency", "throughput", "memory", "size")
+OBJECTIVES = ("latency", "throughput", "corpus", "memory", "size")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ CANDIDATES = (
        {"level": "all"}, in_quick=False),
     _c("onnx/ort/int8-dynamic", ("onnx_export", "ort_quantize_dynamic"), "ort",
        {"level": "all"}),
+    _c("onnx/ort/int8-dynamic-aware", ("onnx_export", "ort_quantize_dynamic_aware"), "ort",
+       {"level": "all"}, in_quick=False),
     _c("onnx/openvino/f32", ("onnx_export", "openvino_convert"), "openvino",
        {"precision": "f32"}),
     _c("onnx/openvino/bf16", ("onnx_export", "openvino_convert"), "openvino",
@@ -173,30 +176,84 @@ def survivors(results: dict[str, dict], screen: dict[str, float], baseline: str)
     return ([baseline] if baseline in screen and baseline not in names else []) + names
 
 
-# Runtime settings searched after screening, on each runtime's fastest passing candidate.
-SETTING_VARIANTS = {
-    "openvino": (("static-shapes", {"shapes": "static"}),),
-    "compile": (("freezing", {"freezing": True}),),
-}
+def objective_points(points: list[str], screen: str) -> list[str]:
+    """The points the objectives are judged at, measured on every survivor before anything
+    else: each batch size at the screening length (latency at the smallest, throughput at
+    each candidate's ideal batch size)."""
+    seq = parse_point(screen)["seq"]
+    return [p for p in points if parse_point(p)["seq"] == seq]
 
 
-def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float]
-             ) -> list[dict]:
-    """New candidates: for each runtime with settings to search, its fastest passing candidate
-    with each setting it does not have yet (the best chain with the best runtime settings)."""
+def ideal_point(points: dict[str, dict], seq: int | None) -> str | None:
+    """Of a candidate's measured points ({point: {"throughput": ...}}), the latency point at
+    sequence length `seq` with the most items per second: its ideal batch size."""
+    measured = [(v["throughput"], p) for p, v in points.items()
+                if not parse_point(p)["dataset"] and parse_point(p)["seq"] == seq]
+    return max(measured)[1] if measured else None
+
+
+def leaders_first(names: list[str], trials: list[dict], points: list[str]) -> list[str]:
+    """The names ordered by their best rank at any of the points (a candidate fastest at one
+    point goes before one second everywhere); those measured nowhere go last, in order."""
+    p50 = {(t["candidate"], t["point"]): t["latency"]["p50"] for t in trials
+           if t["status"] == "ok"}
+    best = {}
+    for point in points:
+        ranked = sorted((p50[n, point], n) for n in names if (n, point) in p50)
+        for rank, (_, name) in enumerate(ranked):
+            best[name] = min(rank, best.get(name, rank))
+    return sorted(names, key=lambda n: (best.get(n, len(names)), names.index(n)))
+
+
+def setting_variants(runtime: str, threads: int) -> tuple[tuple[str, dict], ...]:
+    """The runtime settings searched after screening, as (label, settings) pairs, for this
+    many threads."""
+    streams = ((f"streams-{threads}", {"streams": threads}),) if threads > 1 else ()
+    return {
+        "openvino": (("static-shapes", {"shapes": "static"}), *streams),
+        "ort": (("no-spin", {"spinning": False}), ("block-base-4", {"block_base": 4})),
+        "compile": (("freezing", {"freezing": True}),
+                    ("max-autotune", {"mode": "max-autotune-no-cudagraphs"})),
+    }.get(runtime, ())
+
+
+def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float],
+             threads: int) -> list[dict]:
+    """New candidates: for each runtime with settings to search, its fastest passing menu
+    candidate (not the baseline, which stays as it is) with each setting it does not have yet
+    (the best chain with the best runtime settings). Each carries its `base` candidate and
+    the `extra` settings it adds."""
+    menu = {c.name for c in CANDIDATES} - {BASELINE, ONNX_BASELINE}
     fastest: dict[str, dict] = {}
     for row in rows:
         name, runtime = row["name"], row["runtime"]
-        if (runtime in SETTING_VARIANTS and name in screen and (results.get(name) or {}).get(
-                "passed") and screen[name] < screen.get(fastest.get(runtime, {}).get("name"),
-                                                        float("inf"))):
+        if (name in menu and name in screen and (results.get(name) or {}).get("passed")
+                and screen[name] < screen.get(fastest.get(runtime, {}).get("name"),
+                                              float("inf"))):
             fastest[runtime] = row
     out = []
     for runtime, row in fastest.items():
-        for label, extra in SETTING_VARIANTS[runtime]:
+        for label, extra in setting_variants(runtime, threads):
             if any(row["settings"].get(k) != v for k, v in extra.items()):
                 out.append({"name": f"{row['name']}/{label}", "passes": row["passes"],
-                            "runtime": runtime, "settings": {**row["settings"], **extra}})
+                            "runtime": runtime, "settings": {**row["settings"], **extra},
+                            "base": row["name"], "label": label, "extra": extra})
+    return out
+
+
+def composites(tuned: list[dict], results: dict[str, dict], screen: dict[str, float]
+               ) -> list[dict]:
+    """For each base candidate with two or more settings that beat it at screening, one
+    candidate with all of them together (as `hasten train` combines its winning switches)."""
+    out = []
+    for base in dict.fromkeys(v["base"] for v in tuned):
+        wins = [v for v in tuned if v["base"] == base and v["name"] in screen
+                and (results.get(v["name"]) or {}).get("passed")
+                and screen[v["name"]] < screen.get(base, 0.0)]
+        if len(wins) >= 2:
+            settings = {k: val for v in wins for k, val in v["settings"].items()}
+            out.append({**wins[0], "name": f"{base}/{'+'.join(v['label'] for v in wins)}",
+                        "settings": settings})
     return out
 
 

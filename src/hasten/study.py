@@ -11,7 +11,7 @@ from hasten import search
 from hasten.errors import HastenError
 from hasten.measure import least_memory
 from hasten.store import Store, read_study
-from hasten.workload import Workload, parse_point
+from hasten.workload import PAD_MULTIPLE, Workload, parse_point
 
 
 class Study:
@@ -74,6 +74,8 @@ class Study:
                                   if t["status"] != "ok"},
                 "peak_mb": ok[screen]["peak_mb"] if screen in ok else None,
             }
+            # Its ideal batch size for throughput, which need not be the largest.
+            row["ideal_point"] = search.ideal_point(row["points"], self._seq())
             if c["skipped_reason"]:
                 row.update(status="skipped", reason=c["skipped_reason"])
             elif result is None:
@@ -120,19 +122,27 @@ class Study:
                    if t["latency"] and t["latency"].get("load_avg", 0) > limit)
 
     def objective_point(self, objective: str, batch_size: int | None = None) -> str:
-        """The latency point an objective is judged at: the smallest batch for latency, the
-        largest for throughput, at the screening length."""
+        """The latency point an objective is judged at, at the screening length: the smallest
+        batch for latency; for throughput, the ideal batch size of the passing candidate with
+        the most items per second (the largest batch before anything passed)."""
         sizes = self.config["workload"]["batch_sizes"]
-        pick = min if objective == "latency" else max
-        return self.point(batch_size or pick(sizes))
+        if batch_size or objective == "latency":
+            return self.point(batch_size or min(sizes))
+        rows = [r for r in self.table() if r["status"] == "ok" and r["ideal_point"]]
+        if not rows:
+            return self.point(max(sizes))
+        return max(rows, key=lambda r: r["points"][r["ideal_point"]]["throughput"]
+                   )["ideal_point"]
 
     def confirmation_plan(self) -> dict[str, list[str]]:
-        """Per objective point, the baseline and the passing candidates fastest there (at most
+        """Per objective point (and the screening point, where every candidate was compared),
+        the baseline and the passing candidates fastest there (at most
         search.CONFIRM_LEADERS), to be timed again in alternating rounds."""
         rows = [r for r in self.table() if r["status"] == "ok"]
         plan: dict[str, list[str]] = {}
-        for objective in ("latency", "throughput"):
-            point = self.objective_point(objective)
+        points = (self.objective_point("latency"), self.screen_point,
+                  self.objective_point("throughput"))
+        for point in dict.fromkeys(points):
             ranked = sorted((r for r in rows if point in r["points"]),
                             key=lambda r: r["points"][point]["p50"])
             names = [r["candidate"] for r in ranked]
@@ -147,9 +157,15 @@ class Study:
         return self.confirmation.get("results", {}).get(point, {}).get("candidates", {})
 
     def _value(self, row: dict, objective: str, batch_size: int | None) -> float | None:
+        if objective == "throughput" and batch_size is None:
+            point = row["points"].get(row["ideal_point"], {})
+            return -point.get("throughput", 0)
         if objective in ("latency", "throughput"):
             point = row["points"].get(self.objective_point(objective, batch_size), {})
             return point.get("p50") if objective == "latency" else -point.get("throughput", 0)
+        if objective == "corpus":
+            job = self.corpus_job(row)
+            return -job["items_per_s"] if job else None
         if objective == "size":
             return row.get("size_bytes")
         raise HastenError(
@@ -178,6 +194,21 @@ class Study:
         scored = [(v, r["candidate"], r) for r in rows
                   for v in [self._value(r, objective, batch_size)] if v]
         return min(scored, key=lambda s: (s[0], s[1]))[2] if scored else None
+
+    def corpus_job(self, row: dict) -> dict | None:
+        """A candidate's fastest corpus job (its passes over the whole corpus sorted by length,
+        at whichever batch size gave the most items per second), against the naive job: the
+        baseline's unsorted pass at the study's batch size. None when it ran no sorted pass."""
+        jobs = [(v["throughput"], parse_point(p)["batch"]) for p, v in row["points"].items()
+                if parse_point(p)["dataset"] and parse_point(p)["order"] == "sorted"]
+        if not jobs:
+            return None
+        items, batch = max(jobs)
+        naive_point = f"dataset/unsorted/b{self.config['workload']['dataset_batch_size']}"
+        naive = next((t["throughput"] for t in self.trials if t["candidate"] == self.baseline
+                      and t["point"] == naive_point and t["status"] == "ok"), None)
+        return {"items_per_s": items, "batch_size": batch, "pad_to_multiple_of": PAD_MULTIPLE,
+                "naive_items_per_s": naive, "gain": items / naive if naive else None}
 
     def recommendations(self) -> dict[str, dict | None]:
         return {objective: self.best(objective) for objective in search.OBJECTIVES}

@@ -210,12 +210,23 @@ class Workload:
             return [f"b{b}/s{s}" for s in self.seq_lengths for b in self.batch_sizes]
         return [f"b{b}" for b in self.batch_sizes]
 
-    def dataset_points(self, kind: str) -> list[str]:
+    def dataset_points(self, kind: str, ideal_batch: int | None = None) -> list[str]:
         """The dataset pass over the whole corpus, unsorted and sorted by length (text only: images
-        have no length to sort by, and their latency points already use the real images)."""
+        have no length to sort by, and their latency points already use the real images); with
+        `ideal_batch`, also the sorted pass at that batch size (the corpus job at a candidate's
+        best batch size)."""
         if kind != "text":
             return []
-        return [f"dataset/{order}/b{self.dataset_batch_size}" for order in ("unsorted", "sorted")]
+        points = [f"dataset/{order}/b{self.dataset_batch_size}"
+                  for order in ("unsorted", "sorted")]
+        if ideal_batch and ideal_batch != self.dataset_batch_size:
+            points.append(f"dataset/sorted/b{ideal_batch}")
+        return points
+
+
+# The sorted pass (the corpus job) pads each batch to a multiple of this many tokens, so that
+# runtimes that plan per shape (OpenVINO with static shapes, torch.compile) meet few shapes.
+PAD_MULTIPLE = 8
 
 
 def parse_point(point: str) -> dict:
@@ -229,13 +240,16 @@ def parse_point(point: str) -> dict:
     return out
 
 
-def tokenize(model: LoadedModel, texts: list[str], length: int | None, max_length: int) -> list:
-    """Tokenize to the model's inputs: padded to `length`, or to the longest text when None."""
+def tokenize(model: LoadedModel, texts: list[str], length: int | None, max_length: int,
+             multiple: int | None = None) -> list:
+    """Tokenize to the model's inputs: padded to `length`, or to the longest text when None
+    (rounded up to a multiple of `multiple`, when given)."""
     enc = model.tokenizer(
         texts,
         padding="max_length" if length else "longest",
         truncation=True,
         max_length=length or max_length,
+        pad_to_multiple_of=multiple,
         return_tensors="pt",
     )
     return [enc[name] for name in model.input_names]
@@ -273,7 +287,8 @@ def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[lis
                                                        max_length=workload.max_length)["input_ids"]]
         texts = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda x: x[0])]
     b = p["batch"]
-    return [tokenize(model, texts[i:i + b], None, workload.max_length)
+    multiple = PAD_MULTIPLE if p["order"] == "sorted" else None
+    return [tokenize(model, texts[i:i + b], None, workload.max_length, multiple)
             for i in range(0, len(texts), b)]
 
 

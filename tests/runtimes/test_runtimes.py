@@ -139,6 +139,30 @@ def test_openvino_static_shapes_match_dynamic_ones(tiny_bert_spec, build_candida
         assert torch.allclose(static(inputs), dynamic(inputs), atol=1e-4)
 
 
+def test_openvino_streams_split_the_batch_and_match_one_stream(tiny_bert_spec,
+                                                               build_candidate):
+    _, artifact, single, batches, _ = build_candidate(tiny_bert_spec, "onnx/openvino/f32")
+    assert len(batches[0][0]) >= 3
+    for extra in ({}, {"shapes": "static"}):
+        split = runtimes.REGISTRY["openvino"].build(
+            artifact, {"precision": "f32", "streams": 2, **extra}, 2, "cpu")
+        # Even and uneven parts, and a batch of one that has nothing to split.
+        for inputs in (batches[0], [t[:3] for t in batches[0]], [t[:1] for t in batches[0]]):
+            torch.testing.assert_close(split(inputs), single(inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_ort_session_settings_keep_the_outputs(cnn_spec, build_candidate):
+    from hasten.runtimes.onnxruntime import config_entries
+
+    _, artifact, runner, batches, _ = build_candidate(cnn_spec, "onnx/ort/all")
+    settings = {"level": "all", "spinning": False, "block_base": 4}
+    assert config_entries(settings) == {"session.intra_op.allow_spinning": "0",
+                                        "session.dynamic_block_base": "4"}
+    assert config_entries({"level": "all"}) == {}
+    tuned = runtimes.REGISTRY["ort"].build(artifact, settings, 2, "cpu")
+    torch.testing.assert_close(tuned(batches[0]), runner(batches[0]), rtol=1e-5, atol=1e-6)
+
+
 def test_eager_runner_casts_float_inputs_and_autocasts(cnn_spec):
     model = load_model(cnn_spec)
     x = model.example_inputs["input_0"]

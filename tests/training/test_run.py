@@ -351,3 +351,21 @@ def test_the_combined_candidate_builds_on_a_passing_mode(cnn_study):
     assert "final_loss" in row["converge"]
     for switch in cnn_study.combined.split("/", 1)[1].split("+"):
         assert table[f"32-true/{switch}"]["speedup"] > 1.05
+
+
+def test_a_precision_mode_too_slow_to_win_is_not_trained_to_the_end(monkeypatch):
+    from hasten import machine
+
+    monkeypatch.setattr(machine, "native_half", lambda dtype: dtype == "bf16")
+    config = {"steps": 60, "batch_size": 16, "device": "cpu"}
+    # fp32 at 28 samples/s; 16-mixed 18x slower would train 960 samples in 10 minutes.
+    speeds = {"32-true": 28.0, "16-mixed": 1.56, "bf16-mixed": 20.0, "bf16-true": 8.0}
+    slow = run._too_slow(speeds, "32-true", config)
+    assert list(slow) == ["16-mixed"]
+    assert slow["16-mixed"].startswith("not trained to the end: it ran at 0.06x fp32's samples "
+                                       "per second here (this CPU only emulates fp16)")
+    # bf16-true is 4.7x slower too, but native here: no emulation is claimed.
+    speeds["bf16-true"] = 1.0
+    assert "emulates" not in run._too_slow(speeds, "32-true", config)["bf16-true"]
+    # A short convergence run is worth its time however slow the mode: tiny models keep it.
+    assert run._too_slow(speeds, "32-true", {**config, "steps": 2}) == {}

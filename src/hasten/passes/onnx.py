@@ -21,6 +21,7 @@ from hasten.passes import (
     needs_torch_module,
     register,
 )
+from hasten.passes.int8_share import share_note
 
 
 def _export_dynamo(module: torch.nn.Module, ctx: PassContext, path) -> None:
@@ -104,7 +105,8 @@ def ort_quantize_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8,
                      reduce_range=not has_int8_dot())
     source.unlink()
-    return Artifact("onnx", path=path, notes=[*artifact.notes, *reduce_range_note()])
+    return Artifact("onnx", path=path,
+                    notes=[*artifact.notes, *reduce_range_note(), share_note(path, ctx)])
 
 
 def reduce_range_note() -> list[str]:

@@ -50,7 +50,7 @@ def speedup_title(study: Study) -> str:
 def ranked_headers(study: Study) -> list[str]:
     """Column names of the ranked table between the candidate and its status."""
     sizes = study.config["workload"]["batch_sizes"]
-    return [*(f"b{b}" for b in sizes), f"items/s b{max(sizes)}", "speedup", "peak MB",
+    return [*(f"b{b}" for b in sizes), "items/s (ideal batch)", "speedup", "peak MB",
             "size MB", "fidelity"]
 
 
@@ -61,10 +61,11 @@ def ranked_cells(study: Study, row: dict) -> list[str]:
     for b in sizes:
         p = row["points"].get(study.point(b))
         cells.append(f"{ms(p['p50'])} / {ms(p['p90'])}" if p else "-")
-    top = row["points"].get(study.point(max(sizes)))
+    ideal = row["ideal_point"]
     speed = row["speedup"].get(study.screen_point)
     size = row.get("size_bytes")
-    return [*cells, f"{top['throughput']:,.0f}" if top else "-",
+    return [*cells, (f"{row['points'][ideal]['throughput']:,.0f} "
+                     f"(b{parse_point(ideal)['batch']})") if ideal else "-",
             f"{speed:.2f}x" if speed else "-", mb(row["peak_mb"]),
             mb(size / 2**20) if size else "-", fidelity_text(row)]
 
@@ -122,6 +123,24 @@ def confirmation_cells(study: Study, rows: list[dict]) -> list[list[str]]:
                         f"{c['speedup']:.2f}x ({c['speedup_low']:.2f}-{c['speedup_high']:.2f})",
                         str(c["rounds"])])
     return out
+
+
+def recommendation_detail(study: Study, objective: str, row: dict) -> str:
+    """What a recommendation gives, in words: the memory and corpus objectives carry their
+    figures; the others are in the tables."""
+    if objective == "memory":
+        speed = row["speedup"].get(study.screen_point)
+        return (f"{row['peak_mb']:,.0f} MiB at {study.screen_point}, {speed:.2f}x the "
+                "baseline's speed" if speed else "")
+    job = study.corpus_job(row) if objective == "corpus" else None
+    if not job:
+        return ""
+    text = (f"{job['items_per_s']:,.0f} items/s over the corpus sorted by length, batch "
+            f"{job['batch_size']}, padded to a multiple of {job['pad_to_multiple_of']} tokens")
+    if job["gain"]:
+        text += (f"; {job['gain']:.2f}x the naive job ({study.baseline} unsorted at batch "
+                 f"{study.config['workload']['dataset_batch_size']})")
+    return text
 
 
 def export_command(study: Study, objective: str) -> str:

@@ -17,6 +17,7 @@ from hasten.report.common import (
     machine_line,
     ranked_cells,
     ranked_headers,
+    recommendation_detail,
     speedup_title,
 )
 from hasten.report.plots import Plot, study_plots
@@ -132,8 +133,11 @@ def _recommendations(study: Study) -> str:
         if row is None:
             items.append(f"<li><b>{objective}</b>: no candidate passed</li>")
         else:
-            items.append(f"<li><b>{objective}</b>: <code>{escape(row['candidate'])}</code> "
-                         f"&mdash; <code>{escape(export_command(study, objective))}</code></li>")
+            detail = recommendation_detail(study, objective, row)
+            items.append(f"<li><b>{objective}</b>: <code>{escape(row['candidate'])}</code>"
+                         + (f" ({escape(detail)})" if detail else "")
+                         + f" &mdash; <code>{escape(export_command(study, objective))}</code>"
+                         "</li>")
     return ('<p class="sub">Fastest within the fidelity tolerance, measured in this run.</p>'
             f'<ul class="plain">{"".join(items)}</ul>')
 

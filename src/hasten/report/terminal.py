@@ -18,11 +18,12 @@ from hasten.report.common import (
     ranked_cells,
     ranked_headers,
     reasons,
+    recommendation_detail,
     sort_gain,
     speedup_title,
 )
 from hasten.study import Study
-from hasten.workload import parse_point
+from hasten.workload import PAD_MULTIPLE, parse_point
 
 STATUS_STYLE = {"ok": "green", "outside tolerance": "yellow", "failed": "red",
                 "skipped": "dim", "pending": "dim"}
@@ -78,11 +79,8 @@ def render(study: Study, console: Console) -> None:
         if row is None:
             console.print(f"  {objective}: no candidate passed")
             continue
-        cost = ""
-        if objective == "memory":
-            speed = row["speedup"].get(study.screen_point)
-            cost = (f" ({row['peak_mb']:,.0f} MiB at {study.screen_point}, "
-                    f"{speed:.2f}x the baseline's speed)" if speed else "")
+        detail = recommendation_detail(study, objective, row)
+        cost = f" ({escape(detail)})" if detail else ""
         console.print(f"  {objective}: [bold]{escape(row['candidate'])}[/]{cost}   "
                       f"{escape(export_command(study, objective))}")
 
@@ -107,12 +105,13 @@ def _dataset(study: Study, rows: list[dict], console: Console) -> None:
     passes = list(dataset_passes(rows))
     if not passes:
         return
-    table = Table(title=f"Dataset pass over {len(study.config['workload']['texts'])} texts at "
-                  f"batch {study.config['workload']['dataset_batch_size']}, items/s")
-    for col in ("candidate", "unsorted", "sorted by length", "gain"):
+    table = Table(title=f"Dataset pass over {len(study.config['workload']['texts'])} texts, "
+                  f"items/s (sorted: padded to a multiple of {PAD_MULTIPLE} tokens)")
+    for col in ("candidate", "batch", "unsorted", "sorted by length", "gain"):
         table.add_column(col, justify="left" if col == "candidate" else "right")
-    for row, _, u, s in passes:
+    for row, batch, u, s in passes:
         gain = sort_gain(u, s)
-        table.add_row(escape(row["candidate"]), f"{u['throughput']:,.0f}" if u else "-",
+        table.add_row(escape(row["candidate"]), str(batch),
+                      f"{u['throughput']:,.0f}" if u else "-",
                       f"{s['throughput']:,.0f}" if s else "-", f"{gain:.2f}x" if gain else "-")
     console.print(table)

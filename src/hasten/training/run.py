@@ -30,6 +30,7 @@ from hasten.training.candidates import (
     speed_group,
 )
 from hasten.training.demos import DEMOS as DEMO_RECIPES
+from hasten.training.runner import TOO_SLOW
 from hasten.training.study import TrainStudy
 
 Progress = Callable[[str, int, int], None]
@@ -38,6 +39,9 @@ RUNNER = "hasten.training.runner"
 # Besides fp32, every precision mode, QAT and the larger batch, this many of the fastest
 # candidates train to the end and are evaluated.
 CONVERGE = 3
+# A precision mode too slow to win (runner.TOO_SLOW) is not trained to the end when that would
+# take longer than this.
+SLOW_CONVERGE_S = 60.0
 # The batch-size search stops doubling once one step takes longer than this: probing larger
 # batches would cost minutes per probe on a CPU.
 PROBE_STEP_LIMIT_S = 2.0
@@ -266,8 +270,10 @@ def _run(store: Store, config: dict, launch: Launcher, progress: Progress) -> No
     # of them); the batch-size search and the combined candidate build on the fastest mode that
     # kept accuracy.
     speeds = _speeds(store)
+    slow = _too_slow(speeds, baseline, config)
+    store.set_meta("too_slow", slow)
     _converge(store, config, launch, progress,
-              [baseline, *(m for m in HALF_MODES if m in speeds)])
+              [baseline, *(m for m in HALF_MODES if m in speeds and m not in slow)])
     precision = fastest_passing_mode(store)
     _search_batch_size(store, config, launch, progress, precision)
     _combine(store, launch, progress, precision)
@@ -279,6 +285,28 @@ def _run(store: Store, config: dict, launch: Launcher, progress: Progress) -> No
     _converge(store, config, launch, progress, [*fastest[:CONVERGE], *always])
     store.set_meta("finished", True)
     progress("done", 1, 1)
+
+
+def _too_slow(speeds: dict[str, float], baseline: str, config: dict) -> dict[str, str]:
+    """The precision modes so much slower than fp32 here (TOO_SLOW times: a CPU that only
+    emulates the half type) that they cannot win on time, and whose convergence run would
+    take more than SLOW_CONVERGE_S, with the reason they are not trained to the end: on such
+    a CPU those runs took most of the study (fp16 autocast ran the MiniLM demo 18x slower than
+    fp32 on an AVX2 EPYC: 10 minutes for its 60 steps)."""
+    base = speeds.get(baseline)
+    samples = config["steps"] * config["batch_size"]
+    device = config["device"]
+    out = {}
+    for mode in HALF_MODES:
+        if (base and mode in speeds and speeds[mode] * TOO_SLOW < base
+                and samples / speeds[mode] > SLOW_CONVERGE_S):
+            half = "fp16" if mode.startswith("16") else "bf16"
+            emulated = ("" if device != "cpu" or machine.native_half(half)
+                        else f" (this CPU only emulates {half})")
+            out[mode] = (f"not trained to the end: it ran at {speeds[mode] / base:.2f}x fp32's "
+                         f"samples per second here{emulated}, so it cannot win on time; `hasten "
+                         "numerics audit` judges its numerics")
+    return out
 
 
 def _converge(store: Store, config: dict, launch: Launcher, progress: Progress,

@@ -29,6 +29,7 @@ class TrainStudy:
         self.audit = meta.get("audit")
         self.batch_search = meta.get("batch_search")
         self.combined = meta.get("combined")
+        self.too_slow = meta.get("too_slow") or {}
         self.candidates = stored["candidates"]
         self.results = stored["results"]
         self.trials = stored["trials"]
@@ -83,7 +84,8 @@ class TrainStudy:
         if diverged:
             return "diverged", diverged
         if result["passed"] is None:
-            return "timed only", "measured for speed only; not among the fastest"
+            return "timed only", self.too_slow.get(
+                c["name"], "measured for speed only; not among the fastest")
         if not result["passed"]:
             return "outside tolerance", result["gate_reason"]
         return "ok", result["gate_reason"]
