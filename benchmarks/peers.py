@@ -232,6 +232,7 @@ def _sentence_transformers(source: Path, backend: str, work: Path | None = None)
         from sentence_transformers import export_dynamic_quantized_onnx_model
 
         model = SentenceTransformer(str(source), backend="onnx", device="cpu")
+        model.save(str(work / "st"))  # the quantized file alone does not load: keep the config
         flags = open("/proc/cpuinfo").read()
         export_dynamic_quantized_onnx_model(
             model, "avx512_vnni" if "avx512_vnni" in flags else "avx2", str(work / "st"))

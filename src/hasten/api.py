@@ -326,8 +326,10 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
     # The baseline first and whole: every speedup is against it, and its cost tells the
     # time budget what a full measurement costs.
     screen_all([baseline], "screening", "screen")
-    # Its latency points first: its ideal batch size sets the batch of its corpus job.
-    measure(baseline, list(latency_points), "objective")
+    # Its objective points first, as every survivor's are measured (so that their cost tells
+    # the budget what one survivor's costs), and its ideal batch size sets its corpus job's.
+    objective = search.objective_points(latency_points, screen)
+    measure(baseline, objective, "objective")
     measure(baseline, everything(baseline))
     screen_all([n for n, r in rows.items() if not r["skipped_reason"] and n != baseline],
                "screening", "screen")
@@ -342,7 +344,6 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
             if n != baseline]
     # Successive halving: every survivor at the points the objectives are judged at (each
     # batch size at the screening length), then the leaders there on everything else.
-    objective = search.objective_points(latency_points, screen)
     for i, name in enumerate(keep):
         progress(f"measuring {name} at the objective points", i, len(keep))
         measure(name, objective, "objective")
