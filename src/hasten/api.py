@@ -284,8 +284,11 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
 
     def measure(name: str, wanted: list[str], phase: str = "full") -> None:
         """Measure a candidate on the points it has not done yet, within the budget's share
-        for this phase ("objective": the objective points first; "full": the rest)."""
+        for this phase ("objective": the objective points first; "full": the rest, called
+        "corpus" when it holds the corpus job, whose cost is of another order)."""
         todo = [p for p in wanted if p not in store.done_points(name)]
+        if phase == "full" and any(parse_point(p)["dataset"] for p in todo):
+            phase = "corpus"
         if todo and name != baseline and not deadline.allows(phase):
             done = set(store.done_points(name))
             cut(name, "measured at the screening point only" if done <= {screen} else

@@ -55,7 +55,7 @@ class Deadline:
     """
 
     # The part of the budget by which each phase's runs must be expected to end.
-    SHARES = {"screen": 0.6, "tune": 0.7, "objective": 0.8, "full": 0.9}
+    SHARES = {"screen": 0.6, "tune": 0.7, "objective": 0.8, "full": 0.9, "corpus": 0.9}
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
         self.seconds = seconds

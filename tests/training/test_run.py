@@ -369,3 +369,27 @@ def test_a_precision_mode_too_slow_to_win_is_not_trained_to_the_end(monkeypatch)
     assert "emulates" not in run._too_slow(speeds, "32-true", config)["bf16-true"]
     # A short convergence run is worth its time however slow the mode: tiny models keep it.
     assert run._too_slow(speeds, "32-true", {**config, "steps": 2}) == {}
+
+
+
+def test_a_candidate_built_on_a_mode_too_slow_to_win_is_skipped(tmp_path):
+    from hasten.store import Store
+
+    store = Store(tmp_path)
+    for i, (name, precision) in enumerate((("32-true", "32-true"),
+                                           ("bf16-mixed", "bf16-mixed"),
+                                           ("bf16-mixed/compile", "bf16-mixed"),
+                                           ("32-true/compile", "32-true"))):
+        store.add_candidate(i, name, [], "fabric", {"precision": precision}, None)
+    config = {"baseline": "32-true", "steps": 60, "batch_size": 16, "device": "cpu"}
+    for name, speed in (("32-true", 34.0), ("bf16-mixed", 1.9)):
+        store.put_trial(name, "speed", "ok", latency={"p50": 16 / speed * 1000},
+                        throughput=speed, items=16, peak_mb=1.0)
+    assert not run._skip_if_built_on_slow(store, config, "bf16-mixed")
+    assert not run._skip_if_built_on_slow(store, config, "32-true/compile")
+    assert run._skip_if_built_on_slow(store, config, "bf16-mixed/compile")
+    row = next(c for c in store.candidates() if c["name"] == "bf16-mixed/compile")
+    assert row["skipped_reason"] == ("it runs in bf16-mixed, which ran at 0.06x fp32's samples "
+                                     "per second here, so it cannot win on time")
+    assert row["settings"] == {"precision": "bf16-mixed"} and row["position"] == 2
+    store.close()

@@ -258,7 +258,7 @@ def _run(store: Store, config: dict, launch: Launcher, progress: Progress) -> No
     runnable = [c["name"] for c in store.candidates() if not c["skipped_reason"]]
     for i, name in enumerate(runnable):
         progress(f"timing {name}", i, len(runnable))
-        if name not in store.results():
+        if name not in store.results() and not _skip_if_built_on_slow(store, config, name):
             launch(name, "speed")
         if name == baseline and store.results()[name]["status"] != "ok":
             raise HastenError(f"The fp32 baseline failed: {store.results()[name]['error']}. "
@@ -307,6 +307,21 @@ def _too_slow(speeds: dict[str, float], baseline: str, config: dict) -> dict[str
                          f"samples per second here{emulated}, so it cannot win on time; `hasten "
                          "numerics audit` judges its numerics")
     return out
+
+
+def _skip_if_built_on_slow(store: Store, config: dict, name: str) -> bool:
+    """Skip a candidate built on a precision mode already found too slow to win here (its
+    speed run would cost as much and show the same), with the reason; True when skipped."""
+    row = next(c for c in store.candidates() if c["name"] == name)
+    precision = row["settings"].get("precision")
+    speeds = _speeds(store)
+    if name == precision or precision not in _too_slow(speeds, config["baseline"], config):
+        return False
+    ratio = speeds[precision] / speeds[config["baseline"]]
+    store.add_candidate(row["position"], name, row["passes"], row["runtime"], row["settings"],
+                        f"it runs in {precision}, which ran at {ratio:.2f}x fp32's samples per "
+                        "second here, so it cannot win on time")
+    return True
 
 
 def _converge(store: Store, config: dict, launch: Launcher, progress: Progress,
