@@ -128,10 +128,15 @@ class Study:
         sizes = self.config["workload"]["batch_sizes"]
         if batch_size or objective == "latency":
             return self.point(batch_size or min(sizes))
-        rows = [r for r in self.table() if r["status"] == "ok" and r["ideal_point"]]
-        if not rows:
-            return self.point(max(sizes))
-        return max(rows, key=lambda r: r["points"][r["ideal_point"]]["throughput"]
+        return self._throughput_point(self.table())
+
+    def _throughput_point(self, rows: list[dict]) -> str:
+        """Of the table's rows, the ideal point of the passing one with the most items per
+        second (the largest batch before anything passed)."""
+        ideal = [r for r in rows if r["status"] == "ok" and r["ideal_point"]]
+        if not ideal:
+            return self.point(max(self.config["workload"]["batch_sizes"]))
+        return max(ideal, key=lambda r: r["points"][r["ideal_point"]]["throughput"]
                    )["ideal_point"]
 
     def confirmation_plan(self) -> dict[str, list[str]]:
@@ -141,7 +146,7 @@ class Study:
         rows = [r for r in self.table() if r["status"] == "ok"]
         plan: dict[str, list[str]] = {}
         points = (self.objective_point("latency"), self.screen_point,
-                  self.objective_point("throughput"))
+                  self._throughput_point(rows))
         for point in dict.fromkeys(points):
             ranked = sorted((r for r in rows if point in r["points"]),
                             key=lambda r: r["points"][point]["p50"])
