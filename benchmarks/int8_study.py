@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import hasten
-from hasten import search
+from hasten.infer import search
 
 HERE = Path(__file__).parent
 DIGITS = HERE.parent / "examples" / "digits"

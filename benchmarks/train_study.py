@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from hasten.training.study import TrainStudy
+from hasten.train.study import TrainStudy
 
 HERE = Path(__file__).parent
 

@@ -236,7 +236,7 @@ def cnn_onnx(tmp_path_factory, cnn_spec) -> Path:
 @pytest.fixture(scope="session")
 def sentences() -> list[str]:
     """24 real sentences of varied length, in a fixed order."""
-    from hasten.workload import demo_corpus
+    from hasten.data import demo_corpus
 
     return demo_corpus()[:24]
 
@@ -251,7 +251,7 @@ def texts_file(tmp_path_factory, sentences) -> Path:
 @pytest.fixture
 def only_candidates(monkeypatch):
     """Restrict the candidate space of studies started in this test to the named ones."""
-    from hasten import search
+    from hasten.infer import search
 
     def restrict(*names: str) -> None:
         by_name = {c.name: c for c in search.CANDIDATES}
@@ -311,14 +311,15 @@ def tiny_study(tmp_path_factory, tiny_bert_spec, texts_file) -> TinyStudy:
 
 @pytest.fixture(scope="session")
 def build_candidate(tmp_path_factory):
-    """Build a candidate the way a trial does (hasten.trial.build, then its runtime), in a
+    """Build a candidate the way a trial does (hasten.infer.trial.build, then its runtime), in a
     scratch study folder per model so file artifacts are reused between candidates.
 
     Returns a function (spec, candidate name) -> (loaded model, artifact, runner, eval batches,
     masks), the eval batches being the study's fidelity subset."""
-    from hasten import runtimes, search, trial
+    from hasten.data import demo_corpus
+    from hasten.infer import runtimes, search, trial
+    from hasten.infer.workload import Workload, eval_batches
     from hasten.models import load_model
-    from hasten.workload import Workload, demo_corpus, eval_batches
 
     folders: dict[str, Path] = {}
     texts = demo_corpus()[:40]

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import hasten
-from hasten import confirm, search
 from hasten.errors import HastenError
+from hasten.infer import confirm, search
+from hasten.infer.workload import Workload, eval_batches
 from hasten.models import load_model
-from hasten.workload import Workload, eval_batches
 
 BASE = search.BASELINE
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hasten.training.demos.digits import net
+from hasten.train.demos.digits import net
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "out" / "weights.pt"
 

@@ -2,10 +2,10 @@
 
 from hasten.api import compare, optimize_inference
 from hasten.errors import HastenError
+from hasten.infer.study import Study
 from hasten.numerics.audit import audit_model, audit_recipe
-from hasten.study import Study
-from hasten.training.run import optimize_training
-from hasten.training.study import TrainStudy
+from hasten.train.run import optimize_training
+from hasten.train.study import TrainStudy
 
 __all__ = [
     "HastenError", "Study", "TrainStudy", "audit_model", "audit_recipe", "compare",

@@ -11,15 +11,17 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hasten import artifacts, machine, search
 from hasten import images as image_files
+from hasten import machine
+from hasten.data import demo_corpus, read_texts
 from hasten.errors import HastenError
 from hasten.executors import Deadline, LocalExecutor, TimeLimits, past_limit, timed_run
+from hasten.infer import artifacts, search
+from hasten.infer.study import Study, run_and_read
+from hasten.infer.workload import Workload, parse_point, point_inputs
 from hasten.models import LoadedModel, absolute_spec, load_model
 from hasten.store import Store
-from hasten.study import Study, run_and_read
-from hasten.training.study import TrainStudy
-from hasten.workload import Workload, demo_corpus, parse_point, point_inputs, read_texts
+from hasten.train.study import TrainStudy
 
 if TYPE_CHECKING:
     from hasten.report.compare import Comparison
@@ -363,7 +365,7 @@ def _run(store: Store, model: LoadedModel, workload: Workload, config: dict,
 def _confirm(store: Store, executor: LocalExecutor, limits: TimeLimits, progress: Progress,
              log: Log) -> None:
     """Time the baseline and each objective's leaders again in one process, in alternating
-    rounds; the final ranking uses these figures (see hasten.confirm)."""
+    rounds; the final ranking uses these figures (see hasten.infer.confirm)."""
     plan = Study(store.folder).confirmation_plan()
     done = store.meta("confirmation") or {}
     if done.get("plan") == plan and set(done.get("results", {})) >= set(plan):
@@ -373,7 +375,7 @@ def _confirm(store: Store, executor: LocalExecutor, limits: TimeLimits, progress
     store.set_meta("confirmation", {"plan": plan})
     progress("confirming the leaders in alternating rounds", 0, 1)
     reason = executor.run(store.folder, "confirm", "confirm", list(plan), limits.of("full"),
-                          module="hasten.confirm")
+                          module="hasten.infer.confirm")
     results = (store.meta("confirmation") or {}).get("results", {})
     for point in plan:
         if point not in results:

@@ -183,7 +183,7 @@ def train(
 ) -> None:
     """Run the training study: precision modes and training tricks measured against fp32."""
     from hasten.report.train_terminal import render
-    from hasten.training.run import DEMOS, optimize_training, parse_memory
+    from hasten.train.run import DEMOS, optimize_training, parse_memory
 
     def go() -> None:
         runs = ([(recipe, {}, name)] if recipe is not None else
@@ -215,7 +215,7 @@ def export(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Write a study's best (or chosen) candidate with a loading snippet that runs as is."""
-    from hasten.study import Study
+    from hasten.infer.study import Study
 
     def go() -> None:
         folder = Study(study).export(out, objective, candidate)

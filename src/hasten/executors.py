@@ -114,7 +114,7 @@ class LocalExecutor:
     """Runs trials one at a time in fresh Python processes on this machine."""
 
     def run(self, study: Path, candidate: str, phase: str, points: list[str],
-            timeout_s: float, module: str = "hasten.trial",
+            timeout_s: float, module: str = "hasten.infer.trial",
             watch: Callable[[], str | None] | None = None) -> str | None:
         """Run one candidate's trials with `python -m module`; return why the process failed,
         or None. `watch`, asked every second, may stop it sooner with its reason. An
@@ -170,7 +170,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def timed_run(executor: LocalExecutor, limits: TimeLimits, baseline: bool, study: Path,
               candidate: str, phase: str, points: list[str], limit_phase: str | None = None,
-              module: str = "hasten.trial", cap_s: float = math.inf) -> str | None:
+              module: str = "hasten.infer.trial", cap_s: float = math.inf) -> str | None:
     """Run a trial under its phase's limit (or `cap_s`, what a time budget leaves, when that
     is shorter); the baseline's successful runs set the limits."""
     key = limit_phase or phase

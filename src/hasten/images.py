@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 
 from hasten.errors import HastenError
@@ -30,6 +31,16 @@ def preparation(channels: int, size: tuple[int, int]) -> dict:
     return {"size": list(size), "shortest_edge": None, "channels": channels,
             "mean": [0.0] * channels, "std": [1.0] * channels, "rescale": 1 / 255,
             "resample": BILINEAR}
+
+
+def check_sample_size(shape: tuple[int, ...], flag: str) -> None:
+    """A float32 sample of `shape` fits in this machine's memory with room for a batch; else
+    an error that names the flag which set the shape, not an allocation that fails or swaps."""
+    size = 4 * math.prod(shape)
+    if size > psutil.virtual_memory().available / 4:
+        raise HastenError(f"One input sample shaped {'x'.join(map(str, shape))} takes "
+                          f"{size / 2**30:.1f} GiB, more than a quarter of the memory free here; "
+                          f"check {flag}.")
 
 
 def hf_preparation(folder: Path, channels: int, size: tuple[int, int]) -> dict:
@@ -83,7 +94,6 @@ def parse_size(text: str) -> tuple[int, int]:
 def override(prep: dict, image_size: tuple[int, int] | None = None,
              mean: list[float] | None = None, std: list[float] | None = None) -> dict:
     """The preparation with the user's flags applied: a size means a straight resize to it."""
-    from hasten.models import check_sample_size
 
     prep = dict(prep)
     if image_size is not None:

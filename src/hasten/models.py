@@ -8,17 +8,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import math
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import torch
 
 from hasten.errors import HastenError
+from hasten.images import check_sample_size, hf_preparation
 
 # Nothing is ever fetched from a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -262,7 +261,6 @@ def _load_hf_image(path: Path, spec: str, config: Any, task: str | None, with_we
     size comes from --input-shape, else preprocessor_config.json, else its config, else 224."""
     import transformers
 
-    from hasten.images import hf_preparation
 
     arch = (getattr(config, "architectures", None) or [""])[0]
     task = task or ("image-classification" if arch.endswith("ForImageClassification")
@@ -424,16 +422,6 @@ def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> Lo
         spec=spec, name=path.stem, kind="tensor", task="tensor", input_names=names,
         example_inputs={names[0]: example}, onnx_path=path.resolve(),
     )
-
-
-def check_sample_size(shape: tuple[int, ...], flag: str) -> None:
-    """A float32 sample of `shape` fits in this machine's memory with room for a batch; else
-    an error that names the flag which set the shape, not an allocation that fails or swaps."""
-    size = 4 * math.prod(shape)
-    if size > psutil.virtual_memory().available / 4:
-        raise HastenError(f"One input sample shaped {'x'.join(map(str, shape))} takes "
-                          f"{size / 2**30:.1f} GiB, more than a quarter of the memory free here; "
-                          f"check {flag}.")
 
 
 def _sample(shape: tuple[int, ...]) -> torch.Tensor:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from hasten import Study
+from hasten.infer.workload import Workload
 from hasten.store import Store
-from hasten.workload import Workload
 
 BASE = "torch/eager/fp32"
 MACHINE = {"hostname": "box", "cpu": "Test CPU", "cores": 2, "physical_cores": 1,

@@ -17,7 +17,7 @@ import pytest
 from hasten.report.common import mb, ms
 from hasten.report.train_html import render
 from hasten.store import Store
-from hasten.training.study import TrainStudy
+from hasten.train.study import TrainStudy
 
 PLOTS = ("loss", "speed-memory", "loss-scale", "batch-probes")
 SECTIONS = ("recommendations", "precision", "ranking", "batch-search", "plots", "machine")
@@ -70,8 +70,8 @@ def real_study(factory: pytest.TempPathFactory) -> TrainStudy:
 
 @functools.cache
 def _run_study(root: Path) -> TrainStudy:
-    from hasten.training import run
-    from hasten.training.candidates import CANDIDATES
+    from hasten.train import run
+    from hasten.train.candidates import CANDIDATES
 
     root.mkdir()
     recipe = root / f"{EVIL_NAME}.py"

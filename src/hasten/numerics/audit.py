@@ -14,12 +14,12 @@ from typing import Any
 import torch
 
 from hasten import fidelity
+from hasten.data import attention_mask, demo_corpus, read_texts, tile, tokenize
 from hasten.errors import HastenError
 from hasten.models import LoadedModel, first_tensor, load_model
 from hasten.numerics.stats import TensorStats, UpdateStats
 from hasten.numerics.verdict import FP16_NORMAL_EXP, decide
-from hasten.recipe import Recipe, load_recipe
-from hasten.workload import attention_mask, demo_corpus, read_texts, tile, tokenize
+from hasten.train.recipe import Recipe, load_recipe
 
 KINDS = ("activation", "weight", "activation_grad", "weight_grad")
 PRECISIONS = {

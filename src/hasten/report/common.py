@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from hasten.study import Study
-from hasten.workload import parse_point
+from hasten.infer.study import Study
+from hasten.infer.workload import parse_point
 
 
 def ms(value: float | None) -> str:

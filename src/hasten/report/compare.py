@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
+from hasten.infer.study import Study
+from hasten.infer.workload import parse_point
 from hasten.report import html
 from hasten.report.common import machine_line, ms
 from hasten.report.plots import ratio_plot
-from hasten.study import Study
-from hasten.workload import parse_point
 
 MACHINE_FACTS = (("CPU", "cpu"), ("usable cores", "cores"), ("memory GiB", "memory_gib"))
 SETTINGS = (("model", lambda s: s.config["model"]["name"]), ("spec", lambda s: s.config["spec"]),

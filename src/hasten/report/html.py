@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 
 from hasten.errors import HastenError
+from hasten.infer.study import Study
 from hasten.report.common import (
     BUSY_WARNING,
     CONFIRM_HEADERS,
@@ -21,7 +22,6 @@ from hasten.report.common import (
     speedup_title,
 )
 from hasten.report.plots import Plot, study_plots
-from hasten.study import Study
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1400px;

@@ -17,9 +17,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, NullLocator
 
+from hasten.infer.study import Study
+from hasten.infer.workload import parse_point
 from hasten.report.common import dataset_passes, sort_gain
-from hasten.study import Study
-from hasten.workload import parse_point
 
 MEASURED = ("ok", "outside tolerance")
 RC = {"svg.fonttype": "none", "text.parse_math": False, "font.size": 9,

@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hasten.infer.study import Study
+from hasten.infer.workload import PAD_MULTIPLE, parse_point
 from hasten.report.common import (
     BUSY_WARNING,
     CONFIRM_HEADERS,
@@ -22,8 +24,6 @@ from hasten.report.common import (
     sort_gain,
     speedup_title,
 )
-from hasten.study import Study
-from hasten.workload import PAD_MULTIPLE, parse_point
 
 STATUS_STYLE = {"ok": "green", "outside tolerance": "yellow", "failed": "red",
                 "skipped": "dim", "pending": "dim"}

@@ -13,8 +13,8 @@ from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
 from hasten.report.html import _partial, figure, machine_card, page, table
 from hasten.report.train_plots import train_plots
-from hasten.training.candidates import BASELINE, HALF_MODES
-from hasten.training.study import OBJECTIVES, TrainStudy
+from hasten.train.candidates import BASELINE, HALF_MODES
+from hasten.train.study import OBJECTIVES, TrainStudy
 
 PRECISION_MODES = (BASELINE, f"{BASELINE}/tf32", *HALF_MODES)
 # Which of the audit's confirmation runs stands for each precision mode's arithmetic.

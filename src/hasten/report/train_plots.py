@@ -10,7 +10,7 @@ from dataclasses import replace
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from hasten.report.plots import Plot, _figure, _legend, _log, _svg, colors
-from hasten.training.candidates import BASELINE
+from hasten.train.candidates import BASELINE
 
 FAILED = ("diverged", "failed", "outside tolerance")
 

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
-from hasten.training.candidates import BASELINE
-from hasten.training.study import TrainStudy
+from hasten.train.candidates import BASELINE
+from hasten.train.study import TrainStudy
 
 STATUS_STYLE = {"ok": "green", "timed only": "cyan", "outside tolerance": "yellow",
                 "diverged": "red", "failed": "red", "skipped": "dim", "pending": "dim"}

@@ -1,0 +1,1 @@
+"""The inference study: workloads, passes, runtimes, search, trials, export."""

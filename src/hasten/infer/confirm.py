@@ -1,0 +1,103 @@
+"""Interleaved confirmation, run in a child process: the baseline and the leaders of each
+objective's point are timed again in one process, in alternating rounds, so that the drift of a
+shared machine hits them all alike and cannot fake a win. The final ranking uses these figures.
+
+Run as `python -m hasten.infer.confirm STUDY_DIR confirm confirm POINTS`; the candidates of each
+point are the study's meta `confirmation.plan`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from hasten.infer import runtimes
+from hasten.infer.trial import build, describe_error, hugging_face
+from hasten.infer.workload import point_inputs
+from hasten.measure import Clock
+from hasten.store import Store
+
+ROUNDS = 5
+# Each form is timed for about this long per round (never fewer than MIN_CALLS calls).
+BLOCK_S = 0.1
+MIN_CALLS = 3
+# Worker threads of ONNX Runtime, OpenVINO and OpenMP spin for a while after a call and would
+# slow whatever runs next: each form starts after this pause.
+PAUSE_S = 0.05
+
+
+def confirm(names: list[str], runners: dict, inputs: dict, clock: Clock, rounds: int = ROUNDS,
+            pause_s: float = PAUSE_S) -> dict[str, list[float]]:
+    """Each form's median call time (s) per round; the order rotates from round to round."""
+    calls = {}
+    for name in names:
+        runners[name](inputs[name])  # warm after the other forms ran
+        first = clock.time(lambda n=name: runners[n](inputs[n]))
+        calls[name] = max(MIN_CALLS, round(BLOCK_S / max(first, 1e-6)))
+    per_round: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            time.sleep(pause_s)
+            samples = [clock.time(lambda n=name: runners[n](inputs[n]))
+                       for _ in range(calls[name])]
+            per_round[name].append(statistics.median(samples))
+    return per_round
+
+
+def summarize(per_round: dict[str, list[float]], baseline: str) -> dict[str, dict]:
+    """Per form: its median latency (ms), and its speedup over the baseline taken round by round
+    (median, lowest and highest), so that a round slowed for all alike cancels out."""
+    out = {}
+    for name, times in per_round.items():
+        ratios = [b / t for b, t in zip(per_round[baseline], times, strict=True)]
+        out[name] = {"p50": statistics.median(times) * 1000, "speedup": statistics.median(ratios),
+                     "speedup_low": min(ratios), "speedup_high": max(ratios),
+                     "rounds": len(times)}
+    return out
+
+
+def run(study: Path, points: list[str]) -> None:
+    store = Store(study)
+    config = store.meta("config")
+    plan = store.meta("confirmation")["plan"]
+    rows = {c["name"]: c for c in store.candidates()}
+    wanted = sorted({n for p in points for n in plan[p]})
+    # The runtimes' libraries first, as a trial loads them.
+    for runtime in {rows[n]["runtime"] for n in wanted}:
+        if runtimes.REGISTRY[runtime].library:
+            importlib.import_module(runtimes.REGISTRY[runtime].library)
+    if hugging_face(config):
+        importlib.import_module("transformers")
+    runners, model, workload = {}, None, None
+    for name in wanted:
+        model, workload, artifact = build(study, config, tuple(rows[name]["passes"]), {})
+        if artifact.module is not model.module:
+            model.module = None  # the source model: not what the candidate holds
+        runners[name] = runtimes.REGISTRY[rows[name]["runtime"]].build(
+            artifact, rows[name]["settings"], config["threads"], config["device"])
+    clock = Clock(cuda=config["device"] == "cuda")
+    results = {}
+    for point in points:
+        names = plan[point]
+        try:
+            batch = point_inputs(model, workload, point)[0]
+            measured = confirm(names, runners, dict.fromkeys(names, batch), clock)
+            results[point] = {"candidates": summarize(measured, config["baseline"])}
+        except Exception as exc:
+            results[point] = {"error": describe_error(exc)}
+            traceback.print_exc()
+    done = store.meta("confirmation")
+    store.set_meta("confirmation", {**done, "results": {**done.get("results", {}), **results}})
+
+
+def main() -> None:
+    study, _, _, points = sys.argv[1:5]
+    run(Path(study), [p for p in points.split(",") if p])
+
+
+if __name__ == "__main__":
+    main()

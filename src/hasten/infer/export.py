@@ -1,0 +1,240 @@
+"""Export a study's candidate: its artifact files plus a loading snippet that runs as is."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from hasten.data import tile, tokenize
+from hasten.infer import passes, runtimes
+from hasten.infer.passes import Artifact, PassContext
+from hasten.infer.runtimes.onnxruntime import config_entries as ort_config_entries
+from hasten.infer.runtimes.openvino import properties as ov_properties
+from hasten.infer.workload import PAD_MULTIPLE, Workload
+from hasten.machine import usable_cores
+from hasten.models import LoadedModel, load_model
+
+ORT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+              "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def export_candidate(study, name: str, out: Path) -> Path:
+    """Copy the candidate's artifact (or its recipe, for in-memory torch candidates) to `out`."""
+    from hasten.errors import HastenError
+
+    row = next((c for c in study.candidates if c["name"] == name), None)
+    if row is None or study.results.get(name, {}).get("status") != "ok":
+        finished = sorted(n for n, r in study.results.items() if r["status"] == "ok")
+        raise HastenError(f"{name} is not a finished candidate of {study.folder}; choose one of "
+                          f"{', '.join(finished) or 'none yet'}.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HastenError(f"The export folder {out} cannot be created ({exc.strerror}); choose "
+                          "an --out folder you can write to.") from exc
+    config = study.config
+    recipe = {"candidate": name, "spec": config["spec"], "task": config["task"],
+              "input_shape": config["input_shape"], "passes": row["passes"],
+              "runtime": row["runtime"], "settings": row["settings"],
+              "input_names": config["model"]["input_names"]}
+    if any(passes.REGISTRY[p].calibrates and not passes.REGISTRY[p].output_file
+           for p in row["passes"]):
+        # An in-memory candidate that calibrates is rebuilt on the study's own data.
+        recipe.update(workload=config["workload"], max_drop=config["max_drop"])
+    corpus = None
+    if config["model"]["kind"] == "text":
+        # The corpus job as the study ran it fastest for this candidate.
+        table_row = next(r for r in study.table() if r["candidate"] == name)
+        job = study.corpus_job(table_row)
+        corpus = {"batch_size": job["batch_size"] if job else
+                  config["workload"]["dataset_batch_size"], "sort_by": "length",
+                  "pad_to_multiple_of": PAD_MULTIPLE,
+                  "max_length": config["workload"]["max_length"]}
+        recipe["corpus"] = corpus
+    (out / "candidate.json").write_text(json.dumps(recipe, indent=2))
+    last = passes.REGISTRY[row["passes"][-1]] if row["passes"] else None
+    model = load_model(config["spec"], config["task"], config["input_shape"], with_weights=False)
+    image = config["workload"].get("image")
+    if image:  # file artifacts were built on the study's images, at their size
+        model.example_inputs = {model.input_names[0]: torch.zeros(1, image["channels"],
+                                                                  *image["size"])}
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(out / "tokenizer")
+    if last is not None and last.output_file:
+        source = study.folder / "artifacts" / "+".join(row["passes"])
+        for f in source.iterdir():
+            shutil.copy2(f, out / f.name)
+        snippet = _file_snippet(row["runtime"], row["settings"], last.output_file, model,
+                                corpus)
+    elif model.onnx_path is not None:
+        shutil.copy2(model.onnx_path, out / "model.onnx")
+        snippet = _file_snippet(row["runtime"], row["settings"], "model.onnx", model, corpus)
+    else:
+        snippet = _torch_snippet(name, corpus)
+    (out / "load.py").write_text(snippet)
+    return out
+
+
+def _inputs_code(model: LoadedModel) -> tuple[str, str]:
+    """The import and the lines that build two example inputs as NumPy arrays."""
+    if model.kind == "text":
+        return "from transformers import AutoTokenizer\n", (
+            "tokenizer = AutoTokenizer.from_pretrained(here / 'tokenizer')\n"
+            "encoded = tokenizer(['hasten exported this model.', 'It runs as is.'],"
+            " padding=True, return_tensors='np')\n"
+            f"input_names = {model.input_names!r}\n"
+            "inputs = [encoded[name] for name in input_names]\n"
+        )
+    shapes = [list(t.shape[1:]) for t in model.example_inputs.values()]
+    return "import numpy as np\n", (
+        f"inputs = [np.random.rand(2, *shape).astype(np.float32) for shape in {shapes!r}]\n"
+    )
+
+
+def _file_snippet(runtime: str, settings: dict, file: str, model: LoadedModel,
+                  corpus: dict | None) -> str:
+    """A load.py that defines run(inputs) -> outputs for the artifact file with the runtime
+    settings the study measured, and runs it."""
+    threads = usable_cores()
+    if runtime == "ort":
+        level = ORT_LEVELS[settings.get("level", "all")]
+        imports = "import onnxruntime as ort\n"
+        lines = ["options = ort.SessionOptions()",
+                 f"options.graph_optimization_level = ort.GraphOptimizationLevel.{level}",
+                 f"options.intra_op_num_threads = {threads}",
+                 *(f"options.add_session_config_entry({k!r}, {v!r})"
+                   for k, v in ort_config_entries(settings).items()),
+                 f"session = ort.InferenceSession(str(here / {file!r}), options,"
+                 " providers=['CPUExecutionProvider'])",
+                 "",
+                 "",
+                 "def run(inputs):",
+                 "    feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}",
+                 "    return session.run(None, feeds)[0]"]
+    elif runtime == "openvino":
+        imports, lines = _openvino_lines(settings, file, threads)
+    else:
+        imports = "import torch\n"
+        lines = [f"torch.set_num_threads({threads})",
+                 f"module = torch.jit.load(str(here / {file!r}))",
+                 "",
+                 "",
+                 "def run(inputs):",
+                 "    with torch.inference_mode():",
+                 "        return module(*[torch.from_numpy(x) for x in inputs]).numpy()"]
+    input_import, input_lines = _inputs_code(model)
+    modules = {line + "\n" for line in (imports + input_import).splitlines()}
+    return ("from pathlib import Path\n\n" + "".join(sorted(modules))
+            + "\nhere = Path(__file__).parent\n" + input_lines
+            + "".join(line + "\n" for line in lines) + _corpus_code(corpus, "np")
+            + "\nprint(run(inputs).shape)\n")
+
+
+def _openvino_lines(settings: dict, file: str, threads: int) -> tuple[str, list[str]]:
+    """OpenVINO's imports and the lines that define run(): one compiled model (or one per
+    input shape with static shapes), and with several streams the batch split across them."""
+    static = settings.get("shapes") == "static"
+    streams = int(settings.get("streams", 1))
+    properties = ov_properties(settings.get("precision", "f32"), threads, streams)
+    lines = ["core = ov.Core()", f"model = core.read_model(str(here / {file!r}))",
+             f"properties = {properties!r}", "compiled = {}", "", "",
+             "def compiled_for(arrays):"]
+    if static:
+        lines += ["    # Static shapes: one compiled model per input shape (a fixed batch and",
+                  "    # length, or one per length bucket of a corpus), as the study measured.",
+                  "    key = tuple(x.shape for x in arrays)",
+                  "    if key not in compiled:",
+                  "        shaped = model.clone()",
+                  "        shaped.reshape({i: x.shape for i, x in enumerate(arrays)})",
+                  "        compiled[key] = core.compile_model(shaped, 'CPU', properties)"]
+    else:
+        lines += ["    key = None",
+                  "    if key not in compiled:",
+                  "        compiled[key] = core.compile_model(model, 'CPU', properties)"]
+    lines += ["    return compiled[key]", "", ""]
+    if streams == 1:
+        lines += ["def run(inputs):",
+                  "    model = compiled_for(inputs)",
+                  "    return model(inputs)[model.output(0)]"]
+        return "import openvino as ov\n", lines
+    lines += ["def run(inputs):",
+              f"    # The batch is split into one part per inference stream ({streams}), and",
+              "    # the parts run at once, as the study measured.",
+              f"    parts = list(zip(*(np.array_split(x, min({streams}, len(x))) "
+              "for x in inputs)))",
+              "    requests = [compiled_for(part).create_infer_request() for part in parts]",
+              "    for request, part in zip(requests, parts):",
+              "        request.start_async(list(part))",
+              "    for request in requests:",
+              "        request.wait()",
+              "    return np.concatenate([r.get_output_tensor(0).data for r in requests])"]
+    return "import numpy as np\nimport openvino as ov\n", lines
+
+
+def _corpus_code(corpus: dict | None, tensors: str) -> str:
+    """For a text model: embed_corpus(), the corpus job the way the study measured it fastest
+    (sorted by length, its batch size, padded to a multiple of a few tokens), and one call."""
+    if corpus is None:
+        return ""
+    return (
+        "\n\n"
+        f"def embed_corpus(texts, batch_size={corpus['batch_size']}):\n"
+        '    """Every text through the model, sorted by length so that each batch holds texts\n'
+        f"    of similar length, padded to a multiple of {corpus['pad_to_multiple_of']} tokens; "
+        'the outputs come back in\n    the order of `texts`."""\n'
+        "    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, "
+        f"max_length={corpus['max_length']})['input_ids']]\n"
+        "    order = sorted(range(len(texts)), key=lengths.__getitem__)\n"
+        "    outputs = [None] * len(texts)\n"
+        "    for start in range(0, len(order), batch_size):\n"
+        "        chunk = order[start:start + batch_size]\n"
+        "        encoded = tokenizer([texts[i] for i in chunk], padding=True, truncation=True,\n"
+        f"                            max_length={corpus['max_length']}, "
+        f"pad_to_multiple_of={corpus['pad_to_multiple_of']},\n"
+        f"                            return_tensors={tensors!r})\n"
+        "        for i, output in zip(chunk, run([encoded[n] for n in input_names])):\n"
+        "            outputs[i] = output\n"
+        "    return outputs\n\n\n"
+        "print(len(embed_corpus(['A short text.', 'hasten sorts a corpus by length first.',"
+        " 'It runs as is.'])), 'texts embedded')\n"
+    )
+
+
+def _torch_snippet(name: str, corpus: dict | None) -> str:
+    text = corpus is not None
+    return (
+        f'"""Rebuild the candidate {name} (a PyTorch module in memory) and run it once."""\n'
+        + ("import json\n" if text else "")
+        + "from pathlib import Path\n\n"
+        + ("from transformers import AutoTokenizer\n\n" if text else "")
+        + "from hasten.infer.export import load_runner\n\n"
+        "here = Path(__file__).parent\n"
+        "run, inputs = load_runner(here)\n"
+        + ("tokenizer = AutoTokenizer.from_pretrained(here / 'tokenizer')\n"
+           "input_names = json.loads((here / 'candidate.json').read_text())['input_names']\n"
+           if text else "")
+        + _corpus_code(corpus, "pt")
+        + "print(run(inputs).shape)\n"
+    )
+
+
+def load_runner(folder: Path):
+    """Rebuild an exported candidate from its candidate.json; return its runner and inputs."""
+    recipe = json.loads((Path(folder) / "candidate.json").read_text())
+    model = load_model(recipe["spec"], recipe["task"], recipe["input_shape"])
+    artifact = Artifact("torch", module=model.module)
+    sample = (tokenize(model, ["hasten exported this model.", "It runs as is."], None, 128)
+              if model.kind == "text" else tile(model, 2))
+    workload = Workload.from_dict(recipe["workload"]) if "workload" in recipe else None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in recipe["passes"]:
+            context = PassContext(model, sample, Path(tmp), workload=workload,
+                                  max_drop=recipe.get("max_drop", 0.01))
+            artifact = passes.REGISTRY[name].apply(artifact, context)
+    run = runtimes.REGISTRY[recipe["runtime"]].build(artifact, recipe["settings"],
+                                                     usable_cores(), "cpu")
+    return run, sample

@@ -1,0 +1,156 @@
+"""Passes: one checklist technique each, a transform from one artifact to another.
+
+A pass declares which artifact kinds it accepts, what it produces, and when it is available;
+when it is not, `available` returns the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hasten.infer.workload import Workload, calibration_batches
+from hasten.models import LoadedModel
+
+
+@dataclass
+class Artifact:
+    """A model in one form. Torch modules live in memory; the other kinds are files on disk."""
+
+    kind: str  # "torch", "torchscript", "onnx" or "openvino"
+    module: torch.nn.Module | None = None
+    path: Path | None = None
+    dtype: torch.dtype = torch.float32  # the float dtype a torch module's inputs must have
+    autocast: torch.dtype | None = None  # run a torch module's forward under this autocast
+    channels_last: bool = False  # give a torch module its 4-D float inputs channels-last
+    notes: list[str] = field(default_factory=list)
+
+    def size_bytes(self) -> int:
+        """Bytes the artifact takes: its files, or a torch module's serialized state."""
+        if self.path is not None:
+            root = self.path.parent
+            return sum(f.stat().st_size for f in root.iterdir() if f.is_file())
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(self.module.state_dict(), buffer)
+        return buffer.tell()
+
+
+@dataclass
+class PassContext:
+    """What a pass may use: the loaded model, sample inputs, its own artifact folder, and the
+    study's workload (calibration data for static quantization)."""
+
+    model: LoadedModel
+    sample_inputs: list[torch.Tensor]
+    folder: Path
+    device: str = "cpu"
+    workload: Workload | None = None
+    max_drop: float = 0.01
+
+    def calibration(self) -> list[list[torch.Tensor]]:
+        """The workload's calibration batches; a pass that calibrates cannot run without them."""
+        if self.workload is None:
+            raise ValueError("static quantization needs the study's workload to calibrate on")
+        return calibration_batches(self.model, self.workload)
+
+
+def dynamic_axes(model: LoadedModel) -> dict[str, dict[int, str]]:
+    """Dynamic batch axis on every input, and a dynamic sequence axis on text inputs."""
+    if model.kind == "text":
+        return {name: {0: "batch", 1: "sequence"} for name in model.input_names}
+    return {name: {0: "batch"} for name in model.input_names}
+
+
+def export_shapes(model: LoadedModel) -> tuple:
+    """dynamic_axes as torch.export dynamic shapes, one dict per positional input."""
+    dims = {label: torch.export.Dim(label) for label in ("batch", "sequence")}
+    return tuple({axis: dims[label] for axis, label in axes.items()}
+                 for axes in dynamic_axes(model).values())
+
+
+@dataclass(frozen=True)
+class Pass:
+    name: str
+    accepts: tuple[str, ...]
+    produces: str
+    apply: Callable[[Artifact, PassContext], Artifact]
+    available: Callable[[LoadedModel, str], str | None]
+    output_file: str | None = None  # the file it writes in its folder; cached between trials
+    calibrates: bool = False  # needs the real weights and the workload's calibration batches
+
+
+REGISTRY: dict[str, Pass] = {}
+
+
+def always(model: LoadedModel, device: str) -> str | None:
+    return None
+
+
+def needs_torch_module(model: LoadedModel, device: str) -> str | None:
+    return None if model.is_torch else "the model is an ONNX file, not a PyTorch module"
+
+
+def needs_package(name: str) -> Callable[[LoadedModel, str], str | None]:
+    def check(model: LoadedModel, device: str) -> str | None:
+        if importlib.util.find_spec(name) is None:
+            return f"the package {name} is not installed (pip install {name})"
+        return None
+
+    return check
+
+
+def all_of(*checks: Callable[[LoadedModel, str], str | None]):
+    def check(model: LoadedModel, device: str) -> str | None:
+        for c in checks:
+            reason = c(model, device)
+            if reason:
+                return reason
+        return None
+
+    return check
+
+
+def slug(chain: tuple[str, ...]) -> str:
+    """A chain's name as a folder name: its passes joined by '+'."""
+    return "+".join(chain)
+
+
+def file_prefix(chain: tuple[str, ...]) -> tuple[str, ...]:
+    """The chain up to its last pass that writes a file: the part built once, in its own
+    process, and shared by every candidate that starts with it (empty when none writes one)."""
+    last = max((i for i, name in enumerate(chain) if REGISTRY[name].output_file), default=-1)
+    return chain[: last + 1]
+
+
+def register(
+    name: str,
+    accepts: tuple[str, ...],
+    produces: str,
+    available: Callable[[LoadedModel, str], str | None] = always,
+    output_file: str | None = None,
+    calibrates: bool = False,
+):
+    """Decorator that adds a transform function to the registry as a pass."""
+
+    def wrap(fn: Callable[[Artifact, PassContext], Artifact]) -> Callable:
+        REGISTRY[name] = Pass(name, accepts, produces, fn, available, output_file, calibrates)
+        return fn
+
+    return wrap
+
+
+from hasten.infer.passes import (  # noqa: E402,F401
+    layout,
+    onnx,
+    openvino,
+    precision,
+    quantize,
+    static_quant,
+    torchscript,
+)

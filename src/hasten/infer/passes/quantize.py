@@ -1,0 +1,37 @@
+"""int8 quantization of torch modules: dynamic (weights int8, activations quantized per call)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from hasten.infer.passes import (
+    Artifact,
+    PassContext,
+    all_of,
+    needs_package,
+    needs_torch_module,
+    register,
+)
+
+
+@register("torch_int8_dynamic", ("torch",), "torch", needs_torch_module)
+def torch_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
+    """torch.ao dynamic int8 quantization of every nn.Linear (fbgemm/onednn kernels, eager)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.ao.quantization.quantize_dynamic(
+            artifact.module, {torch.nn.Linear}, dtype=torch.qint8
+        )
+    return Artifact("torch", module=module, notes=list(artifact.notes))
+
+
+@register("torchao_int8_dynamic", ("torch",), "torch",
+          all_of(needs_torch_module, needs_package("torchao")))
+def torchao_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
+    """torchao int8 weights with dynamically quantized int8 activations; meant for torch.compile."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    quantize_(artifact.module, Int8DynamicActivationInt8WeightConfig())
+    return Artifact("torch", module=artifact.module, notes=list(artifact.notes))

@@ -1,0 +1,51 @@
+"""Runtimes: turn a terminal artifact into a runner on a device.
+
+A runner takes the model's inputs as a list of tensors and returns its output tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from hasten.infer import passes
+from hasten.infer.passes import Artifact
+from hasten.models import LoadedModel
+
+Runner = Callable[[list[torch.Tensor]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    accepts: tuple[str, ...]
+    build: Callable[[Artifact, dict, int, str], Runner]  # artifact, settings, threads, device
+    available: Callable[[LoadedModel, str, dict], str | None]
+    # The package it runs on, loaded before a trial's memory floor is read: library code is
+    # not the candidate's memory.
+    library: str | None = None
+
+
+REGISTRY: dict[str, Runtime] = {}
+
+
+def register(name: str, accepts: tuple[str, ...], available=None, library: str | None = None):
+    """Decorator that adds a runner builder to the registry as a runtime."""
+
+    def wrap(fn):
+        REGISTRY[name] = Runtime(name, accepts, fn, available or (lambda m, d, s: None),
+                                 library)
+        return fn
+
+    return wrap
+
+
+def needs_package(name: str):
+    """The pass check for an installed package, with a runtime's signature."""
+    check = passes.needs_package(name)
+    return lambda model, device, settings: check(model, device)
+
+
+from hasten.infer.runtimes import onnxruntime, openvino, torch_runtimes  # noqa: E402,F401

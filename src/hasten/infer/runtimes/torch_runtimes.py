@@ -1,0 +1,59 @@
+"""PyTorch runtimes: eager, TorchScript, and torch.compile."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from hasten.infer.passes import Artifact
+from hasten.infer.runtimes import Runner, register
+
+
+def _context(artifact: Artifact, device: str):
+    if artifact.autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=artifact.autocast)
+
+
+def _module_runner(module, artifact: Artifact, device: str) -> Runner:
+    dtype = artifact.dtype
+    layout = torch.channels_last if artifact.channels_last else torch.contiguous_format
+
+    def run(inputs: list[torch.Tensor]) -> torch.Tensor:
+        moved = [
+            (t.to(device, dtype) if t.is_floating_point() else t.to(device)) for t in inputs
+        ]
+        moved = [t.contiguous(memory_format=layout) if t.dim() == 4 and t.is_floating_point()
+                 else t for t in moved]
+        with torch.inference_mode(), _context(artifact, device):
+            return module(*moved)
+
+    return run
+
+
+@register("eager", ("torch",))
+def eager(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
+    torch.set_num_threads(threads)
+    return _module_runner(artifact.module.to(device), artifact, device)
+
+
+@register("torchscript", ("torchscript",))
+def torchscript(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
+    torch.set_num_threads(threads)
+    module = torch.jit.load(str(artifact.path), map_location=device)
+    return _module_runner(module, artifact, device)
+
+
+@register("compile", ("torch",), library="torch._inductor.compile_fx")
+def compile_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
+    """torch.compile (inductor); the first call compiles and is reported as a one-time cost.
+    With the freezing setting, inductor folds the weights as constants, which quantized graphs
+    need to reach int8 kernels with prepacked weights."""
+    torch.set_num_threads(threads)
+    if settings.get("freezing"):
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+    module = torch.compile(artifact.module.to(device), mode=settings.get("mode"))
+    return _module_runner(module, artifact, device)

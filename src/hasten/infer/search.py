@@ -1,0 +1,281 @@
+"""Candidates, screening and ranking: which configurations to try, which to measure fully,
+and which to recommend per objective."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from hasten import machine
+from hasten.infer import passes, runtimes
+from hasten.infer.workload import parse_point
+from hasten.models import LoadedModel
+
+BASELINE = "torch/eager/fp32"
+ONNX_BASELINE = "onnx/ort/disabled"
+# Survivors of screening: passing candidates within this factor of the fastest passing one.
+KEEP_FACTOR = 3.0
+# How many of the fastest survivors (besides the baseline) also run the dataset pass.
+DATASET_PASS_CANDIDATES = 2
+# How many of the fastest passing candidates per objective are confirmed against the baseline
+# in alternating rounds before the final ranking.
+CONFIRM_LEADERS = 3
+OBJECTIVES = ("latency", "throughput", "corpus", "memory", "size")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A chain of passes plus a runtime with its settings, under a stable name."""
+
+    name: str
+    passes: tuple[str, ...]
+    runtime: str
+    settings: dict = field(default_factory=dict, hash=False)
+    in_quick: bool = True
+
+
+def _c(name, chain, runtime, settings=None, in_quick=True) -> Candidate:
+    return Candidate(name, tuple(chain), runtime, settings or {}, in_quick)
+
+
+CANDIDATES = (
+    _c(BASELINE, (), "eager"),
+    _c(ONNX_BASELINE, ("onnx_export",), "ort", {"level": "disabled"}),
+    _c("torch/eager/bf16-autocast", ("autocast_bf16",), "eager"),
+    _c("torch/eager/fp16-autocast", ("autocast_fp16",), "eager"),
+    _c("torch/eager/fp16-weights", ("fp16_weights",), "eager", in_quick=False),
+    _c("torch/eager/bf16-weights", ("bf16_weights",), "eager"),
+    _c("torch/eager/int8-dynamic", ("torch_int8_dynamic",), "eager"),
+    _c("torchscript/jit/trace-frozen", ("torchscript_trace",), "torchscript"),
+    _c("torchscript/jit/script", ("torchscript_script",), "torchscript", in_quick=False),
+    _c("torch/compile/fp32", (), "compile", in_quick=False),
+    _c("torch/compile/bf16-autocast", ("autocast_bf16",), "compile", in_quick=False),
+    _c("torch/compile/bf16-weights", ("bf16_weights",), "compile", in_quick=False),
+    _c("torch/compile/int8-dynamic", ("torchao_int8_dynamic",), "compile", in_quick=False),
+    _c("torch/eager/channels-last", ("channels_last",), "eager"),
+    _c("torch/eager/bf16-channels-last", ("bf16_weights", "channels_last"), "eager",
+       in_quick=False),
+    _c("torch/compile/channels-last", ("channels_last",), "compile", in_quick=False),
+    _c("onnx/ort/basic", ("onnx_export",), "ort", {"level": "basic"}, in_quick=False),
+    _c("onnx/ort/extended", ("onnx_export",), "ort", {"level": "extended"}, in_quick=False),
+    _c("onnx/ort/all", ("onnx_export",), "ort", {"level": "all"}),
+    _c("onnx-fused/ort/all", ("onnx_export", "ort_fuse_transformer"), "ort", {"level": "all"}),
+    _c("onnx-legacy-fused/ort/all", ("onnx_export_legacy", "ort_fuse_transformer"), "ort",
+       {"level": "all"}, in_quick=False),
+    _c("onnx/ort/int8-dynamic", ("onnx_export", "ort_quantize_dynamic"), "ort",
+       {"level": "all"}),
+    _c("onnx/ort/int8-dynamic-aware", ("onnx_export", "ort_quantize_dynamic_aware"), "ort",
+       {"level": "all"}, in_quick=False),
+    _c("onnx/openvino/f32", ("onnx_export", "openvino_convert"), "openvino",
+       {"precision": "f32"}),
+    _c("onnx/openvino/bf16", ("onnx_export", "openvino_convert"), "openvino",
+       {"precision": "bf16"}),
+    *(_c(f"onnx/ort/int8-static-{m}", ("onnx_export", f"ort_quantize_static_{m}"), "ort",
+         {"level": "all"}, in_quick=False) for m in ("minmax", "entropy", "percentile")),
+    _c("torch/compile/int8-static-pt2e", ("pt2e_int8_x86",), "compile", {"freezing": True},
+       in_quick=False),
+    *(_c(f"onnx/openvino/int8-nncf{suffix}",
+         ("onnx_export", "openvino_convert", "openvino_nncf_int8"), "openvino",
+         {"precision": precision}) for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
+    *(_c(f"ov-direct/openvino/{precision}", ("openvino_convert_torch",), "openvino",
+         {"precision": precision}, in_quick=False) for precision in ("f32", "bf16")),
+    *(_c(f"ov-direct/openvino/int8-nncf{suffix}", ("openvino_convert_torch", "openvino_nncf_int8"),
+         "openvino", {"precision": precision}, in_quick=False)
+      for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
+)
+
+
+def baseline_name(model: LoadedModel) -> str:
+    return BASELINE if model.is_torch else ONNX_BASELINE
+
+
+def chain_for(candidate: Candidate, model: LoadedModel) -> tuple[str, ...]:
+    """The candidate's passes for this model: an ONNX file needs no export."""
+    if model.is_torch:
+        return candidate.passes
+    return tuple(p for p in candidate.passes if p != "onnx_export")
+
+
+def skip_reason(candidate: Candidate, model: LoadedModel, device: str, quick: bool) -> str | None:
+    """Why a candidate cannot run here, or None when it can."""
+    kind = "torch" if model.is_torch else "onnx"
+    if candidate.name == ONNX_BASELINE and model.is_torch:
+        return "the baseline of a PyTorch model is eager fp32"
+    for name in chain_for(candidate, model):
+        step = passes.REGISTRY[name]
+        if kind not in step.accepts:
+            return f"{name} needs a {'/'.join(step.accepts)} model, and this is {kind}"
+        reason = step.available(model, device)
+        if reason:
+            return reason
+        kind = step.produces
+    runtime = runtimes.REGISTRY[candidate.runtime]
+    if kind not in runtime.accepts:
+        return f"the {runtime.name} runtime needs a {'/'.join(runtime.accepts)} model, not {kind}"
+    reason = runtime.available(model, device, candidate.settings)
+    if reason:
+        return reason
+    if quick and not candidate.in_quick:
+        return "left out by --quick"
+    return None
+
+
+# The passes that compute in a half type, and which one.
+HALF_PASSES = {"autocast_bf16": "bf16", "bf16_weights": "bf16", "autocast_fp16": "fp16",
+               "fp16_weights": "fp16"}
+
+
+# Runtimes whose speeds go together: torch.compile and TorchScript start from eager PyTorch.
+FAMILY = {"eager": "torch", "compile": "torch", "torchscript": "torch"}
+
+
+def screening_order(rows: list[dict], baseline: str, device: str,
+                    screened: dict[str, float]) -> list[str]:
+    """The runnable candidates in the order to screen them, so that a time budget is spent on
+    the likely winners first: the baseline; then candidates with cheap builds; then those that
+    calibrate (static int8 and its accuracy search) or compile, those on the runtime family
+    fastest so far (`screened`: screening latency by name) first; last, half precision that
+    this CPU only emulates. Otherwise the menu's order."""
+    runtime = {r["name"]: r["runtime"] for r in rows}
+    best: dict[str, float] = {}
+    for name, p50 in screened.items():
+        family = FAMILY.get(runtime.get(name), runtime.get(name))
+        best[family] = min(p50, best.get(family, float("inf")))
+
+    def key(row: dict) -> tuple:
+        emulated = device == "cpu" and any(
+            not machine.native_half(HALF_PASSES[p]) for p in row["passes"] if p in HALF_PASSES)
+        heavy = row["runtime"] == "compile" or any(
+            passes.REGISTRY[p].calibrates for p in row["passes"])
+        family = FAMILY.get(row["runtime"], row["runtime"])
+        return (row["name"] != baseline, emulated, heavy,
+                best.get(family, float("inf")) if heavy else 0.0)
+
+    return [r["name"] for r in sorted((r for r in rows if not r["skipped_reason"]), key=key)]
+
+
+def screen_point(points: list[str]) -> str:
+    """The one workload point every candidate is screened at: batch 8 (or the nearest) at the
+    longest sequence length."""
+    def key(point: str) -> tuple:
+        parts = dict((p[0], int(p[1:])) for p in point.split("/"))
+        return (-parts.get("s", 0), abs(parts["b"] - 8))
+
+    return min(points, key=key)
+
+
+def survivors(results: dict[str, dict], screen: dict[str, float], baseline: str) -> list[str]:
+    """Candidates worth measuring fully: the baseline, and passing candidates whose screening
+    latency is within KEEP_FACTOR of the fastest passing one. Fastest first."""
+    ok = {name: p50 for name, p50 in screen.items()
+          if results.get(name, {}).get("status") == "ok" and results[name].get("passed")}
+    if not ok:
+        return [baseline] if baseline in screen else []
+    best = min(ok.values())
+    keep = sorted((p50, name) for name, p50 in ok.items() if p50 <= KEEP_FACTOR * best)
+    names = [name for _, name in keep]
+    return ([baseline] if baseline in screen and baseline not in names else []) + names
+
+
+def objective_points(points: list[str], screen: str) -> list[str]:
+    """The points the objectives are judged at, measured on every survivor before anything
+    else: each batch size at the screening length (latency at the smallest, throughput at
+    each candidate's ideal batch size)."""
+    seq = parse_point(screen)["seq"]
+    return [p for p in points if parse_point(p)["seq"] == seq]
+
+
+def ideal_point(points: dict[str, dict], seq: int | None) -> str | None:
+    """Of a candidate's measured points ({point: {"throughput": ...}}), the latency point at
+    sequence length `seq` with the most items per second: its ideal batch size."""
+    measured = [(v["throughput"], p) for p, v in points.items()
+                if not parse_point(p)["dataset"] and parse_point(p)["seq"] == seq]
+    return max(measured)[1] if measured else None
+
+
+def leaders_first(names: list[str], trials: list[dict], points: list[str]) -> list[str]:
+    """The names ordered by their best rank at any of the points (a candidate fastest at one
+    point goes before one second everywhere); those measured nowhere go last, in order."""
+    p50 = {(t["candidate"], t["point"]): t["latency"]["p50"] for t in trials
+           if t["status"] == "ok"}
+    best = {}
+    for point in points:
+        ranked = sorted((p50[n, point], n) for n in names if (n, point) in p50)
+        for rank, (_, name) in enumerate(ranked):
+            best[name] = min(rank, best.get(name, rank))
+    return sorted(names, key=lambda n: (best.get(n, len(names)), names.index(n)))
+
+
+def setting_variants(runtime: str, threads: int) -> tuple[tuple[str, dict], ...]:
+    """The runtime settings searched after screening, as (label, settings) pairs, for this
+    many threads."""
+    streams = ((f"streams-{threads}", {"streams": threads}),) if threads > 1 else ()
+    return {
+        "openvino": (("static-shapes", {"shapes": "static"}), *streams),
+        "ort": (("no-spin", {"spinning": False}), ("block-base-4", {"block_base": 4})),
+        "compile": (("freezing", {"freezing": True}),
+                    ("max-autotune", {"mode": "max-autotune-no-cudagraphs"})),
+    }.get(runtime, ())
+
+
+def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float],
+             threads: int) -> list[dict]:
+    """New candidates: for each runtime with settings to search, its fastest passing menu
+    candidate (not the baseline, which stays as it is) with each setting it does not have yet
+    (the best chain with the best runtime settings). Each carries its `base` candidate and
+    the `extra` settings it adds."""
+    menu = {c.name for c in CANDIDATES} - {BASELINE, ONNX_BASELINE}
+    fastest: dict[str, dict] = {}
+    for row in rows:
+        name, runtime = row["name"], row["runtime"]
+        if (name in menu and name in screen and (results.get(name) or {}).get("passed")
+                and screen[name] < screen.get(fastest.get(runtime, {}).get("name"),
+                                              float("inf"))):
+            fastest[runtime] = row
+    out = []
+    for runtime, row in fastest.items():
+        for label, extra in setting_variants(runtime, threads):
+            if any(row["settings"].get(k) != v for k, v in extra.items()):
+                out.append({"name": f"{row['name']}/{label}", "passes": row["passes"],
+                            "runtime": runtime, "settings": {**row["settings"], **extra},
+                            "base": row["name"], "label": label, "extra": extra})
+    return out
+
+
+def composites(tuned: list[dict], results: dict[str, dict], screen: dict[str, float]
+               ) -> list[dict]:
+    """For each base candidate with two or more settings that beat it at screening, one
+    candidate with all of them together (as `hasten train` combines its winning switches)."""
+    out = []
+    for base in dict.fromkeys(v["base"] for v in tuned):
+        wins = [v for v in tuned if v["base"] == base and v["name"] in screen
+                and (results.get(v["name"]) or {}).get("passed")
+                and screen[v["name"]] < screen.get(base, 0.0)]
+        if len(wins) >= 2:
+            settings = {k: val for v in wins for k, val in v["settings"].items()}
+            out.append({**wins[0], "name": f"{base}/{'+'.join(v['label'] for v in wins)}",
+                        "settings": settings})
+    return out
+
+
+def is_int8(name: str) -> bool:
+    """Whether a candidate runs int8 (a part of its name after the runtime says so, as in
+    int8-static-pt2e or int8-nncf/static-shapes)."""
+    return any(part.startswith("int8") for part in name.split("/")[2:])
+
+
+def int8_slow_reason(row: dict, flags: dict) -> str:
+    """The likely reason an int8 candidate is slower than float, from the machine and the
+    candidate's own notes."""
+    if not any(flags.get(f) for f in ("avx512_vnni", "avx_vnni", "amx_int8")):
+        return ("this CPU has no VNNI or AMX int8 instructions, so int8 matrix work is no "
+                "faster than float")
+    kept = re.search(r"kept in float \((\d+) of (\d+) layers", " ".join(row.get("notes") or []))
+    if kept and int(kept.group(1)) * 4 >= int(kept.group(2)):
+        return (f"{kept.group(1)} of {kept.group(2)} layers stay in float to keep accuracy, so "
+                "too little of the model runs in int8")
+    if "dynamic" in row["candidate"]:
+        return ("activations are quantized again on every call (dynamic quantization), and "
+                "that work eats the int8 gain")
+    return ("the quantize/dequantize steps around each int8 operation cost more than its int8 "
+            "kernel saves at this size")

@@ -1,0 +1,163 @@
+"""What the model is fed: real text through its tokenizer, images from a folder, or tensors;
+the points to measure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from hasten import images as image_files
+from hasten.data import tile, tokenize
+from hasten.models import LoadedModel
+
+
+@dataclass
+class Workload:
+    """The data and the points a study measures. Stored with the study, so trials rebuild it."""
+
+    texts: list[str]
+    labels: list[int] | None
+    batch_sizes: list[int]
+    seq_lengths: list[int]
+    eval_samples: int
+    dataset_batch_size: int
+    max_length: int
+    sort_by_length: bool = True
+    calibration_samples: int = 128
+    images: list[str] = field(default_factory=list)  # image paths (labels in `labels`)
+    image: dict | None = None  # how `images` are prepared (hasten.images)
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Workload:
+        return cls(**data)
+
+    def latency_points(self, kind: str) -> list[str]:
+        """Point names such as 'b8/s128' (text) or 'b8' (tensors)."""
+        if kind == "text":
+            return [f"b{b}/s{s}" for s in self.seq_lengths for b in self.batch_sizes]
+        return [f"b{b}" for b in self.batch_sizes]
+
+    def dataset_points(self, kind: str, ideal_batch: int | None = None) -> list[str]:
+        """The dataset pass over the whole corpus, unsorted and sorted by length (text only: images
+        have no length to sort by, and their latency points already use the real images); with
+        `ideal_batch`, also the sorted pass at that batch size (the corpus job at a candidate's
+        best batch size)."""
+        if kind != "text":
+            return []
+        points = [f"dataset/{order}/b{self.dataset_batch_size}"
+                  for order in ("unsorted", "sorted")]
+        if ideal_batch and ideal_batch != self.dataset_batch_size:
+            points.append(f"dataset/sorted/b{ideal_batch}")
+        return points
+
+
+# The sorted pass (the corpus job) pads each batch to a multiple of this many tokens, so that
+# runtimes that plan per shape (OpenVINO with static shapes, torch.compile) meet few shapes.
+PAD_MULTIPLE = 8
+
+
+def parse_point(point: str) -> dict:
+    """'b8/s128' -> {'batch': 8, 'seq': 128}; 'dataset/sorted/b64' -> order and batch."""
+    parts = point.split("/")
+    if parts[0] == "dataset":
+        return {"dataset": True, "order": parts[1], "batch": int(parts[2][1:])}
+    out = {"dataset": False, "batch": int(parts[0][1:]), "seq": None}
+    if len(parts) > 1:
+        out["seq"] = int(parts[1][1:])
+    return out
+
+
+def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[list[torch.Tensor]]:
+    """The batches one point measures: one batch for a latency point, many for a dataset pass."""
+    p = parse_point(point)
+    if workload.images:
+        return [[image_batch(workload, range(p["batch"]))]]
+    if model.kind != "text":
+        return [tile(model, p["batch"])]
+    if not p["dataset"]:
+        texts = [workload.texts[i % len(workload.texts)] for i in range(p["batch"])]
+        return [tokenize(model, texts, p["seq"], workload.max_length)]
+    texts = list(workload.texts)
+    if p["order"] == "sorted":
+        lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True,
+                                                       max_length=workload.max_length)["input_ids"]]
+        texts = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda x: x[0])]
+    b = p["batch"]
+    multiple = PAD_MULTIPLE if p["order"] == "sorted" else None
+    return [tokenize(model, texts[i:i + b], None, workload.max_length, multiple)
+            for i in range(0, len(texts), b)]
+
+
+def image_batch(workload: Workload, indices: range) -> torch.Tensor:
+    """The workload's images at `indices` (cycling when there are fewer), prepared as one batch."""
+    paths = [workload.images[i % len(workload.images)] for i in indices]
+    return image_files.load(paths, workload.image)
+
+
+def eval_batches(
+    model: LoadedModel, workload: Workload
+) -> tuple[list[list[torch.Tensor]], list[int]]:
+    """The fixed evaluation subset for fidelity, in batches (text sorted by length), and the
+    order of its samples in those batches."""
+    if workload.images:
+        count = min(workload.eval_samples, len(workload.images))
+        return ([[image_batch(workload, range(s, min(s + 16, count)))]
+                 for s in range(0, count, 16)], list(range(count)))
+    if model.kind != "text":
+        batches = _random_batches(model, max(16, workload.eval_samples // 16 * 16), 16, seed=1)
+        return batches, list(range(16 * len(batches)))
+    texts = workload.texts[: workload.eval_samples]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [tokenize(model, [texts[i] for i in order[s:s + 32]], None, workload.max_length)
+            for s in range(0, len(order), 32)], order
+
+
+def calibration_batches(model: LoadedModel, workload: Workload,
+                        batch_size: int = 8) -> list[list[torch.Tensor]]:
+    """Batches for static quantization's calibration: `calibration_samples` samples taken after
+    the fidelity subset where the data has enough (else from its start), so calibration and the
+    accuracy check see different samples when they can. Every batch has the same shape (text
+    padded to the longest sample, a short last batch filled from the first samples), as
+    histogram calibrators stack them."""
+    n = workload.calibration_samples
+    if workload.images:
+        start = workload.eval_samples if len(workload.images) - workload.eval_samples >= n else 0
+        chosen = _uniform(list(range(start, min(start + n, len(workload.images)))), batch_size)
+        return [[image_batch(workload, chosen[i:i + batch_size])]
+                for i in range(0, len(chosen), batch_size)]
+    if model.kind != "text":
+        return _random_batches(model, n, batch_size, seed=2)
+    texts = workload.texts
+    rest = texts[workload.eval_samples:]
+    chosen = _uniform((rest if len(rest) >= n else texts)[:n], batch_size)
+    length = max(len(ids) for ids in model.tokenizer(chosen, truncation=True,
+                                                     max_length=workload.max_length)["input_ids"])
+    return [tokenize(model, chosen[i:i + batch_size], length, workload.max_length)
+            for i in range(0, len(chosen), batch_size)]
+
+
+def _uniform(items: list, batch_size: int) -> list:
+    """items, its last batch filled from its start so that every batch is full."""
+    if len(items) <= batch_size:
+        return items
+    return items + items[: -len(items) % batch_size]
+
+
+def _random_batches(model: LoadedModel, samples: int, batch_size: int,
+                    seed: int) -> list[list[torch.Tensor]]:
+    """Batches shaped like the model's example inputs: random normal floats, and integer
+    inputs cycled from the examples. All a tensor model without data can be fed."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(max(1, -(-samples // batch_size))):
+        rows = min(batch_size, samples)
+        batches.append([
+            torch.randn((rows, *t.shape[1:]), generator=gen, dtype=t.dtype)
+            if t.is_floating_point() else t[torch.arange(rows) % t.shape[0]]
+            for t in model.example_inputs.values()
+        ])
+    return batches

@@ -1,0 +1,438 @@
+"""The training study from start to end: check the recipe, measure every candidate's speed in
+its own process, search the batch size under the memory budget, train the fastest for the
+study's steps against fp32 and evaluate them."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import torch
+
+from hasten import machine
+from hasten.errors import HastenError
+from hasten.executors import LocalExecutor, TimeLimits, timed_run
+from hasten.infer.study import run_and_read
+from hasten.store import Store
+from hasten.train import switches
+from hasten.train.candidates import (
+    BASELINE,
+    CANDIDATES,
+    HALF_MODES,
+    TrainCandidate,
+    batch_candidate,
+    combine,
+    skip_reason,
+    speed_group,
+)
+from hasten.train.demos import DEMOS as DEMO_RECIPES
+from hasten.train.recipe import Recipe, load_recipe
+from hasten.train.runner import TOO_SLOW
+from hasten.train.study import TrainStudy
+
+Progress = Callable[[str, int, int], None]
+Log = Callable[[str], None]
+RUNNER = "hasten.train.runner"
+# Besides fp32, every precision mode, QAT and the larger batch, this many of the fastest
+# candidates train to the end and are evaluated.
+CONVERGE = 3
+# A precision mode too slow to win (runner.TOO_SLOW) is not trained to the end when that would
+# take longer than this.
+SLOW_CONVERGE_S = 60.0
+# The batch-size search stops doubling once one step takes longer than this: probing larger
+# batches would cost minutes per probe on a CPU.
+PROBE_STEP_LIMIT_S = 2.0
+# The bundled demo recipes and the settings `hasten train` runs them with.
+DEMOS = {
+    "digits": (DEMO_RECIPES["digits"], {"batch_size": 64, "steps": 150}),
+    "text": (DEMO_RECIPES["text"], {"batch_size": 16, "steps": 60, "quick": True}),
+}
+
+
+def optimize_training(
+    recipe: str | Path,
+    *,
+    steps: int = 100,
+    batch_size: int = 32,
+    evaluate: bool | None = None,
+    devices: int = 1,
+    memory_budget_mb: float | None = None,
+    max_drop: float = 0.01,
+    out: str | Path = "hasten-runs",
+    name: str | None = None,
+    fresh: bool = False,
+    device: str = "cpu",
+    budget_s: float = 3.0,
+    quick: bool = False,
+    audit: bool = True,
+    trial_timeout_s: float | None = None,
+    progress: Progress | None = None,
+    log: Log | None = None,
+    report: bool = True,
+) -> TrainStudy:
+    """Run (or resume) a training study of a recipe file and return it.
+
+    Loading the recipe runs its code. `evaluate` None means: evaluate when the recipe defines
+    eval_data() and evaluate(). Finished runs are kept in the study folder's database, so the
+    same call again resumes. Each run's time limit is `trial_timeout_s`, else a multiple of
+    fp32's own time for the same phase; `log` gets one line per finished run.
+    """
+    _check_settings(steps, batch_size, devices, memory_budget_mb, max_drop, device)
+    if trial_timeout_s is not None and trial_timeout_s <= 0:
+        raise HastenError(f"The trial time limit must be more than 0 s, not {trial_timeout_s}.")
+    loaded = load_recipe(recipe)
+    if evaluate is None:
+        evaluate = loaded.eval_data is not None and loaded.evaluate is not None
+    info = _check_recipe(loaded, batch_size, evaluate)
+    folder = Path(out) / (name or loaded.path.stem)
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    config = {
+        "kind": "train", "recipe": str(loaded.path), "steps": steps, "batch_size": batch_size,
+        "eval": evaluate, "devices": devices, "device": device, "max_drop": max_drop,
+        "memory_budget_mb": memory_budget_mb or free_memory_mb(device),
+        "budget_s": budget_s, "quick": quick, "threads": machine.usable_cores(), "seed": 0,
+        "baseline": BASELINE, "model": info,
+    }
+    store = Store(folder)
+    previous = store.meta("config")
+    if previous is not None and memory_budget_mb is None:
+        config["memory_budget_mb"] = previous.get("memory_budget_mb")
+    if previous is not None and previous != config:
+        store.close()
+        raise HastenError(f"{folder} holds a study with other settings; pass --fresh to start "
+                          "it over or --name to keep both.")
+    store.set_meta("config", config)
+    if previous is None:
+        store.set_meta("machine", machine.describe())
+    for i, c in enumerate(CANDIDATES):
+        store.add_candidate(i, c.name, [], "fabric", c.settings(),
+                            skip_reason(c, info, device, batch_size, quick))
+    progress = progress or (lambda *_: None)
+
+    def work() -> None:
+        if audit and store.meta("audit") is None:
+            progress("auditing the recipe's numerics", 0, 1)
+            store.set_meta("audit", _audit(loaded.path, batch_size, max_drop))
+        _run(store, config, Launcher(store, TimeLimits(store, trial_timeout_s),
+                                     log or (lambda _: None)), progress)
+
+    return run_and_read(store, TrainStudy, work, report)
+
+
+def _check_settings(steps: int, batch_size: int, devices: int, memory_budget_mb: float | None,
+                    max_drop: float, device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
+    if device not in ("cpu", "cuda"):
+        raise HastenError(f"--device must be cpu or cuda, not {device!r}.")
+    if steps < 1 or batch_size < 1 or devices < 1:
+        raise HastenError("--steps, --batch-size and --devices must each be at least 1.")
+    if device == "cuda" and devices > torch.cuda.device_count():
+        raise HastenError(f"--devices {devices} asks for more GPUs than the "
+                          f"{torch.cuda.device_count()} PyTorch sees.")
+    if memory_budget_mb is not None and memory_budget_mb <= 0:
+        raise HastenError("--memory-budget must be more than zero, e.g. 4GiB.")
+    if not 0 < max_drop < 1:
+        raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
+
+
+def free_memory_mb(device: str) -> float:
+    """The memory the device has free now: the default memory budget."""
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0] / 2**20
+    return psutil.virtual_memory().available / 2**20
+
+
+def parse_memory(text: str) -> float:
+    """A memory size such as 4GiB, 512MiB, 2G or 1500 (MiB) in MiB."""
+    units = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024}
+    number = text.strip().rstrip("iBbGgMm")
+    unit = text.strip()[len(number):].lower()
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise HastenError(f"--memory-budget takes a size such as 4GiB or 512MiB, "
+                          f"not {text!r}.") from None
+    if not math.isfinite(value):
+        raise HastenError(f"--memory-budget takes a size such as 4GiB, not {text!r}.")
+    return value
+
+
+def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
+    """Build the model, run one small training step and one evaluation batch in fp32, so a
+    recipe whose data does not fit its model fails here in one sentence, not in every trial."""
+    torch.manual_seed(0)
+    module = recipe.build_model().train()
+    optimizer = recipe.build_optimizer(module)
+    size = len(recipe.train_dataset())
+    if size < batch_size:
+        raise HastenError(f"{recipe.path.name}: train_data() holds {size} samples, fewer than "
+                          f"one batch of {batch_size}; lower --batch-size.")
+    batch = next(recipe.batches(min(batch_size, 2), 1))
+    loss = recipe.compute_loss(module, batch)
+    if not loss.requires_grad:
+        raise HastenError(f"{recipe.path.name}: the loss does not depend on the model's "
+                          "trainable parameters, so nothing would train.")
+    if not torch.isfinite(loss.detach()).all():
+        raise HastenError(f"{recipe.path.name}: the loss is {loss.item()} at step 1 in plain "
+                          "fp32; fix the loss, the data or the learning rate first.")
+    loss.backward()
+    if evaluate:
+        loader = torch.utils.data.DataLoader(recipe.eval_dataset(), batch_size=2)
+        module.eval()
+        with torch.no_grad():
+            recipe.evaluate_batch(module, next(iter(loader)))
+    return {**switches.describe(module, optimizer), "train_size": size}
+
+
+def _audit(path: Path, batch_size: int, max_drop: float) -> dict:
+    """The numerics audit's verdict and confirmation runs, shown beside the precision modes."""
+    from hasten.numerics.audit import audit_recipe
+
+    result = audit_recipe(path, batch_size=min(batch_size, 16), steps=4, max_drop=max_drop)
+    return {"verdict": result["verdict"], "confirm": result["confirm"],
+            "loss_scale": result["loss_scale"], "seconds": result["seconds"]}
+
+
+class Launcher:
+    """Runs one candidate's phase in its own process under the phase's time limit; a crash
+    becomes its failure reason, and each finished run is logged in one line."""
+
+    def __init__(self, store: Store, limits: TimeLimits, log: Log):
+        self.store, self.limits, self.log = store, limits, log
+        self.executor = LocalExecutor()
+
+    def __call__(self, name: str, phase: str) -> None:
+        store = self.store
+        baseline = name == store.meta("config")["baseline"]
+        reason = timed_run(self.executor, self.limits, baseline and not phase.startswith("probe"),
+                           store.folder, name, phase, [],
+                           limit_phase="speed" if phase.startswith("probe") else phase,
+                           module=RUNNER)
+        if reason:
+            self._record(name, phase, reason)
+        trial = next((t for t in store.trials() if t["candidate"] == name
+                      and t["point"] == phase), None)
+        if trial is None:
+            return
+        if trial["status"] != "ok":
+            self.log(f"{name}  {phase}  failed: {trial['error']}")
+        else:
+            self.log(f"{name}  {phase}  {trial['throughput']:.4g} samples/s  "
+                     f"{trial['peak_mb']:.0f} MiB  ok")
+
+    def _record(self, name: str, phase: str, reason: str) -> None:
+        store = self.store
+        if phase == "speed" and name not in store.results():
+            store.put_result(name, "failed", error=reason)
+        if phase not in store.done_points(name):
+            store.put_trial(name, phase, "failed", error=reason)
+        if phase == "converge":
+            previous = store.results().get(name) or {}
+            if (previous.get("fidelity") or {}).get("final_loss") is None:
+                store.put_result(name, "ok", fidelity={"error": reason}, passed=False,
+                                 gate_reason=f"failed while converging: {reason}",
+                                 one_time=previous.get("one_time"), notes=previous.get("notes"))
+
+
+def _diverged(store: Store, name: str) -> str:
+    """Why a candidate's speed run did not stay finite."""
+    trial = next((t for t in store.trials() if t["candidate"] == name and t["point"] == "speed"),
+                 None)
+    return ((trial or {}).get("latency") or {}).get("diverged") or "its loss was not finite"
+
+
+def _speeds(store: Store) -> dict[str, float]:
+    """Samples per second of every candidate whose speed run finished and stayed finite."""
+    return {t["candidate"]: t["throughput"] for t in store.trials()
+            if t["point"] == "speed" and t["status"] == "ok"
+            and not (t["latency"] or {}).get("diverged")}
+
+
+def _run(store: Store, config: dict, launch: Launcher, progress: Progress) -> None:
+    baseline = config["baseline"]
+    runnable = [c["name"] for c in store.candidates() if not c["skipped_reason"]]
+    for i, name in enumerate(runnable):
+        progress(f"timing {name}", i, len(runnable))
+        if name not in store.results() and not _skip_if_built_on_slow(store, config, name):
+            launch(name, "speed")
+        if name == baseline and store.results()[name]["status"] != "ok":
+            raise HastenError(f"The fp32 baseline failed: {store.results()[name]['error']}. "
+                              f"See {store.folder / 'logs'} for details.")
+        if name == baseline and baseline not in _speeds(store):
+            raise HastenError(f"The fp32 baseline diverged while timed ({_diverged(store, name)}); "
+                              "fix the loss, the data or the learning rate first.")
+    # fp32 and every precision mode train to the end first (some models converge in only one
+    # of them); the batch-size search and the combined candidate build on the fastest mode that
+    # kept accuracy.
+    speeds = _speeds(store)
+    slow = _too_slow(speeds, baseline, config)
+    store.set_meta("too_slow", slow)
+    _converge(store, config, launch, progress,
+              [baseline, *(m for m in HALF_MODES if m in speeds and m not in slow)])
+    precision = fastest_passing_mode(store)
+    _search_batch_size(store, config, launch, progress, precision)
+    _combine(store, launch, progress, precision)
+    speeds = _speeds(store)
+    combined = store.meta("combined")
+    always = [n for n in speeds if "qat" in n or "batch-" in n or n == combined]
+    fastest = sorted((n for n in speeds if n != baseline and n not in always
+                      and n not in HALF_MODES), key=lambda n: -speeds[n])
+    _converge(store, config, launch, progress, [*fastest[:CONVERGE], *always])
+    store.set_meta("finished", True)
+    progress("done", 1, 1)
+
+
+def _too_slow(speeds: dict[str, float], baseline: str, config: dict) -> dict[str, str]:
+    """The precision modes so much slower than fp32 here (TOO_SLOW times: a CPU that only
+    emulates the half type) that they cannot win on time, and whose convergence run would
+    take more than SLOW_CONVERGE_S, with the reason they are not trained to the end: on such
+    a CPU those runs took most of the study (fp16 autocast ran the MiniLM demo 18x slower than
+    fp32 on an AVX2 EPYC: 10 minutes for its 60 steps)."""
+    base = speeds.get(baseline)
+    samples = config["steps"] * config["batch_size"]
+    device = config["device"]
+    out = {}
+    for mode in HALF_MODES:
+        if (base and mode in speeds and speeds[mode] * TOO_SLOW < base
+                and samples / speeds[mode] > SLOW_CONVERGE_S):
+            half = "fp16" if mode.startswith("16") else "bf16"
+            emulated = ("" if device != "cpu" or machine.native_half(half)
+                        else f" (this CPU only emulates {half})")
+            out[mode] = (f"not trained to the end: it ran at {speeds[mode] / base:.2f}x fp32's "
+                         f"samples per second here{emulated}, so it cannot win on time; `hasten "
+                         "numerics audit` judges its numerics")
+    return out
+
+
+def _skip_if_built_on_slow(store: Store, config: dict, name: str) -> bool:
+    """Skip a candidate built on a precision mode already found too slow to win here (its
+    speed run would cost as much and show the same), with the reason; True when skipped."""
+    row = next(c for c in store.candidates() if c["name"] == name)
+    precision = row["settings"].get("precision")
+    speeds = _speeds(store)
+    if name == precision or precision not in _too_slow(speeds, config["baseline"], config):
+        return False
+    ratio = speeds[precision] / speeds[config["baseline"]]
+    store.add_candidate(row["position"], name, row["passes"], row["runtime"], row["settings"],
+                        f"it runs in {precision}, which ran at {ratio:.2f}x fp32's samples per "
+                        "second here, so it cannot win on time")
+    return True
+
+
+def _converge(store: Store, config: dict, launch: Launcher, progress: Progress,
+              names: list[str]) -> None:
+    """Train each candidate for the study's steps from fp32's start, and evaluate it."""
+    for i, name in enumerate(names):
+        progress(f"training {name} for {config['steps']} steps", i, len(names))
+        if "converge" not in store.done_points(name):
+            launch(name, "converge")
+        outcome = store.results()[name].get("fidelity") or {}
+        if name == config["baseline"] and not math.isfinite(outcome.get("final_loss", math.nan)):
+            why = outcome.get("diverged") or outcome.get("error") or "no final loss"
+            raise HastenError(f"The fp32 baseline failed to train for the study's steps ({why}); "
+                              f"fix the recipe first, see {store.folder / 'logs'}.")
+
+
+def fastest_passing_mode(store: Store) -> str:
+    """The precision mode with the most samples per second among those that kept accuracy."""
+    speeds, results = _speeds(store), store.results()
+    passing = [m for m in (BASELINE, *HALF_MODES)
+               if m in speeds and (results.get(m) or {}).get("passed")]
+    return max(passing, key=lambda m: speeds[m], default=BASELINE)
+
+
+def _combine(store: Store, launch: Launcher, progress: Progress, precision: str) -> None:
+    """Measure the fastest precision mode with every speed-only switch that beat fp32 by more
+    than 5% on its own (the fastest of each kind): the one-line configuration to try first."""
+    if store.meta("combined", "") != "":
+        return
+    speeds = _speeds(store)
+    base = speeds.get(BASELINE)
+    rows = {c["name"]: TrainCandidate.from_settings(c["name"], c["settings"])
+            for c in store.candidates()}
+    best: dict[str, str] = {}
+    for name, c in rows.items():
+        group = speed_group(c)
+        if (group and c.precision == BASELINE and name in speeds
+                and speeds[name] > 1.05 * base
+                and speeds[name] > speeds.get(best.get(group, ""), 0)):
+            best[group] = name
+    combined = None
+    if best:
+        c = combine(precision, [rows[n] for n in best.values()])
+        if c.name not in rows:
+            combined = c.name
+            store.add_candidate(len(rows), c.name, [], "fabric", c.settings(), None)
+            progress(f"timing {c.name}", 0, 1)
+            launch(c.name, "speed")
+    store.set_meta("combined", combined)
+
+
+def _search_batch_size(store: Store, config: dict, launch: Launcher, progress: Progress,
+                       precision: str) -> None:
+    """Double the batch size of the precision mode while a probe fits the memory budget, then
+    bisect between the last fit and the first miss; measure the winner."""
+    done = store.meta("batch_search")
+    if done is not None and done.get("finished"):
+        return
+    budget = config["memory_budget_mb"]
+    limit = config["model"]["train_size"] // config["devices"]
+    probes: dict[int, dict] = {}
+
+    def probe(size: int) -> dict:
+        point = f"probe-b{size}"
+        progress(f"batch-size search: {precision} at batch {size}", len(probes), len(probes) + 1)
+        if point not in store.done_points(precision):
+            launch(precision, point)
+        trial = next(t for t in store.trials() if t["candidate"] == precision
+                     and t["point"] == point)
+        memory = trial["peak_mb"] if trial["status"] == "ok" else None
+        fits = trial["status"] == "ok" and memory <= budget
+        result = {"batch_size": size, "fits": fits, "memory_mb": memory,
+                  "step_s": trial["latency"]["p50"] / 1000 if trial["status"] == "ok" else None,
+                  "error": trial["error"]}
+        probes[size] = result
+        return result
+
+    best, miss, stopped = config["batch_size"], None, None
+    size = best
+    while True:
+        size *= 2
+        if size > limit:
+            stopped = f"the next size, {size}, is more than the {limit} training samples"
+            break
+        result = probe(size)
+        if not result["fits"]:
+            miss = size
+            break
+        best = size
+        if result["step_s"] > PROBE_STEP_LIMIT_S:
+            stopped = (f"one step at batch {size} took {result['step_s']:.1f} s; larger batches "
+                       "were not probed")
+            break
+    while miss is not None and miss - best > max(8, best // 4):
+        middle = (best + miss) // 2 // 8 * 8 or (best + miss) // 2
+        if probe(middle)["fits"]:
+            best = middle
+        else:
+            miss = middle
+    if miss is not None:
+        stopped = (f"batch {miss} does not fit the budget of {budget:.0f} MiB"
+                   + (f" ({probes[miss]['error']})" if probes[miss]["error"] else ""))
+    summary = {"precision": precision, "budget_mb": budget, "largest": best,
+               "stopped": stopped, "probes": sorted(probes.values(),
+                                                    key=lambda p: p["batch_size"]),
+               "finished": True}
+    if best > config["batch_size"]:
+        c = batch_candidate(precision, best)
+        summary["candidate"] = c.name
+        store.add_candidate(len(CANDIDATES), c.name, [], "fabric", c.settings(), None)
+        if c.name not in store.results():
+            progress(f"timing {c.name}", 0, 1)
+            launch(c.name, "speed")
+    store.set_meta("batch_search", summary)

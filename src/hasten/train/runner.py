@@ -1,0 +1,362 @@
+"""One training candidate, run in a child process through Lightning Fabric: time its steps,
+track memory, data waits, loss and loss scale, then (in the convergence phase) train for the
+study's steps and evaluate. Rows go to the store as they finish.
+
+Run as `python -m hasten.train.runner STUDY_DIR CANDIDATE PHASE`, where PHASE is
+`speed`, `converge` or `probe-bN` (speed at batch size N, for the batch-size search).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from hasten.infer.trial import describe_error
+from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
+from hasten.store import Store
+from hasten.train import switches
+from hasten.train.candidates import TrainCandidate
+from hasten.train.recipe import load_recipe
+
+WARMUP_STEPS = 3
+MIN_TIMED_STEPS = 5  # a speed run always times at least this many steps, however slow
+# A candidate whose last warm-up step took this many times fp32's median step, and more than
+# SLOW_STEP_S, cannot win on time (a CPU that only emulates its half type) and would spend
+# minutes being timed: its speed run times SLOW_STEPS steps only.
+TOO_SLOW = 4.0
+SLOW_STEP_S = 1.0
+SLOW_STEPS = 3
+PROBE_STEPS = 2
+DDP_STEPS = 10  # timed steps with several processes: a fixed count that every rank takes
+NAN_PATIENCE = 5  # non-finite losses in a row that end a run with a loss scaler
+
+
+def make_fabric(c: TrainCandidate, device: str, devices: int):
+    """A Fabric for the candidate's precision; on a CPU, fp16 autocast goes through the plugin
+    with a CPU GradScaler, since Fabric(precision="16-mixed") silently switches to bf16 there."""
+    from lightning_fabric import Fabric
+    from lightning_fabric.plugins.precision import MixedPrecision
+
+    kwargs: dict = {"accelerator": "cuda" if device == "cuda" else "cpu", "devices": devices,
+                    "strategy": "ddp" if devices > 1 else "auto"}
+    if c.precision == "16-mixed" and device != "cuda":
+        kwargs["plugins"] = [MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))]
+    else:
+        kwargs["precision"] = c.precision
+    return Fabric(**kwargs)
+
+
+class Trainer:
+    """The recipe's model, optimizer and data set up for one candidate, one step at a time."""
+
+    def __init__(self, config: dict, c: TrainCandidate, batch_size: int):
+        self.config, self.c = config, c
+        device, devices = config["device"], config["devices"]
+        torch.set_num_threads(max(1, config["threads"] // devices))
+        if c.tf32:
+            torch.set_float32_matmul_precision("high")
+        self.fabric = make_fabric(c, device, devices)
+        self.fabric.launch()
+        self.rank = self.fabric.global_rank
+        self.recipe = load_recipe(config["recipe"])
+        dataset = self.recipe.train_dataset()
+        self.fabric.seed_everything(config["seed"], verbose=False)
+        if c.compile:
+            importlib.import_module("torch._inductor.compile_fx")  # library code, not memory
+        self.memory = MemoryWatch()
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        module = self.recipe.build_model()
+        switches.apply_to_model(c, module)
+        self.raw = module
+        self.example_args: tuple | None = None
+        if c.qat:
+            from hasten.train import qat
+
+            qat.prepare(module)
+            module.register_forward_pre_hook(self._capture, with_kwargs=False)
+        # Built after the model changed, so it holds the parameters that train.
+        recipe_optimizer = self.recipe.build_optimizer(module)
+        optimizer = switches.build_optimizer(c, recipe_optimizer, module, device)
+        if c.compile:
+            module = torch.compile(module)
+        self.module, self.optimizer = self.fabric.setup(module, optimizer)
+        self.accumulation = c.accumulation
+        self.micro = batch_size // c.accumulation
+        self.samples_per_step = batch_size * devices
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=self.micro, shuffle=True, drop_last=True,
+            generator=torch.Generator().manual_seed(config["seed"]),
+            **switches.loader_settings(c),
+        )
+        if len(loader) == 0:
+            raise ValueError(f"train_data() holds {len(dataset)} samples, fewer than one batch "
+                             f"of {self.micro}; lower --batch-size")
+        self.loader = self.fabric.setup_dataloaders(loader, use_distributed_sampler=devices > 1)
+        self.batches = self._forever()
+        self.scaler = getattr(self.fabric.strategy.precision, "scaler", None)
+        self.losses: list[float] = []
+        self.scales: list[float] = []
+        self.skipped = 0
+        self.wait = 0.0
+        self.nan_step: int | None = None
+
+    def _capture(self, _module, args) -> None:
+        if self.example_args is None:
+            self.example_args = tuple(a.detach().cpu() for a in args
+                                      if isinstance(a, torch.Tensor))
+
+    def _forever(self):
+        epoch = 0
+        while True:
+            sampler = getattr(self.loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            yield from self.loader
+            epoch += 1
+
+    def step(self) -> None:
+        """One optimizer step over `accumulation` micro-batches; the loss and scale are kept."""
+        total = 0.0
+        for i in range(self.accumulation):
+            t0 = time.perf_counter()
+            batch = next(self.batches)
+            if self.c.channels_last:
+                batch = switches.to_channels_last(batch)
+            self.wait += time.perf_counter() - t0
+            last = i == self.accumulation - 1
+            with self.fabric.no_backward_sync(self.module, enabled=not last):
+                loss = self.recipe.compute_loss(self.module, batch) / self.accumulation
+                self.fabric.backward(loss)
+            total += loss.detach().float().item()
+        if self.fabric.world_size > 1:
+            # Every rank sees the same (mean) loss, so all stop at the same step.
+            total = float(self.fabric.all_reduce(torch.tensor(total), reduce_op="mean"))
+        before = self.scaler.get_scale() if self.scaler else None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scales.append(self.scaler.get_scale())
+            self.skipped += self.scales[-1] < before
+        self.losses.append(total)
+        if not math.isfinite(total) and self.nan_step is None:
+            self.nan_step = len(self.losses)
+
+    def diverged(self) -> str | None:
+        """Why training cannot go on: a non-finite loss (for long, under a loss scaler)."""
+        if self.nan_step is None:
+            return None
+        recent = self.losses[-NAN_PATIENCE:]
+        if self.scaler and (len(recent) < NAN_PATIENCE or any(map(math.isfinite, recent))):
+            return None
+        why = f"the loss went {self.losses[self.nan_step - 1]} at step {self.nan_step}"
+        eps = self.optimizer.defaults.get("eps", 1.0)
+        if self.c.precision == "16-true" and eps < 2**-25:
+            why += (f"; the optimizer's eps ({eps:g}) is 0 in fp16, so an update can divide "
+                    "zero by zero")
+        return why
+
+    def evaluate(self) -> dict[str, float]:
+        """The recipe's evaluate() over eval_data(), each metric averaged over samples."""
+        dataset = self.recipe.eval_dataset()
+        loader = torch.utils.data.DataLoader(dataset, batch_size=self.micro)
+        sums: dict[str, float] = {}
+        count = 0
+        self.module.eval()
+        with torch.no_grad():
+            for batch in loader:
+                batch = self.fabric.to_device(batch)
+                if self.c.channels_last:
+                    batch = switches.to_channels_last(batch)
+                n = switches.batch_length(batch)
+                for key, value in self.recipe.evaluate_batch(self.module, batch).items():
+                    sums[key] = sums.get(key, 0.0) + float(value) * n
+                count += n
+        return {key: value / count for key, value in sums.items()}
+
+    def memory_figures(self) -> dict:
+        """The candidate's own memory (train_mb, hasten's one definition: see MemoryWatch) and
+        the whole process's peak beside it."""
+        figures = {"train_mb": self.memory.held_mb(), "peak_rss_mb": self.memory.peak_mb()}
+        gpu = peak_gpu_memory_mb()
+        if gpu is not None:
+            figures["peak_gpu_mb"] = gpu
+        return figures
+
+    def curve(self) -> dict:
+        return {"losses": self.losses, "scales": self.scales, "skipped_steps": self.skipped}
+
+
+def _speed(store: Store, name: str, trainer: Trainer, config: dict, point: str) -> None:
+    clock = Clock(cuda=config["device"] == "cuda")
+    first = clock.time(trainer.step)
+    probe = point.startswith("probe")
+    last = first
+    for _ in range(0 if probe else WARMUP_STEPS - 1):
+        last = clock.time(trainer.step)
+    budget = Budget(warmup=0, min_reps=MIN_TIMED_STEPS, max_reps=50, seconds=config["budget_s"],
+                    rel_tol=0.05)
+    fp32 = next((t["latency"]["p50"] for t in store.trials() if t["point"] == "speed"
+                 and t["candidate"] == config["baseline"] and t["status"] == "ok"), None)
+    if (fp32 and name != config["baseline"] and last > SLOW_STEP_S
+            and last * 1000 > TOO_SLOW * fp32):
+        budget = Budget(warmup=0, min_reps=SLOW_STEPS, max_reps=SLOW_STEPS, seconds=0.0)
+    if config["devices"] > 1:
+        # Ranks must take the same number of steps, or one waits forever in an all-reduce.
+        budget = Budget(warmup=0, min_reps=DDP_STEPS, max_reps=DDP_STEPS, seconds=math.inf)
+    if probe:
+        budget = Budget(warmup=0, min_reps=PROBE_STEPS, max_reps=PROBE_STEPS, seconds=0.0)
+    trainer.wait = 0.0
+    trainer.memory.restart()
+    samples = repeat(trainer.step, budget, clock)
+    step = stats(samples)
+    wait_share = min(1.0, trainer.wait / sum(samples))
+    step.update(first_step_s=first, data_wait=wait_share, load_avg=os.getloadavg()[0],
+                **trainer.memory_figures(),
+                **trainer.curve(), diverged=trainer.diverged())
+    if trainer.rank == 0:
+        store.put_trial(name, point, "ok", latency=step,
+                        throughput=trainer.samples_per_step / (step["p50"] / 1000),
+                        items=trainer.samples_per_step, peak_mb=_peak(step))
+        if point == "speed":
+            store.put_result(name, "ok", one_time={"first_step_s": first},
+                             notes=[f"data wait {wait_share:.0%} of step time"])
+
+
+def _peak(figures: dict) -> float:
+    """The memory figure candidates are compared by: GPU memory on CUDA, else RSS growth."""
+    return figures.get("peak_gpu_mb", figures["train_mb"])
+
+
+def _converge(store: Store, study: Path, name: str, trainer: Trainer, config: dict) -> None:
+    clock = Clock(cuda=config["device"] == "cuda")
+    times = []
+    why = None
+    # A larger batch trains on as many samples as fp32 does, not for as many steps.
+    steps = math.ceil(config["steps"] * config["batch_size"] / (trainer.c.batch_size
+                                                                 or config["batch_size"]))
+    for _ in range(steps):
+        if len(times) == WARMUP_STEPS:
+            trainer.memory.restart()
+        times.append(clock.time(trainer.step))
+        why = trainer.diverged()
+        if why:
+            break
+    outcome: dict = {"steps": len(trainer.losses), "final_loss": final_loss(trainer.losses),
+                     "final_loss_spread": tail_spread(trainer.losses),
+                     "first_loss": trainer.losses[0], "diverged": why,
+                     "nan_step": trainer.nan_step, **trainer.curve()}
+    if not why and trainer.c.qat:
+        from hasten.train import qat
+
+        folder = study / "artifacts" / name.replace("/", "_")
+        if trainer.rank == 0:
+            outcome["infer_spec"] = qat.write_artifact(
+                trainer.raw, Path(config["recipe"]), folder, trainer.example_args)
+        qat.convert(trainer.raw)
+    if not why and config["eval"]:
+        outcome["eval"] = trainer.evaluate()
+    if trainer.rank != 0:
+        return
+    step = stats(times[WARMUP_STEPS:] or times)
+    step.update(**trainer.memory_figures(), data_wait=None)
+    store.put_trial(name, "converge", "ok", latency=step,
+                    throughput=trainer.samples_per_step / (step["p50"] / 1000),
+                    items=trainer.samples_per_step, peak_mb=_peak(step))
+    previous = store.results().get(name) or {}
+    baseline = store.results().get(config["baseline"], {}).get("fidelity") or outcome
+    passed, reason = gate(outcome, baseline, config["max_drop"])
+    store.put_result(name, "ok", fidelity=outcome, passed=passed, gate_reason=reason,
+                     one_time=previous.get("one_time"), notes=previous.get("notes"))
+
+
+def _tail(losses: list[float]) -> list[float]:
+    return losses[-max(1, len(losses) // 10):]
+
+
+def final_loss(losses: list[float]) -> float:
+    """The mean loss over the last tenth of the steps (at least one): less noisy than the last."""
+    return statistics.fmean(_tail(losses))
+
+
+def tail_spread(losses: list[float]) -> float:
+    """The standard deviation of the losses over the last tenth of the steps: how much the loss
+    moves from batch to batch there, the noise a final-loss comparison has to allow."""
+    tail = _tail(losses)
+    finite = [x for x in tail if math.isfinite(x)]
+    return statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def gate(outcome: dict, baseline: dict, max_drop: float) -> tuple[bool, str]:
+    """Whether a converged candidate keeps fp32's quality: its first eval metric within
+    max_drop (relative) of fp32's, or without an eval, its final loss no worse than fp32's by
+    more than max_drop (relative) or fp32's own batch-to-batch spread, whichever is larger."""
+    if outcome["diverged"]:
+        return False, f"diverged: {outcome['diverged']}"
+    if not math.isfinite(outcome["final_loss"]):
+        return False, "diverged: the final loss is not finite"
+    mine, theirs = outcome.get("eval"), baseline.get("eval")
+    if mine and theirs:
+        key = next(iter(theirs))
+        value, ref = mine.get(key, float("nan")), theirs[key]
+        lower_better = any(w in key.lower() for w in ("loss", "error", "perplexity", "mse", "mae"))
+        worse = (value - ref) if lower_better else (ref - value)
+        if not math.isfinite(value) or worse > max_drop * abs(ref):
+            return False, f"{key} {value:.4g} against fp32's {ref:.4g}"
+        return True, f"{key} {value:.4g} (fp32 {ref:.4g})"
+    ref = baseline["final_loss"]
+    allowed = max(max_drop * abs(ref), baseline.get("final_loss_spread", 0.0))
+    if outcome["final_loss"] - ref > allowed:
+        return False, (f"final loss {outcome['final_loss']:.4g} against fp32's {ref:.4g} "
+                       f"(allowed {allowed:.2g} more)")
+    return True, f"final loss {outcome['final_loss']:.4g} (fp32 {ref:.4g})"
+
+
+def run(study: Path, name: str, phase: str) -> None:
+    store = Store(study)
+    config = store.meta("config")
+    row = next(c for c in store.candidates() if c["name"] == name)
+    c = TrainCandidate.from_settings(name, row["settings"])
+    probe = phase.startswith("probe-b")
+    batch_size = int(phase[len("probe-b"):]) if probe else c.batch_size or config["batch_size"]
+    try:
+        trainer = Trainer(config, c, batch_size)
+        if phase == "converge":
+            _converge(store, study, name, trainer, config)
+        else:
+            _speed(store, name, trainer, config, phase)
+    except Exception as exc:
+        message = _oom_or(exc)
+        if phase == "speed":
+            store.put_result(name, "failed", error=message)
+        if phase != "converge" or name not in store.results():
+            store.put_trial(name, phase, "failed", error=message)
+        else:
+            previous = store.results()[name]
+            store.put_result(name, "ok", fidelity={"error": message}, passed=False,
+                             gate_reason=f"failed while converging: {message}",
+                             one_time=previous.get("one_time"), notes=previous.get("notes"))
+        traceback.print_exc()
+
+
+def _oom_or(exc: BaseException) -> str:
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return f"out of memory ({type(exc).__name__})"
+    return describe_error(exc)
+
+
+def main() -> None:
+    study, name, phase = sys.argv[1:4]
+    run(Path(study), name, phase)
+
+
+if __name__ == "__main__":
+    main()

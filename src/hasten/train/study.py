@@ -1,0 +1,133 @@
+"""A training study read back from its store: the ranked table and the recommendations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hasten.errors import HastenError
+from hasten.measure import least_memory
+from hasten.store import read_study
+from hasten.train.candidates import TrainCandidate, code_lines
+
+ORDER = {"ok": 0, "timed only": 1, "outside tolerance": 2, "diverged": 3, "failed": 4,
+         "pending": 5, "skipped": 6}
+OBJECTIVES = ("time", "memory")
+
+
+class TrainStudy:
+    """One training study folder: settings, machine, candidates, speed and convergence runs."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        stored = read_study(self.folder)
+        meta = stored["meta"]
+        self.config = meta.get("config")
+        if self.config is None or self.config.get("kind") != "train":
+            raise HastenError(f"{self.folder} holds no training study.")
+        self.machine = meta.get("machine")
+        self.finished = bool(meta.get("finished", False))
+        self.audit = meta.get("audit")
+        self.batch_search = meta.get("batch_search")
+        self.combined = meta.get("combined")
+        self.too_slow = meta.get("too_slow") or {}
+        self.candidates = stored["candidates"]
+        self.results = stored["results"]
+        self.trials = stored["trials"]
+        self.baseline = self.config["baseline"]
+
+    def table(self) -> list[dict]:
+        """One row per candidate, ranked: converged and passing first, fastest first."""
+        trials: dict[str, dict[str, dict]] = {}
+        for t in self.trials:
+            trials.setdefault(t["candidate"], {})[t["point"]] = t
+        base = trials.get(self.baseline, {}).get("speed")
+        base_speed = base["throughput"] if base and base["status"] == "ok" else None
+        base_mb = base["peak_mb"] if base and base["status"] == "ok" else None
+        rows = []
+        for c in self.candidates:
+            name = c["name"]
+            mine = trials.get(name, {})
+            speed, converge = mine.get("speed"), mine.get("converge")
+            result = self.results.get(name)
+            outcome = (result or {}).get("fidelity") or {}
+            row = {
+                "candidate": name, "settings": c["settings"],
+                "code": code_lines(TrainCandidate.from_settings(name, c["settings"]),
+                                   self.config["device"], self.config["devices"]),
+                "speed": speed["latency"] if speed and speed["status"] == "ok" else None,
+                "samples_per_s": speed["throughput"] if speed and speed["status"] == "ok"
+                else None,
+                "peak_mb": speed["peak_mb"] if speed and speed["status"] == "ok" else None,
+                "converge": outcome or None,
+                "converge_steps": converge["latency"] if converge and converge["status"] == "ok"
+                else None,
+                "one_time": (result or {}).get("one_time"), "notes": (result or {}).get("notes"),
+            }
+            row["speedup"] = (row["samples_per_s"] / base_speed
+                              if row["samples_per_s"] and base_speed else None)
+            row["memory_ratio"] = (row["peak_mb"] / base_mb
+                                   if row["peak_mb"] and base_mb else None)
+            row["status"], row["reason"] = self._status(c, result, speed, outcome)
+            rows.append(row)
+        rows.sort(key=lambda r: (ORDER[r["status"]], -(r["samples_per_s"] or 0)))
+        return rows
+
+    def _status(self, c: dict, result: dict | None, speed: dict | None,
+                outcome: dict) -> tuple[str, str]:
+        if c["skipped_reason"]:
+            return "skipped", c["skipped_reason"]
+        if result is None:
+            return "pending", "not run yet"
+        if result["status"] != "ok":
+            return "failed", result["error"]
+        diverged = outcome.get("diverged") or (speed and (speed["latency"] or {}).get("diverged"))
+        if diverged:
+            return "diverged", diverged
+        if result["passed"] is None:
+            return "timed only", self.too_slow.get(
+                c["name"], "measured for speed only; not among the fastest")
+        if not result["passed"]:
+            return "outside tolerance", result["gate_reason"]
+        return "ok", result["gate_reason"]
+
+    def busy_points(self) -> int:
+        """How many speed runs ended while the machine's load exceeded what the run itself
+        uses (its threads plus one): their numbers are likely disturbed by other work."""
+        limit = self.config["threads"] + 1
+        return sum(1 for t in self.trials
+                   if t["latency"] and t["latency"].get("load_avg", 0) > limit)
+
+    def best(self, objective: str = "time") -> dict | None:
+        """The passing candidate with the most samples per second (time) or the least peak
+        memory (memory), or None when none converged within tolerance."""
+        if objective not in OBJECTIVES:
+            raise HastenError(f"Unknown objective {objective!r}; use time or memory.")
+        rows = [r for r in self.table() if r["status"] == "ok" and r["samples_per_s"]]
+        if not rows:
+            return None
+        if objective == "time":
+            return max(rows, key=lambda r: (r["samples_per_s"], r["candidate"]))
+        return least_memory(rows, lambda r: r["peak_mb"], lambda r: r["samples_per_s"])
+
+    def recommendations(self) -> dict[str, dict | None]:
+        """The best passing candidate for time and for memory."""
+        return {objective: self.best(objective) for objective in OBJECTIVES}
+
+    def to_dict(self) -> dict:
+        """The whole result, for --json and reports."""
+        recs = self.recommendations()
+        return {
+            "folder": str(self.folder), "kind": "train", "finished": self.finished,
+            "config": self.config, "machine": self.machine, "baseline": self.baseline,
+            "audit": self.audit, "batch_search": self.batch_search,
+            "busy_points": self.busy_points(), "combined": self.combined,
+            "candidates": self.table(),
+            "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
+        }
+
+    def report(self, path: str | Path | None = None) -> Path:
+        """Write the self-contained HTML report, by default report.html in the study folder."""
+        from hasten.report import html, train_html
+
+        return html.write(train_html.render(self),
+                          Path(path) if path else self.folder / "report.html")

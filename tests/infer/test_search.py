@@ -1,0 +1,289 @@
+"""Candidates, skip reasons, the screening point and the survivors of screening."""
+
+from __future__ import annotations
+
+import pytest
+
+from hasten.infer import passes, runtimes, search
+from hasten.infer.search import (
+    BASELINE,
+    CANDIDATES,
+    ONNX_BASELINE,
+    chain_for,
+    screen_point,
+    skip_reason,
+    survivors,
+)
+from hasten.machine import cpu_flags
+from hasten.models import load_model
+
+BY_NAME = {c.name: c for c in CANDIDATES}
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_dir):
+    return load_model(f"hf:{tiny_bert_dir}", with_weights=True)
+
+
+@pytest.fixture(scope="module")
+def cnn(cnn_spec):
+    return load_model(cnn_spec)
+
+
+@pytest.fixture(scope="module")
+def onnx_model(cnn_onnx):
+    return load_model(f"onnx:{cnn_onnx}")
+
+
+def test_candidate_space_is_consistent():
+    names = [c.name for c in CANDIDATES]
+    assert len(names) == len(set(names))
+    assert names[0] == BASELINE and ONNX_BASELINE in names
+    for c in CANDIDATES:
+        assert c.runtime in runtimes.REGISTRY, c.name
+        assert all(p in passes.REGISTRY for p in c.passes), c.name
+        # Each pass accepts what the one before it produces.
+        kind = "torch"
+        for p in c.passes:
+            assert kind in passes.REGISTRY[p].accepts, (c.name, p)
+            kind = passes.REGISTRY[p].produces
+        assert kind in runtimes.REGISTRY[c.runtime].accepts, c.name
+
+
+def test_skip_reasons_on_a_cpu(bert):
+    reason = skip_reason(BY_NAME["torch/eager/fp16-autocast"], bert, "cpu", False)
+    assert "CUDA" in reason
+    assert skip_reason(BY_NAME[ONNX_BASELINE], bert, "cpu", False) == (
+        "the baseline of a PyTorch model is eager fp32")
+    assert skip_reason(BY_NAME[BASELINE], bert, "cpu", False) is None
+    assert skip_reason(BY_NAME["onnx-fused/ort/all"], bert, "cpu", False) is None
+
+
+def test_quick_mode_leaves_candidates_out(bert):
+    for c in CANDIDATES:
+        if c.in_quick:
+            continue
+        reason = skip_reason(c, bert, "cpu", True)
+        assert reason is not None, c.name
+        if skip_reason(c, bert, "cpu", False) is None:
+            assert reason == "left out by --quick"
+    assert skip_reason(BY_NAME["torch/compile/fp32"], bert, "cpu", True) == "left out by --quick"
+    assert skip_reason(BY_NAME["onnx/ort/all"], bert, "cpu", True) is None
+
+
+def test_runnable_candidates(bert, cnn):
+    def runnable(model):
+        return {c.name for c in CANDIDATES if skip_reason(c, model, "cpu", False) is None}
+
+    everything = set(BY_NAME)
+    if not cpu_flags() & {"amx_bf16", "avx512_bf16"}:
+        everything -= {c.name for c in CANDIDATES if c.runtime == "openvino"
+                       and c.settings["precision"] == "bf16"}
+    channels_last = {c.name for c in CANDIDATES if "channels_last" in c.passes}
+    assert channels_last == {"torch/eager/channels-last", "torch/eager/bf16-channels-last",
+                             "torch/compile/channels-last"}
+    assert runnable(bert) == everything - {ONNX_BASELINE, "torch/eager/fp16-autocast",
+                                           *channels_last}
+    assert runnable(cnn) == everything - {
+        ONNX_BASELINE, "torch/eager/fp16-autocast", "onnx-fused/ort/all",
+        "onnx-legacy-fused/ort/all"}
+
+
+def test_transformer_fusion_is_for_bert_like_models(cnn):
+    assert "BERT-like" in skip_reason(BY_NAME["onnx-fused/ort/all"], cnn, "cpu", False)
+
+
+def test_onnx_spec_skips_torch_candidates(onnx_model):
+    assert search.baseline_name(onnx_model) == ONNX_BASELINE
+    assert skip_reason(BY_NAME[ONNX_BASELINE], onnx_model, "cpu", False) is None
+    for name in ("torch/eager/bf16-weights", "torchscript/jit/trace-frozen"):
+        assert "needs a torch model, and this is onnx" in skip_reason(
+            BY_NAME[name], onnx_model, "cpu", False)
+    assert "the eager runtime needs a torch model, not onnx" == skip_reason(
+        BY_NAME[BASELINE], onnx_model, "cpu", False)
+    assert skip_reason(BY_NAME["torch/compile/fp32"], onnx_model, "cpu", False) is not None
+    for name in ("onnx/ort/all", "onnx/ort/int8-dynamic", "onnx/openvino/f32"):
+        assert skip_reason(BY_NAME[name], onnx_model, "cpu", False) is None, name
+    # The file is already ONNX: no export step.
+    assert chain_for(BY_NAME["onnx/ort/int8-dynamic"], onnx_model) == ("ort_quantize_dynamic",)
+    assert chain_for(BY_NAME[ONNX_BASELINE], onnx_model) == ()
+
+
+def test_chain_for_torch_models_keeps_the_export(cnn):
+    assert chain_for(BY_NAME["onnx/ort/int8-dynamic"], cnn) == (
+        "onnx_export", "ort_quantize_dynamic")
+
+
+def test_cuda_only_and_cpu_only_reasons(bert):
+    import onnxruntime
+
+    assert skip_reason(BY_NAME["torch/eager/fp16-autocast"], bert, "cuda", False) is None
+    assert skip_reason(BY_NAME["onnx/openvino/f32"], bert, "cuda", False) == (
+        "hasten runs OpenVINO on the CPU only")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert "no CUDA execution provider" in skip_reason(
+            BY_NAME["onnx/ort/all"], bert, "cuda", False)
+
+
+def test_openvino_bf16_needs_native_bf16(bert, monkeypatch):
+    import hasten.infer.runtimes.openvino as ov_runtime
+
+    monkeypatch.setattr(ov_runtime, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert "no native bf16" in skip_reason(BY_NAME["onnx/openvino/bf16"], bert, "cpu", False)
+    monkeypatch.setattr(ov_runtime, "cpu_flags", lambda: {"amx_bf16"})
+    assert skip_reason(BY_NAME["onnx/openvino/bf16"], bert, "cpu", False) is None
+
+
+def test_missing_package_is_a_reason(bert):
+    check = passes.needs_package("hasten_no_such_package")
+    assert check(bert, "cpu") == (
+        "the package hasten_no_such_package is not installed (pip install hasten_no_such_package)")
+    assert runtimes.needs_package("hasten_no_such_package")(bert, "cpu", {}) is not None
+    assert passes.needs_package("onnx")(bert, "cpu") is None
+
+
+@pytest.mark.parametrize(
+    ("points", "expected"),
+    [
+        (["b1/s32", "b8/s32", "b32/s32", "b64/s32", "b1/s128", "b8/s128", "b64/s128"],
+         "b8/s128"),
+        (["b1/s16", "b2/s16"], "b2/s16"),
+        (["b1/s128", "b32/s128", "b64/s128"], "b1/s128"),
+        (["b1", "b8", "b32"], "b8"),
+        (["b1", "b2"], "b2"),
+        (["b16", "b64"], "b16"),
+    ],
+)
+def test_screen_point(points, expected):
+    assert screen_point(points) == expected
+
+
+def _ok(passed=True):
+    return {"status": "ok", "passed": passed}
+
+
+def test_survivors_keep_passing_candidates_near_the_fastest():
+    results = {"base": _ok(), "fast": _ok(), "slow": _ok(), "broken": {"status": "failed"},
+               "wrong": _ok(passed=False)}
+    screen = {"base": 10.0, "fast": 5.0, "slow": 20.0, "broken": 1.0, "wrong": 1.0}
+    # slow is more than KEEP_FACTOR (3x) behind fast; broken and wrong are out.
+    assert survivors(results, screen, "base") == ["fast", "base"]
+
+
+def test_survivors_always_include_the_baseline():
+    results = {"base": _ok(), "fast": _ok()}
+    assert survivors(results, {"base": 40.0, "fast": 5.0}, "base") == ["base", "fast"]
+    assert survivors({"base": {"status": "failed"}}, {"base": 1.0}, "base") == ["base"]
+    assert survivors({}, {}, "base") == []
+    assert survivors({"x": _ok()}, {"x": 1.0}, "base") == ["x"]
+
+
+def _row(name: str, runtime: str, settings: dict | None = None) -> dict:
+    return {"name": name, "passes": ["p"], "runtime": runtime, "settings": settings or {}}
+
+
+def test_variants_tune_each_runtimes_fastest_passing_menu_candidate():
+    rows = [_row("onnx/openvino/f32", "openvino", {"precision": "f32"}),
+            _row("ov-direct/openvino/f32", "openvino", {"precision": "f32"}),
+            _row("onnx/openvino/bf16", "openvino", {"precision": "bf16"}),
+            _row("torch/compile/fp32", "compile"),
+            _row("torch/compile/int8-static-pt2e", "compile", {"freezing": True}),
+            _row("onnx/ort/all", "ort", {"level": "all"}), _row(BASELINE, "eager")]
+    results = {row["name"]: _ok() for row in rows}
+    results["onnx/openvino/bf16"] = _ok(passed=False)
+    screen = {"onnx/openvino/f32": 9.0, "ov-direct/openvino/f32": 5.0,
+              "onnx/openvino/bf16": 1.0, "torch/compile/fp32": 7.0,
+              "torch/compile/int8-static-pt2e": 6.0, "onnx/ort/all": 8.0, BASELINE: 10.0}
+    tuned = search.variants(rows, results, screen, threads=2)
+    assert {v["name"]: v["settings"] for v in tuned} == {
+        "ov-direct/openvino/f32/static-shapes": {"precision": "f32", "shapes": "static"},
+        "ov-direct/openvino/f32/streams-2": {"precision": "f32", "streams": 2},
+        "torch/compile/int8-static-pt2e/max-autotune": {
+            "freezing": True, "mode": "max-autotune-no-cudagraphs"},
+        "onnx/ort/all/no-spin": {"level": "all", "spinning": False},
+        "onnx/ort/all/block-base-4": {"level": "all", "block_base": 4}}
+    assert {v["base"] for v in tuned} == {
+        "ov-direct/openvino/f32", "torch/compile/int8-static-pt2e", "onnx/ort/all"}
+    # One thread has no streams to split a batch over.
+    assert "ov-direct/openvino/f32/streams-2" not in {
+        v["name"] for v in search.variants(rows, results, screen, threads=1)}
+    # A variant that screens fastest does not become the base of new variants (a resumed
+    # study makes the same ones).
+    rows.append({**tuned[0], "settings": tuned[0]["settings"]})
+    results[tuned[0]["name"]], screen[tuned[0]["name"]] = _ok(), 1.0
+    assert search.variants(rows, results, screen, threads=2) == tuned
+
+
+def test_composites_join_the_settings_that_each_beat_their_base():
+    rows = [_row("onnx/ort/all", "ort", {"level": "all"}),
+            _row("ov-direct/openvino/f32", "openvino", {"precision": "f32"})]
+    results = {row["name"]: _ok() for row in rows}
+    screen = {"onnx/ort/all": 10.0, "ov-direct/openvino/f32": 8.0}
+    tuned = search.variants(rows, results, screen, threads=2)
+    results.update({v["name"]: _ok() for v in tuned})
+    screen.update({"onnx/ort/all/no-spin": 9.0, "onnx/ort/all/block-base-4": 9.5,
+                   "ov-direct/openvino/f32/static-shapes": 7.0,
+                   "ov-direct/openvino/f32/streams-2": 8.5})
+    # ORT: both settings won, so they go together; OpenVINO: one won, nothing to join.
+    assert [(c["name"], c["settings"], c["runtime"])
+            for c in search.composites(tuned, results, screen)] == [
+        ("onnx/ort/all/no-spin+block-base-4",
+         {"level": "all", "spinning": False, "block_base": 4}, "ort")]
+    results["onnx/ort/all/block-base-4"] = _ok(passed=False)
+    assert search.composites(tuned, results, screen) == []
+
+
+def test_objective_points_are_every_batch_at_the_screening_length():
+    points = ["b1/s32", "b8/s32", "b1/s128", "b8/s128", "b64/s128"]
+    assert search.objective_points(points, "b8/s128") == ["b1/s128", "b8/s128", "b64/s128"]
+    assert search.objective_points(["b1", "b8"], "b8") == ["b1", "b8"]
+
+
+def test_leaders_first_orders_by_the_best_rank_at_any_point():
+    def trial(name, point, p50, status="ok"):
+        return {"candidate": name, "point": point, "status": status, "latency": {"p50": p50}}
+
+    trials = [trial("a", "b1", 5.0), trial("a", "b64", 50.0),
+              trial("b", "b1", 4.0), trial("b", "b64", 60.0),
+              trial("c", "b1", 6.0), trial("c", "b64", 40.0),
+              trial("d", "b1", 7.0), trial("d", "b64", 70.0),
+              trial("e", "b1", 1.0, status="failed")]
+    # b is fastest at b1 and c at b64 (both rank 0); a is second at both; d last; e unmeasured.
+    assert search.leaders_first(["a", "b", "c", "d", "e"], trials, ["b1", "b64"]) == [
+        "b", "c", "a", "d", "e"]
+
+
+def test_int8_is_read_from_any_part_after_the_runtime():
+    assert search.is_int8("ov-direct/openvino/int8-nncf/static-shapes")
+    assert search.is_int8("torch/compile/int8-static-pt2e")
+    assert not search.is_int8("onnx/openvino/f32/static-shapes")
+
+
+def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
+    from hasten import machine
+
+    def row(name, chain, runtime, skipped=None):
+        return {"name": name, "passes": list(chain), "runtime": runtime,
+                "skipped_reason": skipped}
+
+    rows = [row("half", ["bf16_weights"], "eager"),
+            row("static", ["onnx_export", "ort_quantize_static_minmax"], "ort"),
+            row(search.BASELINE, [], "eager"),
+            row("compiled", [], "compile"),
+            row("plain", ["onnx_export"], "ort"),
+            row("gone", ["onnx_export"], "ort", skipped="not here")]
+    monkeypatch.setattr(machine, "native_half", lambda dtype: False)
+    assert search.screening_order(rows, search.BASELINE, "cpu", {}) == [
+        search.BASELINE, "plain", "static", "compiled", "half"]
+    # Of the costly ones, those on the runtime family fastest so far go first: here eager
+    # PyTorch beats ONNX Runtime, so torch.compile comes before ONNX Runtime's static int8.
+    assert search.screening_order(rows, search.BASELINE, "cpu",
+                                  {search.BASELINE: 10.0, "plain": 20.0}) == [
+        search.BASELINE, "plain", "compiled", "static", "half"]
+    # Where the CPU computes bf16 natively, or on a GPU, half precision is no longer last.
+    monkeypatch.setattr(machine, "native_half", lambda dtype: dtype == "bf16")
+    assert search.screening_order(rows, search.BASELINE, "cpu", {}) == [
+        search.BASELINE, "half", "plain", "static", "compiled"]
+    monkeypatch.setattr(machine, "native_half", lambda dtype: False)
+    assert search.screening_order(rows, search.BASELINE, "cuda", {})[:2] == [
+        search.BASELINE, "half"]
