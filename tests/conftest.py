@@ -265,10 +265,10 @@ def no_time_budget():
     """Studies started in the tests (also by session fixtures) run to the end, however slow the
     CPU: what a test checks must not depend on how much of a default time budget the machine's
     speed leaves."""
-    from hasten import api
+    from hasten.infer import run
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(api, "DEFAULT_TIME_BUDGET_S", {False: math.inf, True: math.inf})
+        patch.setattr(run, "DEFAULT_TIME_BUDGET_S", {False: math.inf, True: math.inf})
         yield
 
 
@@ -318,6 +318,7 @@ def build_candidate(tmp_path_factory):
     masks), the eval batches being the study's fidelity subset."""
     from hasten.data import demo_corpus
     from hasten.infer import runtimes, search, trial
+    from hasten.infer.settings import InferSettings
     from hasten.infer.workload import Workload, eval_batches
     from hasten.models import load_model
 
@@ -331,13 +332,14 @@ def build_candidate(tmp_path_factory):
             seq_lengths=[16] if loaded.kind == "text" else [], eval_samples=32,
             dataset_batch_size=2, max_length=128,
         )
-        config = {"spec": spec, "task": None, "input_shape": None,
-                  "model": {"input_names": loaded.input_names},
-                  "workload": workload.to_dict(), "device": "cpu", "max_drop": 0.01}
+        settings = InferSettings(device="cpu", max_drop=0.01, quick=False, threads=1,
+                                 budget_s=1.0, baseline=search.BASELINE,
+                                 model={"input_names": loaded.input_names}, spec=spec,
+                                 task=None, input_shape=None, workload=workload)
         if spec not in folders:
             folders[spec] = tmp_path_factory.mktemp("artifacts")
         candidate = next(c for c in search.CANDIDATES if c.name == name)
-        _, _, artifact = trial.build(folders[spec], config,
+        _, _, artifact = trial.build(folders[spec], settings,
                                      search.chain_for(candidate, loaded), {})
         runner = runtimes.REGISTRY[candidate.runtime].build(artifact, candidate.settings, 1,
                                                             "cpu")

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hasten.errors import HastenError
+from hasten.flags import with_flags
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=None,
                   help="Make PyTorch models train and infer faster, with proof.")
@@ -81,8 +82,8 @@ def _guard(debug: bool, fn) -> None:
     except HastenError as exc:
         if debug:
             err.print_exception()
-        err.print(f"[red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False,
-                  soft_wrap=True)
+        message = with_flags(" ".join(str(exc).split()))
+        err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("Interrupted; finished trials are kept and the same command resumes.")
@@ -127,9 +128,7 @@ def infer(
 ) -> None:
     """Run the inference study: every candidate measured, checked and ranked."""
     from hasten.api import optimize_inference
-    from hasten.executors import parse_duration
-    from hasten.images import parse_size
-    from hasten.models import parse_shape
+    from hasten.flags import parse_duration, parse_shape, parse_size
     from hasten.report.terminal import render
 
     def go() -> None:
@@ -182,8 +181,10 @@ def train(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Run the training study: precision modes and training tricks measured against fp32."""
+    from hasten.api import optimize_training
+    from hasten.flags import parse_memory
     from hasten.report.train_terminal import render
-    from hasten.train.run import DEMOS, optimize_training, parse_memory
+    from hasten.train.run import DEMOS
 
     def go() -> None:
         runs = ([(recipe, {}, name)] if recipe is not None else
@@ -234,10 +235,10 @@ def report(
     """Write a study's self-contained HTML report (report.html in its folder) from its store."""
     import webbrowser
 
-    from hasten.api import open_study
+    from hasten.api import open_study, write_report
 
     def go() -> None:
-        path = open_study(study).report()
+        path = write_report(open_study(study))
         print(f"Wrote {path}")
         if open_it:
             webbrowser.open(path.resolve().as_uri())
@@ -316,7 +317,7 @@ def numerics_audit(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Run in fp32 with hooks; report per module what fp16 and bf16 would do, and a verdict."""
-    from hasten.models import parse_shape
+    from hasten.flags import parse_shape
     from hasten.numerics.audit import audit_model, audit_recipe
     from hasten.report.numerics import render_audit
 

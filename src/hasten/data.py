@@ -103,8 +103,8 @@ def read_texts(
     column = column or "text"
     if column not in rows[0]:
         raise HastenError(f"{path} has no column {column!r}; its columns are "
-                          f"{', '.join(map(str, rows[0]))}. Choose one with --column.")
-    _check_every_row(path, rows, column, "--column")
+                          f"{', '.join(map(str, rows[0]))}. Choose one with `column`.")
+    _check_every_row(path, rows, column, "`column`")
     texts = [str(r[column]).strip() for r in rows]
     if not any(texts):
         raise HastenError(f"Column {column!r} of {path} is empty.")
@@ -112,8 +112,8 @@ def read_texts(
     if label_column:
         if label_column not in rows[0]:
             raise HastenError(f"{path} has no label column {label_column!r}; its columns are "
-                              f"{', '.join(map(str, rows[0]))}. Choose one with --label-column.")
-        _check_every_row(path, rows, label_column, "--label-column")
+                              f"{', '.join(map(str, rows[0]))}. Choose one with `label_column`.")
+        _check_every_row(path, rows, label_column, "`label_column`")
         try:
             labels = [int(r[label_column]) for r in rows]
         except (TypeError, ValueError) as exc:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hasten.errors import HastenError
 from hasten.store import Store
 
 # Time limits follow the model: this many times what the baseline took for the same phase,
@@ -83,7 +82,7 @@ class Deadline:
     def cut(self, what: str) -> str:
         """The reason a candidate or a measurement was left out."""
         return (f"{what}: the study's time budget of {describe_seconds(self.seconds)} was spent; "
-                "run the same command again (or with a larger --budget) to go on")
+                "run the same command again (or with a larger time budget) to go on")
 
 
 def describe_seconds(seconds: float) -> str:
@@ -91,23 +90,6 @@ def describe_seconds(seconds: float) -> str:
     if seconds >= 120 and seconds % 60 == 0:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.3g} s"
-
-
-def parse_duration(text: str) -> float:
-    """A time budget such as 8m, 90s, 1h or 300 (seconds) in seconds; 'none' is no limit."""
-    clean = text.strip().lower()
-    if clean == "none":
-        return math.inf
-    units = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
-    number = clean.rstrip("smhin")
-    try:
-        value = float(number) * units[clean[len(number):]]
-    except (ValueError, KeyError):
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise HastenError(f"--budget takes a duration such as 8m, 90s or 1h (or none for no "
-                          f"limit), not {text!r}.")
-    return value
 
 
 class LocalExecutor:

@@ -80,31 +80,20 @@ def hf_preparation(folder: Path, channels: int, size: tuple[int, int]) -> dict:
     return prep
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'224' -> (224, 224); '224x160' -> (224, 160), height then width."""
-    try:
-        size = tuple(int(part) for part in text.lower().split("x"))
-    except ValueError:
-        size = ()
-    if len(size) not in (1, 2) or min(size) < 1:
-        raise HastenError(f"--image-size {text!r} is not a size; write it like 224 or 224x160.")
-    return (size[0], size[-1])
-
-
 def override(prep: dict, image_size: tuple[int, int] | None = None,
              mean: list[float] | None = None, std: list[float] | None = None) -> dict:
     """The preparation with the user's flags applied: a size means a straight resize to it."""
 
     prep = dict(prep)
     if image_size is not None:
-        check_sample_size((prep["channels"], *image_size), "--image-size")
+        check_sample_size((prep["channels"], *image_size), "`image_size`")
         prep.update(size=list(image_size), shortest_edge=None)
     if mean is not None:
-        prep["mean"] = _per_channel(mean, prep["channels"], "--mean")
+        prep["mean"] = _per_channel(mean, prep["channels"], "`mean`")
     if std is not None:
-        prep["std"] = _per_channel(std, prep["channels"], "--std")
+        prep["std"] = _per_channel(std, prep["channels"], "`std`")
     if any(s == 0 for s in prep["std"]):
-        raise HastenError("A standard deviation of 0 cannot normalize images; check --std.")
+        raise HastenError("A standard deviation of 0 cannot normalize images; check `std`.")
     return prep
 
 

@@ -258,7 +258,7 @@ def _is_image_config(config: Any) -> bool:
 def _load_hf_image(path: Path, spec: str, config: Any, task: str | None, with_weights: bool,
                    input_shape: tuple[int, ...] | None) -> LoadedModel:
     """A vision model (ResNet, ConvNeXt, ViT...) fed `pixel_values` (N, C, H, W); its image
-    size comes from --input-shape, else preprocessor_config.json, else its config, else 224."""
+    size comes from `input_shape`, else preprocessor_config.json, else its config, else 224."""
     import transformers
 
 
@@ -274,7 +274,7 @@ def _load_hf_image(path: Path, spec: str, config: Any, task: str | None, with_we
                           else (side, side))
     if input_shape is not None:
         if len(input_shape) != 3 or input_shape[0] != channels:
-            raise HastenError(f"--input-shape for {path.name} must be {channels}xHxW, the "
+            raise HastenError(f"`input_shape` for {path.name} must be {channels}xHxW, the "
                               f"channels its config says, not {'x'.join(map(str, input_shape))}.")
         prep.update(size=list(input_shape[1:]), shortest_edge=None)
     auto = (transformers.AutoModelForImageClassification if task == "image-classification"
@@ -375,7 +375,7 @@ def _example_inputs(
     if examples is None:
         if input_shape is None:
             raise HastenError(
-                f"{spec} gives no example inputs; pass --input-shape, for example 3x224x224."
+                f"{spec} gives no example inputs; pass `input_shape`, for example 3x224x224."
             )
         return {"input": _sample(input_shape)}
     if isinstance(examples, torch.Tensor):
@@ -415,7 +415,7 @@ def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> Lo
     dims = session.get_inputs()[0].shape[1:]
     if input_shape is None:
         if not all(isinstance(d, int) for d in dims):
-            raise HastenError(f"{path} has dynamic input dimensions; pass --input-shape.")
+            raise HastenError(f"{path} has dynamic input dimensions; pass `input_shape`.")
         input_shape = tuple(dims)
     example = _sample(input_shape)
     return LoadedModel(
@@ -426,7 +426,7 @@ def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> Lo
 
 def _sample(shape: tuple[int, ...]) -> torch.Tensor:
     """One seeded random float sample shaped (1, *shape)."""
-    check_sample_size(shape, "--input-shape")
+    check_sample_size(shape, "`input_shape`")
     return torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
 
 
@@ -440,14 +440,3 @@ def absolute_spec(spec: str) -> str:
         if file and Path(file).exists():
             return f"py:{Path(file).resolve()}:{factory}"
     return spec
-
-
-def parse_shape(text: str) -> tuple[int, ...]:
-    """'3x224x224' -> (3, 224, 224)."""
-    try:
-        shape = tuple(int(part) for part in text.lower().split("x"))
-    except ValueError:
-        shape = ()
-    if not shape or any(d <= 0 for d in shape):
-        raise HastenError(f"--input-shape {text!r} is not a shape; write it like 3x224x224.")
-    return shape

@@ -14,7 +14,8 @@ from pathlib import Path
 from hasten.errors import HastenError
 
 # The layout of the tables below; a database of another version is refused, not misread.
-SCHEMA_VERSION = 1
+# Version 2 added the kind of each trial.
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
@@ -27,8 +28,8 @@ CREATE TABLE IF NOT EXISTS results (
     finished REAL
 );
 CREATE TABLE IF NOT EXISTS trials (
-    candidate TEXT NOT NULL, point TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
-    latency TEXT, throughput REAL, items INTEGER, peak_mb REAL, finished REAL,
+    candidate TEXT NOT NULL, point TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+    error TEXT, latency TEXT, throughput REAL, items INTEGER, peak_mb REAL, finished REAL,
     PRIMARY KEY (candidate, point)
 );
 """
@@ -43,7 +44,7 @@ class Store:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HastenError(f"The study folder {self.folder} cannot be created "
-                              f"({exc.strerror}); choose an --out folder you can write "
+                              f"({exc.strerror}); choose an `out` folder you can write "
                               "to.") from exc
         self.path = self.folder / "study.sqlite"
         try:
@@ -62,7 +63,7 @@ class Store:
             self.db.close()
             if exc.sqlite_errorname in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
                 raise HastenError(f"{self.path} is not a SQLite database, or a damaged one "
-                                  f"({exc}); move it away, or start over with --fresh.") from exc
+                                  f"({exc}); move it away, or start over with `fresh`.") from exc
             raise HastenError(f"{self.path} cannot be opened ({exc}); check that its folder "
                               "is one you can write to.") from exc
         except HastenError:
@@ -89,7 +90,7 @@ class Store:
                     else f"other columns in its {', '.join(other)} table")
             raise HastenError(f"{self.path} was written by another version of hasten ({what}; "
                               f"this one reads schema version {SCHEMA_VERSION}); open it with "
-                              "that version, or start over with --fresh.")
+                              "that version, or start over with `fresh`.")
 
     def close(self) -> None:
         self.db.close()
@@ -135,13 +136,16 @@ class Store:
             out[row["candidate"]] = row
         return out
 
-    def put_trial(self, candidate: str, point: str, status: str, error: str | None = None,
-                  latency: dict | None = None, throughput: float | None = None,
-                  items: int | None = None, peak_mb: float | None = None) -> None:
+    def put_trial(self, candidate: str, point: str, kind: str, status: str,
+                  error: str | None = None, latency: dict | None = None,
+                  throughput: float | None = None, items: int | None = None,
+                  peak_mb: float | None = None) -> None:
+        """One trial's row: `point` is where it measured, `kind` what kind of trial it is
+        (latency or corpus for inference; speed, probe or converge for training)."""
         self.db.execute(
-            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (candidate, point, status, error, json.dumps(latency), throughput, items, peak_mb,
-             time.time()),
+            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (candidate, point, kind, status, error, json.dumps(latency), throughput, items,
+             peak_mb, time.time()),
         )
 
     def trials(self) -> list[dict]:

@@ -12,7 +12,8 @@ import json
 import time
 from pathlib import Path
 
-from hasten.executors import LocalExecutor, TimeLimits, past_limit
+from hasten.engine import Engine
+from hasten.executors import past_limit
 from hasten.infer import passes
 from hasten.infer.passes import Artifact
 from hasten.store import Store
@@ -68,7 +69,7 @@ def unfinished_step(study: Path, chain: tuple[str, ...]) -> tuple[str, ...] | No
     return None
 
 
-def record_failure(store: Store, prefix: tuple[str, ...], reason: str) -> None:
+def record_build_failure(store: Store, prefix: tuple[str, ...], reason: str) -> None:
     """Remember that building this prefix failed, and why."""
     (folder(store.folder, prefix) / BUILDING).unlink(missing_ok=True)
     store.set_meta(FAILED, {**store.meta(FAILED, {}), passes.slug(prefix): reason})
@@ -93,11 +94,12 @@ def missing(store: Store, chain: tuple[str, ...]) -> tuple[str, ...] | None:
     return prefix
 
 
-def ensure_built(store: Store, executor: LocalExecutor, limits: TimeLimits, name: str,
-                 chain: tuple[str, ...], later: dict[str, tuple[str, ...]]) -> str | None:
+def ensure_built(engine: Engine, name: str, chain: tuple[str, ...],
+                 later: dict[str, tuple[str, ...]]) -> str | None:
     """Build the chain's file prefix unless it is on disk, in one build process with the
     missing prefixes of the candidates screened `later` (name -> chain); return why this
     candidate cannot be built (this time or an earlier one), or None."""
+    store = engine.store
     prefix = missing(store, chain)
     if prefix is None:
         return failure(store, chain)
@@ -109,7 +111,7 @@ def ensure_built(store: Store, executor: LocalExecutor, limits: TimeLimits, name
     for p in todo:  # markers a killed build left behind are stale
         for i in range(1, len(p) + 1):
             (folder(store.folder, p[:i]) / BUILDING).unlink(missing_ok=True)
-    limit = limits.of("screen")
+    limit = engine.limits.of("screen")
 
     def step_too_long() -> str | None:
         """Each step of the build has the limit of one trial."""
@@ -121,12 +123,12 @@ def ensure_built(store: Store, executor: LocalExecutor, limits: TimeLimits, name
                         return past_limit(limit)
         return None
 
-    why = executor.run(store.folder, name, "build", list(todo.values()), limit * len(todo),
+    why = engine.executor.run(store.folder, name, "build", list(todo.values()), limit * len(todo),
                        watch=step_too_long)
     if why:  # a crash or the time limit: the step under way is the one that failed
         step = next(filter(None, (unfinished_step(store.folder, p) for p in todo)), prefix)
-        record_failure(store, step, why)
+        record_build_failure(store, step, why)
     if failure(store, chain) is None and cached(store.folder, prefix)[0] < len(prefix):
-        record_failure(store, unfinished_step(store.folder, prefix) or prefix,
+        record_build_failure(store, unfinished_step(store.folder, prefix) or prefix,
                        why or "it wrote no artifact")
     return failure(store, chain)

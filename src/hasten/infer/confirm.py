@@ -15,8 +15,10 @@ import time
 import traceback
 from pathlib import Path
 
+from hasten.errors import describe_error
 from hasten.infer import runtimes
-from hasten.infer.trial import build, describe_error, hugging_face
+from hasten.infer.settings import InferSettings
+from hasten.infer.trial import build
 from hasten.infer.workload import point_inputs
 from hasten.measure import Clock
 from hasten.store import Store
@@ -62,7 +64,7 @@ def summarize(per_round: dict[str, list[float]], baseline: str) -> dict[str, dic
 
 def run(study: Path, points: list[str]) -> None:
     store = Store(study)
-    config = store.meta("config")
+    settings = InferSettings.from_dict(store.meta("config"))
     plan = store.meta("confirmation")["plan"]
     rows = {c["name"]: c for c in store.candidates()}
     wanted = sorted({n for p in points for n in plan[p]})
@@ -70,23 +72,23 @@ def run(study: Path, points: list[str]) -> None:
     for runtime in {rows[n]["runtime"] for n in wanted}:
         if runtimes.REGISTRY[runtime].library:
             importlib.import_module(runtimes.REGISTRY[runtime].library)
-    if hugging_face(config):
+    if settings.hugging_face():
         importlib.import_module("transformers")
     runners, model, workload = {}, None, None
     for name in wanted:
-        model, workload, artifact = build(study, config, tuple(rows[name]["passes"]), {})
+        model, workload, artifact = build(study, settings, tuple(rows[name]["passes"]), {})
         if artifact.module is not model.module:
             model.module = None  # the source model: not what the candidate holds
         runners[name] = runtimes.REGISTRY[rows[name]["runtime"]].build(
-            artifact, rows[name]["settings"], config["threads"], config["device"])
-    clock = Clock(cuda=config["device"] == "cuda")
+            artifact, rows[name]["settings"], settings.threads, settings.device)
+    clock = Clock(cuda=settings.device == "cuda")
     results = {}
     for point in points:
         names = plan[point]
         try:
             batch = point_inputs(model, workload, point)[0]
             measured = confirm(names, runners, dict.fromkeys(names, batch), clock)
-            results[point] = {"candidates": summarize(measured, config["baseline"])}
+            results[point] = {"candidates": summarize(measured, settings.baseline)}
         except Exception as exc:
             results[point] = {"error": describe_error(exc)}
             traceback.print_exc()

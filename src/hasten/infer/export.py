@@ -35,30 +35,30 @@ def export_candidate(study, name: str, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HastenError(f"The export folder {out} cannot be created ({exc.strerror}); choose "
-                          "an --out folder you can write to.") from exc
-    config = study.config
-    recipe = {"candidate": name, "spec": config["spec"], "task": config["task"],
-              "input_shape": config["input_shape"], "passes": row["passes"],
+                          "an `out` folder you can write to.") from exc
+    settings = study.settings
+    recipe = {"candidate": name, "spec": settings.spec, "task": settings.task,
+              "input_shape": settings.input_shape, "passes": row["passes"],
               "runtime": row["runtime"], "settings": row["settings"],
-              "input_names": config["model"]["input_names"]}
+              "input_names": settings.model["input_names"]}
     if any(passes.REGISTRY[p].calibrates and not passes.REGISTRY[p].output_file
            for p in row["passes"]):
         # An in-memory candidate that calibrates is rebuilt on the study's own data.
-        recipe.update(workload=config["workload"], max_drop=config["max_drop"])
+        recipe.update(workload=settings.workload.to_dict(), max_drop=settings.max_drop)
     corpus = None
-    if config["model"]["kind"] == "text":
+    if settings.model["kind"] == "text":
         # The corpus job as the study ran it fastest for this candidate.
         table_row = next(r for r in study.table() if r["candidate"] == name)
         job = study.corpus_job(table_row)
         corpus = {"batch_size": job["batch_size"] if job else
-                  config["workload"]["dataset_batch_size"], "sort_by": "length",
+                  settings.workload.dataset_batch_size, "sort_by": "length",
                   "pad_to_multiple_of": PAD_MULTIPLE,
-                  "max_length": config["workload"]["max_length"]}
+                  "max_length": settings.workload.max_length}
         recipe["corpus"] = corpus
     (out / "candidate.json").write_text(json.dumps(recipe, indent=2))
     last = passes.REGISTRY[row["passes"][-1]] if row["passes"] else None
-    model = load_model(config["spec"], config["task"], config["input_shape"], with_weights=False)
-    image = config["workload"].get("image")
+    model = load_model(settings.spec, settings.task, settings.input_shape, with_weights=False)
+    image = settings.workload.image
     if image:  # file artifacts were built on the study's images, at their size
         model.example_inputs = {model.input_names[0]: torch.zeros(1, image["channels"],
                                                                   *image["size"])}

@@ -4,10 +4,11 @@ and which to recommend per objective."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from hasten import machine
 from hasten.infer import passes, runtimes
+from hasten.infer.candidates import OFFERED, Candidate
+from hasten.infer.candidates import candidate as _c
 from hasten.infer.workload import parse_point
 from hasten.models import LoadedModel
 
@@ -21,21 +22,6 @@ DATASET_PASS_CANDIDATES = 2
 # in alternating rounds before the final ranking.
 CONFIRM_LEADERS = 3
 OBJECTIVES = ("latency", "throughput", "corpus", "memory", "size")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A chain of passes plus a runtime with its settings, under a stable name."""
-
-    name: str
-    passes: tuple[str, ...]
-    runtime: str
-    settings: dict = field(default_factory=dict, hash=False)
-    in_quick: bool = True
-
-
-def _c(name, chain, runtime, settings=None, in_quick=True) -> Candidate:
-    return Candidate(name, tuple(chain), runtime, settings or {}, in_quick)
 
 
 CANDIDATES = (
@@ -82,6 +68,7 @@ CANDIDATES = (
     *(_c(f"ov-direct/openvino/int8-nncf{suffix}", ("openvino_convert_torch", "openvino_nncf_int8"),
          "openvino", {"precision": precision}, in_quick=False)
       for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
+    *OFFERED,
 )
 
 
@@ -116,13 +103,8 @@ def skip_reason(candidate: Candidate, model: LoadedModel, device: str, quick: bo
     if reason:
         return reason
     if quick and not candidate.in_quick:
-        return "left out by --quick"
+        return "left out in quick mode"
     return None
-
-
-# The passes that compute in a half type, and which one.
-HALF_PASSES = {"autocast_bf16": "bf16", "bf16_weights": "bf16", "autocast_fp16": "fp16",
-               "fp16_weights": "fp16"}
 
 
 # Runtimes whose speeds go together: torch.compile and TorchScript start from eager PyTorch.
@@ -144,7 +126,8 @@ def screening_order(rows: list[dict], baseline: str, device: str,
 
     def key(row: dict) -> tuple:
         emulated = device == "cpu" and any(
-            not machine.native_half(HALF_PASSES[p]) for p in row["passes"] if p in HALF_PASSES)
+            passes.computes(row["passes"], half) and not machine.native_half(half)
+            for half in ("bf16", "fp16"))
         heavy = row["runtime"] == "compile" or any(
             passes.REGISTRY[p].calibrates for p in row["passes"])
         family = FAMILY.get(row["runtime"], row["runtime"])
@@ -258,15 +241,9 @@ def composites(tuned: list[dict], results: dict[str, dict], screen: dict[str, fl
     return out
 
 
-def is_int8(name: str) -> bool:
-    """Whether a candidate runs int8 (a part of its name after the runtime says so, as in
-    int8-static-pt2e or int8-nncf/static-shapes)."""
-    return any(part.startswith("int8") for part in name.split("/")[2:])
-
-
-def int8_slow_reason(row: dict, flags: dict) -> str:
-    """The likely reason an int8 candidate is slower than float, from the machine and the
-    candidate's own notes."""
+def int8_slow_reason(row: dict, chain: list[str], flags: dict) -> str:
+    """The likely reason an int8 candidate (a table row, built by `chain`) is slower than
+    float, from the machine and the candidate's own notes."""
     if not any(flags.get(f) for f in ("avx512_vnni", "avx_vnni", "amx_int8")):
         return ("this CPU has no VNNI or AMX int8 instructions, so int8 matrix work is no "
                 "faster than float")
@@ -274,7 +251,7 @@ def int8_slow_reason(row: dict, flags: dict) -> str:
     if kept and int(kept.group(1)) * 4 >= int(kept.group(2)):
         return (f"{kept.group(1)} of {kept.group(2)} layers stay in float to keep accuracy, so "
                 "too little of the model runs in int8")
-    if "dynamic" in row["candidate"]:
+    if passes.quantizes(chain) == "dynamic":
         return ("activations are quantized again on every call (dynamic quantization), and "
                 "that work eats the int8 gain")
     return ("the quantize/dequantize steps around each int8 operation cost more than its int8 "

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from hasten.errors import HastenError
-from hasten.infer import search
-from hasten.infer.workload import PAD_MULTIPLE, Workload, parse_point
+from hasten.infer import passes, search
+from hasten.infer.settings import InferSettings
+from hasten.infer.workload import PAD_MULTIPLE, parse_point
 from hasten.measure import least_memory
-from hasten.store import Store, read_study
+from hasten.store import read_study
 
 
 class Study:
@@ -20,10 +19,10 @@ class Study:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         stored = read_study(self.folder)
-        self.config = stored["meta"].get("config")
-        if self.config is None:
+        config = stored["meta"].get("config")
+        if config is None:
             raise HastenError(f"{self.folder} holds a study that has not started yet.")
-        if self.config.get("kind") == "train":
+        if config.get("kind") == "train":
             raise HastenError(f"{self.folder} holds a training study; `hasten report` "
                               "shows it, and its QAT model goes to `hasten infer`.")
         self.machine = stored["meta"].get("machine")
@@ -31,15 +30,17 @@ class Study:
         self.candidates = stored["candidates"]
         self.results = stored["results"]
         self.trials = stored["trials"]
-        self.baseline = self.config["baseline"]
+        self.settings = InferSettings.from_dict(config)
+        self.config = config
+        self.baseline = self.settings.baseline
         self.confirmation = stored["meta"].get("confirmation") or {}
         self.budget = stored["meta"].get("budget") or {}
 
     @property
     def screen_point(self) -> str:
         """The point every candidate was screened at."""
-        workload = Workload.from_dict(self.config["workload"])
-        return search.screen_point(workload.latency_points(self.config["model"]["kind"]))
+        kind = self.settings.model["kind"]
+        return search.screen_point(self.settings.workload.latency_points(kind))
 
     def _seq(self) -> int | None:
         return parse_point(self.screen_point).get("seq")
@@ -100,7 +101,12 @@ class Study:
     def _flag_slow_int8(self, rows: list[dict], screen: str) -> None:
         """Mark each measured int8 candidate slower than the fastest passing float candidate at
         the screening point, with the likely reason: int8 is never slower in disguise."""
-        floats = [r for r in rows if r["status"] == "ok" and not search.is_int8(r["candidate"])
+        chains = {c["name"]: c["passes"] for c in self.candidates}
+
+        def int8(row: dict) -> bool:
+            return passes.computes(chains[row["candidate"]], "int8")
+
+        floats = [r for r in rows if r["status"] == "ok" and not int8(r)
                   and screen in r["points"]]
         if not floats:
             return
@@ -108,16 +114,17 @@ class Study:
         fast = best["points"][screen]["p50"]
         for row in rows:
             p50 = row["points"].get(screen, {}).get("p50")
-            if search.is_int8(row["candidate"]) and p50 is not None and p50 > fast:
+            if int8(row) and p50 is not None and p50 > fast:
                 row["slower_than_float"] = {
                     "than": best["candidate"], "ratio": fast / p50,
-                    "why": search.int8_slow_reason(row, self.machine.get("flags", {})),
+                    "why": search.int8_slow_reason(row, chains[row["candidate"]],
+                                                   self.machine.get("flags", {})),
                 }
 
     def busy_points(self) -> int:
         """How many trials ran while the machine's load exceeded what the trial itself uses
         (its threads plus one): their numbers are likely disturbed by other work."""
-        limit = self.config["threads"] + 1
+        limit = self.settings.threads + 1
         return sum(1 for t in self.trials
                    if t["latency"] and t["latency"].get("load_avg", 0) > limit)
 
@@ -125,7 +132,7 @@ class Study:
         """The latency point an objective is judged at, at the screening length: the smallest
         batch for latency; for throughput, the ideal batch size of the passing candidate with
         the most items per second (the largest batch before anything passed)."""
-        sizes = self.config["workload"]["batch_sizes"]
+        sizes = self.settings.workload.batch_sizes
         if batch_size or objective == "latency":
             return self.point(batch_size or min(sizes))
         return self._throughput_point(self.table())
@@ -135,7 +142,7 @@ class Study:
         second (the largest batch before anything passed)."""
         ideal = [r for r in rows if r["status"] == "ok" and r["ideal_point"]]
         if not ideal:
-            return self.point(max(self.config["workload"]["batch_sizes"]))
+            return self.point(max(self.settings.workload.batch_sizes))
         return max(ideal, key=lambda r: r["points"][r["ideal_point"]]["throughput"]
                    )["ideal_point"]
 
@@ -209,7 +216,7 @@ class Study:
         if not jobs:
             return None
         items, batch = max(jobs)
-        naive_point = f"dataset/unsorted/b{self.config['workload']['dataset_batch_size']}"
+        naive_point = f"dataset/unsorted/b{self.settings.workload.dataset_batch_size}"
         naive = next((t["throughput"] for t in self.trials if t["candidate"] == self.baseline
                       and t["point"] == naive_point and t["status"] == "ok"), None)
         return {"items_per_s": items, "batch_size": batch, "pad_to_multiple_of": PAD_MULTIPLE,
@@ -226,8 +233,8 @@ class Study:
                 k: v for k, v in self.config.items() if k != "workload"},
             "workload": {k: v for k, v in self.config["workload"].items()
                          if k not in ("texts", "labels", "images")},
-            "corpus_size": len(self.config["workload"]["texts"]),
-            "images": len(self.config["workload"].get("images", [])),
+            "corpus_size": len(self.settings.workload.texts),
+            "images": len(self.settings.workload.images),
             "machine": self.machine, "baseline": self.baseline,
             "screen_point": self.screen_point, "busy_points": self.busy_points(),
             "candidates": self.table(),
@@ -249,30 +256,3 @@ class Study:
                 raise HastenError(f"No candidate in {self.folder} passed for {objective!r}.")
             candidate = best["candidate"]
         return export_candidate(self, candidate, Path(out))
-
-    def report(self, path: str | Path | None = None) -> Path:
-        """Write the self-contained HTML report, by default report.html in the study folder."""
-        from hasten.report import html
-
-        return html.write(html.render(self), Path(path) if path else self.folder / "report.html")
-
-
-S = TypeVar("S")
-
-
-def run_and_read(store: Store, read: Callable[[Path], S], work: Callable[[], None],
-                 report: bool) -> S:
-    """Do a study's work, close its store and read the study back; with `report` its HTML
-    report is written at the end, also when the work stopped on a HastenError."""
-    try:
-        work()
-    except HastenError:
-        if report:
-            read(store.folder).report()
-        raise
-    finally:
-        store.close()
-    study = read(store.folder)
-    if report:
-        study.report()
-    return study

@@ -15,9 +15,12 @@ from pathlib import Path
 
 from hasten import fidelity
 from hasten.data import attention_mask, tokenize
+from hasten.engine import record_failure
+from hasten.errors import describe_error
 from hasten.infer import artifacts, passes, runtimes
 from hasten.infer.passes import Artifact, PassContext
-from hasten.infer.workload import Workload, eval_batches, parse_point, point_inputs
+from hasten.infer.settings import InferSettings
+from hasten.infer.workload import eval_batches, parse_point, point_inputs, point_kind
 from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
 from hasten.models import load_model
 from hasten.store import Store
@@ -25,20 +28,20 @@ from hasten.store import Store
 DATASET_BUDGET = Budget(warmup=0, min_reps=3, max_reps=5, seconds=0.0, rel_tol=0.05)
 
 
-def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
+def build(study: Path, settings: InferSettings, chain: tuple[str, ...], one_time: dict):
     """Load the model and apply the chain, reusing file artifacts an earlier trial wrote."""
     start, artifact, costs = artifacts.cached(study, chain)
     one_time.update(costs)
     t0 = time.perf_counter()
     calibrating = any(passes.REGISTRY[p].calibrates for p in chain[start:])
-    model = load_model(config["spec"], config.get("task"), config.get("input_shape"),
+    model = load_model(settings.spec, settings.task, settings.input_shape,
                        with_weights=artifact is None or calibrating)
-    model.input_names = config["model"]["input_names"]
+    model.input_names = settings.model["input_names"]
     one_time["load_s"] = time.perf_counter() - t0
     if artifact is None:
         artifact = (Artifact("torch", module=model.module) if model.is_torch
                     else Artifact("onnx", path=model.onnx_path))
-    workload = Workload.from_dict(config["workload"])
+    workload = settings.workload
     if model.kind == "text":
         sample = tokenize(model, workload.texts[:2], 16, workload.max_length)
     else:
@@ -48,21 +51,15 @@ def build(study: Path, config: dict, chain: tuple[str, ...], one_time: dict):
         folder = artifacts.folder(study, chain[: i + 1])
         artifacts.started(folder)
         t0 = time.perf_counter()
-        artifact = step.apply(artifact, PassContext(model, sample, folder, config["device"],
-                                                    workload, config["max_drop"]))
+        artifact = step.apply(artifact, PassContext(model, sample, folder, settings.device,
+                                                    workload, settings.max_drop))
         one_time[f"{step.name}_s"] = time.perf_counter() - t0
         artifacts.finished(folder, artifact, one_time[f"{step.name}_s"],
                            step.output_file is not None)
     return model, workload, artifact
 
 
-def describe_error(exc: BaseException) -> str:
-    """A failure reason in one line: the exception's type and the first line of its message."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
-
-
-def build_only(store: Store, study: Path, config: dict, names: list[str]) -> None:
+def build_only(store: Store, study: Path, settings: InferSettings, names: list[str]) -> None:
     """Build the file prefix of each named candidate's chain, one after the other, for the
     candidates that share them; a failing step is recorded once, for all of them."""
     chains = {c["name"]: tuple(c["passes"]) for c in store.candidates()}
@@ -71,31 +68,31 @@ def build_only(store: Store, study: Path, config: dict, names: list[str]) -> Non
         if prefix is None:
             continue
         try:
-            build(study, config, prefix, {})
+            build(study, settings, prefix, {})
         except Exception as exc:
             step = artifacts.unfinished_step(study, prefix) or prefix
-            artifacts.record_failure(store, step, describe_error(exc))
+            artifacts.record_build_failure(store, step, describe_error(exc))
             traceback.print_exc()
 
 
 def run(study: Path, name: str, phase: str, points: list[str]) -> None:
     store = Store(study)
-    config = store.meta("config")
+    settings = InferSettings.from_dict(store.meta("config"))
     row = next(c for c in store.candidates() if c["name"] == name)
     if phase == "build":
-        build_only(store, study, config, points)
+        build_only(store, study, settings, points)
         return
-    device = config["device"]
+    device = settings.device
     runtime = runtimes.REGISTRY[row["runtime"]]
-    for library in (runtime.library, "transformers" if hugging_face(config) else None):
+    for library in (runtime.library, "transformers" if settings.hugging_face() else None):
         if library:
             importlib.import_module(library)
     memory = MemoryWatch()
     one_time: dict = {}
     try:
-        model, workload, artifact = build(study, config, tuple(row["passes"]), one_time)
+        model, workload, artifact = build(study, settings, tuple(row["passes"]), one_time)
         t0 = time.perf_counter()
-        runner = runtime.build(artifact, row["settings"], config["threads"], device)
+        runner = runtime.build(artifact, row["settings"], settings.threads, device)
         one_time["build_s"] = time.perf_counter() - t0
         if artifact.module is not model.module:
             model.module = None  # the source model: not what the candidate holds
@@ -105,16 +102,15 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
             runner(first)
             one_time["first_call_s"] = time.perf_counter() - t0
         if phase == "screen":
-            _fidelity(store, study, config, name, model, workload, runner, artifact, one_time)
+            _fidelity(store, study, settings, name, model, workload, runner, artifact,
+                      one_time)
     except Exception as exc:
-        if phase == "screen":
-            store.put_result(name, "failed", error=describe_error(exc), one_time=one_time)
-        for point in points:
-            store.put_trial(name, point, "failed", error=describe_error(exc))
+        record_failure(store, name, {p: point_kind(p) for p in points}, describe_error(exc),
+                       first=phase == "screen", one_time=one_time)
         traceback.print_exc()
         return
     clock = Clock(cuda=device == "cuda")
-    budget = Budget(seconds=config["budget_s"])
+    budget = Budget(seconds=settings.budget_s)
     for point in points:
         try:
             batches = point_inputs(model, workload, point)
@@ -130,19 +126,16 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
             gpu = peak_gpu_memory_mb()
             if gpu is not None:
                 latency["peak_gpu_mb"] = gpu
-            store.put_trial(name, point, "ok", latency=latency,
+            store.put_trial(name, point, point_kind(point), "ok", latency=latency,
                             throughput=items / (latency["p50"] / 1000), items=items,
                             peak_mb=memory.held_mb())
         except Exception as exc:
-            store.put_trial(name, point, "failed", error=describe_error(exc))
+            record_failure(store, name, {point: point_kind(point)}, describe_error(exc))
             traceback.print_exc()
 
 
-def hugging_face(config: dict) -> bool:
-    return config["spec"] == "demo" or config["spec"].startswith("hf:")
-
-
-def _fidelity(store: Store, study: Path, config: dict, name: str, model, workload, runner,
+def _fidelity(store: Store, study: Path, settings: InferSettings, name: str, model, workload,
+              runner,
               artifact: Artifact, one_time: dict) -> None:
     """Run the evaluation subset; the baseline saves it as the reference, others compare."""
     batches, order = eval_batches(model, workload)
@@ -150,12 +143,12 @@ def _fidelity(store: Store, study: Path, config: dict, name: str, model, workloa
     masks = [attention_mask(model, b) for b in batches]
     labels = ([workload.labels[i] for i in order] if workload.labels else None)
     reference_file = study / "reference.npz"
-    if name == config["baseline"]:
+    if name == settings.baseline:
         fidelity.save_reference(reference_file, outputs)
     reference = fidelity.load_reference(reference_file)
     metrics = fidelity.compare(reference, outputs, masks, model.task, labels)
-    base = store.results().get(config["baseline"], {}).get("fidelity") or metrics
-    passed, reason = fidelity.gate(metrics, base, config["max_drop"])
+    base = store.results().get(settings.baseline, {}).get("fidelity") or metrics
+    passed, reason = fidelity.gate(metrics, base, settings.max_drop)
     store.put_result(name, "ok", fidelity=metrics, passed=passed, gate_reason=reason,
                      one_time=one_time, size_bytes=artifact.size_bytes(), notes=artifact.notes)
 

@@ -71,6 +71,11 @@ def parse_point(point: str) -> dict:
     return out
 
 
+def point_kind(point: str) -> str:
+    """The kind of trial a point is, stored with its row: a corpus job or a latency point."""
+    return "corpus" if parse_point(point)["dataset"] else "latency"
+
+
 def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[list[torch.Tensor]]:
     """The batches one point measures: one batch for a latency point, many for a dataset pass."""
     p = parse_point(point)

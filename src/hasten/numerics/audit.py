@@ -131,7 +131,7 @@ def audit_model(
     """Audit a model spec's forward pass in fp32 on real batches; no gradients."""
     started = time.perf_counter()
     if samples < 1 or batch_size < 1:
-        raise HastenError("--samples and --batch-size must be at least 1.")
+        raise HastenError("`samples` and `batch_size` must be at least 1.")
     loaded = load_model(spec, task, input_shape)
     if not loaded.is_torch:
         raise HastenError("The audit hooks into PyTorch modules; an onnx: model cannot be "
@@ -167,8 +167,8 @@ def _model_batches(loaded: LoadedModel, data, column, samples: int,
                    batch_size: int) -> list[list[torch.Tensor]]:
     if loaded.kind != "text":
         if data is not None:
-            raise HastenError("--data takes text for text models; this model takes tensors, "
-                              "so describe its input with --input-shape instead.")
+            raise HastenError("`data` takes text for text models; this model takes tensors, "
+                              "so describe its input with `input_shape` instead.")
         return [tile(loaded, batch_size) for _ in range(math.ceil(samples / batch_size))]
     texts = read_texts(Path(data), column, None)[0] if data is not None else demo_corpus()
     texts = texts[:samples]
@@ -184,7 +184,7 @@ def _forward(module: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor
     except Exception as exc:
         raise HastenError(
             f"The model's forward fails on the audit batches ({type(exc).__name__}: {exc}); "
-            "check the data or --input-shape."
+            "check the data or `input_shape`."
         ) from exc
 
 
@@ -241,7 +241,7 @@ def audit_recipe(path: str | Path, *, batch_size: int = 16, steps: int = 8,
     """Audit a training recipe: forward, backward and an optimizer step per batch, in fp32."""
     started = time.perf_counter()
     if steps < 1 or batch_size < 1:
-        raise HastenError("--steps and --batch-size must be at least 1.")
+        raise HastenError("`steps` and `batch_size` must be at least 1.")
     recipe = load_recipe(path)
     torch.manual_seed(0)
     module = recipe.build_model().train()

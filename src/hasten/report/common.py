@@ -49,14 +49,14 @@ def speedup_title(study: Study) -> str:
 
 def ranked_headers(study: Study) -> list[str]:
     """Column names of the ranked table between the candidate and its status."""
-    sizes = study.config["workload"]["batch_sizes"]
+    sizes = study.settings.workload.batch_sizes
     return [*(f"b{b}" for b in sizes), "items/s (ideal batch)", "speedup", "peak MB",
             "size MB", "fidelity"]
 
 
 def ranked_cells(study: Study, row: dict) -> list[str]:
     """One row of the ranked table as plain text, in the order of ranked_headers."""
-    sizes = study.config["workload"]["batch_sizes"]
+    sizes = study.settings.workload.batch_sizes
     cells = []
     for b in sizes:
         p = row["points"].get(study.point(b))
@@ -139,7 +139,7 @@ def recommendation_detail(study: Study, objective: str, row: dict) -> str:
             f"{job['batch_size']}, padded to a multiple of {job['pad_to_multiple_of']} tokens")
     if job["gain"]:
         text += (f"; {job['gain']:.2f}x the naive job ({study.baseline} unsorted at batch "
-                 f"{study.config['workload']['dataset_batch_size']})")
+                 f"{study.settings.workload.dataset_batch_size})")
     return text
 
 

@@ -18,13 +18,13 @@ from hasten.report.common import machine_line, ms
 from hasten.report.plots import ratio_plot
 
 MACHINE_FACTS = (("CPU", "cpu"), ("usable cores", "cores"), ("memory GiB", "memory_gib"))
-SETTINGS = (("model", lambda s: s.config["model"]["name"]), ("spec", lambda s: s.config["spec"]),
-            ("batch sizes", lambda s: s.config["workload"]["batch_sizes"]),
-            ("sequence lengths", lambda s: s.config["workload"]["seq_lengths"]),
+SETTINGS = (("model", lambda s: s.settings.model["name"]), ("spec", lambda s: s.settings.spec),
+            ("batch sizes", lambda s: s.settings.workload.batch_sizes),
+            ("sequence lengths", lambda s: s.settings.workload.seq_lengths),
             ("corpus size", lambda s: len(_corpus(s))),
-            ("max drop", lambda s: s.config["max_drop"]), ("quick", lambda s: s.config["quick"]),
-            ("device", lambda s: s.config["device"]), ("threads", lambda s: s.config["threads"]),
-            ("budget per point (s)", lambda s: s.config["budget_s"]))
+            ("max drop", lambda s: s.settings.max_drop), ("quick", lambda s: s.settings.quick),
+            ("device", lambda s: s.settings.device), ("threads", lambda s: s.settings.threads),
+            ("budget per point (s)", lambda s: s.settings.budget_s))
 
 
 @dataclass
@@ -66,7 +66,7 @@ def _machine_differences(a: dict, b: dict) -> list[str]:
 
 def _corpus(study: Study) -> list[str]:
     """The texts a study measured, or its image files."""
-    workload = study.config["workload"]
+    workload = study.settings.workload
     return workload["texts"] or workload.get("images", [])
 
 
@@ -127,7 +127,7 @@ def render_terminal(c: Comparison, console: Console) -> None:
     """Both machines, what differs, and the matched rows as a rich table."""
     for label, study in zip(c.labels, (c.a, c.b), strict=True):
         console.print(f"[bold]{rich_escape(label)}[/]: "
-                      f"{rich_escape(study.config['model']['name'])} on "
+                      f"{rich_escape(study.settings.model['name'])} on "
                       f"{rich_escape(machine_line(study.machine))}"
                       + ("" if study.finished else " [yellow](not finished)[/]"))
     for warning in _warnings(c):
@@ -156,7 +156,7 @@ def render_html(c: Comparison) -> str:
               "are partial.</p>" for label, s in zip(c.labels, (c.a, c.b), strict=True)
               if not s.finished]
     parts.append('<section id="machines"><h2>Machines</h2><div class="cards">' + "".join(
-        html.machine_card(f"{label}: {s.config['model']['name']}", s.machine)
+        html.machine_card(f"{label}: {s.settings.model['name']}", s.machine)
         for label, s in zip(c.labels, (c.a, c.b), strict=True)) + "</div></section>")
     screen = c.a.screen_point
     parts.append(html.figure(ratio_plot(c.matched, screen, c.labels)))

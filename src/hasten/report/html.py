@@ -166,11 +166,11 @@ def _partial(study: Study, rows: list[dict]) -> str:
 def render(study: Study) -> str:
     """The whole report of one study as an HTML document."""
     rows = study.table()
-    model = study.config["model"]["name"]
+    model = study.settings.model["name"]
     busy = study.busy_points()
     parts = [
         f"<h1>{escape(model)}</h1>",
-        f'<p class="sub">{escape(study.config["spec"])} &middot; '
+        f'<p class="sub">{escape(study.settings.spec)} &middot; '
         f"{escape(machine_line(study.machine))} &middot; study folder "
         f"<code>{escape(str(study.folder))}</code></p>",
         _partial(study, rows),

@@ -121,7 +121,7 @@ def latency_by_batch(study: Study, rows: list[dict], palette: dict) -> Plot:
     plot = Plot("latency-batch", "Latency by batch size",
                 "p50 latency per call" + (f" at sequence length {seq}" if seq else "")
                 + "; both axes logarithmic, dashed lines are outside the tolerance.")
-    series = _series(rows, {b: study.point(b) for b in study.config["workload"]["batch_sizes"]})
+    series = _series(rows, {b: study.point(b) for b in study.settings.workload.batch_sizes})
     if not series:
         return replace(plot, empty="No latency measured yet.")
     return _lines(plot, series, palette, "batch size", "p50 latency (ms)", log_x=True)
@@ -132,9 +132,9 @@ def latency_by_length(study: Study, rows: list[dict], palette: dict) -> Plot:
     batch = parse_point(study.screen_point)["batch"]
     plot = Plot("latency-length", "Latency by sequence length",
                 f"p50 latency per call at batch {batch}; latency axis logarithmic.")
-    lengths = study.config["workload"]["seq_lengths"]
+    lengths = study.settings.workload.seq_lengths
     if not lengths:
-        kind = study.config["model"]["kind"]
+        kind = study.settings.model["kind"]
         return replace(plot, empty=f"This model takes {kind}s, not sequences: no lengths to vary.")
     series = _series(rows, {s: study.point(batch, s) for s in lengths})
     if not series:
@@ -145,12 +145,12 @@ def latency_by_length(study: Study, rows: list[dict], palette: dict) -> Plot:
 
 def dataset_pass(study: Study, rows: list[dict], palette: dict) -> Plot:
     """Throughput of the whole-corpus pass, unsorted against sorted by length, per batch."""
-    corpus = len(study.config["workload"]["texts"])
+    corpus = len(study.settings.workload.texts)
     plot = Plot("dataset", "Sorting by length",
                 f"Items per second over the whole corpus ({corpus} texts), batches in corpus "
                 "order (light) against batches of similar length (dark); the label is the gain.")
-    if study.config["model"]["kind"] != "text":
-        kind = study.config["model"]["kind"]
+    if study.settings.model["kind"] != "text":
+        kind = study.settings.model["kind"]
         return replace(plot, caption="", empty=f"This model takes {kind}s: there is no length "
                        "to sort them by, so the study makes no dataset pass.")
     passes = list(dataset_passes(rows))
@@ -204,10 +204,10 @@ def frontier(study: Study, rows: list[dict], palette: dict) -> Plot:
             if (x, y) in front or not ok:
                 ax.annotate(row["candidate"], (x, y), xytext=(4, 3),
                             textcoords="offset points", fontsize=6.5)
-        if not study.config["workload"].get("labels"):
-            ax.axhline(study.config["max_drop"], color="tab:red", linewidth=0.8,
+        if not study.settings.workload.labels:
+            ax.axhline(study.settings.max_drop, color="tab:red", linewidth=0.8,
                        linestyle=":")
-            ax.annotate("tolerance", (1, study.config["max_drop"]), xycoords=("axes fraction",
+            ax.annotate("tolerance", (1, study.settings.max_drop), xycoords=("axes fraction",
                         "data"), ha="right", va="bottom", fontsize=7, color="tab:red")
         _log(ax)
         ax.set_xlabel(f"p50 latency at {screen} (ms)")

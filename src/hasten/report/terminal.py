@@ -31,7 +31,7 @@ STATUS_STYLE = {"ok": "green", "outside tolerance": "yellow", "failed": "red",
 
 def render(study: Study, console: Console) -> None:
     """Machine line, ranked table, dataset-pass table, skipped candidates, recommendations."""
-    console.print(f"[bold]{escape(study.config['model']['name'])}[/] on "
+    console.print(f"[bold]{escape(study.settings.model['name'])}[/] on "
                   f"{escape(machine_line(study.machine))}")
     table = Table(title=speedup_title(study))
     table.add_column("candidate", no_wrap=True)
@@ -86,7 +86,7 @@ def render(study: Study, console: Console) -> None:
 
 
 def _sequence(study: Study, rows: list[dict], console: Console) -> None:
-    lengths = study.config["workload"]["seq_lengths"]
+    lengths = study.settings.workload.seq_lengths
     batch = parse_point(study.screen_point)["batch"]
     if len(lengths) < 2:
         return
@@ -105,7 +105,7 @@ def _dataset(study: Study, rows: list[dict], console: Console) -> None:
     passes = list(dataset_passes(rows))
     if not passes:
         return
-    table = Table(title=f"Dataset pass over {len(study.config['workload']['texts'])} texts, "
+    table = Table(title=f"Dataset pass over {len(study.settings.workload.texts)} texts, "
                   f"items/s (sorted: padded to a multiple of {PAD_MULTIPLE} tokens)")
     for col in ("candidate", "batch", "unsorted", "sorted by length", "gain"):
         table.add_column(col, justify="left" if col == "candidate" else "right")

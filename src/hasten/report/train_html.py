@@ -124,7 +124,7 @@ def _recommendations(study: TrainStudy, rows: list[dict]) -> str:
     recs = study.recommendations()
     cards = "".join(_recommendation(o, recs[o], base, study.finished) for o in OBJECTIVES)
     return ('<p class="sub">The candidates that trained for the study\'s steps within the '
-            f"tolerance ({study.config['max_drop']:.1%}) of fp32, measured in this run; set up "
+            f"tolerance ({study.settings.max_drop:.1%}) of fp32, measured in this run; set up "
             "with Lightning Fabric as below.</p>"
             f'<div class="cards">{cards}</div>')
 
@@ -139,8 +139,11 @@ def _confirmation(run: dict | None) -> list[str]:
             f"{run['grad_rel_error']:.2e}", "yes" if run["passed"] else "no"]
 
 
-def _verdict(audit: dict | None, measured: list[str]) -> str:
+def _verdict(audit: dict | None, measured: list[str], error: str | None = None) -> str:
     """The audit's choice and reasons, and which measured mode carries the choice out."""
+    if error:
+        return (f'<p class="sub" id="verdict">The numerics audit failed ({escape(error)}), so '
+                "there is no prediction to compare these measurements with.</p>")
     if not audit:
         return ('<p class="sub" id="verdict">The numerics audit did not run for this study, so '
                 "there is no prediction to compare these measurements with.</p>")
@@ -181,17 +184,18 @@ def _precision(study: TrainStudy, rows: list[dict]) -> str:
             label = run or ("reference" if row["candidate"] == BASELINE else "-")
             cells += [escape(label), *_confirmation(runs.get(run))]
         body.append(cells)
-    return _verdict(audit, [r["candidate"] for r in modes]) + table(headers, body)
+    return (_verdict(audit, [r["candidate"] for r in modes], study.audit_error)
+            + table(headers, body))
 
 
 def _batch_search(study: TrainStudy, rows: list[dict]) -> str:
     search = study.batch_search
     if not search:
         return '<p class="sub">The batch-size search has not run yet.</p>'
-    memory = "peak GPU memory" if study.config["device"] == "cuda" else "the candidate's memory"
+    memory = "peak GPU memory" if study.settings.device == "cuda" else "the candidate's memory"
     text = (f"<p>Searched with <code>{escape(search['precision'])}</code>, the fastest precision "
             f"mode, under a memory budget of {search['budget_mb']:,.0f} MiB of {memory}, from "
-            f"the study's batch size of {study.config['batch_size']}: the largest batch that "
+            f"the study's batch size of {study.settings.batch_size}: the largest batch that "
             f"fits is <b>{search['largest']}</b>.")
     if search.get("stopped"):
         text += f" The search stopped because {escape(search['stopped'])}."
@@ -212,7 +216,7 @@ def _batch_search(study: TrainStudy, rows: list[dict]) -> str:
 
 
 def _qat(rows: list[dict]) -> str:
-    row = next((r for r in rows if r["settings"].get("qat")), None)
+    row = next((r for r in rows if "qat-int8" in r["settings"]["switches"]), None)
     if row is None:
         return ""
     spec = (row["converge"] or {}).get("infer_spec")
@@ -229,17 +233,17 @@ def _qat(rows: list[dict]) -> str:
 
 
 def _study_card(study: TrainStudy) -> str:
-    config = study.config
-    model = config["model"]
-    budget = config.get("memory_budget_mb")
-    facts = [("recipe", config["recipe"]), ("model", model.get("model", "-")),
+    settings = study.settings
+    model = settings.model
+    budget = settings.memory_budget_mb
+    facts = [("recipe", settings.recipe), ("model", model.get("model", "-")),
              ("parameters", f"{model['parameters']:,}" if "parameters" in model else "-"),
              ("training samples", f"{model['train_size']:,}" if "train_size" in model else "-"),
-             ("batch size", f"{config['batch_size']} per process x {config['devices']} "
-                            f"process(es) on {config['device']}"),
-             ("convergence", f"{config['steps']} steps, "
-                             + ("evaluated" if config["eval"] else "by final training loss")
-                             + f", tolerance {config['max_drop']:.1%}"),
+             ("batch size", f"{settings.batch_size} per process x {settings.devices} "
+                            f"process(es) on {settings.device}"),
+             ("convergence", f"{settings.steps} steps, "
+                             + ("evaluated" if settings.eval else "by final training loss")
+                             + f", tolerance {settings.max_drop:.1%}"),
              ("memory budget", "-" if budget is None else f"{budget:,.0f} MiB"),
              ("folder", str(study.folder))]
     items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts)
@@ -254,12 +258,12 @@ def _busy(study: TrainStudy) -> str:
 def render(study: TrainStudy) -> str:
     """The whole report of one training study as an HTML document."""
     rows = study.table()
-    config = study.config
-    recipe = Path(config["recipe"]).name
-    plots = train_plots(rows, study.audit, study.batch_search, config["device"])
+    settings = study.settings
+    recipe = Path(settings.recipe).name
+    plots = train_plots(rows, study.audit, study.batch_search, settings.device)
     parts = [
         f"<h1>Training study: {escape(recipe)}</h1>",
-        f'<p class="sub">{escape(str(config["model"].get("model", "model")))} &middot; '
+        f'<p class="sub">{escape(str(settings.model.get("model", "model")))} &middot; '
         f"{escape(machine_line(study.machine))} &middot; study folder "
         f"<code>{escape(str(study.folder))}</code></p>",
         _partial(study, rows),
@@ -271,7 +275,7 @@ def render(study: TrainStudy) -> str:
         f"{_precision(study, rows)}</section>",
         '<section id="ranking"><h2>Ranked candidates</h2><p class="sub">Step time, samples '
         f"per second and memory from each candidate's speed run; speedup and memory ratio "
-        f"against {BASELINE} in this run; peak memory is {memory_words(config['device'])}; "
+        f"against {BASELINE} in this run; peak memory is {memory_words(settings.device)}; "
         "final loss and eval from training for the study's steps. Failed, diverged and "
         f"skipped candidates are listed with their reasons.</p>{_ranked(rows)}</section>",
         '<section id="batch-search"><h2>Batch-size search</h2>'

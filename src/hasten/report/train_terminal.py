@@ -41,12 +41,12 @@ def skipped_steps(row: dict) -> str:
 
 def render(study: TrainStudy, console: Console) -> None:
     """Everything a user needs to choose a training configuration, in the terminal."""
-    config = study.config
-    console.print(f"[bold]{escape(config['model']['model'])}[/] from "
-                  f"{escape(config['recipe'])} on {escape(machine_line(study.machine))}")
-    console.print(f"batch {config['batch_size']} per process x {config['devices']} process(es); "
-                  f"convergence over {config['steps']} steps"
-                  + (", evaluated" if config["eval"] else ", by final training loss"))
+    settings = study.settings
+    console.print(f"[bold]{escape(settings.model['model'])}[/] from "
+                  f"{escape(settings.recipe)} on {escape(machine_line(study.machine))}")
+    console.print(f"batch {settings.batch_size} per process x {settings.devices} process(es); "
+                  f"convergence over {settings.steps} steps"
+                  + (", evaluated" if settings.eval else ", by final training loss"))
     table = Table(title=f"Training candidates against {BASELINE} (samples/s and memory measured "
                         "in the same run)")
     for header in ("candidate", "step p50", "IQR", "samples/s", "speedup", "first step",
@@ -73,7 +73,7 @@ def render(study: TrainStudy, console: Console) -> None:
     busy = study.busy_points()
     if busy:
         console.print(f"[yellow]Warning: {BUSY_WARNING.format(n=busy)}[/]")
-    console.print(f"peak memory: {memory_words(config['device'])}.", highlight=False)
+    console.print(f"peak memory: {memory_words(settings.device)}.", highlight=False)
     _problems(rows, console)
     _audit(study, console)
     _batch_search(study, console)
@@ -91,6 +91,9 @@ def _problems(rows: list[dict], console: Console) -> None:
 
 
 def _audit(study: TrainStudy, console: Console) -> None:
+    if study.audit_error:
+        console.print(f"[bold]Numerics audit of the recipe:[/] failed "
+                      f"({escape(study.audit_error)})")
     if not study.audit:
         return
     verdict = study.audit["verdict"]

@@ -56,7 +56,7 @@ class Recipe:
         """eval_data(), checked like train_data()."""
         if self.eval_data is None or self.evaluate is None:
             raise HastenError(f"{self.path.name} defines no eval_data() and evaluate(model, "
-                              "batch); add both to evaluate, or run without --eval.")
+                              "batch); add both to evaluate, or run without `evaluate`.")
         return self._dataset("eval_data")
 
     def _dataset(self, name: str) -> Any:

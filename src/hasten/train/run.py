@@ -1,11 +1,11 @@
-"""The training study from start to end: check the recipe, measure every candidate's speed in
-its own process, search the batch size under the memory budget, train the fastest for the
-study's steps against fp32 and evaluate them."""
+"""The training study from start to end: check the recipe, audit its numerics, measure every
+candidate's speed in its own process, search the batch size under the memory budget, train the
+fastest for the study's steps against fp32 and evaluate them."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,28 +13,25 @@ import psutil
 import torch
 
 from hasten import machine
+from hasten.engine import Engine, Log, Progress, stored_settings
 from hasten.errors import HastenError
-from hasten.executors import LocalExecutor, TimeLimits, timed_run
-from hasten.infer.study import run_and_read
-from hasten.store import Store
 from hasten.train import switches
 from hasten.train.candidates import (
     BASELINE,
-    CANDIDATES,
     HALF_MODES,
     TrainCandidate,
     batch_candidate,
     combine,
+    menu,
     skip_reason,
     speed_group,
 )
 from hasten.train.demos import DEMOS as DEMO_RECIPES
 from hasten.train.recipe import Recipe, load_recipe
-from hasten.train.runner import TOO_SLOW
+from hasten.train.runner import TOO_SLOW, phase_kind
+from hasten.train.settings import TrainSettings
 from hasten.train.study import TrainStudy
 
-Progress = Callable[[str, int, int], None]
-Log = Callable[[str], None]
 RUNNER = "hasten.train.runner"
 # Besides fp32, every precision mode, QAT and the larger batch, this many of the fastest
 # candidates train to the end and are evaluated.
@@ -71,73 +68,48 @@ def optimize_training(
     trial_timeout_s: float | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
-    report: bool = True,
+    report: Callable[[TrainStudy], object] | None = None,
 ) -> TrainStudy:
     """Run (or resume) a training study of a recipe file and return it.
 
     Loading the recipe runs its code. `evaluate` None means: evaluate when the recipe defines
     eval_data() and evaluate(). Finished runs are kept in the study folder's database, so the
     same call again resumes. Each run's time limit is `trial_timeout_s`, else a multiple of
-    fp32's own time for the same phase; `log` gets one line per finished run.
+    fp32's own time for the same phase; `log` gets one line per finished run; `report`, a
+    writer of the HTML report (hasten.api passes one), runs at the end.
     """
-    _check_settings(steps, batch_size, devices, memory_budget_mb, max_drop, device)
-    if trial_timeout_s is not None and trial_timeout_s <= 0:
-        raise HastenError(f"The trial time limit must be more than 0 s, not {trial_timeout_s}.")
     loaded = load_recipe(recipe)
     if evaluate is None:
         evaluate = loaded.eval_data is not None and loaded.evaluate is not None
-    info = _check_recipe(loaded, batch_size, evaluate)
     folder = Path(out) / (name or loaded.path.stem)
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
-    config = {
-        "kind": "train", "recipe": str(loaded.path), "steps": steps, "batch_size": batch_size,
-        "eval": evaluate, "devices": devices, "device": device, "max_drop": max_drop,
-        "memory_budget_mb": memory_budget_mb or free_memory_mb(device),
-        "budget_s": budget_s, "quick": quick, "threads": machine.usable_cores(), "seed": 0,
-        "baseline": BASELINE, "model": info,
-    }
-    store = Store(folder)
-    previous = store.meta("config")
-    if previous is not None and memory_budget_mb is None:
-        config["memory_budget_mb"] = previous.get("memory_budget_mb")
-    if previous is not None and previous != config:
-        store.close()
-        raise HastenError(f"{folder} holds a study with other settings; pass --fresh to start "
-                          "it over or --name to keep both.")
-    store.set_meta("config", config)
-    if previous is None:
-        store.set_meta("machine", machine.describe())
-    for i, c in enumerate(CANDIDATES):
-        store.add_candidate(i, c.name, [], "fabric", c.settings(),
-                            skip_reason(c, info, device, batch_size, quick))
+    if memory_budget_mb is None:
+        previous = None if fresh else stored_settings(folder, TrainSettings)
+        memory_budget_mb = previous.memory_budget_mb if previous else free_memory_mb(device)
+    settings = TrainSettings(
+        device=device, max_drop=max_drop, quick=quick, threads=machine.usable_cores(),
+        budget_s=budget_s, baseline=BASELINE, model={}, recipe=str(loaded.path), steps=steps,
+        batch_size=batch_size, eval=evaluate, devices=devices,
+        memory_budget_mb=memory_budget_mb,
+    )
+    settings.check()
+    settings = dataclasses.replace(settings, model=_check_recipe(loaded, batch_size, evaluate))
+    engine = Engine(folder, settings, module=RUNNER, kind_of=phase_kind, fresh=fresh,
+                    trial_timeout_s=trial_timeout_s, log=log)
+    for i, (c, in_quick) in enumerate(menu()):
+        engine.register(i, c.name, [], "fabric", c.settings(),
+                        skip_reason(c, settings, in_quick))
     progress = progress or (lambda *_: None)
 
     def work() -> None:
-        if audit and store.meta("audit") is None:
+        if audit and engine.store.meta("audit") is None:
             progress("auditing the recipe's numerics", 0, 1)
-            store.set_meta("audit", _audit(loaded.path, batch_size, max_drop))
-        _run(store, config, Launcher(store, TimeLimits(store, trial_timeout_s),
-                                     log or (lambda _: None)), progress)
+            reason = engine.launch(BASELINE, "audit", [])
+            if reason:
+                engine.store.set_meta("audit", {"error": reason})
+        _run(engine, Launcher(engine), progress)
+        progress("done", 1, 1)
 
-    return run_and_read(store, TrainStudy, work, report)
-
-
-def _check_settings(steps: int, batch_size: int, devices: int, memory_budget_mb: float | None,
-                    max_drop: float, device: str) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise HastenError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
-    if device not in ("cpu", "cuda"):
-        raise HastenError(f"--device must be cpu or cuda, not {device!r}.")
-    if steps < 1 or batch_size < 1 or devices < 1:
-        raise HastenError("--steps, --batch-size and --devices must each be at least 1.")
-    if device == "cuda" and devices > torch.cuda.device_count():
-        raise HastenError(f"--devices {devices} asks for more GPUs than the "
-                          f"{torch.cuda.device_count()} PyTorch sees.")
-    if memory_budget_mb is not None and memory_budget_mb <= 0:
-        raise HastenError("--memory-budget must be more than zero, e.g. 4GiB.")
-    if not 0 < max_drop < 1:
-        raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
+    return engine.run(work, TrainStudy, report)
 
 
 def free_memory_mb(device: str) -> float:
@@ -145,21 +117,6 @@ def free_memory_mb(device: str) -> float:
     if device == "cuda":
         return torch.cuda.mem_get_info()[0] / 2**20
     return psutil.virtual_memory().available / 2**20
-
-
-def parse_memory(text: str) -> float:
-    """A memory size such as 4GiB, 512MiB, 2G or 1500 (MiB) in MiB."""
-    units = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024}
-    number = text.strip().rstrip("iBbGgMm")
-    unit = text.strip()[len(number):].lower()
-    try:
-        value = float(number) * units[unit]
-    except (ValueError, KeyError):
-        raise HastenError(f"--memory-budget takes a size such as 4GiB or 512MiB, "
-                          f"not {text!r}.") from None
-    if not math.isfinite(value):
-        raise HastenError(f"--memory-budget takes a size such as 4GiB, not {text!r}.")
-    return value
 
 
 def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
@@ -171,7 +128,7 @@ def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
     size = len(recipe.train_dataset())
     if size < batch_size:
         raise HastenError(f"{recipe.path.name}: train_data() holds {size} samples, fewer than "
-                          f"one batch of {batch_size}; lower --batch-size.")
+                          f"one batch of {batch_size}; lower `batch_size`.")
     batch = next(recipe.batches(min(batch_size, 2), 1))
     loss = recipe.compute_loss(module, batch)
     if not loss.requires_grad:
@@ -186,79 +143,57 @@ def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
         module.eval()
         with torch.no_grad():
             recipe.evaluate_batch(module, next(iter(loader)))
-    return {**switches.describe(module, optimizer), "train_size": size}
-
-
-def _audit(path: Path, batch_size: int, max_drop: float) -> dict:
-    """The numerics audit's verdict and confirmation runs, shown beside the precision modes."""
-    from hasten.numerics.audit import audit_recipe
-
-    result = audit_recipe(path, batch_size=min(batch_size, 16), steps=4, max_drop=max_drop)
-    return {"verdict": result["verdict"], "confirm": result["confirm"],
-            "loss_scale": result["loss_scale"], "seconds": result["seconds"]}
+    return {**switches.describe(module, optimizer, recipe.train_dataset()), "train_size": size}
 
 
 class Launcher:
-    """Runs one candidate's phase in its own process under the phase's time limit; a crash
-    becomes its failure reason, and each finished run is logged in one line."""
+    """Runs one candidate's phase through the engine and logs the finished run in one line."""
 
-    def __init__(self, store: Store, limits: TimeLimits, log: Log):
-        self.store, self.limits, self.log = store, limits, log
-        self.executor = LocalExecutor()
+    def __init__(self, engine: Engine):
+        self.engine = engine
 
     def __call__(self, name: str, phase: str) -> None:
-        store = self.store
-        baseline = name == store.meta("config")["baseline"]
-        reason = timed_run(self.executor, self.limits, baseline and not phase.startswith("probe"),
-                           store.folder, name, phase, [],
-                           limit_phase="speed" if phase.startswith("probe") else phase,
-                           module=RUNNER)
-        if reason:
-            self._record(name, phase, reason)
-        trial = next((t for t in store.trials() if t["candidate"] == name
+        engine = self.engine
+        engine.launch(name, phase, [phase], first=phase == "speed",
+                      verdict="converging" if phase == "converge" else None,
+                      limit_phase="speed" if phase_kind(phase) == "probe" else phase,
+                      sets_limit=phase_kind(phase) != "probe")
+        trial = next((t for t in engine.store.trials() if t["candidate"] == name
                       and t["point"] == phase), None)
         if trial is None:
             return
         if trial["status"] != "ok":
-            self.log(f"{name}  {phase}  failed: {trial['error']}")
+            engine.log(f"{name}  {phase}  failed: {trial['error']}")
         else:
-            self.log(f"{name}  {phase}  {trial['throughput']:.4g} samples/s  "
-                     f"{trial['peak_mb']:.0f} MiB  ok")
-
-    def _record(self, name: str, phase: str, reason: str) -> None:
-        store = self.store
-        if phase == "speed" and name not in store.results():
-            store.put_result(name, "failed", error=reason)
-        if phase not in store.done_points(name):
-            store.put_trial(name, phase, "failed", error=reason)
-        if phase == "converge":
-            previous = store.results().get(name) or {}
-            if (previous.get("fidelity") or {}).get("final_loss") is None:
-                store.put_result(name, "ok", fidelity={"error": reason}, passed=False,
-                                 gate_reason=f"failed while converging: {reason}",
-                                 one_time=previous.get("one_time"), notes=previous.get("notes"))
+            engine.log(f"{name}  {phase}  {trial['throughput']:.4g} samples/s  "
+                       f"{trial['peak_mb']:.0f} MiB  ok")
 
 
-def _diverged(store: Store, name: str) -> str:
+def _diverged(store, name: str) -> str:
     """Why a candidate's speed run did not stay finite."""
-    trial = next((t for t in store.trials() if t["candidate"] == name and t["point"] == "speed"),
+    trial = next((t for t in store.trials() if t["candidate"] == name and t["kind"] == "speed"),
                  None)
     return ((trial or {}).get("latency") or {}).get("diverged") or "its loss was not finite"
 
 
-def _speeds(store: Store) -> dict[str, float]:
+def _speeds(store) -> dict[str, float]:
     """Samples per second of every candidate whose speed run finished and stayed finite."""
     return {t["candidate"]: t["throughput"] for t in store.trials()
-            if t["point"] == "speed" and t["status"] == "ok"
+            if t["kind"] == "speed" and t["status"] == "ok"
             and not (t["latency"] or {}).get("diverged")}
 
 
-def _run(store: Store, config: dict, launch: Launcher, progress: Progress) -> None:
-    baseline = config["baseline"]
+def _candidates(store) -> dict[str, TrainCandidate]:
+    return {c["name"]: TrainCandidate.from_settings(c["settings"]) for c in store.candidates()}
+
+
+def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
+    store, settings = engine.store, engine.settings
+    baseline = settings.baseline
     runnable = [c["name"] for c in store.candidates() if not c["skipped_reason"]]
     for i, name in enumerate(runnable):
         progress(f"timing {name}", i, len(runnable))
-        if name not in store.results() and not _skip_if_built_on_slow(store, config, name):
+        if name not in store.results() and not _skip_if_built_on_slow(engine, name):
             launch(name, "speed")
         if name == baseline and store.results()[name]["status"] != "ok":
             raise HastenError(f"The fp32 baseline failed: {store.results()[name]['error']}. "
@@ -270,38 +205,36 @@ def _run(store: Store, config: dict, launch: Launcher, progress: Progress) -> No
     # of them); the batch-size search and the combined candidate build on the fastest mode that
     # kept accuracy.
     speeds = _speeds(store)
-    slow = _too_slow(speeds, baseline, config)
+    slow = _too_slow(speeds, settings)
     store.set_meta("too_slow", slow)
-    _converge(store, config, launch, progress,
+    _converge(engine, launch, progress,
               [baseline, *(m for m in HALF_MODES if m in speeds and m not in slow)])
     precision = fastest_passing_mode(store)
-    _search_batch_size(store, config, launch, progress, precision)
-    _combine(store, launch, progress, precision)
+    _search_batch_size(engine, launch, progress, precision)
+    _combine(engine, launch, progress, precision)
     speeds = _speeds(store)
+    rows = _candidates(store)
     combined = store.meta("combined")
-    always = [n for n in speeds if "qat" in n or "batch-" in n or n == combined]
+    always = [n for n in speeds if rows[n].converges or n == combined]
     fastest = sorted((n for n in speeds if n != baseline and n not in always
                       and n not in HALF_MODES), key=lambda n: -speeds[n])
-    _converge(store, config, launch, progress, [*fastest[:CONVERGE], *always])
-    store.set_meta("finished", True)
-    progress("done", 1, 1)
+    _converge(engine, launch, progress, [*fastest[:CONVERGE], *always])
 
 
-def _too_slow(speeds: dict[str, float], baseline: str, config: dict) -> dict[str, str]:
+def _too_slow(speeds: dict[str, float], settings: TrainSettings) -> dict[str, str]:
     """The precision modes so much slower than fp32 here (TOO_SLOW times: a CPU that only
     emulates the half type) that they cannot win on time, and whose convergence run would
     take more than SLOW_CONVERGE_S, with the reason they are not trained to the end: on such
     a CPU those runs took most of the study (fp16 autocast ran the MiniLM demo 18x slower than
     fp32 on an AVX2 EPYC: 10 minutes for its 60 steps)."""
-    base = speeds.get(baseline)
-    samples = config["steps"] * config["batch_size"]
-    device = config["device"]
+    base = speeds.get(settings.baseline)
+    samples = settings.steps * settings.batch_size
     out = {}
     for mode in HALF_MODES:
         if (base and mode in speeds and speeds[mode] * TOO_SLOW < base
                 and samples / speeds[mode] > SLOW_CONVERGE_S):
             half = "fp16" if mode.startswith("16") else "bf16"
-            emulated = ("" if device != "cpu" or machine.native_half(half)
+            emulated = ("" if settings.device != "cpu" or machine.native_half(half)
                         else f" (this CPU only emulates {half})")
             out[mode] = (f"not trained to the end: it ran at {speeds[mode] / base:.2f}x fp32's "
                          f"samples per second here{emulated}, so it cannot win on time; `hasten "
@@ -309,36 +242,37 @@ def _too_slow(speeds: dict[str, float], baseline: str, config: dict) -> dict[str
     return out
 
 
-def _skip_if_built_on_slow(store: Store, config: dict, name: str) -> bool:
+def _skip_if_built_on_slow(engine: Engine, name: str) -> bool:
     """Skip a candidate built on a precision mode already found too slow to win here (its
     speed run would cost as much and show the same), with the reason; True when skipped."""
+    store = engine.store
     row = next(c for c in store.candidates() if c["name"] == name)
-    precision = row["settings"].get("precision")
+    precision = TrainCandidate.from_settings(row["settings"]).precision
     speeds = _speeds(store)
-    if name == precision or precision not in _too_slow(speeds, config["baseline"], config):
+    if name == precision or precision not in _too_slow(speeds, engine.settings):
         return False
-    ratio = speeds[precision] / speeds[config["baseline"]]
-    store.add_candidate(row["position"], name, row["passes"], row["runtime"], row["settings"],
-                        f"it runs in {precision}, which ran at {ratio:.2f}x fp32's samples per "
-                        "second here, so it cannot win on time")
+    ratio = speeds[precision] / speeds[engine.settings.baseline]
+    engine.register(row["position"], name, row["passes"], row["runtime"], row["settings"],
+                    f"it runs in {precision}, which ran at {ratio:.2f}x fp32's samples per "
+                    "second here, so it cannot win on time")
     return True
 
 
-def _converge(store: Store, config: dict, launch: Launcher, progress: Progress,
-              names: list[str]) -> None:
+def _converge(engine: Engine, launch: Launcher, progress: Progress, names: list[str]) -> None:
     """Train each candidate for the study's steps from fp32's start, and evaluate it."""
+    store, settings = engine.store, engine.settings
     for i, name in enumerate(names):
-        progress(f"training {name} for {config['steps']} steps", i, len(names))
+        progress(f"training {name} for {settings.steps} steps", i, len(names))
         if "converge" not in store.done_points(name):
             launch(name, "converge")
         outcome = store.results()[name].get("fidelity") or {}
-        if name == config["baseline"] and not math.isfinite(outcome.get("final_loss", math.nan)):
+        if name == settings.baseline and not math.isfinite(outcome.get("final_loss", math.nan)):
             why = outcome.get("diverged") or outcome.get("error") or "no final loss"
             raise HastenError(f"The fp32 baseline failed to train for the study's steps ({why}); "
                               f"fix the recipe first, see {store.folder / 'logs'}.")
 
 
-def fastest_passing_mode(store: Store) -> str:
+def fastest_passing_mode(store) -> str:
     """The precision mode with the most samples per second among those that kept accuracy."""
     speeds, results = _speeds(store), store.results()
     passing = [m for m in (BASELINE, *HALF_MODES)
@@ -346,15 +280,15 @@ def fastest_passing_mode(store: Store) -> str:
     return max(passing, key=lambda m: speeds[m], default=BASELINE)
 
 
-def _combine(store: Store, launch: Launcher, progress: Progress, precision: str) -> None:
+def _combine(engine: Engine, launch: Launcher, progress: Progress, precision: str) -> None:
     """Measure the fastest precision mode with every speed-only switch that beat fp32 by more
     than 5% on its own (the fastest of each kind): the one-line configuration to try first."""
+    store = engine.store
     if store.meta("combined", "") != "":
         return
     speeds = _speeds(store)
     base = speeds.get(BASELINE)
-    rows = {c["name"]: TrainCandidate.from_settings(c["name"], c["settings"])
-            for c in store.candidates()}
+    rows = _candidates(store)
     best: dict[str, str] = {}
     for name, c in rows.items():
         group = speed_group(c)
@@ -367,21 +301,22 @@ def _combine(store: Store, launch: Launcher, progress: Progress, precision: str)
         c = combine(precision, [rows[n] for n in best.values()])
         if c.name not in rows:
             combined = c.name
-            store.add_candidate(len(rows), c.name, [], "fabric", c.settings(), None)
+            engine.register(len(rows), c.name, [], "fabric", c.settings(), None)
             progress(f"timing {c.name}", 0, 1)
             launch(c.name, "speed")
     store.set_meta("combined", combined)
 
 
-def _search_batch_size(store: Store, config: dict, launch: Launcher, progress: Progress,
+def _search_batch_size(engine: Engine, launch: Launcher, progress: Progress,
                        precision: str) -> None:
     """Double the batch size of the precision mode while a probe fits the memory budget, then
     bisect between the last fit and the first miss; measure the winner."""
+    store, settings = engine.store, engine.settings
     done = store.meta("batch_search")
     if done is not None and done.get("finished"):
         return
-    budget = config["memory_budget_mb"]
-    limit = config["model"]["train_size"] // config["devices"]
+    budget = settings.memory_budget_mb
+    limit = settings.model["train_size"] // settings.devices
     probes: dict[int, dict] = {}
 
     def probe(size: int) -> dict:
@@ -399,7 +334,7 @@ def _search_batch_size(store: Store, config: dict, launch: Launcher, progress: P
         probes[size] = result
         return result
 
-    best, miss, stopped = config["batch_size"], None, None
+    best, miss, stopped = settings.batch_size, None, None
     size = best
     while True:
         size *= 2
@@ -428,10 +363,10 @@ def _search_batch_size(store: Store, config: dict, launch: Launcher, progress: P
                "stopped": stopped, "probes": sorted(probes.values(),
                                                     key=lambda p: p["batch_size"]),
                "finished": True}
-    if best > config["batch_size"]:
+    if best > settings.batch_size:
         c = batch_candidate(precision, best)
         summary["candidate"] = c.name
-        store.add_candidate(len(CANDIDATES), c.name, [], "fabric", c.settings(), None)
+        engine.register(len(store.candidates()), c.name, [], "fabric", c.settings(), None)
         if c.name not in store.results():
             progress(f"timing {c.name}", 0, 1)
             launch(c.name, "speed")

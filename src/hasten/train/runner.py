@@ -3,12 +3,12 @@ track memory, data waits, loss and loss scale, then (in the convergence phase) t
 study's steps and evaluate. Rows go to the store as they finish.
 
 Run as `python -m hasten.train.runner STUDY_DIR CANDIDATE PHASE`, where PHASE is
-`speed`, `converge` or `probe-bN` (speed at batch size N, for the batch-size search).
+`speed`, `converge`, `probe-bN` (speed at batch size N, for the batch-size search) or `audit`
+(the recipe's numerics audit, which runs in its own process like every experiment).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import statistics
@@ -19,12 +19,14 @@ from pathlib import Path
 
 import torch
 
-from hasten.infer.trial import describe_error
+from hasten.engine import record_failure
+from hasten.errors import describe_error
 from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
 from hasten.store import Store
-from hasten.train import switches
 from hasten.train.candidates import TrainCandidate
 from hasten.train.recipe import load_recipe
+from hasten.train.settings import TrainSettings
+from hasten.train.switches import batch_length
 
 WARMUP_STEPS = 3
 MIN_TIMED_STEPS = 5  # a speed run always times at least this many steps, however slow
@@ -57,49 +59,47 @@ def make_fabric(c: TrainCandidate, device: str, devices: int):
 class Trainer:
     """The recipe's model, optimizer and data set up for one candidate, one step at a time."""
 
-    def __init__(self, config: dict, c: TrainCandidate, batch_size: int):
-        self.config, self.c = config, c
-        device, devices = config["device"], config["devices"]
-        torch.set_num_threads(max(1, config["threads"] // devices))
-        if c.tf32:
-            torch.set_float32_matmul_precision("high")
+    def __init__(self, settings: TrainSettings, c: TrainCandidate, batch_size: int):
+        self.settings, self.c = settings, c
+        device, devices = settings.device, settings.devices
+        torch.set_num_threads(max(1, settings.threads // devices))
+        self.switches = c.uses()
+        for switch in self.switches:
+            switch.setup()
         self.fabric = make_fabric(c, device, devices)
         self.fabric.launch()
         self.rank = self.fabric.global_rank
-        self.recipe = load_recipe(config["recipe"])
+        self.recipe = load_recipe(settings.recipe)
         dataset = self.recipe.train_dataset()
-        self.fabric.seed_everything(config["seed"], verbose=False)
-        if c.compile:
-            importlib.import_module("torch._inductor.compile_fx")  # library code, not memory
+        self.fabric.seed_everything(settings.seed, verbose=False)
         self.memory = MemoryWatch()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         module = self.recipe.build_model()
-        switches.apply_to_model(c, module)
+        for switch in self.switches:
+            switch.model(module)
         self.raw = module
         self.example_args: tuple | None = None
-        if c.qat:
-            from hasten.train import qat
-
-            qat.prepare(module)
-            module.register_forward_pre_hook(self._capture, with_kwargs=False)
+        if any(switch.needs_example for switch in self.switches):
+            self._hook = module.register_forward_pre_hook(self._capture, with_kwargs=False)
         # Built after the model changed, so it holds the parameters that train.
-        recipe_optimizer = self.recipe.build_optimizer(module)
-        optimizer = switches.build_optimizer(c, recipe_optimizer, module, device)
-        if c.compile:
-            module = torch.compile(module)
+        optimizer = self.recipe.build_optimizer(module)
+        for switch in self.switches:
+            optimizer = switch.optimizer(optimizer, module, device)
+        for switch in self.switches:
+            module = switch.wrap(module)
         self.module, self.optimizer = self.fabric.setup(module, optimizer)
         self.accumulation = c.accumulation
         self.micro = batch_size // c.accumulation
         self.samples_per_step = batch_size * devices
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=self.micro, shuffle=True, drop_last=True,
-            generator=torch.Generator().manual_seed(config["seed"]),
-            **switches.loader_settings(c),
-        )
+        kwargs = {"batch_size": self.micro, "shuffle": True, "drop_last": True,
+                  "generator": torch.Generator().manual_seed(settings.seed)}
+        for switch in self.switches:
+            kwargs = switch.loader(kwargs, dataset)
+        loader = torch.utils.data.DataLoader(dataset, **kwargs)
         if len(loader) == 0:
             raise ValueError(f"train_data() holds {len(dataset)} samples, fewer than one batch "
-                             f"of {self.micro}; lower --batch-size")
+                             f"of {self.micro}; lower the batch size")
         self.loader = self.fabric.setup_dataloaders(loader, use_distributed_sampler=devices > 1)
         self.batches = self._forever()
         self.scaler = getattr(self.fabric.strategy.precision, "scaler", None)
@@ -110,9 +110,16 @@ class Trainer:
         self.nan_step: int | None = None
 
     def _capture(self, _module, args) -> None:
-        if self.example_args is None:
-            self.example_args = tuple(a.detach().cpu() for a in args
-                                      if isinstance(a, torch.Tensor))
+        """Keep the first forward call's tensors: the example inputs an artifact written
+        after training is traced with."""
+        self.example_args = tuple(a.detach().cpu() for a in args if isinstance(a, torch.Tensor))
+        self._hook.remove()
+
+    def prepared(self, batch):
+        """A batch as the switches want it (a layout, padding cut off)."""
+        for switch in self.switches:
+            batch = switch.batch(batch)
+        return batch
 
     def _forever(self):
         epoch = 0
@@ -128,9 +135,7 @@ class Trainer:
         total = 0.0
         for i in range(self.accumulation):
             t0 = time.perf_counter()
-            batch = next(self.batches)
-            if self.c.channels_last:
-                batch = switches.to_channels_last(batch)
+            batch = self.prepared(next(self.batches))
             self.wait += time.perf_counter() - t0
             last = i == self.accumulation - 1
             with self.fabric.no_backward_sync(self.module, enabled=not last):
@@ -173,10 +178,8 @@ class Trainer:
         self.module.eval()
         with torch.no_grad():
             for batch in loader:
-                batch = self.fabric.to_device(batch)
-                if self.c.channels_last:
-                    batch = switches.to_channels_last(batch)
-                n = switches.batch_length(batch)
+                batch = self.prepared(self.fabric.to_device(batch))
+                n = batch_length(batch)
                 for key, value in self.recipe.evaluate_batch(self.module, batch).items():
                     sums[key] = sums.get(key, 0.0) + float(value) * n
                 count += n
@@ -195,21 +198,22 @@ class Trainer:
         return {"losses": self.losses, "scales": self.scales, "skipped_steps": self.skipped}
 
 
-def _speed(store: Store, name: str, trainer: Trainer, config: dict, point: str) -> None:
-    clock = Clock(cuda=config["device"] == "cuda")
+def _speed(store: Store, name: str, trainer: Trainer, settings: TrainSettings,
+           point: str) -> None:
+    clock = Clock(cuda=settings.device == "cuda")
     first = clock.time(trainer.step)
     probe = point.startswith("probe")
     last = first
     for _ in range(0 if probe else WARMUP_STEPS - 1):
         last = clock.time(trainer.step)
-    budget = Budget(warmup=0, min_reps=MIN_TIMED_STEPS, max_reps=50, seconds=config["budget_s"],
+    budget = Budget(warmup=0, min_reps=MIN_TIMED_STEPS, max_reps=50, seconds=settings.budget_s,
                     rel_tol=0.05)
     fp32 = next((t["latency"]["p50"] for t in store.trials() if t["point"] == "speed"
-                 and t["candidate"] == config["baseline"] and t["status"] == "ok"), None)
-    if (fp32 and name != config["baseline"] and last > SLOW_STEP_S
+                 and t["candidate"] == settings.baseline and t["status"] == "ok"), None)
+    if (fp32 and name != settings.baseline and last > SLOW_STEP_S
             and last * 1000 > TOO_SLOW * fp32):
         budget = Budget(warmup=0, min_reps=SLOW_STEPS, max_reps=SLOW_STEPS, seconds=0.0)
-    if config["devices"] > 1:
+    if settings.devices > 1:
         # Ranks must take the same number of steps, or one waits forever in an all-reduce.
         budget = Budget(warmup=0, min_reps=DDP_STEPS, max_reps=DDP_STEPS, seconds=math.inf)
     if probe:
@@ -223,7 +227,7 @@ def _speed(store: Store, name: str, trainer: Trainer, config: dict, point: str) 
                 **trainer.memory_figures(),
                 **trainer.curve(), diverged=trainer.diverged())
     if trainer.rank == 0:
-        store.put_trial(name, point, "ok", latency=step,
+        store.put_trial(name, point, phase_kind(point), "ok", latency=step,
                         throughput=trainer.samples_per_step / (step["p50"] / 1000),
                         items=trainer.samples_per_step, peak_mb=_peak(step))
         if point == "speed":
@@ -236,13 +240,14 @@ def _peak(figures: dict) -> float:
     return figures.get("peak_gpu_mb", figures["train_mb"])
 
 
-def _converge(store: Store, study: Path, name: str, trainer: Trainer, config: dict) -> None:
-    clock = Clock(cuda=config["device"] == "cuda")
+def _converge(store: Store, study: Path, name: str, trainer: Trainer,
+              settings: TrainSettings) -> None:
+    clock = Clock(cuda=settings.device == "cuda")
     times = []
     why = None
     # A larger batch trains on as many samples as fp32 does, not for as many steps.
-    steps = math.ceil(config["steps"] * config["batch_size"] / (trainer.c.batch_size
-                                                                 or config["batch_size"]))
+    steps = math.ceil(settings.steps * settings.batch_size / (trainer.c.batch_size
+                                                               or settings.batch_size))
     for _ in range(steps):
         if len(times) == WARMUP_STEPS:
             trainer.memory.restart()
@@ -254,26 +259,23 @@ def _converge(store: Store, study: Path, name: str, trainer: Trainer, config: di
                      "final_loss_spread": tail_spread(trainer.losses),
                      "first_loss": trainer.losses[0], "diverged": why,
                      "nan_step": trainer.nan_step, **trainer.curve()}
-    if not why and trainer.c.qat:
-        from hasten.train import qat
-
+    if not why and trainer.rank == 0:
         folder = study / "artifacts" / name.replace("/", "_")
-        if trainer.rank == 0:
-            outcome["infer_spec"] = qat.write_artifact(
-                trainer.raw, Path(config["recipe"]), folder, trainer.example_args)
-        qat.convert(trainer.raw)
-    if not why and config["eval"]:
+        for switch in trainer.switches:
+            outcome.update(switch.trained(trainer.raw, trainer.example_args, settings.recipe,
+                                          folder))
+    if not why and settings.eval:
         outcome["eval"] = trainer.evaluate()
     if trainer.rank != 0:
         return
     step = stats(times[WARMUP_STEPS:] or times)
     step.update(**trainer.memory_figures(), data_wait=None)
-    store.put_trial(name, "converge", "ok", latency=step,
+    store.put_trial(name, "converge", "converge", "ok", latency=step,
                     throughput=trainer.samples_per_step / (step["p50"] / 1000),
                     items=trainer.samples_per_step, peak_mb=_peak(step))
     previous = store.results().get(name) or {}
-    baseline = store.results().get(config["baseline"], {}).get("fidelity") or outcome
-    passed, reason = gate(outcome, baseline, config["max_drop"])
+    baseline = store.results().get(settings.baseline, {}).get("fidelity") or outcome
+    passed, reason = gate(outcome, baseline, settings.max_drop)
     store.put_result(name, "ok", fidelity=outcome, passed=passed, gate_reason=reason,
                      one_time=previous.get("one_time"), notes=previous.get("notes"))
 
@@ -320,30 +322,43 @@ def gate(outcome: dict, baseline: dict, max_drop: float) -> tuple[bool, str]:
     return True, f"final loss {outcome['final_loss']:.4g} (fp32 {ref:.4g})"
 
 
+def _audit(store: Store, settings: TrainSettings) -> None:
+    """The numerics audit of the recipe (hasten.numerics.audit), its verdict and confirmation
+    runs kept to be shown beside the precision modes."""
+    from hasten.numerics.audit import audit_recipe
+
+    result = audit_recipe(settings.recipe, batch_size=min(settings.batch_size, 16), steps=4,
+                          max_drop=settings.max_drop)
+    store.set_meta("audit", {"verdict": result["verdict"], "confirm": result["confirm"],
+                             "loss_scale": result["loss_scale"], "seconds": result["seconds"]})
+
+
+def phase_kind(phase: str) -> str:
+    """The kind of trial a phase is, stored with its row: speed, probe (speed at a batch size
+    of the batch-size search) or converge."""
+    return "probe" if phase.startswith("probe-b") else phase
+
+
 def run(study: Path, name: str, phase: str) -> None:
     store = Store(study)
-    config = store.meta("config")
+    settings = TrainSettings.from_dict(store.meta("config"))
+    if phase == "audit":
+        _audit(store, settings)
+        return
     row = next(c for c in store.candidates() if c["name"] == name)
-    c = TrainCandidate.from_settings(name, row["settings"])
-    probe = phase.startswith("probe-b")
-    batch_size = int(phase[len("probe-b"):]) if probe else c.batch_size or config["batch_size"]
+    c = TrainCandidate.from_settings(row["settings"])
+    probe = phase_kind(phase) == "probe"
+    batch_size = int(phase[len("probe-b"):]) if probe else c.batch_size or settings.batch_size
     try:
-        trainer = Trainer(config, c, batch_size)
+        trainer = Trainer(settings, c, batch_size)
         if phase == "converge":
-            _converge(store, study, name, trainer, config)
+            _converge(store, study, name, trainer, settings)
         else:
-            _speed(store, name, trainer, config, phase)
+            _speed(store, name, trainer, settings, phase)
     except Exception as exc:
-        message = _oom_or(exc)
-        if phase == "speed":
-            store.put_result(name, "failed", error=message)
-        if phase != "converge" or name not in store.results():
-            store.put_trial(name, phase, "failed", error=message)
-        else:
-            previous = store.results()[name]
-            store.put_result(name, "ok", fidelity={"error": message}, passed=False,
-                             gate_reason=f"failed while converging: {message}",
-                             one_time=previous.get("one_time"), notes=previous.get("notes"))
+        record_failure(store, name, {phase: phase_kind(phase)}, _oom_or(exc),
+                       first=phase == "speed", verdict="converging" if phase == "converge"
+                       else None)
         traceback.print_exc()
 
 

@@ -8,6 +8,7 @@ from hasten.errors import HastenError
 from hasten.measure import least_memory
 from hasten.store import read_study
 from hasten.train.candidates import TrainCandidate, code_lines
+from hasten.train.settings import TrainSettings
 
 ORDER = {"ok": 0, "timed only": 1, "outside tolerance": 2, "diverged": 3, "failed": 4,
          "pending": 5, "skipped": 6}
@@ -24,16 +25,20 @@ class TrainStudy:
         self.config = meta.get("config")
         if self.config is None or self.config.get("kind") != "train":
             raise HastenError(f"{self.folder} holds no training study.")
+        self.settings = TrainSettings.from_dict(self.config)
         self.machine = meta.get("machine")
         self.finished = bool(meta.get("finished", False))
-        self.audit = meta.get("audit")
+        audit = meta.get("audit") or {}
+        # The audit's verdict, or None; why its process failed, when it did.
+        self.audit = audit if "verdict" in audit else None
+        self.audit_error = audit.get("error")
         self.batch_search = meta.get("batch_search")
         self.combined = meta.get("combined")
         self.too_slow = meta.get("too_slow") or {}
         self.candidates = stored["candidates"]
         self.results = stored["results"]
         self.trials = stored["trials"]
-        self.baseline = self.config["baseline"]
+        self.baseline = self.settings.baseline
 
     def table(self) -> list[dict]:
         """One row per candidate, ranked: converged and passing first, fastest first."""
@@ -52,8 +57,8 @@ class TrainStudy:
             outcome = (result or {}).get("fidelity") or {}
             row = {
                 "candidate": name, "settings": c["settings"],
-                "code": code_lines(TrainCandidate.from_settings(name, c["settings"]),
-                                   self.config["device"], self.config["devices"]),
+                "code": code_lines(TrainCandidate.from_settings(c["settings"]),
+                                   self.settings.device, self.settings.devices),
                 "speed": speed["latency"] if speed and speed["status"] == "ok" else None,
                 "samples_per_s": speed["throughput"] if speed and speed["status"] == "ok"
                 else None,
@@ -93,7 +98,7 @@ class TrainStudy:
     def busy_points(self) -> int:
         """How many speed runs ended while the machine's load exceeded what the run itself
         uses (its threads plus one): their numbers are likely disturbed by other work."""
-        limit = self.config["threads"] + 1
+        limit = self.settings.threads + 1
         return sum(1 for t in self.trials
                    if t["latency"] and t["latency"].get("load_avg", 0) > limit)
 
@@ -124,10 +129,3 @@ class TrainStudy:
             "candidates": self.table(),
             "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
         }
-
-    def report(self, path: str | Path | None = None) -> Path:
-        """Write the self-contained HTML report, by default report.html in the study folder."""
-        from hasten.report import html, train_html
-
-        return html.write(train_html.render(self),
-                          Path(path) if path else self.folder / "report.html")

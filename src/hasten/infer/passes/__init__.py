@@ -6,7 +6,9 @@ when it is not, `available` returns the reason.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,8 @@ def export_shapes(model: LoadedModel) -> tuple:
 
 @dataclass(frozen=True)
 class Pass:
+    """A registered pass and the facts about it that the search and the reports read."""
+
     name: str
     accepts: tuple[str, ...]
     produces: str
@@ -83,6 +87,8 @@ class Pass:
     available: Callable[[LoadedModel, str], str | None]
     output_file: str | None = None  # the file it writes in its folder; cached between trials
     calibrates: bool = False  # needs the real weights and the workload's calibration batches
+    computes: str | None = None  # the type it makes the model compute in: int8, bf16, fp16
+    quantizes: str | None = None  # how it quantizes activations: dynamic or static
 
 
 REGISTRY: dict[str, Pass] = {}
@@ -135,22 +141,30 @@ def register(
     available: Callable[[LoadedModel, str], str | None] = always,
     output_file: str | None = None,
     calibrates: bool = False,
+    computes: str | None = None,
+    quantizes: str | None = None,
 ):
     """Decorator that adds a transform function to the registry as a pass."""
 
     def wrap(fn: Callable[[Artifact, PassContext], Artifact]) -> Callable:
-        REGISTRY[name] = Pass(name, accepts, produces, fn, available, output_file, calibrates)
+        REGISTRY[name] = Pass(name, accepts, produces, fn, available, output_file, calibrates,
+                              computes, quantizes)
         return fn
 
     return wrap
 
 
-from hasten.infer.passes import (  # noqa: E402,F401
-    layout,
-    onnx,
-    openvino,
-    precision,
-    quantize,
-    static_quant,
-    torchscript,
-)
+def computes(chain: list[str] | tuple[str, ...], kind: str) -> bool:
+    """Whether a chain makes the model compute in `kind` (int8, bf16 or fp16)."""
+    return any(REGISTRY[p].computes == kind for p in chain)
+
+
+def quantizes(chain: list[str] | tuple[str, ...]) -> str | None:
+    """How a chain quantizes activations (dynamic or static), or None."""
+    return next((REGISTRY[p].quantizes for p in chain if REGISTRY[p].quantizes), None)
+
+
+# Every module of this package registers its passes (and the candidates they make) on import,
+# so a new technique is one new module here.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -95,7 +95,8 @@ def ort_fuse_transformer(artifact: Artifact, ctx: PassContext) -> Artifact:
     return Artifact("onnx", path=path, notes=[*artifact.notes, note])
 
 
-@register("ort_quantize_dynamic", ("onnx",), "onnx", needs_package("onnxruntime"), "model.onnx")
+@register("ort_quantize_dynamic", ("onnx",), "onnx", needs_package("onnxruntime"), "model.onnx",
+          computes="int8", quantizes="dynamic")
 def ort_quantize_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     """ONNX Runtime dynamic int8 quantization: int8 weights, activations quantized per call."""
     from onnxruntime.quantization import QuantType, quantize_dynamic

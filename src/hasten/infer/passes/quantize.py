@@ -16,7 +16,8 @@ from hasten.infer.passes import (
 )
 
 
-@register("torch_int8_dynamic", ("torch",), "torch", needs_torch_module)
+@register("torch_int8_dynamic", ("torch",), "torch", needs_torch_module, computes="int8",
+          quantizes="dynamic")
 def torch_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     """torch.ao dynamic int8 quantization of every nn.Linear (fbgemm/onednn kernels, eager)."""
     with warnings.catch_warnings():
@@ -28,7 +29,8 @@ def torch_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
 
 
 @register("torchao_int8_dynamic", ("torch",), "torch",
-          all_of(needs_torch_module, needs_package("torchao")))
+          all_of(needs_torch_module, needs_package("torchao")), computes="int8",
+          quantizes="dynamic")
 def torchao_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     """torchao int8 weights with dynamically quantized int8 activations; meant for torch.compile."""
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_

@@ -132,11 +132,12 @@ def _samples(batches: list) -> int:
 
 for _method in ORT_METHODS:
     register(f"ort_quantize_static_{_method}", ("onnx",), "onnx",
-             needs_package("onnxruntime"), "model.onnx", calibrates=True)(_ort_static(_method))
+             needs_package("onnxruntime"), "model.onnx", calibrates=True, computes="int8",
+             quantizes="static")(_ort_static(_method))
 
 
 @register("ort_quantize_dynamic_aware", ("onnx",), "onnx", needs_package("onnxruntime"),
-          "model.onnx", calibrates=True)
+          "model.onnx", calibrates=True, computes="int8", quantizes="dynamic")
 def ort_quantize_dynamic_aware(artifact: Artifact, ctx: PassContext) -> Artifact:
     """ONNX Runtime dynamic int8 (int8 weights, activations quantized per call), accuracy-aware:
     the layers whose int8 hurts the output most stay in float until the model is within
@@ -166,7 +167,8 @@ def ort_quantize_dynamic_aware(artifact: Artifact, ctx: PassContext) -> Artifact
 
 
 @register("pt2e_int8_x86", ("torch",), "torch",
-          all_of(needs_torch_module, needs_package("torchao")), calibrates=True)
+          all_of(needs_torch_module, needs_package("torchao")), calibrates=True,
+          computes="int8", quantizes="static")
 def pt2e_int8_x86(artifact: Artifact, ctx: PassContext) -> Artifact:
     """PT2E static int8 with torchao's x86 inductor quantizer: export, calibrate, convert; the
     compile runtime then lowers the quantized graph to oneDNN int8 kernels. Accuracy-aware."""
@@ -220,7 +222,7 @@ def pt2e_int8_x86(artifact: Artifact, ctx: PassContext) -> Artifact:
 
 
 @register("openvino_nncf_int8", ("openvino",), "openvino", needs_package("nncf"), "model.xml",
-          calibrates=True)
+          calibrates=True, computes="int8", quantizes="static")
 def openvino_nncf_int8(artifact: Artifact, ctx: PassContext) -> Artifact:
     """OpenVINO int8 through NNCF's post-training quantization, calibrated on the workload
     (transformer model type for text models, which keeps sensitive ops in float and applies

@@ -5,6 +5,8 @@ A runner takes the model's inputs as a list of tensors and returns its output te
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,4 +50,7 @@ def needs_package(name: str):
     return lambda model, device, settings: check(model, device)
 
 
-from hasten.infer.runtimes import onnxruntime, openvino, torch_runtimes  # noqa: E402,F401
+# Every module of this package registers its runtimes on import, so a new runtime is one new
+# module here.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

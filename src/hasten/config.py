@@ -1,0 +1,65 @@
+"""Typed study settings: the part every study shares, checked once and stored with the study.
+The inference and training parts extend it (hasten.infer.settings, hasten.train.settings)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+from hasten.errors import HastenError
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every study is run with. `kind` names the study ("infer" or "train"); `model` is
+    what hasten found out about the model, stored so that reports need not load it again."""
+
+    kind: ClassVar[str] = ""
+
+    device: str
+    max_drop: float
+    quick: bool
+    threads: int
+    budget_s: float
+    baseline: str
+    model: dict
+
+    def check(self) -> None:
+        """Raise a HastenError naming the first setting that cannot work."""
+        if self.device not in DEVICES:
+            raise HastenError(f"`device` must be cpu or cuda, not {self.device!r}.")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise HastenError("`device` cuda was asked for, but PyTorch sees no CUDA "
+                                  "GPU here.")
+        if not 0 < self.max_drop < 1:
+            raise HastenError(f"`max_drop` must be between 0 and 1, not {self.max_drop}.")
+        if not self.budget_s > 0:
+            raise HastenError(f"`budget_s` must be more than 0 s, not {self.budget_s}.")
+
+    def to_dict(self) -> dict:
+        """The settings as stored with the study (JSON types only)."""
+        out = {"kind": self.kind}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
+        return out
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> Self:
+        """The settings a study folder holds; settings of another kind are refused."""
+        if stored.get("kind") != cls.kind:
+            raise HastenError(f"These settings are of a {stored.get('kind') or 'unknown'} "
+                              f"study, not of a {cls.kind} study.")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**cls._decode({k: v for k, v in stored.items() if k in names}))
+
+    @classmethod
+    def _decode(cls, fields: dict) -> dict:
+        """Turn stored field values back into their types (a subclass's nested settings)."""
+        return fields

@@ -1,0 +1,343 @@
+"""The inference study from start to end: check the model and the data, screen every
+candidate at one point, measure the survivors within the time budget, and confirm the leaders
+in alternating rounds. Each trial runs in its own process (hasten.infer.trial)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from hasten import images as image_files
+from hasten import machine
+from hasten.data import demo_corpus, read_texts
+from hasten.engine import Engine, Log, Progress
+from hasten.errors import HastenError
+from hasten.executors import Deadline, past_limit
+from hasten.infer import artifacts, search
+from hasten.infer.settings import InferSettings
+from hasten.infer.study import Study
+from hasten.infer.workload import Workload, parse_point, point_inputs, point_kind
+from hasten.models import LoadedModel, absolute_spec, load_model
+
+DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
+DEFAULT_SEQ_LENGTHS = (32, 128)
+# How long a study may take by default, without and with --quick (the README's promise).
+DEFAULT_TIME_BUDGET_S = {False: 480.0, True: 120.0}
+TRIAL = "hasten.infer.trial"
+
+
+def optimize_inference(
+    model: str = "demo",
+    *,
+    data: str | Path | None = None,
+    column: str | None = None,
+    label_column: str | None = None,
+    task: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    image_size: tuple[int, int] | None = None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    batch_sizes: list[int] | None = None,
+    seq_lengths: list[int] | None = None,
+    max_drop: float = 0.01,
+    calibration_samples: int = 128,
+    quick: bool = False,
+    out: str | Path = "hasten-runs",
+    name: str | None = None,
+    fresh: bool = False,
+    device: str = "cpu",
+    budget_s: float | None = None,
+    time_budget_s: float | None = None,
+    trial_timeout_s: float | None = None,
+    progress: Progress | None = None,
+    log: Log | None = None,
+    report: Callable[[Study], object] | None = None,
+) -> Study:
+    """Run (or resume) an inference study of `model`, a model spec, and return it.
+
+    Every candidate runs in its own process; finished trials are kept in the study folder's
+    database, so running the same call again resumes instead of starting over. `report`, a
+    writer of the HTML report (hasten.api passes one), runs when the study ends, also when its
+    baseline failed. `time_budget_s` bounds the study's wall time (default
+    DEFAULT_TIME_BUDGET_S for the mode; math.inf for none); `budget_s` is how long each
+    workload point is measured.
+    """
+    if time_budget_s is None:
+        time_budget_s = DEFAULT_TIME_BUDGET_S[quick]
+    if not time_budget_s > 0:
+        raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
+    model = absolute_spec(model)
+    loaded = load_model(model, task, input_shape)
+    workload = _workload(loaded, data, column, label_column, batch_sizes, seq_lengths, quick)
+    workload.calibration_samples = calibration_samples
+    if data is not None and loaded.kind != "text":
+        _add_images(loaded, workload, Path(data), column or label_column, image_size, mean, std)
+    elif (image_size, mean, std) != (None, None, None):
+        raise HastenError("`image_size`, `mean` and `std` say how to prepare an image folder; "
+                          "give one as `data` to a model that takes images.")
+    settings = InferSettings(
+        device=device, max_drop=max_drop, quick=quick, threads=machine.usable_cores(),
+        budget_s=budget_s or (1.0 if quick else 3.0), baseline=search.baseline_name(loaded),
+        model=loaded.info(), spec=model, task=task,
+        input_shape=list(input_shape) if input_shape else None, workload=workload,
+    )
+    settings.check()
+    _check_forward(loaded, workload)
+    engine = Engine(Path(out) / (name or loaded.name), settings, module=TRIAL,
+                    kind_of=point_kind, fresh=fresh, trial_timeout_s=trial_timeout_s, log=log)
+    for i, candidate in enumerate(search.CANDIDATES):
+        engine.register(i, candidate.name, list(search.chain_for(candidate, loaded)),
+                        candidate.runtime, candidate.settings,
+                        search.skip_reason(candidate, loaded, device, quick))
+    return engine.run(lambda: _run(engine, loaded, Deadline(time_budget_s),
+                                   progress or (lambda *_: None)), Study, report)
+
+
+def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_lengths,
+              quick: bool) -> Workload:
+    batch_sizes = list(batch_sizes or ((1, 8) if quick else DEFAULT_BATCH_SIZES))
+    if not batch_sizes or any(b < 1 or b > 4096 for b in batch_sizes):
+        raise HastenError(f"Batch sizes must be between 1 and 4096, not {batch_sizes}.")
+    texts, labels = [], None
+    if model.kind == "text":
+        if data is not None and Path(data).is_dir():
+            raise HastenError(f"{data} is a folder, and {model.name} takes text; pass a .txt, "
+                              ".csv or .jsonl file.")
+        if data is not None:
+            texts, labels = read_texts(Path(data), column, label_column)
+        else:
+            texts = demo_corpus()[: 300 if quick else 1000]
+        seq_lengths = list(seq_lengths or ((128,) if quick else DEFAULT_SEQ_LENGTHS))
+        if any(s < 2 or s > model.max_length for s in seq_lengths):
+            raise HastenError(
+                f"Sequence lengths must be between 2 and {model.max_length} for this model, "
+                f"not {seq_lengths}."
+            )
+    return Workload(
+        texts=texts, labels=labels, batch_sizes=sorted(set(batch_sizes)),
+        seq_lengths=sorted(set(seq_lengths or [])), eval_samples=128 if quick else 256,
+        dataset_batch_size=max(batch_sizes), max_length=min(128, model.max_length),
+    )
+
+
+def _add_images(model: LoadedModel, workload: Workload, folder: Path, column: str | None,
+                image_size: tuple[int, int] | None, mean: list[float] | None,
+                std: list[float] | None) -> None:
+    """Feed the workload from an image folder, prepared as the model's config and the flags say."""
+    if not folder.is_dir():
+        raise HastenError(f"`data` for {model.name} must be a folder of images (flat, or "
+                          f"DIR/<label>/<image>), and {folder} is not a folder.")
+    if column:
+        raise HastenError("An image folder's labels come from its class folders; `column` and "
+                          "`label_column` are for text files.")
+    channels, size = image_files.image_input(model.example_inputs)
+    prep = model.image or image_files.preparation(channels, size)
+    workload.image = image_files.override(prep, image_size, mean, std)
+    workload.images, workload.labels = image_files.read_folder(folder)
+
+
+def _check_forward(model: LoadedModel, workload: Workload) -> None:
+    """Run the model once on two real samples, so a broken forward is one clear error."""
+    if not model.is_torch:
+        return
+    point = f"b2/s{min(workload.seq_lengths)}" if model.kind == "text" else "b2"
+    try:
+        with torch.inference_mode():
+            out = model.module(*point_inputs(model, workload, point)[0])
+    except HastenError:
+        raise
+    except Exception as exc:
+        raise HastenError(
+            f"The model's forward fails on the inputs ({type(exc).__name__}: {exc}); "
+            "check `input_shape` or the data."
+        ) from exc
+    classes = max(workload.labels) + 1 if workload.images and workload.labels else 0
+    if classes and (out.dim() != 2 or out.shape[1] < classes):
+        raise HastenError(f"The image folder has {classes} class folders, and the model's output "
+                          f"is shaped {tuple(out.shape)}; accuracy needs one score per class.")
+
+
+def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progress) -> None:
+    """Screen every runnable candidate at one point, then measure the survivors fully, fastest
+    first, within the time budget; what the budget left out is recorded with its reason."""
+    store, settings, log = engine.store, engine.settings, engine.log
+    workload = settings.workload
+    cuts: dict[str, str] = {}
+
+    def cut(name: str, what: str) -> None:
+        cuts[name] = deadline.cut(what)
+        store.set_meta("budget", {"seconds": deadline.seconds, "cut": cuts})
+
+    store.set_meta("budget", {"seconds": deadline.seconds, "cut": cuts})
+    baseline = settings.baseline
+    rows = {c["name"]: c for c in store.candidates()}
+    if rows[baseline]["skipped_reason"]:
+        raise HastenError(f"The baseline {baseline} cannot run here: "
+                          f"{rows[baseline]['skipped_reason']}.")
+    latency_points = workload.latency_points(model.kind)
+    screen = search.screen_point(latency_points)
+
+    def screened_fully(name: str) -> bool:
+        """Whether a candidate's screening is done: it failed, or it has its screening point
+        (a screening killed after the fidelity check but before the timing is run again)."""
+        result = store.results().get(name)
+        return result is not None and (result["status"] != "ok"
+                                       or screen in store.done_points(name))
+
+    def screen_all(names: list[str], what: str, phase: str) -> None:
+        """Screen the named candidates, each time the first in screening order given what has
+        been screened so far."""
+        rows = {c["name"]: c for c in store.candidates()}
+        remaining = list(names)
+        while remaining:
+            name = search.screening_order([rows[n] for n in remaining], baseline,
+                                          settings.device, screened())[0]
+            remaining.remove(name)
+            progress(f"{what} {name}", len(names) - len(remaining) - 1, len(names))
+            if not screened_fully(name):
+                if name != baseline and not deadline.allows(phase):
+                    cut(name, "not screened")
+                    continue
+                started = time.monotonic()
+                # Without a time limit, one process builds what every later candidate needs
+                # (one start for all); under one, only this candidate's own chain, so that the
+                # budget is spent in screening order.
+                later = ({n: tuple(rows[n]["passes"]) for n in remaining
+                          if not screened_fully(n)} if deadline.seconds == math.inf else {})
+                reason = artifacts.ensure_built(engine, name, tuple(rows[name]["passes"]), later)
+                cap = math.inf if name == baseline else deadline.left(phase)
+                if reason:
+                    engine.record(name, [screen], reason, first=True)
+                else:
+                    reason = engine.launch(name, "screen", [screen], first=True, cap_s=cap)
+                if reason == past_limit(cap):
+                    cut(name, "stopped while it was screened")
+                    continue
+                log_trials(store, name, [screen], log)
+                deadline.record(phase, time.monotonic() - started)
+            if name == baseline and store.results()[name]["status"] != "ok":
+                raise HastenError(
+                    f"The baseline ({baseline}) failed: {store.results()[name]['error']}. "
+                    f"See {store.folder / 'logs'} for details."
+                )
+
+    def screened() -> dict[str, float]:
+        return {t["candidate"]: t["latency"]["p50"] for t in store.trials()
+                if t["point"] == screen and t["status"] == "ok"}
+
+    def measure(name: str, wanted: list[str], phase: str = "full") -> None:
+        """Measure a candidate on the points it has not done yet, within the budget's share
+        for this phase ("objective": the objective points first; "full": the rest, called
+        "corpus" when it holds the corpus job, whose cost is of another order)."""
+        todo = [p for p in wanted if p not in store.done_points(name)]
+        if phase == "full" and any(point_kind(p) == "corpus" for p in todo):
+            phase = "corpus"
+        if todo and name != baseline and not deadline.allows(phase):
+            done = set(store.done_points(name))
+            cut(name, "measured at the screening point only" if done <= {screen} else
+                "measured at the objective points only")
+        elif todo:
+            started = time.monotonic()
+            cap = math.inf if name == baseline else deadline.left(phase)
+            reason = engine.launch(name, phase, todo, limit_phase="full", cap_s=cap)
+            if reason == past_limit(cap):
+                cut(name, "stopped while it was measured (measured in part)")
+            log_trials(store, name, todo, log)
+            deadline.record(phase, time.monotonic() - started)
+
+    def everything(name: str) -> list[str]:
+        if name not in with_dataset:
+            return list(latency_points)
+        measured = {t["point"]: t for t in store.trials()
+                    if t["candidate"] == name and t["status"] == "ok"}
+        ideal = search.ideal_point(measured, parse_point(screen)["seq"])
+        return list(latency_points) + workload.dataset_points(
+            model.kind, ideal and parse_point(ideal)["batch"])
+
+    def add_and_screen(new: list[dict]) -> None:
+        known = {c["name"] for c in store.candidates()}
+        for variant in new:
+            if variant["name"] not in known:
+                engine.register(len(known), variant["name"], variant["passes"],
+                                variant["runtime"], variant["settings"], None)
+                known.add(variant["name"])
+        screen_all([v["name"] for v in new], "tuning", "tune")
+
+    with_dataset = {baseline}
+    # The baseline first and whole: every speedup is against it, and its cost tells the
+    # time budget what a full measurement costs.
+    screen_all([baseline], "screening", "screen")
+    # Its objective points first, as every survivor's are measured (so that their cost tells
+    # the budget what one survivor's costs), and its ideal batch size sets its corpus job's.
+    objective = search.objective_points(latency_points, screen)
+    measure(baseline, objective, "objective")
+    measure(baseline, everything(baseline))
+    screen_all([n for n, r in rows.items() if not r["skipped_reason"] and n != baseline],
+               "screening", "screen")
+    # The fastest chain of each runtime, again with the runtime settings worth searching
+    # (not in --quick, which measures the fixed menu only).
+    tuned = ([] if settings.quick else search.variants(
+        store.candidates(), store.results(), screened(), settings.threads))
+    add_and_screen(tuned)
+    # Then the settings that each won on their own, together.
+    add_and_screen(search.composites(tuned, store.results(), screened()))
+    keep = [n for n in search.survivors(store.results(), screened(), baseline)
+            if n != baseline]
+    # Successive halving: every survivor at the points the objectives are judged at (each
+    # batch size at the screening length), then the leaders there on everything else.
+    for i, name in enumerate(keep):
+        progress(f"measuring {name} at the objective points", i, len(keep))
+        measure(name, objective, "objective")
+    keep = search.leaders_first(keep, store.trials(), objective)
+    with_dataset |= set(keep[: search.DATASET_PASS_CANDIDATES])
+    for i, name in enumerate(keep):
+        progress(f"measuring {name}", i, len(keep))
+        measure(name, everything(name))
+    _confirm(engine, progress)
+    progress("done", 1, 1)
+
+
+def _confirm(engine: Engine, progress: Progress) -> None:
+    """Time the baseline and each objective's leaders again in one process, in alternating
+    rounds; the final ranking uses these figures (see hasten.infer.confirm)."""
+    store = engine.store
+    plan = Study(store.folder).confirmation_plan()
+    done = store.meta("confirmation") or {}
+    if done.get("plan") == plan and set(done.get("results", {})) >= set(plan):
+        return
+    if not plan:
+        return
+    store.set_meta("confirmation", {"plan": plan})
+    progress("confirming the leaders in alternating rounds", 0, 1)
+    reason = engine.executor.run(store.folder, "confirm", "confirm", list(plan),
+                                 engine.limits.of("full"), module="hasten.infer.confirm")
+    results = (store.meta("confirmation") or {}).get("results", {})
+    for point in plan:
+        if point not in results:
+            results[point] = {"error": reason or "the confirmation process wrote no result"}
+        outcome = results[point]
+        if "error" in outcome:
+            engine.log(f"confirmation at {point} failed: {outcome['error']}")
+        else:
+            for name, c in outcome["candidates"].items():
+                engine.log(f"{name}  {point}  confirmed {c['speedup']:.2f}x "
+                           f"({c['speedup_low']:.2f}-{c['speedup_high']:.2f}) in "
+                           f"{c['rounds']} rounds")
+    store.set_meta("confirmation", {"plan": plan, "results": results})
+
+
+def log_trials(store, name: str, points: list[str], log: Log) -> None:
+    """One plain line per finished trial: candidate, point, median latency and status."""
+    trials = {t["point"]: t for t in store.trials() if t["candidate"] == name}
+    for point in points:
+        t = trials.get(point)
+        if t is None:
+            continue
+        if t["status"] == "ok":
+            log(f"{name}  {point}  p50 {t['latency']['p50']:.4g} ms  ok")
+        else:
+            log(f"{name}  {point}  failed: {t['error']}")
