@@ -238,7 +238,7 @@ def _fake_study(folder: Path) -> None:
                         eval_samples=16, dataset_batch_size=2, max_length=128)
     store = Store(folder)
     store.set_meta("config", {
-        "spec": "py:cnn.py:build", "task": None, "input_shape": None,
+        "kind": "infer", "spec": "py:cnn.py:build", "task": None, "input_shape": None,
         "workload": workload.to_dict(), "max_drop": 0.01, "quick": True, "device": "cpu",
         "threads": 1, "budget_s": 1.0, "baseline": "torch/eager/fp32",
         "model": {"spec": "py:cnn.py:build", "name": "cnn", "kind": "tensor", "task": "tensor",
@@ -249,7 +249,7 @@ def _fake_study(folder: Path) -> None:
     store.put_result("torch/eager/fp32", "ok", fidelity={"cosine_mean": 1.0}, passed=True,
                      gate_reason="", one_time={"load_s": 0.1}, size_bytes=1000, notes=[])
     for batch in (1, 2):
-        store.put_trial("torch/eager/fp32", f"b{batch}", "ok",
+        store.put_trial("torch/eager/fp32", f"b{batch}", "latency", "ok",
                         latency=stats([0.001 * batch, 0.0011 * batch, 0.0012 * batch]),
                         throughput=900.0 / batch, items=batch, peak_mb=300.0)
     store.set_meta("finished", True)

@@ -3,12 +3,7 @@ decides what fits its time budget."""
 
 from __future__ import annotations
 
-import math
-
-import pytest
-
-from hasten.errors import HastenError
-from hasten.executors import Deadline, LocalExecutor, describe_seconds, parse_duration
+from hasten.executors import Deadline, LocalExecutor, describe_seconds
 from hasten.store import Store
 
 
@@ -50,20 +45,7 @@ def test_a_deadline_lets_a_phase_start_what_it_expects_to_finish_in_its_share():
     assert deadline.spent() == 41.0
     assert deadline.cut("not screened") == (
         "not screened: the study's time budget of 100 s was spent; run the same command again "
-        "(or with a larger --budget) to go on")
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("8m", 480.0), ("90s", 90.0), ("1h", 3600.0),
-                                               ("2min", 120.0), ("300", 300.0),
-                                               ("None", math.inf)])
-def test_durations(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "8 minutes", "-5m", "0", "inf", "m", "1.5.2s"])
-def test_bad_durations_are_one_sentence(text):
-    with pytest.raises(HastenError, match=r"^--budget takes a duration such as 8m"):
-        parse_duration(text)
+        "(or with a larger time budget) to go on")
 
 
 def test_durations_are_described_as_a_person_would():

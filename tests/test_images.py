@@ -157,21 +157,10 @@ def test_flags_override_the_config():
     assert (out["size"], out["shortest_edge"]) == ([24, 20], None)
     assert out["mean"] == [0.1] * 3 and out["std"] == [0.2, 0.3, 0.4]
     assert prep["size"] == [32, 32]
-    with pytest.raises(HastenError, match="--mean has 2 values, and the model takes 3"):
+    with pytest.raises(HastenError, match="`mean` has 2 values, and the model takes 3"):
         images.override(prep, mean=[0.1, 0.2])
     with pytest.raises(HastenError, match="standard deviation of 0"):
         images.override(prep, std=[0.0])
-
-
-@pytest.mark.parametrize(("text", "size"), [("224", (224, 224)), ("24x20", (24, 20))])
-def test_parse_size(text, size):
-    assert images.parse_size(text) == size
-
-
-@pytest.mark.parametrize("text", ["", "0", "2x3x4", "big", "-5"])
-def test_parse_size_rejects(text):
-    with pytest.raises(HastenError, match="is not a size"):
-        images.parse_size(text)
 
 
 def test_image_input_of_a_model():

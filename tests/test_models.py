@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hasten.errors import HastenError
-from hasten.models import OutputAdapter, first_tensor, load_model, parse_shape
+from hasten.models import OutputAdapter, first_tensor, load_model
 
 
 def _run(loaded, texts=("A short sentence.", "A somewhat longer sentence for padding.")):
@@ -86,7 +86,7 @@ def test_py_factory_with_example_inputs(cnn_spec):
 
 def test_py_factory_without_example_inputs_needs_a_shape(cnn_file):
     spec = f"py:{cnn_file}:build_module_only"
-    with pytest.raises(HastenError, match="--input-shape"):
+    with pytest.raises(HastenError, match="`input_shape`"):
         load_model(spec)
     loaded = load_model(spec, input_shape=(3, 16, 16))
     assert loaded.input_names == ["input"]
@@ -173,19 +173,6 @@ def test_hf_dir_without_tokenizer(tmp_path):
                intermediate_size=16).save_pretrained(tmp_path)
     with pytest.raises(HastenError, match="tokenizer"):
         load_model(f"hf:{tmp_path}")
-
-
-@pytest.mark.parametrize(
-    ("text", "shape"), [("3x224x224", (3, 224, 224)), ("16", (16,)), ("3X8x8", (3, 8, 8))]
-)
-def test_parse_shape(text, shape):
-    assert parse_shape(text) == shape
-
-
-@pytest.mark.parametrize("text", ["", "x", "3x", "axb", "0x3", "3x-1", "3,224,224", "3x2.5"])
-def test_parse_shape_rejects(text):
-    with pytest.raises(HastenError, match="is not a shape"):
-        parse_shape(text)
 
 
 def test_first_tensor_finds_the_output():

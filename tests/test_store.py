@@ -17,11 +17,11 @@ def _fill(store: Store) -> None:
                      gate_reason="", one_time={"load_s": 0.5}, size_bytes=1234,
                      notes=["a note"])
     store.put_result("onnx/ort/all", "failed", error="RuntimeError: boom")
-    store.put_trial("torch/eager/fp32", "b1/s16", "ok", latency={"p50": 1.5, "count": 5},
+    store.put_trial("torch/eager/fp32", "b1/s16", "latency", "ok", latency={"p50": 1.5, "count": 5},
                     throughput=666.0, items=1, peak_mb=300.0)
-    store.put_trial("torch/eager/fp32", "b8/s16", "ok", latency={"p50": 4.0, "count": 5},
+    store.put_trial("torch/eager/fp32", "b8/s16", "latency", "ok", latency={"p50": 4.0, "count": 5},
                     throughput=2000.0, items=8, peak_mb=310.0)
-    store.put_trial("onnx/ort/all", "b8/s16", "failed", error="RuntimeError: boom")
+    store.put_trial("onnx/ort/all", "b8/s16", "latency", "failed", error="RuntimeError: boom")
 
 
 def _check(store: Store) -> None:
@@ -72,7 +72,7 @@ def test_a_second_store_sees_the_rows(tmp_path):
 
 def test_rows_are_visible_while_the_writer_is_open(tmp_path):
     writer, reader = Store(tmp_path), Store(tmp_path)
-    writer.put_trial("c", "b1", "ok", latency={"p50": 1.0})
+    writer.put_trial("c", "b1", "latency", "ok", latency={"p50": 1.0})
     assert reader.done_points("c") == {"b1"}
     writer.close()
     reader.close()
@@ -82,8 +82,8 @@ def test_writing_again_replaces_the_row(tmp_path):
     store = Store(tmp_path)
     store.put_result("c", "failed", error="first try")
     store.put_result("c", "ok", passed=False, gate_reason="too far")
-    store.put_trial("c", "b1", "failed", error="x")
-    store.put_trial("c", "b1", "ok", latency={"p50": 2.0})
+    store.put_trial("c", "b1", "latency", "failed", error="x")
+    store.put_trial("c", "b1", "latency", "ok", latency={"p50": 2.0})
     assert store.results()["c"]["status"] == "ok"
     assert store.results()["c"]["passed"] is False
     assert [t["status"] for t in store.trials()] == ["ok"]

@@ -66,8 +66,9 @@ def test_quick_mode_leaves_candidates_out(bert):
         reason = skip_reason(c, bert, "cpu", True)
         assert reason is not None, c.name
         if skip_reason(c, bert, "cpu", False) is None:
-            assert reason == "left out by --quick"
-    assert skip_reason(BY_NAME["torch/compile/fp32"], bert, "cpu", True) == "left out by --quick"
+            assert reason == "left out in quick mode"
+    assert skip_reason(BY_NAME["torch/compile/fp32"], bert, "cpu", True) == (
+        "left out in quick mode")
     assert skip_reason(BY_NAME["onnx/ort/all"], bert, "cpu", True) is None
 
 
@@ -82,11 +83,13 @@ def test_runnable_candidates(bert, cnn):
     channels_last = {c.name for c in CANDIDATES if "channels_last" in c.passes}
     assert channels_last == {"torch/eager/channels-last", "torch/eager/bf16-channels-last",
                              "torch/compile/channels-last"}
+    # The tiny BERT loads with sdpa attention; FlashAttention 2 runs on CUDA only.
+    attention = {"torch/eager/attention-sdpa", "torch/eager/attention-flash2"}
     assert runnable(bert) == everything - {ONNX_BASELINE, "torch/eager/fp16-autocast",
-                                           *channels_last}
+                                           *channels_last, *attention}
     assert runnable(cnn) == everything - {
         ONNX_BASELINE, "torch/eager/fp16-autocast", "onnx-fused/ort/all",
-        "onnx-legacy-fused/ort/all"}
+        "onnx-legacy-fused/ort/all", *attention, "torch/eager/attention-eager"}
 
 
 def test_transformer_fusion_is_for_bert_like_models(cnn):
@@ -253,10 +256,15 @@ def test_leaders_first_orders_by_the_best_rank_at_any_point():
         "b", "c", "a", "d", "e"]
 
 
-def test_int8_is_read_from_any_part_after_the_runtime():
-    assert search.is_int8("ov-direct/openvino/int8-nncf/static-shapes")
-    assert search.is_int8("torch/compile/int8-static-pt2e")
-    assert not search.is_int8("onnx/openvino/f32/static-shapes")
+def test_int8_and_its_scheme_are_facts_of_the_passes():
+    chain = {c.name: c.passes for c in CANDIDATES}
+    assert passes.computes(chain["ov-direct/openvino/int8-nncf"], "int8")
+    assert passes.quantizes(chain["ov-direct/openvino/int8-nncf"]) == "static"
+    assert passes.computes(chain["torch/compile/int8-static-pt2e"], "int8")
+    assert passes.quantizes(chain["onnx/ort/int8-dynamic-aware"]) == "dynamic"
+    assert not passes.computes(chain["onnx/openvino/f32"], "int8")
+    assert passes.computes(chain["torch/eager/bf16-autocast"], "bf16")
+    assert passes.quantizes(chain["torch/eager/bf16-autocast"]) is None
 
 
 def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):

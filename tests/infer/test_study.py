@@ -26,7 +26,7 @@ def make_study(folder, batch_sizes=(1, 8), seq=16, threads=2):
                         seq_lengths=[seq], eval_samples=2, dataset_batch_size=max(batch_sizes),
                         max_length=128)
     store = Store(folder)
-    store.set_meta("config", {"spec": "demo", "task": None, "input_shape": None,
+    store.set_meta("config", {"kind": "infer", "spec": "demo", "task": None, "input_shape": None,
                               "workload": workload.to_dict(), "max_drop": 0.01,
                               "quick": True, "device": "cpu", "threads": threads,
                               "budget_s": 1.0, "baseline": BASE,
@@ -51,9 +51,9 @@ def make_study(folder, batch_sizes=(1, 8), seq=16, threads=2):
     for name, ms in p50.items():
         for b in batch_sizes:
             latency = {"p50": ms * b, "p90": ms * b * 1.1, "count": 5, "load_avg": 0.5}
-            store.put_trial(name, f"b{b}/s{seq}", "ok", latency=latency,
+            store.put_trial(name, f"b{b}/s{seq}", "latency", "ok", latency=latency,
                             throughput=b / (ms * b / 1000), items=b, peak_mb=peak[name])
-    store.put_trial("broken", f"b{max(batch_sizes)}/s{seq}", "failed", error="SIGSEGV")
+    store.put_trial("broken", f"b{max(batch_sizes)}/s{seq}", "latency", "failed", error="SIGSEGV")
     store.set_meta("finished", True)
     store.close()
     return Study(folder)
@@ -117,7 +117,8 @@ def test_busy_points_count_loaded_measurements(tmp_path):
     study = make_study(tmp_path)
     assert study.busy_points() == 0
     store = Store(tmp_path)
-    store.put_trial("fast", "b1/s16", "ok", latency={"p50": 4.0, "p90": 4.4, "load_avg": 3.5},
+    store.put_trial("fast", "b1/s16", "latency", "ok",
+                    latency={"p50": 4.0, "p90": 4.4, "load_avg": 3.5},
                     throughput=250.0, items=1, peak_mb=600.0)
     store.close()
     assert Study(tmp_path).busy_points() == 1
@@ -152,10 +153,11 @@ def _with_int8(folder, flags, notes):
     make_study(folder)
     store = Store(folder)
     store.set_meta("machine", {**MACHINE, "flags": flags})
-    store.add_candidate(9, "onnx/ort/int8-static-minmax", [], "ort", {}, None)
+    store.add_candidate(9, "onnx/ort/int8-static-minmax",
+                        ["onnx_export", "ort_quantize_static_minmax"], "ort", {}, None)
     store.put_result("onnx/ort/int8-static-minmax", "ok", fidelity={"cosine_mean": 0.995},
                      passed=True, gate_reason="", size_bytes=1000, notes=notes)
-    store.put_trial("onnx/ort/int8-static-minmax", "b8/s16", "ok",
+    store.put_trial("onnx/ort/int8-static-minmax", "b8/s16", "latency", "ok",
                     latency={"p50": 40.0, "p90": 44.0, "count": 5}, throughput=200.0, items=8,
                     peak_mb=300.0)
     store.close()
@@ -242,11 +244,13 @@ def test_throughput_is_judged_at_each_candidates_ideal_batch_size(tmp_path):
     store = Store(tmp_path)
     # "fast" peaks at batch 8 (250, 1,000 and 200 items/s at batch 1, 8 and 32); the baseline
     # keeps gaining up to 32 (100, 100, 200 items/s).
-    store.put_trial("fast", "b8/s16", "ok", latency={"p50": 8.0, "p90": 9.0, "count": 5},
+    store.put_trial("fast", "b8/s16", "latency", "ok", latency={"p50": 8.0, "p90": 9.0, "count": 5},
                     throughput=1000.0, items=8, peak_mb=600.0)
-    store.put_trial("fast", "b32/s16", "ok", latency={"p50": 160.0, "p90": 170.0, "count": 5},
+    store.put_trial("fast", "b32/s16", "latency", "ok",
+                    latency={"p50": 160.0, "p90": 170.0, "count": 5},
                     throughput=200.0, items=32, peak_mb=600.0)
-    store.put_trial(BASE, "b32/s16", "ok", latency={"p50": 160.0, "p90": 170.0, "count": 5},
+    store.put_trial(BASE, "b32/s16", "latency", "ok",
+                    latency={"p50": 160.0, "p90": 170.0, "count": 5},
                     throughput=200.0, items=32, peak_mb=500.0)
     store.close()
     study = Study(tmp_path)
@@ -272,7 +276,7 @@ def test_the_corpus_job_at_the_best_batch_size_against_the_naive_job(tmp_path):
                                      ("fast", "dataset/unsorted/b32", 300.0),
                                      ("fast", "dataset/sorted/b32", 500.0),
                                      ("fast", "dataset/sorted/b8", 700.0)):
-        store.put_trial(name, point, "ok", latency={"p50": 2000 / items_per_s * 1000,
+        store.put_trial(name, point, "latency", "ok", latency={"p50": 2000 / items_per_s * 1000,
                                                     "p90": 1.0, "count": 3},
                         throughput=items_per_s, items=2, peak_mb=1.0)
     store.close()

@@ -28,7 +28,7 @@ def write_study(folder: Path, model: str = "fake", finished: bool = True, scale:
                         labels=None, batch_sizes=list(batch_sizes), seq_lengths=[16, 32],
                         eval_samples=4, dataset_batch_size=max(batch_sizes), max_length=128)
     store = Store(folder)
-    store.set_meta("config", {"spec": f"py:{model}.py:build", "task": None,
+    store.set_meta("config", {"kind": "infer", "spec": f"py:{model}.py:build", "task": None,
                               "input_shape": None, "workload": workload.to_dict(),
                               "max_drop": 0.01, "quick": True, "device": "cpu", "threads": 2,
                               "budget_s": 1.0, "baseline": BASE,
@@ -59,19 +59,20 @@ def _measure(store: Store, workload: Workload, scale: float, finished: bool,
                      one_time=one_time)
     if finished:
         store.put_result("broken", "failed", error=reason)
-        store.put_trial("broken", "b8/s32", "failed", error=reason)
+        store.put_trial("broken", "b8/s32", "latency", "failed", error=reason)
     for name, ms in P50.items():
         for b in workload.batch_sizes:
             for s in workload.seq_lengths:
                 p50 = ms * b * s / 16 * scale
-                store.put_trial(name, f"b{b}/s{s}", "ok", throughput=b / (p50 / 1000), items=b,
+                store.put_trial(name, f"b{b}/s{s}", "latency", "ok",
+                                throughput=b / (p50 / 1000), items=b,
                                 peak_mb=100.0 * (len(name) + 1), latency={
                                     "p50": p50, "p90": p50 * 1.1, "iqr": p50 * 0.02,
                                     "count": 5, "load_avg": 0.5})
     for name, items_s in ((BASE, 100.0), ("fast", 250.0)):
         for order, gain in (("unsorted", 1.0), ("sorted", 2.0)):
             p50 = 4 / (items_s * gain) * 1000 * scale
-            store.put_trial(name, f"dataset/{order}/b{workload.dataset_batch_size}", "ok",
+            store.put_trial(name, f"dataset/{order}/b{workload.dataset_batch_size}", "corpus", "ok",
                             latency={"p50": p50, "p90": p50, "iqr": p50 * 0.02, "count": 3},
                             throughput=4 / (p50 / 1000), items=4, peak_mb=300.0)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_train_html import EVIL_NAME, PLOTS, nothing_measured, real_study, with_markup
 
+from hasten.report import write_report
 from hasten.report.compare import compare, render_html
 from hasten.report.html import write
 
@@ -62,7 +63,7 @@ def _open(browser, path: Path) -> tuple[object, list[dict]]:
 
 
 def test_a_real_study_report(browser, tiny_study):
-    page, plots = _open(browser, tiny_study.study.report())
+    page, plots = _open(browser, write_report(tiny_study.study))
     assert [p["id"] for p in plots] == ["latency-batch", "latency-length", "dataset",
                                         "frontier", "memory", "one-time"]
     for plot in plots:
@@ -76,7 +77,7 @@ def test_a_real_study_report(browser, tiny_study):
 def test_injected_markup_stays_text(browser, study_at):
     evil = "<script>window.injected = 1</script>"
     study = study_at(model=evil, reason=f'<img src=x onerror="window.injected = 2"> {evil}')
-    page, plots = _open(browser, study.report())
+    page, plots = _open(browser, write_report(study))
     assert page.evaluate("() => window.injected") is None
     assert page.locator("h1").inner_text() == evil
     assert all(p["hasData"] and p["marks"] > 0 for p in plots)
@@ -84,7 +85,7 @@ def test_injected_markup_stays_text(browser, study_at):
 
 
 def test_a_study_without_data_shows_sentences(browser, study_at):
-    page, plots = _open(browser, study_at(finished=False, measured=False).report())
+    page, plots = _open(browser, write_report(study_at(finished=False, measured=False)))
     assert page.locator("#partial").is_visible()
     for plot in plots:
         assert not plot["hasData"] and not plot["svg"] and plot["empty"], plot
@@ -101,7 +102,7 @@ def test_a_comparison(browser, study_at, tmp_path):
 
 def test_a_training_study_report(browser, tmp_path_factory, tmp_path):
     study = real_study(tmp_path_factory)
-    page, plots = _open(browser, study.report(tmp_path / "train.html"))
+    page, plots = _open(browser, write_report(study, tmp_path / "train.html"))
     assert [p["id"] for p in plots] == list(PLOTS)
     for plot in plots:
         assert plot["hasData"] and plot["svg"] and plot["marks"] > 0, plot
@@ -116,7 +117,7 @@ def test_a_training_study_report(browser, tmp_path_factory, tmp_path):
 
 def test_training_markup_stays_text(browser, tmp_path_factory, tmp_path):
     study = with_markup(real_study(tmp_path_factory), tmp_path / "evil")
-    page, _ = _open(browser, study.report(tmp_path / "evil.html"))
+    page, _ = _open(browser, write_report(study, tmp_path / "evil.html"))
     assert page.evaluate("() => window.injected") is None
     assert "<script>" in page.locator("#qat pre").inner_text()
     page.close()
@@ -124,7 +125,7 @@ def test_training_markup_stays_text(browser, tmp_path_factory, tmp_path):
 
 def test_a_training_study_without_data_shows_sentences(browser, tmp_path_factory, tmp_path):
     study = nothing_measured(real_study(tmp_path_factory), tmp_path / "empty")
-    page, plots = _open(browser, study.report(tmp_path / "empty.html"))
+    page, plots = _open(browser, write_report(study, tmp_path / "empty.html"))
     assert page.locator("#partial").is_visible()
     for plot in plots:
         assert not plot["hasData"] and not plot["svg"] and plot["empty"], plot

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hasten.report import write_report
 from hasten.report.common import mb, ms
 from hasten.report.train_html import render
 from hasten.store import Store
@@ -70,15 +71,14 @@ def real_study(factory: pytest.TempPathFactory) -> TrainStudy:
 
 @functools.cache
 def _run_study(root: Path) -> TrainStudy:
-    from hasten.train import run
-    from hasten.train.candidates import CANDIDATES
+    from hasten.train import candidates, run
 
     root.mkdir()
     recipe = root / f"{EVIL_NAME}.py"
     recipe.write_text(RECIPE)
-    by_name = {c.name: c for c in CANDIDATES}
+    chosen = [(c, q) for c, q in candidates.menu() if c.name in ("32-true", "16-mixed")]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run, "CANDIDATES", (by_name["32-true"], by_name["16-mixed"]))
+        mp.setattr(run, "menu", lambda: chosen)
         mp.setattr(run, "CONVERGE", 0)  # only fp32 and the precision modes train to the end
         return run.optimize_training(recipe, steps=10, batch_size=8, budget_s=0.3,
                                      memory_budget_mb=1, out=root / "runs", name="tiny")
@@ -112,7 +112,9 @@ def with_markup(study: TrainStudy, folder: Path) -> TrainStudy:
     search["probes"][0]["error"] = EVIL
     store.set_meta("batch_search", search)
     base = study.results["32-true"]
-    store.add_candidate(99, "32-true/qat-int8", [], "fabric", {"qat": True}, None)
+    store.add_candidate(99, "32-true/qat-int8", [], "fabric",
+                        {"precision": "32-true", "switches": ["qat-int8"], "batch_size": None},
+                        None)
     store.put_result("32-true/qat-int8", "ok", passed=True, gate_reason=EVIL, fidelity={
         **base["fidelity"], "eval": {EVIL: 0.5}, "infer_spec": f"py:/tmp/a b/{EVIL}.py:build"})
     store.close()
@@ -236,7 +238,8 @@ def test_a_faster_candidate_is_recommended_with_its_code(copy_of):
     base = reopen().results["32-true"]
     speed = next(t for t in store.trials() if t["candidate"] == "16-mixed"
                  and t["point"] == "speed")
-    store.put_trial("16-mixed", "speed", "ok", latency=speed["latency"], items=speed["items"],
+    store.put_trial("16-mixed", "speed", "speed", "ok", latency=speed["latency"],
+                    items=speed["items"],
                     throughput=1e9, peak_mb=1.0)
     store.put_result("16-mixed", "ok", fidelity=base["fidelity"], passed=True,
                      gate_reason="accuracy as fp32's", one_time=base["one_time"])
@@ -310,7 +313,8 @@ def test_a_diverged_run_is_marked(copy_of):
 def test_an_unfinished_study_gets_a_banner(copy_of):
     store, reopen = copy_of
     store.set_meta("finished", False)
-    store.add_candidate(99, "bf16-true", [], "fabric", {"precision": "bf16-true"}, None)
+    store.add_candidate(99, "bf16-true", [], "fabric",
+                        {"precision": "bf16-true", "switches": [], "batch_size": None}, None)
     document = render(reopen())
     assert 'id="partial"' in document and "Partial report" in document
     assert "2 of 3 runnable candidates have results" in document
@@ -332,6 +336,6 @@ def test_a_study_with_nothing_measured_says_so(study, tmp_path):
 
 
 def test_report_to_another_path(study, tmp_path):
-    path = study.report(tmp_path / "elsewhere" / "train.html")
+    path = write_report(study, tmp_path / "elsewhere" / "train.html")
     assert path.read_text() == render(study)
     assert isinstance(path, Path)

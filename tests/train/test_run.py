@@ -11,11 +11,10 @@ import pytest
 import torch
 from test_cli import _one_error_line, hasten
 
-from hasten.errors import HastenError
 from hasten.measure import memory_noise_mb
-from hasten.train import run, runner
-from hasten.train.candidates import CANDIDATES, HALF_MODES, combine, speed_group
-from hasten.train.run import optimize_training, parse_memory
+from hasten.train import candidates, run, runner
+from hasten.train.candidates import HALF_MODES, combine, speed_group
+from hasten.train.run import optimize_training
 from hasten.train.study import TrainStudy
 
 # A small CNN with two repeated residual blocks and a linear head: every switch applies to it.
@@ -217,6 +216,12 @@ def test_recommendation_names_fabric_and_code_lines(cnn_study):
     assert memory["samples_per_s"] == max(r["samples_per_s"] for r in close)
 
 
+def only(*names: str):
+    """The training menu restricted to these candidates (run.menu's replacement)."""
+    chosen = [(c, in_quick) for c, in_quick in candidates.menu() if c.name in names]
+    return lambda: chosen
+
+
 def test_a_study_resumes_without_rerunning(cnn_study, tmp_path):
     before = {t["candidate"] + t["point"]: t["finished"] for t in cnn_study.trials}
     again = optimize_training(cnn_study.config["recipe"], steps=12, batch_size=32,
@@ -227,7 +232,7 @@ def test_a_study_resumes_without_rerunning(cnn_study, tmp_path):
 
 def test_a_candidate_that_goes_nan_is_reported_not_fatal(tmp_path, monkeypatch):
     keep = {"32-true", "16-true", "bf16-true"}
-    monkeypatch.setattr(run, "CANDIDATES", tuple(c for c in CANDIDATES if c.name in keep))
+    monkeypatch.setattr(run, "menu", only(*keep))
     recipe = write(tmp_path, "overflow.py", OVERFLOW_RECIPE)
     study = optimize_training(recipe, steps=8, batch_size=16, out=tmp_path / "runs",
                               budget_s=0.2, audit=False, report=False)
@@ -240,7 +245,7 @@ def test_a_candidate_that_goes_nan_is_reported_not_fatal(tmp_path, monkeypatch):
 
 
 def test_batch_size_search_finds_the_largest_batch_under_the_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(run, "CANDIDATES", CANDIDATES[:1])
+    monkeypatch.setattr(run, "menu", only("32-true"))
     recipe = write(tmp_path, "wide.py", WIDE_RECIPE)
     # Each sample holds about half a MiB of activations and gradients, so the budget is
     # crossed at a few hundred samples, where a step is quick on any CPU.
@@ -263,7 +268,7 @@ def test_batch_size_search_finds_the_largest_batch_under_the_budget(tmp_path, mo
 
 
 def test_two_processes_train_through_ddp_on_gloo(tmp_path, monkeypatch):
-    monkeypatch.setattr(run, "CANDIDATES", CANDIDATES[:1])
+    monkeypatch.setattr(run, "menu", only("32-true"))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
     study = optimize_training(recipe, steps=6, batch_size=16, devices=2, out=tmp_path / "runs",
                               budget_s=0.2, memory_budget_mb=1.0, audit=False, report=False)
@@ -299,17 +304,10 @@ def test_bad_settings_are_one_sentence(tmp_path):
     assert "No recipe file" in line
 
 
-def test_parse_memory():
-    assert parse_memory("4GiB") == 4096 and parse_memory("512MiB") == 512
-    assert parse_memory("1.5G") == 1536 and parse_memory("300") == 300
-    with pytest.raises(HastenError):
-        parse_memory("4TB")
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_precision_modes_with_grad_scaler(tmp_path, monkeypatch):
     keep = {"32-true", "32-true/tf32", "16-mixed", "bf16-mixed", "32-true/pinned-memory"}
-    monkeypatch.setattr(run, "CANDIDATES", tuple(c for c in CANDIDATES if c.name in keep))
+    monkeypatch.setattr(run, "menu", only(*keep))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
     study = optimize_training(recipe, steps=8, batch_size=32, device="cuda",
                               out=tmp_path / "runs", budget_s=0.3, audit=False, report=False)
@@ -328,14 +326,16 @@ def test_report_and_export_commands_on_a_training_study(cnn_study):
 
 
 def test_combine_takes_one_switch_of_each_kind():
-    by_name = {c.name: c for c in CANDIDATES}
+    by_name = {c.name: c for c, _ in candidates.menu()}
     winners = [by_name[n] for n in ("32-true/adamw-fused", "32-true/channels-last",
                                     "32-true/workers-2-persistent", "32-true/compile")]
     c = combine("bf16-mixed", winners)
     assert c.name == "bf16-mixed/adamw-fused+channels-last+workers-2-persistent+compile"
-    assert (c.precision, c.optimizer, c.channels_last, c.workers, c.persistent_workers,
-            c.compile) == ("bf16-mixed", "adamw-fused", True, 2, True, True)
-    assert c.accumulation == 1 and not c.checkpointing and not c.qat
+    assert c.precision == "bf16-mixed"
+    assert c.switches == ("adamw-fused", "channels-last", "workers-2-persistent", "compile")
+    assert c.accumulation == 1 and not c.converges
+    assert by_name["32-true/accumulate-4"].accumulation == 4
+    assert by_name["32-true/qat-int8"].converges and by_name["32-true/length-grouped"].converges
     assert speed_group(by_name["32-true/accumulate-4"]) is None
     assert speed_group(by_name["32-true/checkpointing"]) is None
     assert speed_group(by_name["32-true/attention-eager"]) == "attention"
@@ -354,42 +354,55 @@ def test_the_combined_candidate_builds_on_a_passing_mode(cnn_study):
 
 
 def test_a_precision_mode_too_slow_to_win_is_not_trained_to_the_end(monkeypatch):
+    import dataclasses
+
     from hasten import machine
 
     monkeypatch.setattr(machine, "native_half", lambda dtype: dtype == "bf16")
-    config = {"steps": 60, "batch_size": 16, "device": "cpu"}
+    settings = _settings(steps=60, batch_size=16)
     # fp32 at 28 samples/s; 16-mixed 18x slower would train 960 samples in 10 minutes.
     speeds = {"32-true": 28.0, "16-mixed": 1.56, "bf16-mixed": 20.0, "bf16-true": 8.0}
-    slow = run._too_slow(speeds, "32-true", config)
+    slow = run._too_slow(speeds, settings)
     assert list(slow) == ["16-mixed"]
     assert slow["16-mixed"].startswith("not trained to the end: it ran at 0.06x fp32's samples "
                                        "per second here (this CPU only emulates fp16)")
     # bf16-true is 4.7x slower too, but native here: no emulation is claimed.
     speeds["bf16-true"] = 1.0
-    assert "emulates" not in run._too_slow(speeds, "32-true", config)["bf16-true"]
+    assert "emulates" not in run._too_slow(speeds, settings)["bf16-true"]
     # A short convergence run is worth its time however slow the mode: tiny models keep it.
-    assert run._too_slow(speeds, "32-true", {**config, "steps": 2}) == {}
+    assert run._too_slow(speeds, dataclasses.replace(settings, steps=2)) == {}
 
+
+def _settings(**fields):
+    """Training settings for the tests that call the study's steps directly."""
+    from hasten.train.settings import TrainSettings
+
+    base = dict(device="cpu", max_drop=0.01, quick=False, threads=2, budget_s=1.0,
+                baseline="32-true", model={}, recipe="r.py", steps=60, batch_size=16,
+                eval=False, devices=1, memory_budget_mb=1.0)
+    return TrainSettings(**{**base, **fields})
 
 
 def test_a_candidate_built_on_a_mode_too_slow_to_win_is_skipped(tmp_path):
+    from types import SimpleNamespace
+
     from hasten.store import Store
+    from hasten.train.candidates import TrainCandidate
 
     store = Store(tmp_path)
-    for i, (name, precision) in enumerate((("32-true", "32-true"),
-                                           ("bf16-mixed", "bf16-mixed"),
-                                           ("bf16-mixed/compile", "bf16-mixed"),
-                                           ("32-true/compile", "32-true"))):
-        store.add_candidate(i, name, [], "fabric", {"precision": precision}, None)
-    config = {"baseline": "32-true", "steps": 60, "batch_size": 16, "device": "cpu"}
+    for i, c in enumerate((TrainCandidate("32-true"), TrainCandidate("bf16-mixed"),
+                           TrainCandidate("bf16-mixed", ("compile",)),
+                           TrainCandidate("32-true", ("compile",)))):
+        store.add_candidate(i, c.name, [], "fabric", c.settings(), None)
+    engine = SimpleNamespace(store=store, settings=_settings(), register=store.add_candidate)
     for name, speed in (("32-true", 34.0), ("bf16-mixed", 1.9)):
-        store.put_trial(name, "speed", "ok", latency={"p50": 16 / speed * 1000},
+        store.put_trial(name, "speed", "speed", "ok", latency={"p50": 16 / speed * 1000},
                         throughput=speed, items=16, peak_mb=1.0)
-    assert not run._skip_if_built_on_slow(store, config, "bf16-mixed")
-    assert not run._skip_if_built_on_slow(store, config, "32-true/compile")
-    assert run._skip_if_built_on_slow(store, config, "bf16-mixed/compile")
+    assert not run._skip_if_built_on_slow(engine, "bf16-mixed")
+    assert not run._skip_if_built_on_slow(engine, "32-true/compile")
+    assert run._skip_if_built_on_slow(engine, "bf16-mixed/compile")
     row = next(c for c in store.candidates() if c["name"] == "bf16-mixed/compile")
     assert row["skipped_reason"] == ("it runs in bf16-mixed, which ran at 0.06x fp32's samples "
                                      "per second here, so it cannot win on time")
-    assert row["settings"] == {"precision": "bf16-mixed"} and row["position"] == 2
+    assert row["settings"]["switches"] == ["compile"] and row["position"] == 2
     store.close()
