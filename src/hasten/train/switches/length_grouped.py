@@ -22,17 +22,26 @@ CHUNK = 50  # batches sorted together: the bucket within which lengths are group
 MIN_PADDING = 0.1  # the share of padding below which there is nothing to gain
 
 
-def _mask_position(sample: Any) -> int | str | None:
-    """Where a sample keeps its attention mask: the position (or key) of a 1-D tensor of
-    zeros and ones with every one before every zero (padding at the end); None without one."""
-    items = sample.items() if isinstance(sample, dict) else (
-        enumerate(sample) if isinstance(sample, list | tuple) else ())
-    for key, value in items:
-        if (isinstance(value, torch.Tensor) and value.dim() == 1 and len(value) > 1
-                and not value.is_floating_point() and value.min() >= 0 and value.max() <= 1):
-            length = int(value.sum())
-            if length and bool(value[:length].all()) and not bool(value[length:].any()):
-                return key
+def _is_mask(value: Any) -> bool:
+    """A 1-D tensor of zeros and ones with every one before every zero."""
+    if not (isinstance(value, torch.Tensor) and value.dim() == 1 and len(value) > 1
+            and not value.is_floating_point() and value.min() >= 0 and value.max() <= 1):
+        return False
+    length = int(value.sum())
+    return bool(value[:length].all()) and not bool(value[length:].any())
+
+
+def _mask_position(dataset: Any, samples: int = 64) -> int | str | None:
+    """Where the samples keep their attention mask: the position (or key) that holds a mask
+    (see _is_mask) in each of the first `samples` samples, padded in at least one; None when
+    there is none."""
+    first = [dataset[i] for i in range(min(samples, len(dataset)))]
+    keys = (first[0].keys() if isinstance(first[0], dict) else
+            range(len(first[0])) if isinstance(first[0], list | tuple) else ())
+    for key in keys:
+        values = [sample[key] for sample in first]
+        if all(map(_is_mask, values)) and any(not bool(v.all()) for v in values):
+            return key
     return None
 
 
@@ -94,7 +103,7 @@ class LengthGrouped(Switch):
 
     def facts(self, module: nn.Module, optimizer: torch.optim.Optimizer,
               dataset: Any) -> dict:
-        position = _mask_position(dataset[0])
+        position = _mask_position(dataset)
         if position is None:
             return {"lengths": None}
         found = lengths(dataset, position)
@@ -117,7 +126,7 @@ class LengthGrouped(Switch):
 
     def loader(self, kwargs: dict, dataset: Any) -> dict:
         # Kept for batch(): a trial process trains one candidate, with one training set.
-        self.position = _mask_position(dataset[0])
+        self.position = _mask_position(dataset)
         rest = {k: v for k, v in kwargs.items()
                 if k not in ("batch_size", "shuffle", "drop_last", "generator")}
         return {**rest, "batch_sampler": LengthGroupedSampler(
