@@ -72,7 +72,7 @@ def main() -> None:
         print(f"\nCorpus job: {corpus['candidate']}, {job['items_per_s']:.0f} items/s at batch "
               f"{job['batch_size']} sorted by length, {job['gain']:.2f}x the naive job "
               f"({job['naive_items_per_s']:.0f} items/s: eager fp32 unsorted at batch "
-              f"{study.config['workload']['dataset_batch_size']})")
+              f"{study.settings.workload.dataset_batch_size})")
     print(f"\nStudy wall time {wall:.0f} s against the time budget of "
           f"{study.budget['seconds']:.0f} s (target <= {limit} s) -> "
           f"{'MET' if wall <= limit else 'MISSED'}")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import hasten
-from hasten.infer import search
+from hasten.infer import passes
 
 HERE = Path(__file__).parent
 DIGITS = HERE.parent / "examples" / "digits"
@@ -37,12 +37,17 @@ def _summary(study, point: str, metric: str) -> dict:
     base = next(r for r in rows if r["candidate"] == study.baseline)
     measured = [r for r in rows if point in r["points"] and r["candidate"] != study.baseline]
     passing = [r for r in measured if r["status"] == "ok"]
-    best_float = min((r for r in passing if not search.is_int8(r["candidate"])),
+    chains = {c["name"]: c["passes"] for c in study.candidates}
+
+    def is_int8(row: dict) -> bool:
+        return passes.computes(chains[row["candidate"]], "int8")
+
+    best_float = min((r for r in passing if not is_int8(r)),
                      key=lambda r: r["points"][point]["p50"], default=None)
-    int8 = [r for r in measured if search.is_int8(r["candidate"])]
+    int8 = [r for r in measured if is_int8(r)]
     best_int8 = min(int8, key=lambda r: (r["status"] != "ok", r["points"][point]["p50"]),
                     default=None)
-    print(f"| {study.config['model']['name']} at {point} | p50 ms | speedup | {metric} | status "
+    print(f"| {study.settings.model['name']} at {point} | p50 ms | speedup | {metric} | status "
           "| kept in float |")
     print("|---|---|---|---|---|---|")
     for label, row in (("eager fp32", base), ("best float", best_float),

@@ -27,8 +27,8 @@ def _cell(value: float | None, fmt: str) -> str:
 
 
 def _table(study: TrainStudy) -> None:
-    print(f"\n### {study.folder.name}: batch {study.config['batch_size']}, "
-          f"{study.config['steps']} steps\n")
+    print(f"\n### {study.folder.name}: batch {study.settings.batch_size}, "
+          f"{study.settings.steps} steps\n")
     print("| candidate | step p50 ms | IQR ms | samples/s | speedup | peak MiB | memory | "
           "final loss | eval | status |")
     print("|---|---|---|---|---|---|---|---|---|---|")

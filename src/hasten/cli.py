@@ -324,8 +324,6 @@ def numerics_audit(
     def go() -> None:
         if recipe is not None and (model or data or input_shape):
             raise HastenError("Give either a recipe or --model (with --data), not both.")
-        if not 0 < max_drop < 1:
-            raise HastenError(f"--max-drop must be between 0 and 1, not {max_drop}.")
         if recipe is not None:
             result = audit_recipe(recipe, batch_size=batch_size, steps=steps, max_drop=max_drop)
         else:

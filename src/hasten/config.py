@@ -12,6 +12,12 @@ from hasten.errors import HastenError
 DEVICES = ("cpu", "cuda")
 
 
+def check_max_drop(max_drop: float) -> None:
+    """The fidelity tolerance is a fraction: more than 0 and less than 1."""
+    if not 0 < max_drop < 1:
+        raise HastenError(f"`max_drop` must be between 0 and 1, not {max_drop}.")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What every study is run with. `kind` names the study ("infer" or "train"); `model` is
@@ -37,8 +43,7 @@ class Settings:
             if not torch.cuda.is_available():
                 raise HastenError("`device` cuda was asked for, but PyTorch sees no CUDA "
                                   "GPU here.")
-        if not 0 < self.max_drop < 1:
-            raise HastenError(f"`max_drop` must be between 0 and 1, not {self.max_drop}.")
+        check_max_drop(self.max_drop)
         if not self.budget_s > 0:
             raise HastenError(f"`budget_s` must be more than 0 s, not {self.budget_s}.")
 

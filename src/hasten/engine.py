@@ -12,13 +12,14 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from hasten import machine
 from hasten.config import Settings
 from hasten.errors import HastenError
 from hasten.executors import LocalExecutor, TimeLimits, past_limit, timed_run
-from hasten.store import Store
+from hasten.measure import busy_trials
+from hasten.store import Store, read_study
 
 Progress = Callable[[str, int, int], None]  # (what is running, done, total)
 Log = Callable[[str], None]  # one line per finished trial
@@ -134,3 +135,33 @@ def record_failure(store: Store, name: str, points: dict[str, str], reason: str,
         store.put_result(name, "ok", fidelity={"error": reason}, passed=False,
                          gate_reason=f"failed while {verdict}: {reason}",
                          one_time=previous["one_time"], notes=previous["notes"])
+
+
+class StudyRecord:
+    """A study folder read back from its store, the part both studies share: settings,
+    machine, candidates, results and trials. A folder of the other kind is refused with
+    `other_kind`, a sentence each study writes."""
+
+    settings_type: ClassVar[type[Settings]]
+    other_kind: ClassVar[str]
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        stored = read_study(self.folder)
+        self.meta = stored["meta"]
+        self.config = self.meta.get("config")
+        if self.config is None:
+            raise HastenError(f"{self.folder} holds a study that has not started yet.")
+        if self.config.get("kind") != self.settings_type.kind:
+            raise HastenError(f"{self.folder} {self.other_kind}")
+        self.settings = self.settings_type.from_dict(self.config)
+        self.machine = self.meta.get("machine")
+        self.finished = bool(self.meta.get("finished", False))
+        self.candidates = stored["candidates"]
+        self.results = stored["results"]
+        self.trials = stored["trials"]
+        self.baseline = self.settings.baseline
+
+    def busy_points(self) -> int:
+        """How many trials ran on a machine busy with other work (see measure.busy_trials)."""
+        return busy_trials(self.trials, self.settings.threads)

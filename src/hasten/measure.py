@@ -148,6 +148,13 @@ def memory_noise_mb(figure_mb: float) -> float:
     return max(MEMORY_NOISE_MB, MEMORY_NOISE_SHARE * figure_mb)
 
 
+def busy_trials(trials: list[dict], threads: int) -> int:
+    """How many trials ran while the machine's load exceeded what the trial itself uses (its
+    threads plus one): their numbers are likely disturbed by other work."""
+    return sum(1 for t in trials
+               if t["latency"] and t["latency"].get("load_avg", 0) > threads + 1)
+
+
 def least_memory(rows: list[dict], memory: Callable[[dict], float | None],
                  speed: Callable[[dict], float | None]) -> dict | None:
     """The row to recommend for memory: the fastest (highest `speed`) of those whose memory is

@@ -5,36 +5,26 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from hasten.engine import StudyRecord
 from hasten.errors import HastenError
 from hasten.infer import passes, search
 from hasten.infer.settings import InferSettings
 from hasten.infer.workload import PAD_MULTIPLE, parse_point
 from hasten.measure import least_memory
-from hasten.store import read_study
 
 
-class Study:
-    """One study folder: its settings, machine, candidates and trials."""
+class Study(StudyRecord):
+    """One inference study folder: its settings, machine, candidates and trials."""
+
+    settings_type = InferSettings
+    other_kind = ("holds a training study; `hasten report` shows it, and its QAT model goes "
+                  "to `hasten infer`.")
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        stored = read_study(self.folder)
-        config = stored["meta"].get("config")
-        if config is None:
-            raise HastenError(f"{self.folder} holds a study that has not started yet.")
-        if config.get("kind") == "train":
-            raise HastenError(f"{self.folder} holds a training study; `hasten report` "
-                              "shows it, and its QAT model goes to `hasten infer`.")
-        self.machine = stored["meta"].get("machine")
-        self.finished = bool(stored["meta"].get("finished", False))
-        self.candidates = stored["candidates"]
-        self.results = stored["results"]
-        self.trials = stored["trials"]
-        self.settings = InferSettings.from_dict(config)
-        self.config = config
-        self.baseline = self.settings.baseline
-        self.confirmation = stored["meta"].get("confirmation") or {}
-        self.budget = stored["meta"].get("budget") or {}
+        super().__init__(folder)
+        self.settings: InferSettings
+        self.confirmation = self.meta.get("confirmation") or {}
+        self.budget = self.meta.get("budget") or {}
 
     @property
     def screen_point(self) -> str:
@@ -120,13 +110,6 @@ class Study:
                     "why": search.int8_slow_reason(row, chains[row["candidate"]],
                                                    self.machine.get("flags", {})),
                 }
-
-    def busy_points(self) -> int:
-        """How many trials ran while the machine's load exceeded what the trial itself uses
-        (its threads plus one): their numbers are likely disturbed by other work."""
-        limit = self.settings.threads + 1
-        return sum(1 for t in self.trials
-                   if t["latency"] and t["latency"].get("load_avg", 0) > limit)
 
     def objective_point(self, objective: str, batch_size: int | None = None) -> str:
         """The latency point an objective is judged at, at the screening length: the smallest

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from hasten import fidelity
+from hasten.config import check_max_drop
 from hasten.data import attention_mask, demo_corpus, read_texts, tile, tokenize
 from hasten.errors import HastenError
 from hasten.models import LoadedModel, first_tensor, load_model
@@ -132,6 +133,7 @@ def audit_model(
     started = time.perf_counter()
     if samples < 1 or batch_size < 1:
         raise HastenError("`samples` and `batch_size` must be at least 1.")
+    check_max_drop(max_drop)
     loaded = load_model(spec, task, input_shape)
     if not loaded.is_torch:
         raise HastenError("The audit hooks into PyTorch modules; an onnx: model cannot be "
@@ -242,6 +244,7 @@ def audit_recipe(path: str | Path, *, batch_size: int = 16, steps: int = 8,
     started = time.perf_counter()
     if steps < 1 or batch_size < 1:
         raise HastenError("`steps` and `batch_size` must be at least 1.")
+    check_max_drop(max_drop)
     recipe = load_recipe(path)
     torch.manual_seed(0)
     module = recipe.build_model().train()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hasten.engine import StudyRecord
 from hasten.errors import HastenError
 from hasten.measure import least_memory
-from hasten.store import read_study
 from hasten.train.candidates import TrainCandidate, code_lines
 from hasten.train.settings import TrainSettings
 
@@ -15,30 +15,22 @@ ORDER = {"ok": 0, "timed only": 1, "outside tolerance": 2, "diverged": 3, "faile
 OBJECTIVES = ("time", "memory")
 
 
-class TrainStudy:
+class TrainStudy(StudyRecord):
     """One training study folder: settings, machine, candidates, speed and convergence runs."""
 
+    settings_type = TrainSettings
+    other_kind = "holds no training study."
+
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        stored = read_study(self.folder)
-        meta = stored["meta"]
-        self.config = meta.get("config")
-        if self.config is None or self.config.get("kind") != "train":
-            raise HastenError(f"{self.folder} holds no training study.")
-        self.settings = TrainSettings.from_dict(self.config)
-        self.machine = meta.get("machine")
-        self.finished = bool(meta.get("finished", False))
-        audit = meta.get("audit") or {}
+        super().__init__(folder)
+        self.settings: TrainSettings
+        audit = self.meta.get("audit") or {}
         # The audit's verdict, or None; why its process failed, when it did.
         self.audit = audit if "verdict" in audit else None
         self.audit_error = audit.get("error")
-        self.batch_search = meta.get("batch_search")
-        self.combined = meta.get("combined")
-        self.too_slow = meta.get("too_slow") or {}
-        self.candidates = stored["candidates"]
-        self.results = stored["results"]
-        self.trials = stored["trials"]
-        self.baseline = self.settings.baseline
+        self.batch_search = self.meta.get("batch_search")
+        self.combined = self.meta.get("combined")
+        self.too_slow = self.meta.get("too_slow") or {}
 
     def table(self) -> list[dict]:
         """One row per candidate, ranked: converged and passing first, fastest first."""
@@ -94,13 +86,6 @@ class TrainStudy:
         if not result["passed"]:
             return "outside tolerance", result["gate_reason"]
         return "ok", result["gate_reason"]
-
-    def busy_points(self) -> int:
-        """How many speed runs ended while the machine's load exceeded what the run itself
-        uses (its threads plus one): their numbers are likely disturbed by other work."""
-        limit = self.settings.threads + 1
-        return sum(1 for t in self.trials
-                   if t["latency"] and t["latency"].get("load_avg", 0) > limit)
 
     def best(self, objective: str = "time") -> dict | None:
         """The passing candidate with the most samples per second (time) or the least peak
