@@ -13,7 +13,7 @@ import pytest
 
 import hasten
 from hasten.errors import HastenError
-from hasten.infer import search
+from hasten.infer import runtimes, search
 from hasten.infer.study import Study
 from hasten.store import Store
 
@@ -85,6 +85,15 @@ def test_searched_runtime_settings_are_written_into_load_py(tiny_study, tmp_path
         assert "add_session_config_entry('session.intra_op.allow_spinning', '0')" in code
         assert "add_session_config_entry('session.dynamic_block_base', '4')" in code
     assert SHAPE.match(run_load(out)), code
+
+
+def test_runtimes_that_load_a_file_write_their_own_load_py_lines():
+    for name in ("ort", "openvino", "torchscript"):
+        imports, lines = runtimes.REGISTRY[name].snippet({}, "model.file", 2)
+        assert imports.startswith("import ") and "def run(inputs):" in lines, name
+        assert any("'model.file'" in line for line in lines), name
+    for name in ("eager", "compile"):
+        assert runtimes.REGISTRY[name].snippet is None, name
 
 
 def test_only_finished_candidates_export(tiny_study, tmp_path):

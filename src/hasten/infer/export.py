@@ -10,22 +10,21 @@ from pathlib import Path
 import torch
 
 from hasten.data import tile, tokenize
+from hasten.errors import HastenError
 from hasten.infer import passes, runtimes
-from hasten.infer.passes import Artifact, PassContext
-from hasten.infer.runtimes.onnxruntime import config_entries as ort_config_entries
-from hasten.infer.runtimes.openvino import properties as ov_properties
+from hasten.infer.runtimes import Runner
+from hasten.infer.settings import InferSettings
+from hasten.infer.trial import build
 from hasten.infer.workload import PAD_MULTIPLE, Workload
 from hasten.machine import usable_cores
 from hasten.models import LoadedModel, load_model
 
-ORT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-              "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+# What load.py (and load_runner) runs the exported model on: two short texts for a text model.
+SAMPLE_TEXTS = ["hasten exported this model.", "It runs as is."]
 
 
 def export_candidate(study, name: str, out: Path) -> Path:
     """Copy the candidate's artifact (or its recipe, for in-memory torch candidates) to `out`."""
-    from hasten.errors import HastenError
-
     row = next((c for c in study.candidates if c["name"] == name), None)
     if row is None or study.results.get(name, {}).get("status") != "ok":
         finished = sorted(n for n, r in study.results.items() if r["status"] == "ok")
@@ -84,8 +83,7 @@ def _inputs_code(model: LoadedModel) -> tuple[str, str]:
     if model.kind == "text":
         return "from transformers import AutoTokenizer\n", (
             "tokenizer = AutoTokenizer.from_pretrained(here / 'tokenizer')\n"
-            "encoded = tokenizer(['hasten exported this model.', 'It runs as is.'],"
-            " padding=True, return_tensors='np')\n"
+            f"encoded = tokenizer({SAMPLE_TEXTS!r}, padding=True, return_tensors='np')\n"
             f"input_names = {model.input_names!r}\n"
             "inputs = [encoded[name] for name in input_names]\n"
         )
@@ -98,81 +96,18 @@ def _inputs_code(model: LoadedModel) -> tuple[str, str]:
 def _file_snippet(runtime: str, settings: dict, file: str, model: LoadedModel,
                   corpus: dict | None) -> str:
     """A load.py that defines run(inputs) -> outputs for the artifact file with the runtime
-    settings the study measured, and runs it."""
-    threads = usable_cores()
-    if runtime == "ort":
-        level = ORT_LEVELS[settings.get("level", "all")]
-        imports = "import onnxruntime as ort\n"
-        lines = ["options = ort.SessionOptions()",
-                 f"options.graph_optimization_level = ort.GraphOptimizationLevel.{level}",
-                 f"options.intra_op_num_threads = {threads}",
-                 *(f"options.add_session_config_entry({k!r}, {v!r})"
-                   for k, v in ort_config_entries(settings).items()),
-                 f"session = ort.InferenceSession(str(here / {file!r}), options,"
-                 " providers=['CPUExecutionProvider'])",
-                 "",
-                 "",
-                 "def run(inputs):",
-                 "    feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}",
-                 "    return session.run(None, feeds)[0]"]
-    elif runtime == "openvino":
-        imports, lines = _openvino_lines(settings, file, threads)
-    else:
-        imports = "import torch\n"
-        lines = [f"torch.set_num_threads({threads})",
-                 f"module = torch.jit.load(str(here / {file!r}))",
-                 "",
-                 "",
-                 "def run(inputs):",
-                 "    with torch.inference_mode():",
-                 "        return module(*[torch.from_numpy(x) for x in inputs]).numpy()"]
+    settings the study measured (the runtime writes those lines), and runs it."""
+    snippet = runtimes.REGISTRY[runtime].snippet
+    if snippet is None:
+        raise HastenError(f"The runtime {runtime} has no loading snippet for a file artifact, "
+                          f"so {file} cannot be exported with it.")
+    imports, lines = snippet(settings, file, usable_cores())
     input_import, input_lines = _inputs_code(model)
     modules = {line + "\n" for line in (imports + input_import).splitlines()}
     return ("from pathlib import Path\n\n" + "".join(sorted(modules))
             + "\nhere = Path(__file__).parent\n" + input_lines
             + "".join(line + "\n" for line in lines) + _corpus_code(corpus, "np")
             + "\nprint(run(inputs).shape)\n")
-
-
-def _openvino_lines(settings: dict, file: str, threads: int) -> tuple[str, list[str]]:
-    """OpenVINO's imports and the lines that define run(): one compiled model (or one per
-    input shape with static shapes), and with several streams the batch split across them."""
-    static = settings.get("shapes") == "static"
-    streams = int(settings.get("streams", 1))
-    properties = ov_properties(settings.get("precision", "f32"), threads, streams)
-    lines = ["core = ov.Core()", f"model = core.read_model(str(here / {file!r}))",
-             f"properties = {properties!r}", "compiled = {}", "", "",
-             "def compiled_for(arrays):"]
-    if static:
-        lines += ["    # Static shapes: one compiled model per input shape (a fixed batch and",
-                  "    # length, or one per length bucket of a corpus), as the study measured.",
-                  "    key = tuple(x.shape for x in arrays)",
-                  "    if key not in compiled:",
-                  "        shaped = model.clone()",
-                  "        shaped.reshape({i: x.shape for i, x in enumerate(arrays)})",
-                  "        compiled[key] = core.compile_model(shaped, 'CPU', properties)"]
-    else:
-        lines += ["    key = None",
-                  "    if key not in compiled:",
-                  "        compiled[key] = core.compile_model(model, 'CPU', properties)"]
-    lines += ["    return compiled[key]", "", ""]
-    if streams == 1:
-        lines += ["def run(inputs):",
-                  "    model = compiled_for(inputs)",
-                  "    return model(inputs)[model.output(0)]"]
-        return "import openvino as ov\n", lines
-    lines += ["def run(inputs):",
-              f"    # The batch is split into one part per inference stream ({streams}), and",
-              "    # the parts run at once, as the study measured.",
-              f"    parts = list(zip(*(np.array_split(x, min({streams}, len(x))) "
-              "for x in inputs)))",
-              "    requests = [compiled_for(part).create_infer_request() for part in parts]",
-              "    for request, part in zip(requests, parts):",
-              "        request.start_async(list(part))",
-              "    for request in requests:",
-              "        request.wait()",
-              "    return np.concatenate([r.get_output_tensor(0).data for r in requests])"]
-    return "import numpy as np\nimport openvino as ov\n", lines
 
 
 def _corpus_code(corpus: dict | None, tensors: str) -> str:
@@ -222,19 +157,24 @@ def _torch_snippet(name: str, corpus: dict | None) -> str:
     )
 
 
-def load_runner(folder: Path):
-    """Rebuild an exported candidate from its candidate.json; return its runner and inputs."""
+def load_runner(folder: Path) -> tuple[Runner, list[torch.Tensor]]:
+    """Rebuild an exported candidate from its candidate.json with the chain the study applied
+    (hasten.infer.trial.build); return its runner and two example inputs."""
     recipe = json.loads((Path(folder) / "candidate.json").read_text())
-    model = load_model(recipe["spec"], recipe["task"], recipe["input_shape"])
-    artifact = Artifact("torch", module=model.module)
-    sample = (tokenize(model, ["hasten exported this model.", "It runs as is."], None, 128)
-              if model.kind == "text" else tile(model, 2))
-    workload = Workload.from_dict(recipe["workload"]) if "workload" in recipe else None
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in recipe["passes"]:
-            context = PassContext(model, sample, Path(tmp), workload=workload,
-                                  max_drop=recipe.get("max_drop", 0.01))
-            artifact = passes.REGISTRY[name].apply(artifact, context)
+    # Without the study's workload (only calibrating chains carry it), the sample inputs the
+    # passes see come from the two texts of load.py (or the model's example inputs).
+    workload = (Workload.from_dict(recipe["workload"]) if "workload" in recipe else
+                Workload(texts=list(SAMPLE_TEXTS), labels=None, batch_sizes=[2],
+                         seq_lengths=[], eval_samples=2, dataset_batch_size=2, max_length=128))
+    settings = InferSettings(
+        device="cpu", max_drop=recipe.get("max_drop", 0.01), quick=True,
+        threads=usable_cores(), budget_s=1.0, baseline=recipe["candidate"],
+        model={"input_names": recipe["input_names"]}, spec=recipe["spec"], task=recipe["task"],
+        input_shape=recipe["input_shape"], workload=workload)
+    with tempfile.TemporaryDirectory() as study:
+        model, _, artifact = build(Path(study), settings, tuple(recipe["passes"]), {})
     run = runtimes.REGISTRY[recipe["runtime"]].build(artifact, recipe["settings"],
-                                                     usable_cores(), "cpu")
-    return run, sample
+                                                     settings.threads, settings.device)
+    inputs = (tokenize(model, SAMPLE_TEXTS, None, workload.max_length)
+              if model.kind == "text" else tile(model, 2))
+    return run, inputs

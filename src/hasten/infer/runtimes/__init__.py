@@ -28,17 +28,22 @@ class Runtime:
     # The package it runs on, loaded before a trial's memory floor is read: library code is
     # not the candidate's memory.
     library: str | None = None
+    # For runtimes that load a file artifact, what `hasten export` writes into load.py: given
+    # the settings, the file's name and the thread count, the imports (one string) and the code
+    # lines that load the file and define run(inputs), NumPy arrays in, first output out.
+    snippet: Callable[[dict, str, int], tuple[str, list[str]]] | None = None
 
 
 REGISTRY: dict[str, Runtime] = {}
 
 
-def register(name: str, accepts: tuple[str, ...], available=None, library: str | None = None):
+def register(name: str, accepts: tuple[str, ...], available=None, library: str | None = None,
+             snippet: Callable[[dict, str, int], tuple[str, list[str]]] | None = None):
     """Decorator that adds a runner builder to the registry as a runtime."""
 
     def wrap(fn):
         REGISTRY[name] = Runtime(name, accepts, fn, available or (lambda m, d, s: None),
-                                 library)
+                                 library, snippet)
         return fn
 
     return wrap

@@ -14,7 +14,9 @@ import torch
 from hasten.infer.passes import Artifact
 from hasten.infer.runtimes import Runner, needs_package, register
 
-LEVELS = ("disabled", "basic", "extended", "all")
+# The `level` setting and the member of ort.GraphOptimizationLevel it names.
+LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+          "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
 def providers(device: str) -> list[str]:
@@ -35,19 +37,33 @@ def _available(model, device: str, settings: dict) -> str | None:
     return None
 
 
-@register("ort", ("onnx",), _available, library="onnxruntime")
+def _snippet(settings: dict, file: str, threads: int) -> tuple[str, list[str]]:
+    """load.py's lines: a CPU session with the level, threads and config entries measured."""
+    lines = ["options = ort.SessionOptions()",
+             "options.graph_optimization_level = "
+             f"ort.GraphOptimizationLevel.{LEVELS[settings.get('level', 'all')]}",
+             f"options.intra_op_num_threads = {threads}",
+             *(f"options.add_session_config_entry({k!r}, {v!r})"
+               for k, v in config_entries(settings).items()),
+             f"session = ort.InferenceSession(str(here / {file!r}), options,"
+             " providers=['CPUExecutionProvider'])",
+             "",
+             "",
+             "def run(inputs):",
+             "    feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}",
+             "    return session.run(None, feeds)[0]"]
+    return "import onnxruntime as ort\n", lines
+
+
+@register("ort", ("onnx",), _available, library="onnxruntime", snippet=_snippet)
 def ort_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.graph_optimization_level = {
-        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[settings.get("level", "all")]
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                               LEVELS[settings.get("level", "all")])
     for key, value in config_entries(settings).items():
         options.add_session_config_entry(key, value)
     session = ort.InferenceSession(str(artifact.path), options, providers=providers(device))

@@ -38,7 +38,19 @@ def eager(artifact: Artifact, settings: dict, threads: int, device: str) -> Runn
     return _module_runner(artifact.module.to(device), artifact, device)
 
 
-@register("torchscript", ("torchscript",))
+def _torchscript_snippet(settings: dict, file: str, threads: int) -> tuple[str, list[str]]:
+    """load.py's lines: the TorchScript file loaded on the CPU with the threads measured."""
+    return "import torch\n", [
+        f"torch.set_num_threads({threads})",
+        f"module = torch.jit.load(str(here / {file!r}))",
+        "",
+        "",
+        "def run(inputs):",
+        "    with torch.inference_mode():",
+        "        return module(*[torch.from_numpy(x) for x in inputs]).numpy()"]
+
+
+@register("torchscript", ("torchscript",), snippet=_torchscript_snippet)
 def torchscript(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     torch.set_num_threads(threads)
     module = torch.jit.load(str(artifact.path), map_location=device)
