@@ -75,7 +75,7 @@ def test_every_runnable_candidate_has_a_result(tiny_study):
 def test_skipped_rows_have_reasons(tiny_study):
     rows = _rows(tiny_study.study)
     skipped = {n: r["reason"] for n, r in rows.items() if r["status"] == "skipped"}
-    assert skipped["torch/compile/fp32"] == "left out by --quick"
+    assert skipped["torch/compile/fp32"] == "left out in quick mode"
     assert "CUDA" in skipped["torch/eager/fp16-autocast"]
     assert skipped[search.ONNX_BASELINE] == "the baseline of a PyTorch model is eager fp32"
     assert all(skipped.values())
@@ -136,7 +136,7 @@ def test_running_again_resumes_without_rerunning(tiny_study):
 
 def test_changed_settings_need_fresh(tiny_study):
     before = _timestamps(tiny_study.folder)
-    with pytest.raises(HastenError, match="other settings; pass --fresh"):
+    with pytest.raises(HastenError, match="other settings; set `fresh`"):
         hasten.optimize_inference(**{**tiny_study.kwargs, "max_drop": 0.05})
     assert hasten.Study(tiny_study.folder).config["max_drop"] == 0.01
     assert _timestamps(tiny_study.folder) == before
@@ -154,7 +154,7 @@ def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, c
     for name in ("torch/eager/int8-dynamic", "onnx/ort/all"):
         assert (rows[name]["status"], rows[name]["reason"]) == (
             "pending", "not screened: the study's time budget of 0.001 s was spent; run the "
-            "same command again (or with a larger --budget) to go on")
+            "same command again (or with a larger time budget) to go on")
     assert study.to_dict()["time_budget_s"] == 0.001
     study = hasten.optimize_inference(cnn_spec, time_budget_s=math.inf, **kwargs)
     rows = _rows(study)
@@ -381,14 +381,14 @@ def test_classification_with_labels(tmp_path, tiny_bert_cls_dir, sentences, only
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_drop": 0.0}, "--max-drop must be between 0 and 1"),
-        ({"max_drop": 1.5}, "--max-drop must be between 0 and 1"),
+        ({"max_drop": 0.0}, "`max_drop` must be between 0 and 1"),
+        ({"max_drop": 1.5}, "`max_drop` must be between 0 and 1"),
         ({"batch_sizes": [0]}, "Batch sizes must be between 1 and 4096"),
         ({"batch_sizes": [8, 5000]}, "Batch sizes must be between 1 and 4096"),
         ({"seq_lengths": [1]}, "Sequence lengths must be between 2 and 128"),
         ({"seq_lengths": [16, 1000]}, "Sequence lengths must be between 2 and 128"),
         ({"column": "review", "data": "reviews.csv"}, "does not exist"),
-        ({"calibration_samples": 0}, "--calibration-samples must be at least 1"),
+        ({"calibration_samples": 0}, "`calibration_samples` must be at least 1"),
     ],
 )
 def test_bad_arguments_on_a_text_model(tmp_path, tiny_bert_spec, kwargs, message):
@@ -443,10 +443,10 @@ def four_classes(tmp_path, image_folder):
         ("cnn", {"data": "empty"}, "holds no images"),
         ("cnn", {"data": "four"}, "has 4 class folders, and the model's output is shaped"),
         ("cnn", {"data": "images", "label_column": "y"}, "labels come from its class folders"),
-        ("cnn", {"image_size": (8, 8)}, "--image-size, --mean and --std say how to prepare"),
-        ("cnn", {"data": "images", "mean": [0.1, 0.2]}, "--mean has 2 values"),
+        ("cnn", {"image_size": (8, 8)}, "`image_size`, `mean` and `std` say how to prepare"),
+        ("cnn", {"data": "images", "mean": [0.1, 0.2]}, "`mean` has 2 values"),
         ("bert", {"data": "images"}, "is a folder, and tiny-bert.* takes text"),
-        ("bert", {"data": "texts", "std": [0.5]}, "--image-size, --mean and --std"),
+        ("bert", {"data": "texts", "std": [0.5]}, "`image_size`, `mean` and `std`"),
     ],
 )
 def test_bad_image_arguments(tmp_path, cnn_spec, tiny_bert_spec, texts_file, image_folder,

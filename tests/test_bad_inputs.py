@@ -103,7 +103,7 @@ CASES = [
          "infer --model py:{root}/cnn.py:build_module_only --input-shape 3x1000000x1000000",
          "One input sample shaped 3x1000000x1000000 takes"),
     case("infer device tpu", "infer --model py:{root}/cnn.py:build --device tpu",
-         "The device must be cpu or cuda, not 'tpu'"),
+         "--device must be cpu or cuda, not 'tpu'"),
     case("calibration samples 0",
          "infer --model py:{root}/cnn.py:build --calibration-samples 0",
          "--calibration-samples must be at least 1"),

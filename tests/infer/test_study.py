@@ -219,9 +219,9 @@ def test_what_the_time_budget_left_out_is_shown_with_its_reason(tmp_path):
     store = Store(tmp_path)
     store.set_meta("budget", {"seconds": 480.0, "cut": {
         "fast": "measured at the screening point only: the study's time budget of 8 min was "
-                "spent; run the same command again (or with a larger --budget) to go on",
+                "spent; run the same command again (or with a larger time budget) to go on",
         "later": "not screened: the study's time budget of 8 min was spent; run the same "
-                 "command again (or with a larger --budget) to go on"}})
+                 "command again (or with a larger time budget) to go on"}})
     store.close()
     study = Study(tmp_path)
     by = {r["candidate"]: r for r in study.table()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hasten.infer import trial
+from hasten.infer.settings import InferSettings
 from hasten.infer.workload import Workload
 from hasten.models import load_model
 
@@ -14,9 +15,9 @@ def config(tiny_bert_spec, sentences):
     loaded = load_model(tiny_bert_spec)
     workload = Workload(texts=sentences, labels=None, batch_sizes=[1, 2], seq_lengths=[16],
                         eval_samples=16, dataset_batch_size=2, max_length=128)
-    return {"spec": tiny_bert_spec, "task": None, "input_shape": None,
-            "model": {"input_names": loaded.input_names}, "workload": workload.to_dict(),
-            "device": "cpu", "max_drop": 0.01}
+    return InferSettings(device="cpu", max_drop=0.01, quick=True, threads=1, budget_s=1.0,
+                         baseline="torch/eager/fp32", model={"input_names": loaded.input_names},
+                         spec=tiny_bert_spec, task=None, input_shape=None, workload=workload)
 
 
 def test_build_reuses_file_artifacts(tmp_path, config):

@@ -81,7 +81,8 @@ def _run_study(root: Path) -> TrainStudy:
         mp.setattr(run, "menu", lambda: chosen)
         mp.setattr(run, "CONVERGE", 0)  # only fp32 and the precision modes train to the end
         return run.optimize_training(recipe, steps=10, batch_size=8, budget_s=0.3,
-                                     memory_budget_mb=1, out=root / "runs", name="tiny")
+                                     memory_budget_mb=1, out=root / "runs", name="tiny",
+                                     report=write_report)
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def _machine_differences(a: dict, b: dict) -> list[str]:
 def _corpus(study: Study) -> list[str]:
     """The texts a study measured, or its image files."""
     workload = study.settings.workload
-    return workload["texts"] or workload.get("images", [])
+    return workload.texts or workload.images
 
 
 def _setting_differences(a: Study, b: Study) -> list[str]:
