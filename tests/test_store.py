@@ -100,3 +100,16 @@ def test_rows_are_committed_as_they_are_written(tmp_path):
     with sqlite3.connect(tmp_path / "study.sqlite") as db:
         assert db.execute("SELECT status FROM results").fetchall() == [("ok",)]
     store.close()
+
+
+def test_a_trial_keeps_its_kind_and_its_details_apart_from_its_timing(tmp_path):
+    store = Store(tmp_path)
+    store.put_trial("32-true", "speed", "speed", "ok", latency={"p50": 20.0},
+                    details={"losses": [2.3, 2.1], "diverged": None}, throughput=50.0)
+    store.put_trial("32-true", "probe-b64", "probe", "ok", latency={"p50": 80.0})
+    trials = {t["point"]: t for t in store.trials()}
+    assert trials["speed"]["kind"] == "speed" and trials["probe-b64"]["kind"] == "probe"
+    assert trials["speed"]["latency"] == {"p50": 20.0}
+    assert trials["speed"]["details"] == {"losses": [2.3, 2.1], "diverged": None}
+    assert trials["probe-b64"]["details"] is None
+    store.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from hasten.errors import HastenError
 
 # The layout of the tables below; a database of another version is refused, not misread.
-# Version 2 added the kind of each trial.
+# Version 2 added the kind of each trial and its details apart from its timing.
 SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE TABLE IF NOT EXISTS trials (
     candidate TEXT NOT NULL, point TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
-    error TEXT, latency TEXT, throughput REAL, items INTEGER, peak_mb REAL, finished REAL,
+    error TEXT, latency TEXT, throughput REAL, items INTEGER, peak_mb REAL, details TEXT,
+    finished REAL,
     PRIMARY KEY (candidate, point)
 );
 """
@@ -139,19 +140,21 @@ class Store:
     def put_trial(self, candidate: str, point: str, kind: str, status: str,
                   error: str | None = None, latency: dict | None = None,
                   throughput: float | None = None, items: int | None = None,
-                  peak_mb: float | None = None) -> None:
+                  peak_mb: float | None = None, details: dict | None = None) -> None:
         """One trial's row: `point` is where it measured, `kind` what kind of trial it is
-        (latency or corpus for inference; speed, probe or converge for training)."""
+        (latency or corpus for inference; speed, probe or converge for training), `latency`
+        its timing statistics, and `details` what else it recorded (a training run's loss
+        curve, loss scales and memory figures)."""
         self.db.execute(
-            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (candidate, point, kind, status, error, json.dumps(latency), throughput, items,
-             peak_mb, time.time()),
+             peak_mb, json.dumps(details), time.time()),
         )
 
     def trials(self) -> list[dict]:
         rows = self.db.execute("SELECT * FROM trials ORDER BY finished").fetchall()
-        return [{**dict(r), "latency": json.loads(r["latency"]) if r["latency"] else None}
-                for r in rows]
+        return [{**dict(r), "latency": json.loads(r["latency"]) if r["latency"] else None,
+                 "details": json.loads(r["details"]) if r["details"] else None} for r in rows]
 
     def done_points(self, candidate: str) -> set[str]:
         rows = self.db.execute("SELECT point FROM trials WHERE candidate = ?", (candidate,))

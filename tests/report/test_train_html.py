@@ -240,8 +240,8 @@ def test_a_faster_candidate_is_recommended_with_its_code(copy_of):
     speed = next(t for t in store.trials() if t["candidate"] == "16-mixed"
                  and t["point"] == "speed")
     store.put_trial("16-mixed", "speed", "speed", "ok", latency=speed["latency"],
-                    items=speed["items"],
-                    throughput=1e9, peak_mb=1.0)
+                    items=speed["items"], throughput=1e9, peak_mb=1.0,
+                    details=speed["details"])
     store.put_result("16-mixed", "ok", fidelity=base["fidelity"], passed=True,
                      gate_reason="accuracy as fp32's", one_time=base["one_time"])
     study = reopen()

@@ -82,17 +82,19 @@ def optimize_training(
     if evaluate is None:
         evaluate = loaded.eval_data is not None and loaded.evaluate is not None
     folder = Path(out) / (name or loaded.path.stem)
-    if memory_budget_mb is None:
-        previous = None if fresh else stored_settings(folder, TrainSettings)
-        memory_budget_mb = previous.memory_budget_mb if previous else free_memory_mb(device)
     settings = TrainSettings(
         device=device, max_drop=max_drop, quick=quick, threads=machine.usable_cores(),
         budget_s=budget_s, baseline=BASELINE, model={}, recipe=str(loaded.path), steps=steps,
         batch_size=batch_size, eval=evaluate, devices=devices,
-        memory_budget_mb=memory_budget_mb,
+        memory_budget_mb=math.inf if memory_budget_mb is None else memory_budget_mb,
     )
     settings.check()
-    settings = dataclasses.replace(settings, model=_check_recipe(loaded, batch_size, evaluate))
+    if memory_budget_mb is None:
+        # The budget a resumed study was started with, else what the device has free now.
+        previous = None if fresh else stored_settings(folder, TrainSettings)
+        memory_budget_mb = previous.memory_budget_mb if previous else free_memory_mb(device)
+    settings = dataclasses.replace(settings, memory_budget_mb=memory_budget_mb,
+                                   model=_check_recipe(loaded, batch_size, evaluate))
     engine = Engine(folder, settings, module=RUNNER, kind_of=phase_kind, fresh=fresh,
                     trial_timeout_s=trial_timeout_s, log=log)
     for i, (c, in_quick) in enumerate(menu()):
@@ -173,14 +175,14 @@ def _diverged(store, name: str) -> str:
     """Why a candidate's speed run did not stay finite."""
     trial = next((t for t in store.trials() if t["candidate"] == name and t["kind"] == "speed"),
                  None)
-    return ((trial or {}).get("latency") or {}).get("diverged") or "its loss was not finite"
+    return ((trial or {}).get("details") or {}).get("diverged") or "its loss was not finite"
 
 
 def _speeds(store) -> dict[str, float]:
     """Samples per second of every candidate whose speed run finished and stayed finite."""
     return {t["candidate"]: t["throughput"] for t in store.trials()
             if t["kind"] == "speed" and t["status"] == "ok"
-            and not (t["latency"] or {}).get("diverged")}
+            and not (t["details"] or {}).get("diverged")}
 
 
 def _candidates(store) -> dict[str, TrainCandidate]:

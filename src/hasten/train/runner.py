@@ -221,15 +221,15 @@ def _speed(store: Store, name: str, trainer: Trainer, settings: TrainSettings,
     trainer.wait = 0.0
     trainer.memory.restart()
     samples = repeat(trainer.step, budget, clock)
-    step = stats(samples)
+    step = {**stats(samples), "load_avg": os.getloadavg()[0]}
     wait_share = min(1.0, trainer.wait / sum(samples))
-    step.update(first_step_s=first, data_wait=wait_share, load_avg=os.getloadavg()[0],
-                **trainer.memory_figures(),
-                **trainer.curve(), diverged=trainer.diverged())
+    details = {"first_step_s": first, "data_wait": wait_share, **trainer.memory_figures(),
+               **trainer.curve(), "diverged": trainer.diverged()}
     if trainer.rank == 0:
         store.put_trial(name, point, phase_kind(point), "ok", latency=step,
                         throughput=trainer.samples_per_step / (step["p50"] / 1000),
-                        items=trainer.samples_per_step, peak_mb=_peak(step))
+                        items=trainer.samples_per_step, peak_mb=_peak(details),
+                        details=details)
         if point == "speed":
             store.put_result(name, "ok", one_time={"first_step_s": first},
                              notes=[f"data wait {wait_share:.0%} of step time"])
@@ -269,10 +269,10 @@ def _converge(store: Store, study: Path, name: str, trainer: Trainer,
     if trainer.rank != 0:
         return
     step = stats(times[WARMUP_STEPS:] or times)
-    step.update(**trainer.memory_figures(), data_wait=None)
+    details = {**trainer.memory_figures(), "data_wait": None}
     store.put_trial(name, "converge", "converge", "ok", latency=step,
                     throughput=trainer.samples_per_step / (step["p50"] / 1000),
-                    items=trainer.samples_per_step, peak_mb=_peak(step))
+                    items=trainer.samples_per_step, peak_mb=_peak(details), details=details)
     previous = store.results().get(name) or {}
     baseline = store.results().get(settings.baseline, {}).get("fidelity") or outcome
     passed, reason = gate(outcome, baseline, settings.max_drop)

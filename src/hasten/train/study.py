@@ -51,13 +51,12 @@ class TrainStudy(StudyRecord):
                 "candidate": name, "settings": c["settings"],
                 "code": code_lines(TrainCandidate.from_settings(c["settings"]),
                                    self.settings.device, self.settings.devices),
-                "speed": speed["latency"] if speed and speed["status"] == "ok" else None,
+                "speed": _figures(speed),
                 "samples_per_s": speed["throughput"] if speed and speed["status"] == "ok"
                 else None,
                 "peak_mb": speed["peak_mb"] if speed and speed["status"] == "ok" else None,
                 "converge": outcome or None,
-                "converge_steps": converge["latency"] if converge and converge["status"] == "ok"
-                else None,
+                "converge_steps": _figures(converge),
                 "one_time": (result or {}).get("one_time"), "notes": (result or {}).get("notes"),
             }
             row["speedup"] = (row["samples_per_s"] / base_speed
@@ -77,7 +76,7 @@ class TrainStudy(StudyRecord):
             return "pending", "not run yet"
         if result["status"] != "ok":
             return "failed", result["error"]
-        diverged = outcome.get("diverged") or (speed and (speed["latency"] or {}).get("diverged"))
+        diverged = outcome.get("diverged") or (speed and (speed["details"] or {}).get("diverged"))
         if diverged:
             return "diverged", diverged
         if result["passed"] is None:
@@ -114,3 +113,12 @@ class TrainStudy(StudyRecord):
             "candidates": self.table(),
             "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
         }
+
+
+def _figures(trial: dict | None) -> dict | None:
+    """A finished run's step-time statistics with what else it recorded (memory, the loss
+    curve and loss scales), as the table and the reports show them; None if it did not
+    finish."""
+    if trial is None or trial["status"] != "ok":
+        return None
+    return {**trial["latency"], **(trial["details"] or {})}
