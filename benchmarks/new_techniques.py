@@ -61,7 +61,7 @@ def inference(out: Path) -> None:
           f"({time.monotonic() - started:.0f} s)\n")
     rows = {r["candidate"]: r for r in study.table()}
     base, eager = rows[search.BASELINE], rows["torch/eager/attention-eager"]
-    print("| point | sdpa (baseline) p50 ms | eager p50 ms | sdpa / eager |")
+    print("| point | sdpa (baseline) p50 ms | eager p50 ms | eager / sdpa |")
     print("|---|---|---|---|")
     for point, figures in base["points"].items():
         other = eager["points"].get(point)
