@@ -39,7 +39,8 @@ def stored_settings(folder: Path, kind: type[Settings]) -> Settings | None:
 
 
 class Engine:
-    """One study folder being run with `settings`; its store stays open until `run` ends.
+    """One study folder being run with `settings` (checked by the study before its costly
+    checks of the model); its store stays open until `run` ends.
 
     `module` is the module a trial process runs (`python -m module STUDY CANDIDATE PHASE
     POINTS`), and `kind_of` names the kind of each point it measures, stored with its row.
@@ -48,7 +49,6 @@ class Engine:
     def __init__(self, folder: Path, settings: Settings, *, module: str,
                  kind_of: Callable[[str], str], fresh: bool = False,
                  trial_timeout_s: float | None = None, log: Log | None = None):
-        settings.check()
         if trial_timeout_s is not None and not trial_timeout_s > 0:
             raise HastenError(f"`trial_timeout_s` must be more than 0 s, not {trial_timeout_s}.")
         folder = Path(folder)
