@@ -214,7 +214,7 @@ class Study(StudyRecord):
         return {
             "folder": str(self.folder), "finished": self.finished, "config": {
                 k: v for k, v in self.config.items() if k != "workload"},
-            "workload": {k: v for k, v in self.config["workload"].items()
+            "workload": {k: v for k, v in self.settings.workload.to_dict().items()
                          if k not in ("texts", "labels", "images")},
             "corpus_size": len(self.settings.workload.texts),
             "images": len(self.settings.workload.images),
