@@ -266,6 +266,60 @@ def compare(
     _guard(debug, go)
 
 
+@app.command()
+def lint(
+    paths: list[Path] = typer.Argument(None, help="Python files and folders to read."),
+    output_format: str = typer.Option("text", "--format", help="text, json or sarif."),
+    fix: bool = typer.Option(False, help="Apply the safe fixes to the files."),
+    diff: bool = typer.Option(False, help="Show the safe fixes as a diff; change nothing."),
+    select: str = typer.Option(None, help="Only these rule codes or prefixes, comma-separated "
+                               "(replaces [tool.hasten.lint] select)."),
+    ignore: str = typer.Option(None, help="Leave out these rule codes or prefixes, "
+                               "comma-separated (added to [tool.hasten.lint] ignore)."),
+    explain: str = typer.Option(None, help="Explain a rule code, e.g. HST103, and exit."),
+    recipe: Path = typer.Option(None, help="A hasten train recipe: its findings and which "
+                                "candidate of its study measures each (read, not run)."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Read training and inference code for the performance checklist, without running it;
+    each finding names the hasten candidate that measures its fix. Exit 1 with findings."""
+    from hasten.lint import config, output, run
+    from hasten.lint.recipe import lint_recipe
+
+    def go() -> None:
+        if explain:
+            print(run.explain(explain))
+            return
+        if output_format not in output.FORMATS:
+            raise HastenError(f"--format takes {', '.join(output.FORMATS)}, not {output_format}.")
+        if bool(paths) == bool(recipe):
+            raise HastenError("Give the files to lint, or --recipe, not both nor neither.")
+        chosen, _ = config.from_pyproject((paths or [recipe])[0])
+        if select is not None:
+            chosen = config.Selection(config.check_codes(tuple(select.split(",")), "--select"),
+                                      chosen.ignore)
+        if ignore is not None:
+            chosen = config.Selection(chosen.select, chosen.ignore
+                                      + config.check_codes(tuple(ignore.split(",")), "--ignore"))
+        if recipe:
+            result = lint_recipe(recipe, chosen)
+            print("\n".join(result.lines()))
+            raise typer.Exit(result.report.exit_code)
+        report = run.lint(paths, chosen, fix=fix or diff, write=not diff)
+        if diff:
+            sys.stdout.write("".join(report.diffs))
+        sys.stdout.write(output.RENDER[output_format](report))
+        if output_format == "text" and report.findings:
+            fixable = sum(f.fixable for f in report.findings)
+            err.print(f"{len(report.findings)} findings"
+                      + (f", {fixable} fixable with --fix" if fixable else "")
+                      + "; hasten lint --explain CODE says why and what measures the fix.",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(report.exit_code)
+
+    _guard(debug, go)
+
+
 numerics = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                        help="Number formats, how a value fares in each, and a model's range "
                        "audit.")
