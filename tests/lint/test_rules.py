@@ -154,6 +154,8 @@ CLEAN = {
         "for x, y in loader:\n    loss = f(x, y)\n    loss.backward()\nprint(loss.item())\n",
         "for x in loader:\n    acc += model(x).argmax(1).eq(y).sum().item()\n",
         "def train_step(x):\n    loss = f(x)\n    loss.backward()\n    return loss.item()\n",
+        "for epoch in range(3):\n    for x in train:\n        f(x).backward()\n"
+        "    for x in val:\n        acc += f(x).item()\n    print(acc.item())\n",
     ],
     "HST114": [
         "import torch\ntorch.backends.cuda.matmul.allow_tf32 = True\nmodel.to('cuda')\n"

@@ -12,7 +12,6 @@ import libcst as cst
 from libcst.helpers import get_full_name_for_node
 from libcst.metadata import (
     MetadataWrapper,
-    ParentNodeProvider,
     PositionProvider,
     QualifiedNameProvider,
 )
@@ -27,14 +26,23 @@ SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
 
 
 class _Collect(cst.CSTVisitor):
-    """Every node of the tree, in source order."""
+    """Every node of the tree in source order, and each node's parent (cheaper here than
+    LibCST's ParentNodeProvider, which walks the tree again)."""
 
     def __init__(self) -> None:
         self.nodes: list[cst.CSTNode] = []
+        self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
+        self._stack: list[cst.CSTNode] = []
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._stack:
+            self.parents[node] = self._stack[-1]
         self.nodes.append(node)
+        self._stack.append(node)
         return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self._stack.pop()
 
 
 class Source:
@@ -45,12 +53,16 @@ class Source:
         self.text = text
         self.module = cst.parse_module(text)
         self.wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-        self._names = self.wrapper.resolve(QualifiedNameProvider)
-        self._parents = self.wrapper.resolve(ParentNodeProvider)
-        self._positions = self.wrapper.resolve(PositionProvider)
+        # One batched traversal for both (each alone walks the whole tree).
+        resolved = self.wrapper.resolve_many([QualifiedNameProvider, PositionProvider])
+        self._names = resolved[QualifiedNameProvider]
+        self._positions = resolved[PositionProvider]
         collect = _Collect()
         self.module.visit(collect)
         self.nodes = collect.nodes
+        self._parents = collect.parents
+        # Results of other linters' visitors run on this file, by visitor class.
+        self.visited: dict[type, cst.BatchableCSTVisitor] = {}
         self.calls = [n for n in self.nodes if isinstance(n, cst.Call)]
 
     # Names

@@ -31,11 +31,16 @@ def _step_function(src: Source, fn: cst.FunctionDef) -> bool:
 
 
 def training_region(src: Source, node: cst.CSTNode) -> cst.CSTNode | None:
-    """The training loop (a loop whose body calls backward) or step function that node runs
-    in once per step, or None."""
-    for loop in src.loops(node):
-        if any(src.contains(loop, c) for c in src.backward_calls):
-            return loop
+    """The training loop or step function that node runs in once per step, or None. The
+    training loop is node's innermost loop, when backward is called in it and in no loop nested
+    in it: a loop beside it (the evaluation) or the epoch loop around it runs once per epoch.
+    Nothing under no_grad counts."""
+    if src.grad_off(node):
+        return None
+    loops = src.loops(node)
+    if loops:
+        found = any(src.loops(c)[:1] == loops[:1] for c in src.backward_calls)
+        return loops[0] if found else None
     fn = src.scope(node)
     if isinstance(fn, cst.FunctionDef) and _step_function(src, fn):
         return fn
