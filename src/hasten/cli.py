@@ -174,6 +174,9 @@ def train(
                              "demos are demo-digits and demo-text)."),
     fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    budget: str = typer.Option(None, help="How long each study may take, e.g. 10m, 90s or "
+                               "none (default none; the demos 3m and 6m); run it again to go "
+                               "on."),
     trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
                                         "(default: 30 times fp32's own, at least 120)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
@@ -182,23 +185,25 @@ def train(
 ) -> None:
     """Run the training study: precision modes and training tricks measured against fp32."""
     from hasten.api import optimize_training
-    from hasten.flags import parse_memory
+    from hasten.flags import parse_duration, parse_memory
     from hasten.report.train_terminal import render
     from hasten.train.run import DEMOS
 
     def go() -> None:
         runs = ([(recipe, {}, name)] if recipe is not None else
                 [(path, settings, f"demo-{demo}") for demo, (path, settings) in DEMOS.items()])
-        budget = parse_memory(memory_budget) if memory_budget else None
+        memory = parse_memory(memory_budget) if memory_budget else None
+        seconds = parse_duration(budget) if budget else None
         for path, settings, study_name in runs:
             with _progress_bar() as (progress, log):
                 study = optimize_training(
                     path, steps=settings.get("steps", 100) if steps is None else steps,
                     batch_size=(settings.get("batch_size", 32) if batch_size is None
                                 else batch_size),
-                    evaluate=evaluate, devices=devices, memory_budget_mb=budget,
+                    evaluate=evaluate, devices=devices, memory_budget_mb=memory,
                     max_drop=max_drop, quick=quick or settings.get("quick", False), out=out,
                     name=study_name, fresh=fresh, device=device,
+                    time_budget_s=settings.get("time_budget_s") if seconds is None else seconds,
                     trial_timeout_s=trial_timeout, progress=progress, log=log,
                     report=not no_report,
                 )

@@ -53,12 +53,15 @@ class Deadline:
     The budget counts from this call: running the same command again goes on from there.
     """
 
-    # The part of the budget by which each phase's runs must be expected to end.
+    # The part of the budget by which each phase's runs must be expected to end: an inference
+    # study's phases, unless the study names its own.
     SHARES = {"screen": 0.6, "tune": 0.7, "objective": 0.8, "full": 0.9, "corpus": 0.9}
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic,
+                 shares: dict[str, float] | None = None):
         self.seconds = seconds
         self.clock = clock
+        self.shares = shares or self.SHARES
         self.started = clock()
         self.costs: dict[str, list[float]] = {}
 
@@ -70,14 +73,14 @@ class Deadline:
         the median of the phase's runs so far (unknown before the first, which may start)."""
         costs = sorted(self.costs.get(phase, []))
         expected = costs[len(costs) // 2] if costs else 0.0
-        return self.spent() + expected <= self.SHARES[phase] * self.seconds
+        return self.spent() + expected <= self.shares[phase] * self.seconds
 
     def record(self, phase: str, seconds: float) -> None:
         self.costs.setdefault(phase, []).append(seconds)
 
     def left(self, phase: str) -> float:
         """How long a run of this phase may still take: a run longer than that is stopped."""
-        return self.SHARES[phase] * self.seconds - self.spent()
+        return self.shares[phase] * self.seconds - self.spent()
 
     def cut(self, what: str) -> str:
         """The reason a candidate or a measurement was left out."""

@@ -267,6 +267,64 @@ def test_batch_size_search_finds_the_largest_batch_under_the_budget(tmp_path, mo
     assert rows(study)[search["candidate"]]["settings"]["batch_size"] == largest
 
 
+def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "menu", only("32-true", "bf16-mixed", "32-true/adamw-fused"))
+    recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
+    kwargs = dict(steps=4, batch_size=16, out=tmp_path / "runs", budget_s=0.2,
+                  memory_budget_mb=64 * 1024, audit=False, report=False)
+    study = optimize_training(recipe, time_budget_s=0.001, **kwargs)
+    table = rows(study)
+    # fp32's own timing and training are never cut: everything is compared with them.
+    assert table["32-true"]["status"] == "ok"
+    spent = "the study's time budget of 0.001 s was spent; run the same command again"
+    for name in ("bf16-mixed", "32-true/adamw-fused"):
+        assert table[name]["status"] == "pending"
+        assert table[name]["reason"].startswith(f"not timed: {spent}")
+        assert table[name]["budget_cut"] == table[name]["reason"]
+    # The batch-size search is cut too (its probes run fp32, but they are not fp32's baseline).
+    assert not study.batch_search["finished"]
+    assert study.batch_search["stopped"].startswith(
+        f"batch 32: the batch-size search stopped here: {spent}")
+    assert study.to_dict()["time_budget_s"] == 0.001
+    before = {t["point"]: t["finished"] for t in study.trials if t["candidate"] == "32-true"}
+    study = optimize_training(recipe, time_budget_s=math.inf, **kwargs)
+    table = rows(study)
+    assert {t["point"]: t["finished"] for t in study.trials
+            if t["candidate"] == "32-true" and t["point"] in before} == before
+    assert all(r["status"] != "pending" and not r["budget_cut"] for r in table.values()), table
+    assert study.batch_search["finished"] and study.to_dict()["time_budget_s"] is None
+
+
+def test_a_run_stopped_at_what_the_budget_left_is_cut_not_failed(tmp_path):
+    from types import SimpleNamespace
+
+    from hasten.executors import Deadline, past_limit
+    from hasten.store import Store
+
+    store = Store(tmp_path)
+    now = [0.0]
+    deadline = Deadline(100.0, lambda: now[0], shares=run.SHARES)
+    now[0] = 10.0
+    launched = []
+
+    def launch(name, phase, points, cap_s, **_):
+        launched.append((name, phase, cap_s))
+        return past_limit(cap_s)
+
+    engine = SimpleNamespace(store=store, settings=_settings(), launch=launch,
+                             log=lambda _: None)
+    launcher = run.Launcher(engine, deadline)
+    why = launcher("32-true/compile", "converge", "final")
+    assert launched == [("32-true/compile", "converge", 95.0 - 10)]
+    assert why.startswith("timed, not trained to the end (stopped in its converge run): the "
+                          "study's time budget of 100 s was spent")
+    assert store.meta("budget") == {"seconds": 100.0, "cut": {"32-true/compile": why}}
+    # A probe stopped by the budget ends the search; no candidate is marked for it.
+    assert launcher("32-true", "probe-b64", "probe").startswith("the batch-size search")
+    assert list(store.meta("budget")["cut"]) == ["32-true/compile"]
+    store.close()
+
+
 def test_two_processes_train_through_ddp_on_gloo(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "menu", only("32-true"))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)

@@ -5,10 +5,12 @@ from a recipe, a model, a user or an error is escaped."""
 
 from __future__ import annotations
 
+import math
 import shlex
 from html import escape
 from pathlib import Path
 
+from hasten.executors import describe_seconds
 from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
 from hasten.report.html import _partial, figure, machine_card, page, table
@@ -245,6 +247,8 @@ def _study_card(study: TrainStudy) -> str:
                              + ("evaluated" if settings.eval else "by final training loss")
                              + f", tolerance {settings.max_drop:.1%}"),
              ("memory budget", "-" if budget is None else f"{budget:,.0f} MiB"),
+             ("time budget", "none" if study.budget.get("seconds", math.inf) == math.inf
+              else describe_seconds(study.budget["seconds"])),
              ("folder", str(study.folder))]
     items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts)
     return f'<div class="card"><h3>Study</h3><dl>{items}</dl></div>'

@@ -88,6 +88,11 @@ def _problems(rows: list[dict], console: Console) -> None:
             console.print(f"[bold]{title}[/]")
             for r in chosen:
                 console.print(f"  {escape(r['candidate'])}: {escape(r['reason'] or '')}")
+    cut = [r for r in rows if r["budget_cut"] and r["status"] in ("pending", "timed only")]
+    if cut:
+        console.print("[bold]Time budget[/]")
+        for r in cut:
+            console.print(f"  {escape(r['candidate'])}: {escape(r['budget_cut'])}")
 
 
 def _audit(study: TrainStudy, console: Console) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 from hasten import machine
 from hasten.engine import Engine, Log, Progress, stored_settings
 from hasten.errors import HastenError
+from hasten.executors import Deadline, past_limit
+from hasten.measure import memory_noise_mb
 from hasten.train import switches
 from hasten.train.candidates import (
     BASELINE,
@@ -33,8 +36,9 @@ from hasten.train.settings import TrainSettings
 from hasten.train.study import TrainStudy
 
 RUNNER = "hasten.train.runner"
-# Besides fp32, every precision mode, QAT and the larger batch, this many of the fastest
-# candidates train to the end and are evaluated.
+# Besides fp32, every precision mode, QAT and the larger batch, this many of the candidates
+# faster than fp32 (and the lightest of those lighter than it) train to the end and are
+# evaluated.
 CONVERGE = 3
 # A precision mode too slow to win (runner.TOO_SLOW) is not trained to the end when that would
 # take longer than this.
@@ -42,10 +46,20 @@ SLOW_CONVERGE_S = 60.0
 # The batch-size search stops doubling once one step takes longer than this: probing larger
 # batches would cost minutes per probe on a CPU.
 PROBE_STEP_LIMIT_S = 2.0
-# The bundled demo recipes and the settings `hasten train` runs them with.
+# The part of a time budget by which each step's runs must be expected to end: timing every
+# candidate, training the precision modes to the end, the batch-size search, the combined
+# candidate, training the fastest to the end; and what a cut in each leaves out.
+SHARES = {"speed": 0.5, "modes": 0.7, "probe": 0.75, "combine": 0.8, "final": 0.95}
+CUTS = {"speed": "not timed", "modes": "timed, not trained to the end",
+        "probe": "the batch-size search stopped here", "combine": "not timed",
+        "final": "timed, not trained to the end"}
+# The bundled demo recipes and the settings `hasten train` runs them with: together within
+# ten minutes on two cores.
 DEMOS = {
-    "digits": (DEMO_RECIPES["digits"], {"batch_size": 64, "steps": 150}),
-    "text": (DEMO_RECIPES["text"], {"batch_size": 16, "steps": 60, "quick": True}),
+    "digits": (DEMO_RECIPES["digits"], {"batch_size": 64, "steps": 150,
+                                        "time_budget_s": 180.0}),
+    "text": (DEMO_RECIPES["text"], {"batch_size": 16, "steps": 60, "quick": True,
+                                    "time_budget_s": 360.0}),
 }
 
 
@@ -63,6 +77,7 @@ def optimize_training(
     fresh: bool = False,
     device: str = "cpu",
     budget_s: float = 3.0,
+    time_budget_s: float | None = None,
     quick: bool = False,
     audit: bool = True,
     trial_timeout_s: float | None = None,
@@ -74,10 +89,13 @@ def optimize_training(
 
     Loading the recipe runs its code. `evaluate` None means: evaluate when the recipe defines
     eval_data() and evaluate(). Finished runs are kept in the study folder's database, so the
-    same call again resumes. Each run's time limit is `trial_timeout_s`, else a multiple of
-    fp32's own time for the same phase; `log` gets one line per finished run; `report`, a
-    writer of the HTML report (hasten.api passes one), runs at the end.
+    same call again resumes. `time_budget_s` bounds the study's wall time from this call (None:
+    no bound; fp32's own runs are never cut); each run's time limit is `trial_timeout_s`, else
+    a multiple of fp32's own time for the same phase; `log` gets one line per finished run;
+    `report`, a writer of the HTML report (hasten.api passes one), runs at the end.
     """
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
     loaded = load_recipe(recipe)
     if evaluate is None:
         evaluate = loaded.eval_data is not None and loaded.evaluate is not None
@@ -108,7 +126,9 @@ def optimize_training(
             reason = engine.launch(BASELINE, "audit", [])
             if reason:
                 engine.store.set_meta("audit", {"error": reason})
-        _run(engine, Launcher(engine), progress)
+        deadline = Deadline(math.inf if time_budget_s is None else time_budget_s,
+                            shares=SHARES)
+        _run(engine, Launcher(engine, deadline), progress)
         progress("done", 1, 1)
 
     return engine.run(work, TrainStudy, report)
@@ -149,26 +169,53 @@ def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
 
 
 class Launcher:
-    """Runs one candidate's phase through the engine and logs the finished run in one line."""
+    """Runs one candidate's phase through the engine within the time budget's share for its
+    step (SHARES), and logs the finished run in one line; what the budget leaves out is
+    recorded with its reason in the study's "budget" meta."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    def __init__(self, engine: Engine, deadline: Deadline):
+        self.engine, self.deadline = engine, deadline
+        self.cuts: dict[str, str] = {}
+        self._save()
 
-    def __call__(self, name: str, phase: str) -> None:
+    def _save(self) -> None:
+        self.engine.store.set_meta("budget", {"seconds": self.deadline.seconds,
+                                              "cut": self.cuts})
+
+    def cut(self, name: str, phase: str, what: str) -> str:
+        """The reason the budget left a run out; a candidate's own run is shown with it."""
+        why = self.deadline.cut(what)
+        if phase_kind(phase) != "probe":
+            self.cuts[name] = why
+            self._save()
+        return why
+
+    def __call__(self, name: str, phase: str, share: str) -> str | None:
+        """Run the phase; the reason when the budget left it out or stopped it, else None.
+        fp32's own timing and training are never cut: everything is compared with them."""
         engine = self.engine
-        engine.launch(name, phase, [phase], first=phase == "speed",
-                      verdict="converging" if phase == "converge" else None,
-                      limit_phase="speed" if phase_kind(phase) == "probe" else phase,
-                      sets_limit=phase_kind(phase) != "probe")
+        exempt = name == engine.settings.baseline and phase_kind(phase) != "probe"
+        if not exempt and not self.deadline.allows(share):
+            return self.cut(name, phase, CUTS[share])
+        cap = math.inf if exempt else self.deadline.left(share)
+        started = time.monotonic()
+        reason = engine.launch(name, phase, [phase], first=phase == "speed",
+                               verdict="converging" if phase == "converge" else None,
+                               limit_phase="speed" if phase_kind(phase) == "probe" else phase,
+                               sets_limit=phase_kind(phase) != "probe", cap_s=cap)
+        if reason == past_limit(cap):
+            return self.cut(name, phase, f"{CUTS[share]} (stopped in its {phase} run)")
+        self.deadline.record(share, time.monotonic() - started)
         trial = next((t for t in engine.store.trials() if t["candidate"] == name
                       and t["point"] == phase), None)
         if trial is None:
-            return
+            return None
         if trial["status"] != "ok":
             engine.log(f"{name}  {phase}  failed: {trial['error']}")
         else:
             engine.log(f"{name}  {phase}  {trial['throughput']:.4g} samples/s  "
                        f"{trial['peak_mb']:.0f} MiB  ok")
+        return None
 
 
 def _diverged(store, name: str) -> str:
@@ -196,7 +243,7 @@ def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     for i, name in enumerate(runnable):
         progress(f"timing {name}", i, len(runnable))
         if name not in store.results() and not _skip_if_built_on_slow(engine, name):
-            launch(name, "speed")
+            launch(name, "speed", "speed")
         if name == baseline and store.results()[name]["status"] != "ok":
             raise HastenError(f"The fp32 baseline failed: {store.results()[name]['error']}. "
                               f"See {store.folder / 'logs'} for details.")
@@ -210,17 +257,31 @@ def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     slow = _too_slow(speeds, settings)
     store.set_meta("too_slow", slow)
     _converge(engine, launch, progress,
-              [baseline, *(m for m in HALF_MODES if m in speeds and m not in slow)])
+              [baseline, *(m for m in HALF_MODES if m in speeds and m not in slow)], "modes")
     precision = fastest_passing_mode(store)
     _search_batch_size(engine, launch, progress, precision)
     _combine(engine, launch, progress, precision)
+    _converge(engine, launch, progress, worth_training(store, baseline), "final")
+
+
+def worth_training(store, baseline: str) -> list[str]:
+    """The candidates to train to the end after the search: those that always do (QAT, the
+    larger batch, the combination), then the CONVERGE fastest of those faster than fp32 and
+    the lightest of those lighter than it beyond the memory noise; a candidate that beats fp32
+    on neither could not be recommended."""
     speeds = _speeds(store)
     rows = _candidates(store)
+    peaks = {t["candidate"]: t["peak_mb"] for t in store.trials()
+             if t["kind"] == "speed" and t["status"] == "ok"}
     combined = store.meta("combined")
     always = [n for n in speeds if rows[n].converges or n == combined]
-    fastest = sorted((n for n in speeds if n != baseline and n not in always
-                      and n not in HALF_MODES), key=lambda n: -speeds[n])
-    _converge(engine, launch, progress, [*fastest[:CONVERGE], *always])
+    others = [n for n in speeds if n != baseline and n not in always and n not in HALF_MODES]
+    faster = sorted((n for n in others if speeds[n] > speeds[baseline]),
+                    key=lambda n: -speeds[n])[:CONVERGE]
+    base_mb = peaks[baseline]
+    lighter = sorted((n for n in others if peaks[n] < base_mb - memory_noise_mb(base_mb)),
+                     key=lambda n: peaks[n])[:1]
+    return [*always, *faster, *(n for n in lighter if n not in faster)]
 
 
 def _too_slow(speeds: dict[str, float], settings: TrainSettings) -> dict[str, str]:
@@ -260,13 +321,14 @@ def _skip_if_built_on_slow(engine: Engine, name: str) -> bool:
     return True
 
 
-def _converge(engine: Engine, launch: Launcher, progress: Progress, names: list[str]) -> None:
+def _converge(engine: Engine, launch: Launcher, progress: Progress, names: list[str],
+              share: str) -> None:
     """Train each candidate for the study's steps from fp32's start, and evaluate it."""
     store, settings = engine.store, engine.settings
     for i, name in enumerate(names):
         progress(f"training {name} for {settings.steps} steps", i, len(names))
         if "converge" not in store.done_points(name):
-            launch(name, "converge")
+            launch(name, "converge", share)
         outcome = store.results()[name].get("fidelity") or {}
         if name == settings.baseline and not math.isfinite(outcome.get("final_loss", math.nan)):
             why = outcome.get("diverged") or outcome.get("error") or "no final loss"
@@ -286,46 +348,61 @@ def _combine(engine: Engine, launch: Launcher, progress: Progress, precision: st
     """Measure the fastest precision mode with every speed-only switch that beat fp32 by more
     than 5% on its own (the fastest of each kind): the one-line configuration to try first."""
     store = engine.store
-    if store.meta("combined", "") != "":
-        return
-    speeds = _speeds(store)
-    base = speeds.get(BASELINE)
-    rows = _candidates(store)
-    best: dict[str, str] = {}
-    for name, c in rows.items():
-        group = speed_group(c)
-        if (group and c.precision == BASELINE and name in speeds
-                and speeds[name] > 1.05 * base
-                and speeds[name] > speeds.get(best.get(group, ""), 0)):
-            best[group] = name
-    combined = None
-    if best:
-        c = combine(precision, [rows[n] for n in best.values()])
-        if c.name not in rows:
-            combined = c.name
-            engine.register(len(rows), c.name, [], "fabric", c.settings(), None)
-            progress(f"timing {c.name}", 0, 1)
-            launch(c.name, "speed")
-    store.set_meta("combined", combined)
+    combined = store.meta("combined", "")
+    if combined == "":
+        speeds = _speeds(store)
+        base = speeds.get(BASELINE)
+        rows = _candidates(store)
+        best: dict[str, str] = {}
+        for name, c in rows.items():
+            group = speed_group(c)
+            if (group and c.precision == BASELINE and name in speeds
+                    and speeds[name] > 1.05 * base
+                    and speeds[name] > speeds.get(best.get(group, ""), 0)):
+                best[group] = name
+        combined = None
+        if best:
+            c = combine(precision, [rows[n] for n in best.values()])
+            if c.name not in rows:
+                combined = c.name
+                engine.register(len(rows), c.name, [], "fabric", c.settings(), None)
+        store.set_meta("combined", combined)
+    if combined and combined not in store.results():
+        progress(f"timing {combined}", 0, 1)
+        launch(combined, "speed", "combine")
 
 
 def _search_batch_size(engine: Engine, launch: Launcher, progress: Progress,
                        precision: str) -> None:
     """Double the batch size of the precision mode while a probe fits the memory budget, then
     bisect between the last fit and the first miss; measure the winner."""
-    store, settings = engine.store, engine.settings
+    store = engine.store
     done = store.meta("batch_search")
-    if done is not None and done.get("finished"):
-        return
+    if done is None or not done.get("finished"):
+        done = _probe_batch_sizes(engine, launch, progress, precision)
+        store.set_meta("batch_search", done)
+    if done.get("candidate") and done["candidate"] not in store.results():
+        progress(f"timing {done['candidate']}", 0, 1)
+        launch(done["candidate"], "speed", "probe")
+
+
+def _probe_batch_sizes(engine: Engine, launch: Launcher, progress: Progress,
+                       precision: str) -> dict:
+    """The batch-size search's probes and its summary; not `finished` when the time budget
+    stopped it (the same command again goes on from the probes done)."""
+    store, settings = engine.store, engine.settings
     budget = settings.memory_budget_mb
     limit = settings.model["train_size"] // settings.devices
     probes: dict[int, dict] = {}
 
-    def probe(size: int) -> dict:
+    def probe(size: int) -> dict | str:
+        """The probe's result, or the reason the time budget left it out."""
         point = f"probe-b{size}"
         progress(f"batch-size search: {precision} at batch {size}", len(probes), len(probes) + 1)
         if point not in store.done_points(precision):
-            launch(precision, point)
+            why = launch(precision, point, "probe")
+            if why:
+                return why
         trial = next(t for t in store.trials() if t["candidate"] == precision
                      and t["point"] == point)
         memory = trial["peak_mb"] if trial["status"] == "ok" else None
@@ -336,7 +413,7 @@ def _search_batch_size(engine: Engine, launch: Launcher, progress: Progress,
         probes[size] = result
         return result
 
-    best, miss, stopped = settings.batch_size, None, None
+    best, miss, stopped, cut = settings.batch_size, None, None, None
     size = best
     while True:
         size *= 2
@@ -344,6 +421,9 @@ def _search_batch_size(engine: Engine, launch: Launcher, progress: Progress,
             stopped = f"the next size, {size}, is more than the {limit} training samples"
             break
         result = probe(size)
+        if isinstance(result, str):
+            cut = f"batch {size}: {result}"
+            break
         if not result["fits"]:
             miss = size
             break
@@ -352,24 +432,26 @@ def _search_batch_size(engine: Engine, launch: Launcher, progress: Progress,
             stopped = (f"one step at batch {size} took {result['step_s']:.1f} s; larger batches "
                        "were not probed")
             break
-    while miss is not None and miss - best > max(8, best // 4):
+    while not cut and miss is not None and miss - best > max(8, best // 4):
         middle = (best + miss) // 2 // 8 * 8 or (best + miss) // 2
-        if probe(middle)["fits"]:
+        result = probe(middle)
+        if isinstance(result, str):
+            cut = f"batch {middle}: {result}"
+        elif result["fits"]:
             best = middle
         else:
             miss = middle
-    if miss is not None:
+    if cut:
+        stopped = cut
+    elif miss is not None:
         stopped = (f"batch {miss} does not fit the budget of {budget:.0f} MiB"
                    + (f" ({probes[miss]['error']})" if probes[miss]["error"] else ""))
     summary = {"precision": precision, "budget_mb": budget, "largest": best,
                "stopped": stopped, "probes": sorted(probes.values(),
                                                     key=lambda p: p["batch_size"]),
-               "finished": True}
-    if best > settings.batch_size:
+               "finished": not cut}
+    if not cut and best > settings.batch_size:
         c = batch_candidate(precision, best)
         summary["candidate"] = c.name
         engine.register(len(store.candidates()), c.name, [], "fabric", c.settings(), None)
-        if c.name not in store.results():
-            progress(f"timing {c.name}", 0, 1)
-            launch(c.name, "speed")
-    store.set_meta("batch_search", summary)
+    return summary

@@ -30,12 +30,12 @@ from hasten.train.switches import batch_length
 
 WARMUP_STEPS = 3
 MIN_TIMED_STEPS = 5  # a speed run always times at least this many steps, however slow
-# A candidate whose last warm-up step took this many times fp32's median step, and more than
-# SLOW_STEP_S, cannot win on time (a CPU that only emulates its half type) and would spend
-# minutes being timed: its speed run times SLOW_STEPS steps only.
+# A candidate whose warm step (after the first) took this many times fp32's median step, and
+# more than SLOW_STEP_S, cannot win on time (a CPU that only emulates its half type) and would
+# spend minutes being timed: its warm-up ends there and its speed run times SLOW_STEPS steps.
 TOO_SLOW = 4.0
 SLOW_STEP_S = 1.0
-SLOW_STEPS = 3
+SLOW_STEPS = 2
 PROBE_STEPS = 2
 DDP_STEPS = 10  # timed steps with several processes: a fixed count that every rank takes
 NAN_PATIENCE = 5  # non-finite losses in a row that end a run with a loss scaler
@@ -203,16 +203,17 @@ def _speed(store: Store, name: str, trainer: Trainer, settings: TrainSettings,
     clock = Clock(cuda=settings.device == "cuda")
     first = clock.time(trainer.step)
     probe = point.startswith("probe")
-    last = first
-    for _ in range(0 if probe else WARMUP_STEPS - 1):
-        last = clock.time(trainer.step)
     budget = Budget(warmup=0, min_reps=MIN_TIMED_STEPS, max_reps=50, seconds=settings.budget_s,
                     rel_tol=0.05)
     fp32 = next((t["latency"]["p50"] for t in store.trials() if t["point"] == "speed"
                  and t["candidate"] == settings.baseline and t["status"] == "ok"), None)
-    if (fp32 and name != settings.baseline and last > SLOW_STEP_S
-            and last * 1000 > TOO_SLOW * fp32):
-        budget = Budget(warmup=0, min_reps=SLOW_STEPS, max_reps=SLOW_STEPS, seconds=0.0)
+    for _ in range(0 if probe else WARMUP_STEPS - 1):
+        last = clock.time(trainer.step)
+        if (fp32 and name != settings.baseline and last > SLOW_STEP_S
+                and last * 1000 > TOO_SLOW * fp32):
+            # Judged on the first warm step: more warm-up would cost as much as the timing.
+            budget = Budget(warmup=0, min_reps=SLOW_STEPS, max_reps=SLOW_STEPS, seconds=0.0)
+            break
     if settings.devices > 1:
         # Ranks must take the same number of steps, or one waits forever in an all-reduce.
         budget = Budget(warmup=0, min_reps=DDP_STEPS, max_reps=DDP_STEPS, seconds=math.inf)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from hasten.engine import StudyRecord
@@ -31,6 +32,8 @@ class TrainStudy(StudyRecord):
         self.batch_search = self.meta.get("batch_search")
         self.combined = self.meta.get("combined")
         self.too_slow = self.meta.get("too_slow") or {}
+        # The time budget's seconds (inf: none) and what it left out, with the reasons.
+        self.budget = self.meta.get("budget") or {}
 
     def table(self) -> list[dict]:
         """One row per candidate, ranked: converged and passing first, fastest first."""
@@ -64,6 +67,7 @@ class TrainStudy(StudyRecord):
             row["memory_ratio"] = (row["peak_mb"] / base_mb
                                    if row["peak_mb"] and base_mb else None)
             row["status"], row["reason"] = self._status(c, result, speed, outcome)
+            row["budget_cut"] = self.budget.get("cut", {}).get(name)
             rows.append(row)
         rows.sort(key=lambda r: (ORDER[r["status"]], -(r["samples_per_s"] or 0)))
         return rows
@@ -72,16 +76,18 @@ class TrainStudy(StudyRecord):
                 outcome: dict) -> tuple[str, str]:
         if c["skipped_reason"]:
             return "skipped", c["skipped_reason"]
+        cut = self.budget.get("cut", {}).get(c["name"])
         if result is None:
-            return "pending", "not run yet"
+            return "pending", cut or "not run yet"
         if result["status"] != "ok":
             return "failed", result["error"]
         diverged = outcome.get("diverged") or (speed and (speed["details"] or {}).get("diverged"))
         if diverged:
             return "diverged", diverged
         if result["passed"] is None:
-            return "timed only", self.too_slow.get(
-                c["name"], "measured for speed only; not among the fastest")
+            return "timed only", cut or self.too_slow.get(
+                c["name"], "measured for speed only; it beat fp32 on neither speed nor memory, "
+                "or others beat it by more")
         if not result["passed"]:
             return "outside tolerance", result["gate_reason"]
         return "ok", result["gate_reason"]
@@ -110,6 +116,8 @@ class TrainStudy(StudyRecord):
             "config": self.config, "machine": self.machine, "baseline": self.baseline,
             "audit": self.audit, "batch_search": self.batch_search,
             "busy_points": self.busy_points(), "combined": self.combined,
+            "time_budget_s": (None if self.budget.get("seconds", math.inf) == math.inf
+                              else self.budget["seconds"]),
             "candidates": self.table(),
             "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
         }
