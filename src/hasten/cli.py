@@ -316,7 +316,8 @@ def lint(
         sys.stdout.write(output.RENDER[output_format](report))
         if output_format == "text" and report.findings:
             fixable = sum(f.fixable for f in report.findings)
-            err.print(f"{len(report.findings)} findings"
+            n = len(report.findings)
+            err.print(f"{n} finding{'' if n == 1 else 's'}"
                       + (f", {fixable} fixable with --fix" if fixable else "")
                       + "; hasten lint --explain CODE says why and what measures the fix.",
                       highlight=False, soft_wrap=True)

@@ -271,12 +271,13 @@ def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, m
     monkeypatch.setattr(run, "menu", only("32-true", "bf16-mixed", "32-true/adamw-fused"))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
     kwargs = dict(steps=4, batch_size=16, out=tmp_path / "runs", budget_s=0.2,
-                  memory_budget_mb=64 * 1024, audit=False, report=False)
+                  memory_budget_mb=64 * 1024, report=False)
     study = optimize_training(recipe, time_budget_s=0.001, **kwargs)
     table = rows(study)
+    spent = "the study's time budget of 0.001 s was spent; run the same command again"
+    assert study.audit is None and study.audit_error.startswith(f"not audited: {spent}")
     # fp32's own timing and training are never cut: everything is compared with them.
     assert table["32-true"]["status"] == "ok"
-    spent = "the study's time budget of 0.001 s was spent; run the same command again"
     for name in ("bf16-mixed", "32-true/adamw-fused"):
         assert table[name]["status"] == "pending"
         assert table[name]["reason"].startswith(f"not timed: {spent}")
@@ -293,6 +294,7 @@ def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, m
             if t["candidate"] == "32-true" and t["point"] in before} == before
     assert all(r["status"] != "pending" and not r["budget_cut"] for r in table.values()), table
     assert study.batch_search["finished"] and study.to_dict()["time_budget_s"] is None
+    assert study.audit["verdict"] and study.audit_error is None
 
 
 def test_a_run_stopped_at_what_the_budget_left_is_cut_not_failed(tmp_path):
@@ -429,6 +431,22 @@ def test_a_precision_mode_too_slow_to_win_is_not_trained_to_the_end(monkeypatch)
     assert "emulates" not in run._too_slow(speeds, settings)["bf16-true"]
     # A short convergence run is worth its time however slow the mode: tiny models keep it.
     assert run._too_slow(speeds, dataclasses.replace(settings, steps=2)) == {}
+
+
+def test_candidates_in_an_emulated_half_type_are_timed_last(monkeypatch):
+    from hasten import machine
+
+    menu = {c.name: c for c, _ in candidates.menu()}
+    monkeypatch.setattr(machine, "native_half", lambda dtype: dtype == "bf16")
+    order = run.speed_order(menu, _settings())
+    fp16 = [n for n in order if menu[n].precision in ("16-mixed", "16-true")]
+    assert order[0] == "32-true" and fp16 and order[-len(fp16):] == fp16
+    assert [n for n in order if n not in fp16] == [n for n in menu if n not in fp16]
+    # Where the CPU computes both half types, or on a GPU, the menu's order stands.
+    monkeypatch.setattr(machine, "native_half", lambda dtype: True)
+    assert run.speed_order(menu, _settings()) == list(menu)
+    monkeypatch.setattr(machine, "native_half", lambda dtype: False)
+    assert run.speed_order(menu, _settings(device="cuda")) == list(menu)
 
 
 def _settings(**fields):

@@ -141,11 +141,13 @@ def _confirmation(run: dict | None) -> list[str]:
             f"{run['grad_rel_error']:.2e}", "yes" if run["passed"] else "no"]
 
 
-def _verdict(audit: dict | None, measured: list[str], error: str | None = None) -> str:
+def _verdict(audit: dict | None, measured: list[str], error: str | None = None,
+             cut: bool = False) -> str:
     """The audit's choice and reasons, and which measured mode carries the choice out."""
     if error:
-        return (f'<p class="sub" id="verdict">The numerics audit failed ({escape(error)}), so '
-                "there is no prediction to compare these measurements with.</p>")
+        outcome = "did not run" if cut else "failed"
+        return (f'<p class="sub" id="verdict">The numerics audit {outcome} ({escape(error)}), '
+                "so there is no prediction to compare these measurements with.</p>")
     if not audit:
         return ('<p class="sub" id="verdict">The numerics audit did not run for this study, so '
                 "there is no prediction to compare these measurements with.</p>")
@@ -186,7 +188,8 @@ def _precision(study: TrainStudy, rows: list[dict]) -> str:
             label = run or ("reference" if row["candidate"] == BASELINE else "-")
             cells += [escape(label), *_confirmation(runs.get(run))]
         body.append(cells)
-    return (_verdict(audit, [r["candidate"] for r in modes], study.audit_error)
+    return (_verdict(audit, [r["candidate"] for r in modes], study.audit_error,
+                     study.audit_cut)
             + table(headers, body))
 
 

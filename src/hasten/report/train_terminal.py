@@ -97,7 +97,8 @@ def _problems(rows: list[dict], console: Console) -> None:
 
 def _audit(study: TrainStudy, console: Console) -> None:
     if study.audit_error:
-        console.print(f"[bold]Numerics audit of the recipe:[/] failed "
+        outcome = "did not run" if study.audit_cut else "failed"
+        console.print(f"[bold]Numerics audit of the recipe:[/] {outcome} "
                       f"({escape(study.audit_error)})")
     if not study.audit:
         return

@@ -46,10 +46,12 @@ SLOW_CONVERGE_S = 60.0
 # The batch-size search stops doubling once one step takes longer than this: probing larger
 # batches would cost minutes per probe on a CPU.
 PROBE_STEP_LIMIT_S = 2.0
-# The part of a time budget by which each step's runs must be expected to end: timing every
-# candidate, training the precision modes to the end, the batch-size search, the combined
-# candidate, training the fastest to the end; and what a cut in each leaves out.
-SHARES = {"speed": 0.5, "modes": 0.7, "probe": 0.75, "combine": 0.8, "final": 0.95}
+# The part of a time budget by which each step's runs must be expected to end: the numerics
+# audit, timing every candidate, training the precision modes to the end, the batch-size
+# search, the combined candidate, training the fastest to the end; and what a cut in each
+# leaves out.
+SHARES = {"audit": 0.3, "speed": 0.5, "modes": 0.7, "probe": 0.75, "combine": 0.8,
+          "final": 0.95}
 CUTS = {"speed": "not timed", "modes": "timed, not trained to the end",
         "probe": "the batch-size search stopped here", "combine": "not timed",
         "final": "timed, not trained to the end"}
@@ -121,13 +123,18 @@ def optimize_training(
     progress = progress or (lambda *_: None)
 
     def work() -> None:
-        if audit and engine.store.meta("audit") is None:
-            progress("auditing the recipe's numerics", 0, 1)
-            reason = engine.launch(BASELINE, "audit", [])
-            if reason:
-                engine.store.set_meta("audit", {"error": reason})
         deadline = Deadline(math.inf if time_budget_s is None else time_budget_s,
                             shares=SHARES)
+        if audit and (engine.store.meta("audit") or {"cut": True}).get("cut"):
+            progress("auditing the recipe's numerics", 0, 1)
+            cap = deadline.left("audit")
+            reason = (engine.launch(BASELINE, "audit", [], cap_s=cap)
+                      if deadline.allows("audit") else past_limit(cap))
+            if reason == past_limit(cap):
+                engine.store.set_meta("audit", {"error": deadline.cut("not audited"),
+                                                "cut": True})
+            elif reason:
+                engine.store.set_meta("audit", {"error": reason})
         _run(engine, Launcher(engine, deadline), progress)
         progress("done", 1, 1)
 
@@ -239,7 +246,8 @@ def _candidates(store) -> dict[str, TrainCandidate]:
 def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     store, settings = engine.store, engine.settings
     baseline = settings.baseline
-    runnable = [c["name"] for c in store.candidates() if not c["skipped_reason"]]
+    runnable = speed_order({c["name"]: TrainCandidate.from_settings(c["settings"])
+                            for c in store.candidates() if not c["skipped_reason"]}, settings)
     for i, name in enumerate(runnable):
         progress(f"timing {name}", i, len(runnable))
         if name not in store.results() and not _skip_if_built_on_slow(engine, name):
@@ -262,6 +270,23 @@ def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     _search_batch_size(engine, launch, progress, precision)
     _combine(engine, launch, progress, precision)
     _converge(engine, launch, progress, worth_training(store, baseline), "final")
+
+
+def speed_order(candidates: dict[str, TrainCandidate], settings: TrainSettings) -> list[str]:
+    """The order candidates are timed in: fp32 first, then the menu's order, except that on a
+    CPU that only emulates a half type (many times slower than fp32) the candidates computing
+    in it go last, so that a time budget is spent first on those that can win."""
+    return sorted(candidates, key=lambda n: (
+        n != settings.baseline, emulated(candidates[n].precision, settings.device) is not None))
+
+
+def emulated(precision: str, device: str) -> str | None:
+    """The half type (fp16, bf16) a precision mode computes in when this CPU only emulates
+    it, else None."""
+    if device != "cpu" or precision not in HALF_MODES:
+        return None
+    half = "fp16" if precision.startswith("16") else "bf16"
+    return None if machine.native_half(half) else half
 
 
 def worth_training(store, baseline: str) -> list[str]:
@@ -296,11 +321,10 @@ def _too_slow(speeds: dict[str, float], settings: TrainSettings) -> dict[str, st
     for mode in HALF_MODES:
         if (base and mode in speeds and speeds[mode] * TOO_SLOW < base
                 and samples / speeds[mode] > SLOW_CONVERGE_S):
-            half = "fp16" if mode.startswith("16") else "bf16"
-            emulated = ("" if settings.device != "cpu" or machine.native_half(half)
-                        else f" (this CPU only emulates {half})")
+            half = emulated(mode, settings.device)
+            note = f" (this CPU only emulates {half})" if half else ""
             out[mode] = (f"not trained to the end: it ran at {speeds[mode] / base:.2f}x fp32's "
-                         f"samples per second here{emulated}, so it cannot win on time; `hasten "
+                         f"samples per second here{note}, so it cannot win on time; `hasten "
                          "numerics audit` judges its numerics")
     return out
 

@@ -328,7 +328,7 @@ def _audit(store: Store, settings: TrainSettings) -> None:
     runs kept to be shown beside the precision modes."""
     from hasten.numerics.audit import audit_recipe
 
-    result = audit_recipe(settings.recipe, batch_size=min(settings.batch_size, 16), steps=4,
+    result = audit_recipe(settings.recipe, batch_size=min(settings.batch_size, 16), steps=2,
                           max_drop=settings.max_drop)
     store.set_meta("audit", {"verdict": result["verdict"], "confirm": result["confirm"],
                              "loss_scale": result["loss_scale"], "seconds": result["seconds"]})

@@ -29,6 +29,8 @@ class TrainStudy(StudyRecord):
         # The audit's verdict, or None; why its process failed, when it did.
         self.audit = audit if "verdict" in audit else None
         self.audit_error = audit.get("error")
+        # Whether the time budget left the audit out (its error then says so).
+        self.audit_cut = bool(audit.get("cut"))
         self.batch_search = self.meta.get("batch_search")
         self.combined = self.meta.get("combined")
         self.too_slow = self.meta.get("too_slow") or {}
