@@ -449,6 +449,33 @@ def test_candidates_in_an_emulated_half_type_are_timed_last(monkeypatch):
     assert run.speed_order(menu, _settings(device="cuda")) == list(menu)
 
 
+def test_only_candidates_that_beat_fp32_on_speed_or_memory_train_to_the_end(tmp_path):
+    from hasten.store import Store
+    from hasten.train.candidates import TrainCandidate
+
+    store = Store(tmp_path)
+    made = {"32-true": TrainCandidate("32-true"), "bf16-mixed": TrainCandidate("bf16-mixed")}
+    for switch in ("adamw-fused", "adamw-foreach", "channels-last", "compile", "workers-2",
+                   "checkpointing", "attention-eager", "qat-int8"):
+        made[f"32-true/{switch}"] = TrainCandidate("32-true", (switch,))
+    # samples/s and MiB: four beat fp32's speed, one its memory, two neither; QAT is slower
+    # but always trains to the end (its int8 accuracy is the point).
+    figures = {"32-true": (100, 500), "bf16-mixed": (150, 400),
+               "32-true/adamw-fused": (120, 500), "32-true/adamw-foreach": (110, 500),
+               "32-true/channels-last": (105, 500), "32-true/compile": (101, 500),
+               "32-true/workers-2": (90, 510), "32-true/checkpointing": (70, 300),
+               "32-true/attention-eager": (95, 490), "32-true/qat-int8": (60, 600)}
+    for i, (name, c) in enumerate(made.items()):
+        store.add_candidate(i, name, [], "fabric", c.settings(), None)
+        speed, peak = figures[name]
+        store.put_trial(name, "speed", "speed", "ok", latency={"p50": 1.0}, throughput=speed,
+                        items=1, peak_mb=peak)
+    assert run.worth_training(store, "32-true") == [
+        "32-true/adamw-fused", "32-true/adamw-foreach", "32-true/channels-last",
+        "32-true/checkpointing", "32-true/qat-int8"]
+    store.close()
+
+
 def _settings(**fields):
     """Training settings for the tests that call the study's steps directly."""
     from hasten.train.settings import TrainSettings

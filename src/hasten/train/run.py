@@ -290,10 +290,10 @@ def emulated(precision: str, device: str) -> str | None:
 
 
 def worth_training(store, baseline: str) -> list[str]:
-    """The candidates to train to the end after the search: those that always do (QAT, the
-    larger batch, the combination), then the CONVERGE fastest of those faster than fp32 and
-    the lightest of those lighter than it beyond the memory noise; a candidate that beats fp32
-    on neither could not be recommended."""
+    """The candidates to train to the end after the search, fastest first: those that always
+    do (QAT, the larger batch, the combination), the CONVERGE fastest of those faster than
+    fp32 and the lightest of those lighter than it beyond the memory noise; a candidate that
+    beats fp32 on neither could not be recommended."""
     speeds = _speeds(store)
     rows = _candidates(store)
     peaks = {t["candidate"]: t["peak_mb"] for t in store.trials()
@@ -306,7 +306,8 @@ def worth_training(store, baseline: str) -> list[str]:
     base_mb = peaks[baseline]
     lighter = sorted((n for n in others if peaks[n] < base_mb - memory_noise_mb(base_mb)),
                      key=lambda n: peaks[n])[:1]
-    return [*always, *faster, *(n for n in lighter if n not in faster)]
+    # Fastest first: under a time budget, those that could be recommended for time train first.
+    return sorted({*always, *faster, *lighter}, key=lambda n: (-speeds[n], n))
 
 
 def _too_slow(speeds: dict[str, float], settings: TrainSettings) -> dict[str, str]:
