@@ -59,23 +59,24 @@ class Engine:
             shutil.rmtree(folder)
         self.store = Store(folder)
         previous = self.store.meta("config")
-        if previous is not None and previous != settings.to_dict():
-            self.store.close()
-            raise HastenError(f"{folder} holds a study with other settings; set `fresh` to "
-                              "start it over, or `name` to keep both.")
         executor = executor or LocalExecutor()
         kind = executor.machine_type()
         if previous is None:
             self.store.set_meta("machine", executor.machine())
             self.store.set_meta("machine_type", kind)
-        stored = self.store.meta("machine_type") or machine.machine_type(
-            self.store.meta("machine"))
+        described = self.store.meta("machine")
+        stored = self.store.meta("machine_type") or (
+            machine.machine_type(described) if described else kind)
         if stored != kind:
             self.store.close()
             raise HastenError(f"{folder} was measured on machine type {stored['name']}, and "
                               f"this run would measure on {kind['name']}; speeds from two "
                               "machine types are never mixed in one study: set `name` to keep "
                               "both, or `fresh` to start it over.")
+        if previous is not None and previous != settings.to_dict():
+            self.store.close()
+            raise HastenError(f"{folder} holds a study with other settings; set `fresh` to "
+                              "start it over, or `name` to keep both.")
         self.store.set_meta("config", settings.to_dict())
         self.folder, self.settings, self.module, self.kind_of = folder, settings, module, kind_of
         self.limits = TimeLimits(self.store, trial_timeout_s)
