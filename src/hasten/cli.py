@@ -122,6 +122,20 @@ def infer(
                                "none (default 8m; 2m with --quick); run it again to go on."),
     trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
                                         "(default: 30 times the baseline's own, at least 120)."),
+    executor: str = typer.Option("local", help="Where trials run: local (processes on this "
+                                 "machine) or ray (a Ray cluster; pip install 'hasten[ray]')."),
+    ray_address: str = typer.Option(None, help="The Ray cluster to attach to, e.g. auto "
+                                    "(default: start a local one)."),
+    machine_type: str = typer.Option(None, help="The cluster's machine type to measure on "
+                                     "(needed when it has several)."),
+    per_machine_type: bool = typer.Option(False, help="One study per machine type of the "
+                                          "cluster (NAME@TYPE), at once, and a page comparing "
+                                          "them."),
+    ray_share: bool = typer.Option(False, help="Let trials share a node (smoke runs): each "
+                                   "holds one CPU instead of the whole node."),
+    ray_shared_path: Path = typer.Option(None, help="A folder mounted at the same path on "
+                                         "every node, holding --out: nodes read artifacts "
+                                         "there instead of through the object store."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
@@ -143,9 +157,12 @@ def infer(
                 calibration_samples=calibration_samples, quick=quick, out=out, name=name,
                 fresh=fresh, device=device, trial_timeout_s=trial_timeout,
                 time_budget_s=parse_duration(budget) if budget else None, progress=progress,
-                log=log, report=not no_report,
+                log=log, report=not no_report, executor=executor, ray_address=ray_address,
+                machine_type=machine_type, per_machine_type=per_machine_type,
+                ray_share=ray_share, ray_shared_path=ray_shared_path,
             )
-        _show_study(study, as_json, render, not no_report)
+        for one in study if isinstance(study, list) else [study]:
+            _show_study(one, as_json, render, not no_report)
 
     _guard(debug, go)
 
@@ -179,6 +196,20 @@ def train(
                                "on."),
     trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
                                         "(default: 30 times fp32's own, at least 120)."),
+    executor: str = typer.Option("local", help="Where trials run: local (processes on this "
+                                 "machine) or ray (a Ray cluster; pip install 'hasten[ray]')."),
+    ray_address: str = typer.Option(None, help="The Ray cluster to attach to, e.g. auto "
+                                    "(default: start a local one)."),
+    machine_type: str = typer.Option(None, help="The cluster's machine type to measure on "
+                                     "(needed when it has several)."),
+    per_machine_type: bool = typer.Option(False, help="One study per machine type of the "
+                                          "cluster (NAME@TYPE), at once, and a page comparing "
+                                          "them."),
+    ray_share: bool = typer.Option(False, help="Let trials share a node (smoke runs): each "
+                                   "holds one CPU instead of the whole node."),
+    ray_shared_path: Path = typer.Option(None, help="A folder mounted at the same path on "
+                                         "every node, holding --out: nodes read artifacts "
+                                         "there instead of through the object store."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
@@ -205,9 +236,12 @@ def train(
                     name=study_name, fresh=fresh, device=device,
                     time_budget_s=settings.get("time_budget_s") if seconds is None else seconds,
                     trial_timeout_s=trial_timeout, progress=progress, log=log,
-                    report=not no_report,
+                    report=not no_report, executor=executor, ray_address=ray_address,
+                    machine_type=machine_type, per_machine_type=per_machine_type,
+                    ray_share=ray_share, ray_shared_path=ray_shared_path,
                 )
-            _show_study(study, as_json, render, not no_report)
+            for one in study if isinstance(study, list) else [study]:
+                _show_study(one, as_json, render, not no_report)
 
     _guard(debug, go)
 
@@ -253,20 +287,30 @@ def report(
 
 @app.command()
 def compare(
-    first: Path = typer.Argument(..., help="A study folder."),
-    second: Path = typer.Argument(..., help="Another study folder, from another run or machine."),
+    folders: list[Path] = typer.Argument(..., help="Two study folders (from other runs or "
+                                         "machines), or more: e.g. hasten-runs/my-model@* for "
+                                         "its machine types side by side."),
     html: Path = typer.Option(None, help="Also write the comparison as an HTML file."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    """Two studies side by side: ratios per candidate and point, and which exceed the spread."""
+    """Two studies side by side: ratios per candidate and point, and which exceed the spread;
+    three or more: each one's latency and speedup over its own baseline, a column each."""
     from hasten.report import compare as comparing
     from hasten.report.html import write
 
     def go() -> None:
-        result = comparing.compare(first, second)
-        comparing.render_terminal(result, _wide_console())
+        if len(folders) < 2:
+            raise HastenError("compare takes two study folders or more.")
+        if len(folders) == 2:
+            result = comparing.compare(*folders)
+            comparing.render_terminal(result, _wide_console())
+            page = comparing.render_html
+        else:
+            result = comparing.compare_types(folders)
+            comparing.render_types_terminal(result, _wide_console())
+            page = comparing.render_types_html
         if html:
-            print(f"Wrote {write(comparing.render_html(result), html)}")
+            print(f"Wrote {write(page(result), html)}")
 
     _guard(debug, go)
 

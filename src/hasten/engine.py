@@ -17,7 +17,7 @@ from typing import ClassVar, TypeVar
 from hasten import machine
 from hasten.config import Settings
 from hasten.errors import HastenError
-from hasten.executors import LocalExecutor, TimeLimits, past_limit, timed_run
+from hasten.executors import Executor, LocalExecutor, TimeLimits, past_limit, timed_run
 from hasten.measure import busy_trials
 from hasten.store import Store, read_study
 
@@ -44,11 +44,14 @@ class Engine:
 
     `module` is the module a trial process runs (`python -m module STUDY CANDIDATE PHASE
     POINTS`), and `kind_of` names the kind of each point it measures, stored with its row.
+    `executor` (default: local processes) decides where; a study measures on one machine
+    type, stored when it starts: resuming it on another type is refused.
     """
 
     def __init__(self, folder: Path, settings: Settings, *, module: str,
                  kind_of: Callable[[str], str], fresh: bool = False,
-                 trial_timeout_s: float | None = None, log: Log | None = None):
+                 trial_timeout_s: float | None = None, log: Log | None = None,
+                 executor: Executor | None = None):
         if trial_timeout_s is not None and not trial_timeout_s > 0:
             raise HastenError(f"`trial_timeout_s` must be more than 0 s, not {trial_timeout_s}.")
         folder = Path(folder)
@@ -56,16 +59,28 @@ class Engine:
             shutil.rmtree(folder)
         self.store = Store(folder)
         previous = self.store.meta("config")
+        executor = executor or LocalExecutor()
+        kind = executor.machine_type()
+        if previous is None:
+            self.store.set_meta("machine", executor.machine())
+            self.store.set_meta("machine_type", kind)
+        described = self.store.meta("machine")
+        stored = self.store.meta("machine_type") or (
+            machine.machine_type(described) if described else kind)
+        if stored != kind:
+            self.store.close()
+            raise HastenError(f"{folder} was measured on machine type {stored['name']}, and "
+                              f"this run would measure on {kind['name']}; speeds from two "
+                              "machine types are never mixed in one study: set `name` to keep "
+                              "both, or `fresh` to start it over.")
         if previous is not None and previous != settings.to_dict():
             self.store.close()
             raise HastenError(f"{folder} holds a study with other settings; set `fresh` to "
                               "start it over, or `name` to keep both.")
         self.store.set_meta("config", settings.to_dict())
-        if previous is None:
-            self.store.set_meta("machine", machine.describe())
         self.folder, self.settings, self.module, self.kind_of = folder, settings, module, kind_of
         self.limits = TimeLimits(self.store, trial_timeout_s)
-        self.executor = LocalExecutor()
+        self.executor = executor
         self.log = log or (lambda _: None)
 
     def register(self, position: int, name: str, passes: list[str], runtime: str,

@@ -12,7 +12,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+from hasten import machine
 from hasten.store import Store
 
 # Time limits follow the model: this many times what the baseline took for the same phase,
@@ -95,8 +97,36 @@ def describe_seconds(seconds: float) -> str:
     return f"{seconds:.3g} s"
 
 
+class Executor(Protocol):
+    """Where a study's trials run: `run` starts one, `threads`, `machine` and `machine_type`
+    say what they run on (stored with the study), `suffix` ends the study folder's name."""
+
+    suffix: str
+
+    def run(self, study: Path, candidate: str, phase: str, points: list[str],
+            timeout_s: float, module: str = "hasten.infer.trial",
+            watch: Callable[[], str | None] | None = None) -> str | None: ...
+
+    def threads(self) -> int: ...
+
+    def machine(self) -> dict: ...
+
+    def machine_type(self) -> dict: ...
+
+
 class LocalExecutor:
     """Runs trials one at a time in fresh Python processes on this machine."""
+
+    suffix = ""
+
+    def threads(self) -> int:
+        return machine.usable_cores()
+
+    def machine(self) -> dict:
+        return machine.describe()
+
+    def machine_type(self) -> dict:
+        return machine.machine_type(machine.describe())
 
     def run(self, study: Path, candidate: str, phase: str, points: list[str],
             timeout_s: float, module: str = "hasten.infer.trial",
@@ -153,7 +183,7 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def timed_run(executor: LocalExecutor, limits: TimeLimits, baseline: bool, study: Path,
+def timed_run(executor: Executor, limits: TimeLimits, baseline: bool, study: Path,
               candidate: str, phase: str, points: list[str], limit_phase: str | None = None,
               module: str = "hasten.infer.trial", cap_s: float = math.inf) -> str | None:
     """Run a trial under its phase's limit (or `cap_s`, what a time budget leaves, when that

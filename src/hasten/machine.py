@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 from pathlib import Path
 
 import psutil
@@ -32,6 +33,11 @@ LIBRARIES = (
     "torchao",
     "numpy",
 )
+
+
+# A cluster node's label that names its machine type (and splits nodes of one hardware into
+# several types, e.g. spot and on-demand); without it a type is named after its hardware.
+TYPE_LABEL = "hasten-machine-type"
 
 
 def usable_cores() -> int:
@@ -99,3 +105,15 @@ def describe() -> dict:
         "platform": platform.platform(),
         "libraries": versions,
     }
+
+
+def machine_type(described: dict, label: str | None = None) -> dict:
+    """What makes two machines measure alike (CPU model, usable cores, the flags that matter,
+    GPU, and a cluster node's TYPE_LABEL), with a name fit for a folder: speeds are compared
+    only between machines of one type."""
+    gpu = (described.get("gpu") or {}).get("name")
+    hardware = re.sub(r"\(r\)|\(tm\)|processor|cpu @.*", "", described["cpu"].lower())
+    name = label or re.sub(r"[^a-z0-9]+", "-", f"{hardware} {described['cores']}c {gpu or ''}")
+    return {"name": name.strip("-"), "cpu": described["cpu"], "cores": described["cores"],
+            "flags": sorted(k for k, v in described["flags"].items() if v), "gpu": gpu,
+            "label": label}

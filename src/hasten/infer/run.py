@@ -12,11 +12,10 @@ from pathlib import Path
 import torch
 
 from hasten import images as image_files
-from hasten import machine
 from hasten.data import demo_corpus, read_texts
 from hasten.engine import Engine, Log, Progress
 from hasten.errors import HastenError
-from hasten.executors import Deadline, past_limit
+from hasten.executors import Deadline, Executor, LocalExecutor, past_limit
 from hasten.infer import artifacts, search
 from hasten.infer.settings import InferSettings
 from hasten.infer.study import Study
@@ -56,6 +55,7 @@ def optimize_inference(
     progress: Progress | None = None,
     log: Log | None = None,
     report: Callable[[Study], object] | None = None,
+    executor: Executor | None = None,
 ) -> Study:
     """Run (or resume) an inference study of `model`, a model spec, and return it.
 
@@ -64,8 +64,9 @@ def optimize_inference(
     writer of the HTML report (hasten.api passes one), runs when the study ends, also when its
     baseline failed. `time_budget_s` bounds the study's wall time (default
     DEFAULT_TIME_BUDGET_S for the mode; math.inf for none); `budget_s` is how long each
-    workload point is measured.
+    workload point is measured. `executor` runs the trials (default: local processes).
     """
+    executor = executor or LocalExecutor()
     if time_budget_s is None:
         time_budget_s = DEFAULT_TIME_BUDGET_S[quick]
     if not time_budget_s > 0:
@@ -80,15 +81,16 @@ def optimize_inference(
         raise HastenError("`image_size`, `mean` and `std` say how to prepare an image folder; "
                           "give one as `data` to a model that takes images.")
     settings = InferSettings(
-        device=device, max_drop=max_drop, quick=quick, threads=machine.usable_cores(),
+        device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
         budget_s=budget_s or (1.0 if quick else 3.0), baseline=search.baseline_name(loaded),
         model=loaded.info(), spec=model, task=task,
         input_shape=list(input_shape) if input_shape else None, workload=workload,
     )
     settings.check()
     _check_forward(loaded, workload)
-    engine = Engine(Path(out) / (name or loaded.name), settings, module=TRIAL,
-                    kind_of=point_kind, fresh=fresh, trial_timeout_s=trial_timeout_s, log=log)
+    engine = Engine(Path(out) / ((name or loaded.name) + executor.suffix), settings,
+                    module=TRIAL, kind_of=point_kind, fresh=fresh,
+                    trial_timeout_s=trial_timeout_s, log=log, executor=executor)
     for i, candidate in enumerate(search.CANDIDATES):
         engine.register(i, candidate.name, list(search.chain_for(candidate, loaded)),
                         candidate.runtime, candidate.settings,

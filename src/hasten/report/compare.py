@@ -175,3 +175,77 @@ def render_html(c: Comparison) -> str:
             parts.append(f"<p>Only measured in {escape(label)}: "
                          + ", ".join(f"<code>{escape(n)}</code>" for n in names) + "</p>")
     return html.page(f"hasten: {first} vs {second}", "\n".join(parts))
+
+
+@dataclass
+class TypeComparison:
+    """Several studies of one model side by side, one per machine type (or any studies):
+    each candidate's p50 latency and speedup over its own study's baseline at each point."""
+
+    studies: list[Study]
+    labels: list[str]
+    rows: list[dict] = field(default_factory=list)
+
+
+def compare_types(studies: list[Study | str | Path]) -> TypeComparison:
+    """Match studies by candidate and workload point; each is labelled by its machine type."""
+    studies = [s if isinstance(s, Study) else Study(s) for s in studies]
+    labels = [(s.meta.get("machine_type") or {}).get("name") or s.folder.name for s in studies]
+    if len(set(labels)) < len(labels):
+        labels = [s.folder.name for s in studies]
+    tables = [{r["candidate"]: r for r in s.table()} for s in studies]
+    result = TypeComparison(studies, labels)
+    names = list(dict.fromkeys(n for table in tables for n in table))
+    for name in names:
+        points = {p for table in tables for p in (table.get(name) or {}).get("points", {})}
+        for point in sorted(points, key=_point_key):
+            rows = [table.get(name) or {} for table in tables]
+            result.rows.append({
+                "candidate": name, "point": point,
+                "p50": [r.get("points", {}).get(point, {}).get("p50") for r in rows],
+                "speedup": [r.get("speedup", {}).get(point) for r in rows]})
+    return result
+
+
+def _cell(p50: float | None, speedup: float | None) -> str:
+    if p50 is None:
+        return "-"
+    return ms(p50) + ("" if speedup is None else f" ({speedup:.2f}x)")
+
+
+def render_types_terminal(c: TypeComparison, console: Console) -> None:
+    """Each study's machine, then one table with a column per study."""
+    for label, study in zip(c.labels, c.studies, strict=True):
+        console.print(f"[bold]{rich_escape(label)}[/]: {rich_escape(study.folder.name)} on "
+                      f"{rich_escape(machine_line(study.machine))}"
+                      + ("" if study.finished else " [yellow](not finished)[/]"))
+    table = Table(title="p50 latency in ms (speedup over the baseline on the same machine type)")
+    for col in ("candidate", "point", *c.labels):
+        table.add_column(rich_escape(col), justify="left" if col in ("candidate", "point")
+                         else "right")
+    for r in c.rows:
+        table.add_row(rich_escape(r["candidate"]), r["point"],
+                      *(_cell(p, s) for p, s in zip(r["p50"], r["speedup"], strict=True)))
+    console.print(table if c.rows else "No candidate was measured in these studies.")
+
+
+def render_types_html(c: TypeComparison) -> str:
+    """The studies side by side as one self-contained HTML document."""
+    title = " vs ".join(c.labels)
+    parts = [f"<h1>{escape(title)}</h1>"]
+    parts += [f'<p class="banner" id="partial">{escape(label)} has not finished; its numbers '
+              "are partial.</p>" for label, s in zip(c.labels, c.studies, strict=True)
+              if not s.finished]
+    parts.append('<section id="machines"><h2>Machine types</h2><div class="cards">' + "".join(
+        html.machine_card(label, s.machine) for label, s in zip(c.labels, c.studies,
+                                                                strict=True))
+        + "</div></section>")
+    rows = [[escape(r["candidate"]), escape(r["point"]),
+             *(_cell(p, s) for p, s in zip(r["p50"], r["speedup"], strict=True))]
+            for r in c.rows]
+    parts.append('<section id="matched"><h2>Candidates by machine type</h2><p class="sub">p50 '
+                 "latency in ms, and in brackets the speedup over the baseline measured on the "
+                 "same machine type: speeds are compared within a type, never across.</p>"
+                 + html.table(["candidate", "point", *c.labels], rows,
+                              name_columns=2) + "</section>")
+    return html.page(f"hasten: {title}", "\n".join(parts))

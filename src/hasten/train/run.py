@@ -16,7 +16,7 @@ import torch
 from hasten import machine
 from hasten.engine import Engine, Log, Progress, stored_settings
 from hasten.errors import HastenError
-from hasten.executors import Deadline, past_limit
+from hasten.executors import Deadline, Executor, LocalExecutor, past_limit
 from hasten.measure import memory_noise_mb
 from hasten.train import switches
 from hasten.train.candidates import (
@@ -86,6 +86,7 @@ def optimize_training(
     progress: Progress | None = None,
     log: Log | None = None,
     report: Callable[[TrainStudy], object] | None = None,
+    executor: Executor | None = None,
 ) -> TrainStudy:
     """Run (or resume) a training study of a recipe file and return it.
 
@@ -94,16 +95,18 @@ def optimize_training(
     same call again resumes. `time_budget_s` bounds the study's wall time from this call (None:
     no bound; fp32's own runs are never cut); each run's time limit is `trial_timeout_s`, else
     a multiple of fp32's own time for the same phase; `log` gets one line per finished run;
-    `report`, a writer of the HTML report (hasten.api passes one), runs at the end.
+    `report`, a writer of the HTML report (hasten.api passes one), runs at the end; `executor`
+    runs the trials (default: local processes).
     """
     if time_budget_s is not None and not time_budget_s > 0:
         raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
+    executor = executor or LocalExecutor()
     loaded = load_recipe(recipe)
     if evaluate is None:
         evaluate = loaded.eval_data is not None and loaded.evaluate is not None
-    folder = Path(out) / (name or loaded.path.stem)
+    folder = Path(out) / ((name or loaded.path.stem) + executor.suffix)
     settings = TrainSettings(
-        device=device, max_drop=max_drop, quick=quick, threads=machine.usable_cores(),
+        device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
         budget_s=budget_s, baseline=BASELINE, model={}, recipe=str(loaded.path), steps=steps,
         batch_size=batch_size, eval=evaluate, devices=devices,
         memory_budget_mb=math.inf if memory_budget_mb is None else memory_budget_mb,
@@ -116,7 +119,7 @@ def optimize_training(
     settings = dataclasses.replace(settings, memory_budget_mb=memory_budget_mb,
                                    model=_check_recipe(loaded, batch_size, evaluate))
     engine = Engine(folder, settings, module=RUNNER, kind_of=phase_kind, fresh=fresh,
-                    trial_timeout_s=trial_timeout_s, log=log)
+                    trial_timeout_s=trial_timeout_s, log=log, executor=executor)
     for i, (c, in_quick) in enumerate(menu()):
         engine.register(i, c.name, [], "fabric", c.settings(),
                         skip_reason(c, settings, in_quick))
