@@ -15,7 +15,8 @@ RENAMED = {"time_budget_s": "--budget", "trial_timeout_s": "--trial-timeout",
 # The settings the command line has a flag for.
 SETTINGS = {
     "batch_size", "batch_sizes", "calibration_samples", "column", "data", "device", "devices",
-    "evaluate", "fresh", "image_size", "input_shape", "label_column", "max_drop", "mean",
+    "evaluate", "fresh", "image_size", "input_shape", "keras_backend", "label_column",
+    "max_drop", "mean",
     "memory_budget_mb", "model", "name", "out", "quick", "samples", "seq_lengths", "std",
     "steps", "task", "time_budget_s", "trial_timeout_s",
 }

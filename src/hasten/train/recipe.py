@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -37,8 +38,13 @@ class Recipe:
     def build_model(self) -> torch.nn.Module:
         """Call model() and check that it gave a module."""
         module = _call(self, "model")
+        if is_keras_model(module):
+            raise HastenError(f"{self.path.name} is a Keras recipe; the numerics audit follows "
+                              "PyTorch models only (`hasten train` measures a Keras recipe's "
+                              "precision policies).")
         if not isinstance(module, torch.nn.Module):
-            raise HastenError(f"{self.path.name}: model() must return a torch.nn.Module, "
+            raise HastenError(f"{self.path.name}: model() must return a torch.nn.Module or a "
+                              f"keras.Model, "
                               f"not {type(module).__name__}.")
         return module
 
@@ -120,8 +126,8 @@ def _call(recipe: Recipe, name: str, *args: Any) -> Any:
                           "fix the recipe or its data.") from exc
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Import a recipe file (this runs its code) and check it defines what a recipe needs."""
+def import_recipe(path: str | Path) -> ModuleType:
+    """Import a recipe file, PyTorch or Keras (this runs its code), as a module."""
     path = Path(path).resolve()
     if not path.is_file():
         raise HastenError(f"No recipe file at {path}.")
@@ -135,10 +141,39 @@ def load_recipe(path: str | Path) -> Recipe:
     except SystemExit as exc:
         raise HastenError(f"{path.name} called exit({exc.code}) while it was imported; a recipe "
                           "defines functions and does not exit.") from exc
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("keras", "tensorflow"):
+            raise HastenError(f"{path.name} imports {exc.name}, which is not installed here; "
+                              "install it with: pip install 'hasten[keras]'.") from exc
+        raise HastenError(f"Importing {path.name} failed (ModuleNotFoundError: {exc}).") from exc
     except Exception as exc:
         raise HastenError(f"Importing {path.name} failed ({type(exc).__name__}: {exc}).") from exc
     finally:
         sys.path.remove(str(path.parent))
+    return module
+
+
+def is_keras_model(obj: object) -> bool:
+    """Whether obj is a keras.Model, without importing Keras (a recipe that builds one has)."""
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(obj, keras.Model)
+
+
+def is_keras_recipe(path: str | Path) -> bool:
+    """Whether a recipe file's model() returns a Keras model: a Keras recipe, which
+    hasten.train.keras runs. Imports the file and calls model(); Keras is imported only when
+    the recipe imports it."""
+    module = import_recipe(path)
+    build = getattr(module, "model", None)
+    if not callable(build):
+        return False
+    return is_keras_model(_call(Recipe(Path(module.__file__), build, None, None), "model"))
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Import a recipe file (this runs its code) and check it defines what a recipe needs."""
+    module = import_recipe(path)
+    path = Path(module.__file__)
     missing = [n for n in REQUIRED if not callable(getattr(module, n, None))]
     if missing:
         raise HastenError(
