@@ -33,8 +33,8 @@ from hasten.train.candidates import (
 from hasten.train.demos import DEMOS as DEMO_RECIPES
 from hasten.train.demos import KERAS_DEMOS
 from hasten.train.keras import candidates as keras_candidates
+from hasten.train.outcome import TOO_SLOW, phase_kind
 from hasten.train.recipe import Recipe, is_keras_recipe, load_recipe
-from hasten.train.runner import TOO_SLOW, phase_kind
 from hasten.train.settings import TrainSettings
 from hasten.train.study import TrainStudy
 

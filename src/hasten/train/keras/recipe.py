@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from hasten.errors import HastenError
-from hasten.train.recipe import import_recipe, is_keras_model
+from hasten.train.recipe_file import import_recipe, is_keras_model
 
 REQUIRED = ("model", "train_data", "loss")
 

@@ -26,7 +26,7 @@ from hasten.measure import MemoryWatch, stats
 from hasten.store import Store
 from hasten.train.keras.candidates import KerasCandidate
 from hasten.train.keras.recipe import KerasRecipe, load_keras_recipe
-from hasten.train.runner import (
+from hasten.train.outcome import (
     MIN_TIMED_STEPS,
     NAN_PATIENCE,
     PROBE_STEPS,
@@ -153,10 +153,12 @@ class Steps:
 
 def fit(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int, steps: Steps,
         most: int) -> None:
-    """Run fit over the fixed order until `steps.want` stops it or `most` calls ran."""
-    per_epoch = len(x) // batch_size
-    epochs = math.ceil(most * steps.per_call / per_epoch) + 1
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
+    """Run fit over the fixed order until `steps.want` stops it or `most` calls ran. The order
+    is repeated to cover them in one epoch, so no epoch's end falls among the timed steps."""
+    reps = math.ceil(most * steps.per_call * batch_size / len(x))
+    if reps > 1:
+        x, y = np.concatenate([x] * reps), np.concatenate([y] * reps)
+    model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
               callbacks=[steps.callback()])
 
 
