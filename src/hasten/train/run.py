@@ -90,9 +90,14 @@ def family(settings: TrainSettings) -> Family:
     return KERAS if settings.keras_backend else TORCH
 
 
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported here (it is not imported to find out)."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
 def default_keras_backend() -> str:
     """tensorflow when it is installed, else torch (Keras 3 runs on PyTorch too)."""
-    return "tensorflow" if importlib.util.find_spec("tensorflow") else "torch"
+    return "tensorflow" if tensorflow_installed() else "torch"
 
 
 def optimize_training(
@@ -193,7 +198,7 @@ def _optimize_keras(recipe: str | Path, backend: str, *, steps: int, batch_size:
     from hasten.train.keras import recipe as keras_recipe
     from hasten.train.keras.runner import WEIGHTS
 
-    if backend == "tensorflow" and importlib.util.find_spec("tensorflow") is None:
+    if backend == "tensorflow" and not tensorflow_installed():
         raise HastenError("The tensorflow backend needs TensorFlow, which is not installed: "
                           "pip install 'hasten[keras]', or use `keras_backend` torch.")
     if devices != 1 or device != "cpu":

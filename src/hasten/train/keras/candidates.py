@@ -16,24 +16,25 @@ STEPS_PER_EXECUTION = 8
 class KerasSwitch:
     """One change to how a Keras model is compiled or built, measured on each policy in
     `bases`; `converges` when it may change what is trained (so it always trains to the end),
-    `group` the speed group of a speed-only switch."""
+    `group` the speed group of a speed-only switch; quick mode measures it on `quick_bases`."""
 
     name: str
     bases: tuple[str, ...]
-    quick: bool
+    quick_bases: tuple[str, ...]
     converges: bool
     group: str | None
     description: str
 
 
 SWITCHES = {s.name: s for s in (
-    KerasSwitch("no-loss-scale", ("mixed_float16",), True, True, None,
+    KerasSwitch("no-loss-scale", ("mixed_float16",), (), True, None,
                 "mixed_float16 compiled with auto_scale_loss=False: no LossScaleOptimizer"),
-    KerasSwitch("float32-output", ("mixed_float16", "mixed_bfloat16"), True, True, None,
+    KerasSwitch("float32-output", ("mixed_float16", "mixed_bfloat16"), ("mixed_float16",),
+                True, None,
                 "a linear Activation with dtype float32 after the model's last layer"),
-    KerasSwitch("xla", (BASELINE,), False, False, "compile",
+    KerasSwitch("xla", (BASELINE,), (), False, "compile",
                 "compile(jit_compile=True): the train step compiled by XLA"),
-    KerasSwitch(f"steps-per-execution-{STEPS_PER_EXECUTION}", (BASELINE,), False, False,
+    KerasSwitch(f"steps-per-execution-{STEPS_PER_EXECUTION}", (BASELINE,), (), False,
                 "steps", f"compile(steps_per_execution={STEPS_PER_EXECUTION}): several steps "
                 "per call of the compiled train function"),
 )}
@@ -89,11 +90,12 @@ class KerasCandidate:
 
 
 def menu() -> list[tuple[KerasCandidate, bool]]:
-    """Every candidate, with whether quick mode measures it: every policy, then each switch on
-    each policy it is measured on."""
+    """Every candidate, with whether quick mode measures it (every policy and the float32 output
+    under mixed_float16): every policy, then each switch on each policy it is measured on."""
     out = [(KerasCandidate(policy), True) for policy in (BASELINE, *HALF_MODES)]
     for switch in SWITCHES.values():
-        out.extend((KerasCandidate(base, (switch.name,)), switch.quick) for base in switch.bases)
+        out.extend((KerasCandidate(base, (switch.name,)), base in switch.quick_bases)
+                   for base in switch.bases)
     return out
 
 

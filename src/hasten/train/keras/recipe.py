@@ -152,10 +152,11 @@ def check(recipe: KerasRecipe, batch_size: int, evaluate: bool) -> tuple[dict, A
         _step(name, "evaluating 2 samples of eval_data()",
               lambda: model.test_on_batch(ex[:2], ey[:2]))
     model.set_weights(initial)
-    facts = {"model": f"Keras {type(model).__name__} {model.name!r}, "
-                      f"{model.count_params():,} parameters",
+    # Names Keras numbers per process (sequential_3) are left out: a resumed study must
+    # find the same facts.
+    facts = {"model": f"Keras {type(model).__name__}, {model.count_params():,} parameters",
              "train_size": len(x), "keras": keras.__version__,
-             "last_layer": model.layers[-1].name if model.layers else None,
+             "last_layer": type(model.layers[-1]).__name__ if model.layers else None,
              "output_dtype": {p: _output_dtype(keras, recipe, p, x[:2])
                               for p in ("mixed_float16", "mixed_bfloat16")}}
     keras.mixed_precision.set_global_policy("float32")
