@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from conftest import write_keras_recipe
+from test_keras_study import write_keras_recipe
 
 pytest.importorskip("keras")
 
