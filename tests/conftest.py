@@ -362,4 +362,3 @@ def reference_outputs():
             return [module(*b).float() for b in batches]
 
     return reference
-

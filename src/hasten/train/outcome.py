@@ -18,6 +18,15 @@ SLOW_STEP_S = 1.0
 SLOW_STEPS = 3
 PROBE_STEPS = 2
 NAN_PATIENCE = 5  # non-finite losses in a row that end a run with a loss scaler
+# A precision mode too slow to win (TOO_SLOW) is not trained to the end when that would take
+# longer than this.
+SLOW_CONVERGE_S = 60.0
+
+
+def too_slow_to_train(speed: float, base: float, samples: int) -> bool:
+    """Whether a precision mode that ran at `speed` samples/s, against the baseline's `base`,
+    is too slow to win and to train for `samples` samples (hasten.train.run._too_slow)."""
+    return speed * TOO_SLOW < base and samples / speed > SLOW_CONVERGE_S
 
 
 def phase_kind(phase: str) -> str:

@@ -33,7 +33,7 @@ from hasten.train.candidates import (
 from hasten.train.demos import DEMOS as DEMO_RECIPES
 from hasten.train.demos import KERAS_DEMOS
 from hasten.train.keras import candidates as keras_candidates
-from hasten.train.outcome import TOO_SLOW, phase_kind
+from hasten.train.outcome import phase_kind, too_slow_to_train
 from hasten.train.recipe import Recipe, is_keras_recipe, load_recipe
 from hasten.train.settings import TrainSettings
 from hasten.train.study import TrainStudy
@@ -44,9 +44,6 @@ KERAS_BACKENDS = ("tensorflow", "torch")
 # Besides fp32, every precision mode, QAT and the larger batch, this many of the fastest
 # candidates train to the end and are evaluated.
 CONVERGE = 3
-# A precision mode too slow to win (runner.TOO_SLOW) is not trained to the end when that would
-# take longer than this.
-SLOW_CONVERGE_S = 60.0
 # The batch-size search stops doubling once one step takes longer than this: probing larger
 # batches would cost minutes per probe on a CPU.
 PROBE_STEP_LIMIT_S = 2.0
@@ -359,8 +356,7 @@ def _too_slow(speeds: dict[str, float], settings: TrainSettings) -> dict[str, st
     fam = family(settings)
     out = {}
     for mode in fam.modes:
-        if (base and mode in speeds and speeds[mode] * TOO_SLOW < base
-                and samples / speeds[mode] > SLOW_CONVERGE_S):
+        if base and mode in speeds and too_slow_to_train(speeds[mode], base, samples):
             half = fam.half_type(mode)
             emulated = ("" if settings.device != "cpu" or machine.native_half(half)
                         else f" (this CPU only emulates {half})")

@@ -5,7 +5,8 @@ The rows it writes are a PyTorch trial's (hasten.train.runner): the same kinds, 
 details (loss curve, loss scales, skipped steps, memory), the same gate.
 
 Run as `python -m hasten.train.keras.runner STUDY_DIR CANDIDATE PHASE`, PHASE being `speed`,
-`converge` or `probe-bN`.
+`converge` or `probe-bN`. A candidate the study trains to the end in any case is trained in
+its speed run's process (see `trains_on`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from hasten.engine import record_failure
 from hasten.errors import describe_error
 from hasten.measure import MemoryWatch, stats
 from hasten.store import Store
-from hasten.train.keras.candidates import KerasCandidate
+from hasten.train.keras.candidates import HALF_MODES, KerasCandidate
 from hasten.train.keras.recipe import KerasRecipe, load_keras_recipe
 from hasten.train.outcome import (
     MIN_TIMED_STEPS,
@@ -38,6 +39,7 @@ from hasten.train.outcome import (
     gate,
     phase_kind,
     tail_spread,
+    too_slow_to_train,
 )
 from hasten.train.settings import TrainSettings
 
@@ -245,6 +247,25 @@ def evaluate(model: Any, recipe: KerasRecipe, batch_size: int) -> dict[str, floa
     return {**{k: v for k, v in values.items() if k != "loss"}, "loss": values["loss"]}
 
 
+def trains_on(store: Store, settings: TrainSettings, name: str, c: KerasCandidate) -> bool:
+    """Whether the study will train this candidate to the end whatever the others do (the
+    baseline, a policy not too slow to win, a switch that changes what is trained), so its
+    speed run's process trains it too: each Keras process spends seconds importing Keras and
+    its backend. The baseline's own run comes first, so its outcome is there to judge by."""
+    trials = {(t["candidate"], t["point"]): t for t in store.trials()}
+    mine, base = trials.get((name, "speed")), trials.get((settings.baseline, "speed"))
+    if not mine or mine["status"] != "ok" or (mine["details"] or {}).get("diverged"):
+        return False
+    if name == settings.baseline:
+        return True
+    if (settings.baseline, "converge") not in trials or not base or base["status"] != "ok":
+        return False
+    if c.precision == name and name in HALF_MODES:
+        return not too_slow_to_train(mine["throughput"], base["throughput"],
+                                     settings.steps * settings.batch_size)
+    return c.converges
+
+
 def run(study: Path, name: str, phase: str) -> None:
     store = Store(study)
     settings = TrainSettings.from_dict(store.meta("config"))
@@ -258,10 +279,16 @@ def run(study: Path, name: str, phase: str) -> None:
         recipe = load_keras_recipe(settings.recipe)
         data = ordered(*recipe.train_arrays(), batch_size, settings.seed)
         model = build(keras, recipe, c, study / WEIGHTS, data[0][:1])
-        if phase == "converge":
-            _converge(store, name, model, data, settings, c, recipe, batch_size, keras)
-        else:
+        if phase != "converge":
             _speed(store, name, model, data, settings, c, phase, batch_size, keras)
+            if phase != "speed" or not trains_on(store, settings, name, c):
+                return
+            phase = "converge"
+            del model
+            keras.backend.clear_session()
+            keras.utils.set_random_seed(settings.seed)
+            model = build(keras, recipe, c, study / WEIGHTS, data[0][:1])
+        _converge(store, name, model, data, settings, c, recipe, batch_size, keras)
     except Exception as exc:
         reason = (f"out of memory ({type(exc).__name__})" if isinstance(exc, MemoryError)
                   else describe_error(exc))
