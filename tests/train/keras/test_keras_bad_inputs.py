@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from test_keras_study import write_keras_recipe
 
 pytest.importorskip("keras")
 
@@ -36,7 +35,7 @@ def _recipe(folder, name: str, body: str) -> str:
 
 def _cases(folder) -> list[tuple[list[str], str]]:
     data = DATA.format(features=4, loss='"sparse_categorical_crossentropy"')
-    good = write_keras_recipe(folder, float32_last=False)
+    good = _recipe(folder, "good", MODEL + data)
     runs = ["--out", str(folder / "runs"), "--steps", "2", "--batch-size", "4"]
     return [
         (["train", _recipe(folder, "no_model", data), *runs], "has no model()"),
@@ -76,8 +75,9 @@ def test_tensorflow_missing_is_said(tmp_path, monkeypatch):
     from hasten.train import run
 
     monkeypatch.setattr(run, "tensorflow_installed", lambda: False)
-    recipe = write_keras_recipe(tmp_path, float32_last=False)
-    result = _invoke(["train", str(recipe), "--keras-backend", "tensorflow",
+    recipe = _recipe(tmp_path, "good", MODEL + DATA.format(
+        features=4, loss='"sparse_categorical_crossentropy"'))
+    result = _invoke(["train", recipe, "--keras-backend", "tensorflow",
                       "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2
     assert "needs TensorFlow, which is not installed" in result.output
