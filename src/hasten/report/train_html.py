@@ -97,14 +97,15 @@ def _against_fp32(row: dict, base: dict | None) -> str:
 def _recommendation(objective: str, row: dict | None, base: dict | None,
                     finished: bool) -> str:
     words = {"time": "fastest", "memory": "least memory"}[objective]
+    name = escape(base["candidate"]) if base else BASELINE
     if row is None:
         return (f'<div class="card" id="rec-{objective}"><h3>{words.capitalize()}</h3>'
                 "<p>No candidate has converged within the tolerance of fp32"
                 f"{'' if finished else ' yet'}.</p></div>")
     facts = [("candidate", f"<code>{escape(row['candidate'])}</code>"),
-             ("samples/s", f"{_rate(row['samples_per_s'])} ({_x(row['speedup'])} baseline)"),
+             ("samples/s", f"{_rate(row['samples_per_s'])} ({_x(row['speedup'])} {name})"),
              ("peak memory", f"{mb(row['peak_mb'])} MiB ({_x(row['memory_ratio'])} "
-                             "baseline)"),
+                             f"{name})"),
              ("quality", _against_fp32(row, base))]
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
     plain = ""
