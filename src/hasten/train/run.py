@@ -269,26 +269,27 @@ def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
 
 
 class Launcher:
-    """Runs one candidate's phase through the engine and logs the finished run in one line."""
+    """Runs one candidate's phase through the engine and logs each run it finished in one line
+    (a Keras trial process may finish the convergence run after the speed run)."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
 
     def __call__(self, name: str, phase: str) -> None:
         engine = self.engine
+        before = engine.store.done_points(name)
         engine.launch(name, phase, [phase], first=phase == "speed",
                       verdict="converging" if phase == "converge" else None,
                       limit_phase="speed" if phase_kind(phase) == "probe" else phase,
                       sets_limit=phase_kind(phase) != "probe")
-        trial = next((t for t in engine.store.trials() if t["candidate"] == name
-                      and t["point"] == phase), None)
-        if trial is None:
-            return
-        if trial["status"] != "ok":
-            engine.log(f"{name}  {phase}  failed: {trial['error']}")
-        else:
-            engine.log(f"{name}  {phase}  {trial['throughput']:.4g} samples/s  "
-                       f"{trial['peak_mb']:.0f} MiB  ok")
+        for trial in engine.store.trials():
+            if trial["candidate"] != name or trial["point"] in before:
+                continue
+            if trial["status"] != "ok":
+                engine.log(f"{name}  {trial['point']}  failed: {trial['error']}")
+            else:
+                engine.log(f"{name}  {trial['point']}  {trial['throughput']:.4g} samples/s  "
+                           f"{trial['peak_mb']:.0f} MiB  ok")
 
 
 def _diverged(store, name: str) -> str:
