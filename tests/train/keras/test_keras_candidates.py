@@ -42,6 +42,8 @@ def test_what_cannot_run_says_why():
     assert "torch.compile" in skip_reason(xla, "torch", {}, False, False)
     assert skip_reason(xla, "tensorflow", {}, False, False) is None
     assert skip_reason(xla, "tensorflow", {}, True, False) == "not in quick mode"
+    steps = KerasCandidate(BASELINE, ("steps-per-execution-8",))
+    assert "must be 1" in skip_reason(steps, "torch", {}, False, False)
     out = KerasCandidate("mixed_float16", ("float32-output",))
     assert skip_reason(out, "tensorflow", {"output_dtype": {"mixed_float16": "float16"}},
                        False, True) is None

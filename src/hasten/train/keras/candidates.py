@@ -129,6 +129,8 @@ def skip_reason(c: KerasCandidate, backend: str, model: dict, quick: bool,
     if c.jit_compile and backend != "tensorflow":
         return ("jit_compile is XLA on the tensorflow backend; on torch Keras hands it to "
                 "torch.compile, which hasten's PyTorch study measures")
+    if c.steps_per_execution > 1 and backend != "tensorflow":
+        return "Keras' torch backend runs one step per call (steps_per_execution must be 1)"
     if c.float32_output and model.get("output_dtype", {}).get(c.precision) == "float32":
         return f"the recipe's last layer already computes in float32 under {c.precision}"
     return None
