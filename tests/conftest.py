@@ -362,3 +362,75 @@ def reference_outputs():
             return [module(*b).float() for b in batches]
 
     return reference
+
+
+# A tiny Keras classifier for the Keras study's tests (tests/train/keras): 24 samples of 4
+# features, 3 classes; FLOAT32_LAST gives its last layer dtype="float32".
+KERAS_RECIPE = textwrap.dedent(
+    """
+    import keras
+    import numpy as np
+
+    FLOAT32_LAST = {float32_last}
+
+
+    def model():
+        last = dict(dtype="float32") if FLOAT32_LAST else {{}}
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                                 keras.layers.Dense(3, **last)])
+
+
+    def train_data():
+        x = np.random.default_rng(0).normal(size=(24, 4)).astype("float32")
+        return x, (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0)
+
+
+    eval_data = train_data
+
+
+    def loss():
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+    def metrics():
+        return ["accuracy"]
+    """
+)
+# The study's settings: one batch of 16 (twice that is more than the 24 samples, so the
+# batch-size search probes nothing), a few steps, quick mode (every policy and the float32
+# output under mixed_float16).
+KERAS_STUDY = dict(steps=6, batch_size=16, quick=True)
+
+
+def _write_keras_recipe(folder: Path, float32_last: bool) -> Path:
+    path = folder / ("keras_f32_last.py" if float32_last else "keras_tiny.py")
+    path.write_text(KERAS_RECIPE.format(float32_last=float32_last))
+    return path
+
+
+@pytest.fixture(scope="session")
+def keras_study(tmp_path_factory):
+    """A function backend -> the folder of a finished quick Keras study on that backend, run
+    once per test session (under a file lock, shared by pytest-xdist's workers). On tensorflow
+    the recipe's last layer follows the policy; on torch it is float32 already, so both sides
+    of the float32-output candidate are seen."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+
+    def study(backend: str) -> Path:
+        pytest.importorskip("keras")
+        if backend == "tensorflow":
+            pytest.importorskip("tensorflow")
+        import hasten
+
+        with FileLock(shared / f"keras-{backend}.lock"):
+            folder = shared / f"keras-{backend}"
+            if not (folder / "study" / "study.sqlite").is_file():
+                folder.mkdir(exist_ok=True)
+                recipe = _write_keras_recipe(folder, float32_last=backend == "torch")
+                hasten.optimize_training(recipe, out=folder, name="study",
+                                         keras_backend=backend, **KERAS_STUDY)
+            return folder / "study"
+
+    return study

@@ -169,8 +169,13 @@ def infer(
 
 @app.command()
 def train(
-    recipe: Path = typer.Argument(None, help="A training recipe file (runs that file's code); "
-                                  "default: the bundled digits CNN and MiniLM text demos."),
+    recipe: Path = typer.Argument(None, help="A training recipe file, PyTorch or Keras (runs "
+                                  "that file's code); default: the bundled digits CNN and "
+                                  "MiniLM text demos."),
+    demo: str = typer.Option(None, help="Run one bundled demo instead: digits, text or "
+                             "keras-digits (needs Keras)."),
+    keras_backend: str = typer.Option(None, help="Keras recipes: tensorflow or torch "
+                                      "(default: tensorflow when installed, else torch)."),
     steps: int = typer.Option(None, help="Steps fp32, the precision modes and the fastest "
                                "candidates train for before evaluation (default 100; the demos "
                                "set their own)."),
@@ -218,11 +223,16 @@ def train(
     from hasten.api import optimize_training
     from hasten.flags import parse_duration, parse_memory
     from hasten.report.train_terminal import render
-    from hasten.train.run import DEMOS
+    from hasten.train.run import DEFAULT_DEMOS, DEMOS
 
     def go() -> None:
+        if recipe is not None and demo is not None:
+            raise HastenError("Give a recipe or --demo, not both.")
+        if demo is not None and demo not in DEMOS:
+            raise HastenError(f"--demo takes {', '.join(DEMOS)}, not {demo!r}.")
         runs = ([(recipe, {}, name)] if recipe is not None else
-                [(path, settings, f"demo-{demo}") for demo, (path, settings) in DEMOS.items()])
+                [(DEMOS[d][0], DEMOS[d][1], name or f"demo-{d}")
+                 for d in ([demo] if demo else DEFAULT_DEMOS)])
         memory = parse_memory(memory_budget) if memory_budget else None
         seconds = parse_duration(budget) if budget else None
         for path, settings, study_name in runs:
@@ -235,7 +245,8 @@ def train(
                     max_drop=max_drop, quick=quick or settings.get("quick", False), out=out,
                     name=study_name, fresh=fresh, device=device,
                     time_budget_s=settings.get("time_budget_s") if seconds is None else seconds,
-                    trial_timeout_s=trial_timeout, progress=progress, log=log,
+                    trial_timeout_s=trial_timeout, keras_backend=keras_backend,
+                    progress=progress, log=log,
                     report=not no_report, executor=executor, ray_address=ray_address,
                     machine_type=machine_type, per_machine_type=per_machine_type,
                     ray_share=ray_share, ray_shared_path=ray_shared_path,

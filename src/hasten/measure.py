@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
-import torch
 
 # Two memory figures closer than this are one figure: the allocator's caches and arenas move a
 # process's resident size by a few MiB between runs of the very same work.
@@ -69,14 +68,22 @@ def _stable(samples: list[float], rel_tol: float) -> bool:
     return abs(now - before) <= rel_tol * now
 
 
+def _torch():
+    """PyTorch, imported where a GPU is timed or read: a Keras trial process never loads it."""
+    import torch
+
+    return torch
+
+
 class Clock:
     """Wall-clock timer; on CUDA it records events and synchronizes, so kernels are counted."""
 
     def __init__(self, cuda: bool = False):
-        self.cuda = cuda and torch.cuda.is_available()
+        self.cuda = cuda and _torch().cuda.is_available()
 
     def time(self, fn: Callable[[], object]) -> float:
         if self.cuda:
+            torch = _torch()
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             fn()
@@ -198,6 +205,7 @@ def peak_memory_mb() -> float:
 
 def peak_gpu_memory_mb() -> float | None:
     """Peak memory PyTorch allocated on the GPU in this process, in MiB."""
+    torch = _torch()
     if not torch.cuda.is_available():
         return None
     return torch.cuda.max_memory_allocated() / 2**20

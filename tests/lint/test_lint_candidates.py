@@ -8,10 +8,11 @@ from hasten.lint import REGISTRY
 from hasten.lint.recipe import REQUIRED
 from hasten.train import recipe
 from hasten.train.candidates import menu
+from hasten.train.keras import candidates as keras_candidates
 
 
 def test_named_candidates_exist():
-    train = {c.name for c, _ in menu()}
+    train = {c.name for c, _ in menu()} | {c.name for c, _ in keras_candidates.menu()}
     infer = {c.name for c in CANDIDATES}
     for rule in REGISTRY.values():
         assert rule.train is None or rule.train in train, rule.code

@@ -48,7 +48,8 @@ def test_a_recipe_gives_model_batches_and_loss(tmp_path):
 
 @pytest.mark.parametrize("source, message", [
     (GOOD.replace("def loss", "def not_loss"), r"has no loss\(\); a recipe defines"),
-    (GOOD.replace("torch.nn.Linear(3, 1)", "42"), r"must return a torch.nn.Module, not int"),
+    (GOOD.replace("torch.nn.Linear(3, 1)", "42"),
+     r"must return a torch.nn.Module or a keras.Model, not int"),
     (GOOD.replace("torch.arange(30.0).reshape(10, 3)", "torch.zeros(0, 3)"), "empty dataset"),
     (GOOD.replace("return model(batch[0]).pow(2).mean()", "return 1.5"),
      "must return a scalar tensor, not float"),

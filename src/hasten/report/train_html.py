@@ -15,10 +15,9 @@ from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
 from hasten.report.html import _partial, figure, machine_card, page, table
 from hasten.report.train_plots import train_plots
-from hasten.train.candidates import BASELINE, HALF_MODES
+from hasten.train.candidates import BASELINE
 from hasten.train.study import OBJECTIVES, TrainStudy
 
-PRECISION_MODES = (BASELINE, f"{BASELINE}/tf32", *HALF_MODES)
 # Which of the audit's confirmation runs stands for each precision mode's arithmetic.
 AUDIT_RUN = {"16-mixed": "fp16-autocast", "bf16-mixed": "bf16-autocast",
              "16-true": "fp16-weights", "bf16-true": "bf16-weights"}
@@ -67,8 +66,8 @@ def _speed_cells(row: dict) -> list[str]:
     return [step, _rate(row["samples_per_s"]), _x(row["speedup"]), memory]
 
 
-SPEED_HEADERS = ["step p50 / IQR (ms)", "samples/s", f"speedup vs {BASELINE}",
-                 f"peak memory MiB (vs {BASELINE})"]
+SPEED_HEADERS = ["step p50 / IQR (ms)", "samples/s", "speedup vs baseline",
+                 "peak memory MiB (vs baseline)"]
 
 
 def _ranked(rows: list[dict]) -> str:
@@ -100,18 +99,19 @@ def _against_fp32(row: dict, base: dict | None) -> str:
 def _recommendation(objective: str, row: dict | None, base: dict | None,
                     finished: bool) -> str:
     words = {"time": "fastest", "memory": "least memory"}[objective]
+    name = escape(base["candidate"]) if base else BASELINE
     if row is None:
         return (f'<div class="card" id="rec-{objective}"><h3>{words.capitalize()}</h3>'
                 "<p>No candidate has converged within the tolerance of fp32"
                 f"{'' if finished else ' yet'}.</p></div>")
     facts = [("candidate", f"<code>{escape(row['candidate'])}</code>"),
-             ("samples/s", f"{_rate(row['samples_per_s'])} ({_x(row['speedup'])} {BASELINE})"),
+             ("samples/s", f"{_rate(row['samples_per_s'])} ({_x(row['speedup'])} {name})"),
              ("peak memory", f"{mb(row['peak_mb'])} MiB ({_x(row['memory_ratio'])} "
-                             f"{BASELINE})"),
+                             f"{name})"),
              ("quality", _against_fp32(row, base))]
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
     plain = ""
-    if row["candidate"] == BASELINE:
+    if row["baseline"]:
         plain = ("<p><b>fp32 (32-true) is the fastest configuration that keeps accuracy "
                  "here</b>: no faster candidate passed.</p>" if objective == "time" else
                  "<p>fp32 (32-true) uses the least memory of the candidates that keep "
@@ -122,7 +122,7 @@ def _recommendation(objective: str, row: dict | None, base: dict | None,
 
 
 def _recommendations(study: TrainStudy, rows: list[dict]) -> str:
-    base = next((r for r in rows if r["candidate"] == BASELINE), None)
+    base = next((r for r in rows if r["baseline"]), None)
     recs = study.recommendations()
     cards = "".join(_recommendation(o, recs[o], base, study.finished) for o in OBJECTIVES)
     return ('<p class="sub">The candidates that trained for the study\'s steps within the '
@@ -169,8 +169,8 @@ def _verdict(audit: dict | None, measured: list[str], error: str | None = None,
 def _precision(study: TrainStudy, rows: list[dict]) -> str:
     """The precision modes as measured, beside what the numerics audit predicted."""
     audit = study.audit
-    modes = sorted((r for r in rows if r["candidate"] in PRECISION_MODES),
-                   key=lambda r: PRECISION_MODES.index(r["candidate"]))
+    modes = sorted((r for r in rows if r["candidate"] in study.precision_modes),
+                   key=lambda r: study.precision_modes.index(r["candidate"]))
     headers = ["candidate", "status", *SPEED_HEADERS[1:], "final loss", "eval"]
     if audit:
         headers += ["audit run", "audit loss diff", "audit grad cosine", "audit grad error",
@@ -185,7 +185,7 @@ def _precision(study: TrainStudy, rows: list[dict]) -> str:
             if row["candidate"] == pick:
                 cells[0] = f'<span class="yes">{name}</span> &larr; audit\'s choice'
             run = AUDIT_RUN.get(row["candidate"])
-            label = run or ("reference" if row["candidate"] == BASELINE else "-")
+            label = run or ("reference" if row["baseline"] else "-")
             cells += [escape(label), *_confirmation(runs.get(run))]
         body.append(cells)
     return (_verdict(audit, [r["candidate"] for r in modes], study.audit_error,
@@ -209,7 +209,8 @@ def _batch_search(study: TrainStudy, rows: list[dict]) -> str:
     if winner:
         text += (f"<p>The winner was measured as <code>{escape(winner['candidate'])}</code>: "
                  f"{_rate(winner['samples_per_s'])} samples/s ({_x(winner['speedup'])} "
-                 f"{BASELINE}), {mb(winner['peak_mb'])} MiB, {_status(winner['status'])}.</p>")
+                 f"{escape(study.baseline)}), {mb(winner['peak_mb'])} MiB, "
+                 f"{_status(winner['status'])}.</p>")
     else:
         text += ("<p>No batch larger than the study's fits, so no batch-size candidate was "
                  "added.</p>")
@@ -252,6 +253,7 @@ def _study_card(study: TrainStudy) -> str:
              ("memory budget", "-" if budget is None else f"{budget:,.0f} MiB"),
              ("time budget", "none" if study.budget.get("seconds", math.inf) == math.inf
               else describe_seconds(study.budget["seconds"])),
+             *([("Keras backend", study.keras_backend)] if study.keras_backend else []),
              ("folder", str(study.folder))]
     items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts)
     return f'<div class="card"><h3>Study</h3><dl>{items}</dl></div>'
@@ -282,7 +284,8 @@ def render(study: TrainStudy) -> str:
         f"{_precision(study, rows)}</section>",
         '<section id="ranking"><h2>Ranked candidates</h2><p class="sub">Step time, samples '
         f"per second and memory from each candidate's speed run; speedup and memory ratio "
-        f"against {BASELINE} in this run; peak memory is {memory_words(settings.device)}; "
+        f"against {escape(study.baseline)} in this run; peak memory is "
+        f"{memory_words(settings.device)}; "
         "final loss and eval from training for the study's steps. Failed, diverged and "
         f"skipped candidates are listed with their reasons.</p>{_ranked(rows)}</section>",
         '<section id="batch-search"><h2>Batch-size search</h2>'

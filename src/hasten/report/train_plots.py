@@ -10,7 +10,6 @@ from dataclasses import replace
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from hasten.report.plots import Plot, _figure, _legend, _log, _svg, colors
-from hasten.train.candidates import BASELINE
 
 FAILED = ("diverged", "failed", "outside tolerance")
 
@@ -23,8 +22,8 @@ def _finite(values: list[float]) -> list[float]:
 def loss_curves(rows: list[dict], palette: dict) -> Plot:
     """Training loss per step of every candidate trained for the study's steps."""
     plot = Plot("loss", "Loss curves",
-                f"Training loss at every optimizer step of the convergence runs, {BASELINE} "
-                "(fp32) thick and grey beneath the others; dashed lines diverged or ended "
+                "Training loss at every optimizer step of the convergence runs, the fp32 "
+                "baseline thick and grey beneath the others; dashed lines diverged or ended "
                 "outside the tolerance, a cross marks the first non-finite loss.")
     chosen = [r for r in rows if (r["converge"] or {}).get("losses")]
     if not chosen:
@@ -34,7 +33,7 @@ def loss_curves(rows: list[dict], palette: dict) -> Plot:
         for i, row in enumerate(chosen):
             outcome = row["converge"]
             losses = _finite(outcome["losses"])
-            base = row["candidate"] == BASELINE
+            base = row["baseline"]
             ax.plot(range(1, len(losses) + 1), losses, label=row["candidate"],
                     color="0.35" if base else palette[row["candidate"]],
                     linewidth=4 if base else 1.3, zorder=2 if base else 3,
@@ -55,7 +54,7 @@ def speed_memory(rows: list[dict], palette: dict, memory_label: str) -> Plot:
     plot = Plot("speed-memory", "Speed and memory",
                 f"Samples per second (log scale) against {memory_label}, from each "
                 f"candidate's speed run; up and left is better. Dots passed the convergence "
-                f"check, crosses did not or were not trained to the end; {BASELINE} is ringed.")
+                "check, crosses did not or were not trained to the end; the baseline is ringed.")
     chosen = [r for r in rows if r["samples_per_s"] and r["peak_mb"] is not None]
     if not chosen:
         return replace(plot, empty="No candidate's speed has been measured yet.")
@@ -65,7 +64,7 @@ def speed_memory(rows: list[dict], palette: dict, memory_label: str) -> Plot:
             ok = row["status"] == "ok"
             ax.scatter([x], [y], color=palette[row["candidate"]], marker="o" if ok else "x",
                        s=36, zorder=3, label=row["candidate"], gid=f"data-{i}")
-            if row["candidate"] == BASELINE:
+            if row["baseline"]:
                 ax.scatter([x], [y], s=160, facecolors="none", edgecolors="black", zorder=2)
             ax.annotate(row["candidate"], (x, y), xytext=(4, 3), textcoords="offset points",
                         fontsize=6.5)

@@ -9,7 +9,6 @@ from rich.table import Table
 
 from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
-from hasten.train.candidates import BASELINE
 from hasten.train.study import TrainStudy
 
 STATUS_STYLE = {"ok": "green", "timed only": "cyan", "outside tolerance": "yellow",
@@ -46,9 +45,11 @@ def render(study: TrainStudy, console: Console) -> None:
                   f"{escape(settings.recipe)} on {escape(machine_line(study.machine))}")
     console.print(f"batch {settings.batch_size} per process x {settings.devices} process(es); "
                   f"convergence over {settings.steps} steps"
-                  + (", evaluated" if settings.eval else ", by final training loss"))
-    table = Table(title=f"Training candidates against {BASELINE} (samples/s and memory measured "
-                        "in the same run)")
+                  + (", evaluated" if settings.eval else ", by final training loss")
+                  + (f"; Keras on the {study.keras_backend} backend" if study.keras_backend
+                     else ""))
+    table = Table(title=f"Training candidates against {study.baseline} (samples/s and memory "
+                        "measured in the same run)")
     for header in ("candidate", "step p50", "IQR", "samples/s", "speedup", "first step",
                    "data wait", "peak MiB", "memory", "final loss", "eval",
                    "fp16 skipped", "status"):
@@ -136,7 +137,7 @@ def _recommendations(study: TrainStudy, rows: list[dict], console: Console) -> N
                       f"({row['samples_per_s']:.0f} samples/s, {ratio(row['speedup'])} fp32's; "
                       f"{mb(row['peak_mb'])}, {ratio(row['memory_ratio'])} fp32's; "
                       f"{escape(row['reason'] or '')})")
-        if row["candidate"] == BASELINE:
+        if row["baseline"]:
             console.print("  fp32 (32-true) is the fastest configuration that keeps accuracy "
                           "here; no faster mode passed." if objective == "time" else
                           "  fp32 (32-true) uses the least memory of the passing candidates.")

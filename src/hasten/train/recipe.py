@@ -7,8 +7,6 @@ imports and runs its code: use only files you trust.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 
 from hasten.errors import HastenError
+from hasten.train.recipe_file import import_recipe, is_keras_model
 
 REQUIRED = ("model", "train_data", "loss")
 OPTIONAL = ("optimizer", "eval_data", "evaluate")
@@ -37,8 +36,13 @@ class Recipe:
     def build_model(self) -> torch.nn.Module:
         """Call model() and check that it gave a module."""
         module = _call(self, "model")
+        if is_keras_model(module):
+            raise HastenError(f"{self.path.name} is a Keras recipe; the numerics audit follows "
+                              "PyTorch models only (`hasten train` measures a Keras recipe's "
+                              "precision policies).")
         if not isinstance(module, torch.nn.Module):
-            raise HastenError(f"{self.path.name}: model() must return a torch.nn.Module, "
+            raise HastenError(f"{self.path.name}: model() must return a torch.nn.Module or a "
+                              f"keras.Model, "
                               f"not {type(module).__name__}.")
         return module
 
@@ -120,25 +124,21 @@ def _call(recipe: Recipe, name: str, *args: Any) -> Any:
                           "fix the recipe or its data.") from exc
 
 
+def is_keras_recipe(path: str | Path) -> bool:
+    """Whether a recipe file's model() returns a Keras model: a Keras recipe, which
+    hasten.train.keras runs. Imports the file and calls model(); Keras is imported only when
+    the recipe imports it."""
+    module = import_recipe(path)
+    build = getattr(module, "model", None)
+    if not callable(build):
+        return False
+    return is_keras_model(_call(Recipe(Path(module.__file__), build, None, None), "model"))
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Import a recipe file (this runs its code) and check it defines what a recipe needs."""
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise HastenError(f"No recipe file at {path}.")
-    if path.suffix != ".py":
-        raise HastenError(f"A recipe is a Python file; {path.name} is not a .py file.")
-    spec = importlib.util.spec_from_file_location(f"hasten_recipe_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    except SystemExit as exc:
-        raise HastenError(f"{path.name} called exit({exc.code}) while it was imported; a recipe "
-                          "defines functions and does not exit.") from exc
-    except Exception as exc:
-        raise HastenError(f"Importing {path.name} failed ({type(exc).__name__}: {exc}).") from exc
-    finally:
-        sys.path.remove(str(path.parent))
+    module = import_recipe(path)
+    path = Path(module.__file__)
     missing = [n for n in REQUIRED if not callable(getattr(module, n, None))]
     if missing:
         raise HastenError(

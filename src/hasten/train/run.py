@@ -5,10 +5,15 @@ fastest for the study's steps against fp32 and evaluate them."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import torch
@@ -30,19 +35,20 @@ from hasten.train.candidates import (
     speed_group,
 )
 from hasten.train.demos import DEMOS as DEMO_RECIPES
-from hasten.train.recipe import Recipe, load_recipe
-from hasten.train.runner import TOO_SLOW, phase_kind
+from hasten.train.demos import KERAS_DEMOS
+from hasten.train.keras import candidates as keras_candidates
+from hasten.train.outcome import phase_kind, too_slow_to_train
+from hasten.train.recipe import Recipe, is_keras_recipe, load_recipe
 from hasten.train.settings import TrainSettings
 from hasten.train.study import TrainStudy
 
 RUNNER = "hasten.train.runner"
+KERAS_RUNNER = "hasten.train.keras.runner"
+KERAS_BACKENDS = ("tensorflow", "torch")
 # Besides fp32, every precision mode, QAT and the larger batch, this many of the candidates
 # faster than fp32 (and the lightest of those lighter than it) train to the end and are
 # evaluated.
 CONVERGE = 3
-# A precision mode too slow to win (runner.TOO_SLOW) is not trained to the end when that would
-# take longer than this.
-SLOW_CONVERGE_S = 60.0
 # The batch-size search stops doubling once one step takes longer than this: probing larger
 # batches would cost minutes per probe on a CPU.
 PROBE_STEP_LIMIT_S = 2.0
@@ -62,7 +68,50 @@ DEMOS = {
                                         "time_budget_s": 180.0}),
     "text": (DEMO_RECIPES["text"], {"batch_size": 16, "steps": 60, "quick": True,
                                     "time_budget_s": 360.0}),
+    "keras-digits": (KERAS_DEMOS["keras-digits"], {"batch_size": 64, "steps": 150}),
 }
+# What `hasten train` runs without a recipe: the demos the core install can run.
+DEFAULT_DEMOS = ("digits", "text")
+
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between a PyTorch and a Keras study's candidates; the study's phases are
+    the same for both (hasten.train.candidates, hasten.train.keras.candidates)."""
+
+    baseline: str
+    modes: tuple[str, ...]
+    candidate: type
+    batch_candidate: Callable
+    combine: Callable
+    speed_group: Callable
+    half_type: Callable[[str], str]
+    runtime: str
+    runner: str
+    word: str  # how messages name the baseline
+
+
+TORCH = Family(BASELINE, HALF_MODES, TrainCandidate, batch_candidate, combine, speed_group,
+               lambda mode: "fp16" if mode.startswith("16") else "bf16", "fabric", RUNNER, "fp32")
+KERAS = Family(keras_candidates.BASELINE, keras_candidates.HALF_MODES,
+               keras_candidates.KerasCandidate, keras_candidates.batch_candidate,
+               keras_candidates.combine, keras_candidates.speed_group,
+               keras_candidates.half_type, "keras", KERAS_RUNNER, "float32")
+
+
+def family(settings: TrainSettings) -> Family:
+    """The candidates of a study's kind: Keras when it has a Keras backend, else PyTorch."""
+    return KERAS if settings.keras_backend else TORCH
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported here (it is not imported to find out)."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def default_keras_backend() -> str:
+    """tensorflow when it is installed, else torch (Keras 3 runs on PyTorch too)."""
+    return "tensorflow" if tensorflow_installed() else "torch"
 
 
 def optimize_training(
@@ -83,6 +132,7 @@ def optimize_training(
     quick: bool = False,
     audit: bool = True,
     trial_timeout_s: float | None = None,
+    keras_backend: str | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
     report: Callable[[TrainStudy], object] | None = None,
@@ -97,10 +147,31 @@ def optimize_training(
     a multiple of fp32's own time for the same phase; `log` gets one line per finished run;
     `report`, a writer of the HTML report (hasten.api passes one), runs at the end; `executor`
     runs the trials (default: local processes).
+
+    A recipe whose model() returns a keras.Model is a Keras recipe: its candidates are dtype
+    policies and Keras switches, each trial runs on `keras_backend` (tensorflow or torch;
+    default tensorflow when installed, else torch), which reaches Keras before the recipe is
+    imported.
     """
     if time_budget_s is not None and not time_budget_s > 0:
         raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
     executor = executor or LocalExecutor()
+    backend = keras_backend or default_keras_backend()
+    if backend not in KERAS_BACKENDS:
+        raise HastenError(f"`keras_backend` must be tensorflow or torch, not {backend!r}.")
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backend
+    if is_keras_recipe(recipe):
+        return _optimize_keras(recipe, backend, steps=steps, batch_size=batch_size,
+                               evaluate=evaluate, devices=devices,
+                               memory_budget_mb=memory_budget_mb, max_drop=max_drop, out=out,
+                               name=name, fresh=fresh, device=device, budget_s=budget_s,
+                               time_budget_s=time_budget_s, quick=quick,
+                               trial_timeout_s=trial_timeout_s, progress=progress, log=log,
+                               report=report, executor=executor)
+    if keras_backend:
+        raise HastenError("`keras_backend` is for Keras recipes; this recipe's model() returns "
+                          "a PyTorch module.")
     loaded = load_recipe(recipe)
     if evaluate is None:
         evaluate = loaded.eval_data is not None and loaded.evaluate is not None
@@ -126,8 +197,7 @@ def optimize_training(
     progress = progress or (lambda *_: None)
 
     def work() -> None:
-        deadline = Deadline(math.inf if time_budget_s is None else time_budget_s,
-                            shares=SHARES)
+        deadline = _deadline(time_budget_s)
         if audit and (engine.store.meta("audit") or {"cut": True}).get("cut"):
             progress("auditing the recipe's numerics", 0, 1)
             cap = deadline.left("audit")
@@ -142,6 +212,63 @@ def optimize_training(
         progress("done", 1, 1)
 
     return engine.run(work, TrainStudy, report)
+
+
+def _optimize_keras(recipe: str | Path, backend: str, *, steps: int, batch_size: int,
+                    evaluate: bool | None, devices: int, memory_budget_mb: float | None,
+                    max_drop: float, out: str | Path, name: str | None, fresh: bool,
+                    device: str, budget_s: float, time_budget_s: float | None, quick: bool,
+                    trial_timeout_s: float | None, progress: Progress | None, log: Log | None,
+                    report: Callable[[TrainStudy], object] | None,
+                    executor: Executor) -> TrainStudy:
+    """The training study of a Keras recipe: the same engine, phases, rows and reports as a
+    PyTorch study's, with Keras candidates run by hasten.train.keras.runner. Every trial starts
+    from the weights saved here once, in the study folder."""
+    from hasten.train.keras import recipe as keras_recipe
+    from hasten.train.keras.runner import WEIGHTS
+
+    if backend == "tensorflow" and not tensorflow_installed():
+        raise HastenError("The tensorflow backend needs TensorFlow, which is not installed: "
+                          "pip install 'hasten[keras]', or use `keras_backend` torch.")
+    if devices != 1 or device != "cpu":
+        raise HastenError("A Keras study trains in one process on the CPU; leave `devices` at "
+                          "1 and `device` at cpu.")
+    loaded = keras_recipe.load_keras_recipe(recipe)
+    if evaluate is None:
+        evaluate = loaded.has_eval
+    folder = Path(out) / ((name or loaded.path.stem) + executor.suffix)
+    settings = TrainSettings(
+        device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
+        budget_s=budget_s, baseline=KERAS.baseline, model={}, recipe=str(loaded.path),
+        steps=steps, batch_size=batch_size, eval=evaluate, devices=devices,
+        memory_budget_mb=math.inf if memory_budget_mb is None else memory_budget_mb,
+        keras_backend=backend,
+    )
+    settings.check()
+    if memory_budget_mb is None:
+        previous = None if fresh else stored_settings(folder, TrainSettings)
+        memory_budget_mb = previous.memory_budget_mb if previous else free_memory_mb(device)
+    facts, model = keras_recipe.check(loaded, batch_size, evaluate)
+    settings = dataclasses.replace(settings, memory_budget_mb=memory_budget_mb, model=facts)
+    engine = Engine(folder, settings, module=KERAS_RUNNER, kind_of=phase_kind, fresh=fresh,
+                    trial_timeout_s=trial_timeout_s, log=log, executor=executor)
+    if not (folder / WEIGHTS).is_file():
+        model.save_weights(folder / WEIGHTS)
+    for i, (c, in_quick) in enumerate(keras_candidates.menu()):
+        engine.register(i, c.name, [], "keras", c.settings(),
+                        keras_candidates.skip_reason(c, backend, facts, quick, in_quick))
+    progress = progress or (lambda *_: None)
+
+    def work() -> None:
+        _run(engine, Launcher(engine, _deadline(time_budget_s)), progress)
+        progress("done", 1, 1)
+
+    return engine.run(work, TrainStudy, report)
+
+
+def _deadline(time_budget_s: float | None) -> Deadline:
+    """The study's time budget from now, shared out over its steps (SHARES)."""
+    return Deadline(math.inf if time_budget_s is None else time_budget_s, shares=SHARES)
 
 
 def free_memory_mb(device: str) -> float:
@@ -180,8 +307,9 @@ def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
 
 class Launcher:
     """Runs one candidate's phase through the engine within the time budget's share for its
-    step (SHARES), and logs the finished run in one line; what the budget leaves out is
-    recorded with its reason in the study's "budget" meta."""
+    step (SHARES), and logs each run it finished in one line (a Keras trial process may finish
+    the convergence run after the speed run); what the budget leaves out is recorded with its
+    reason in the study's "budget" meta."""
 
     def __init__(self, engine: Engine, deadline: Deadline):
         self.engine, self.deadline = engine, deadline
@@ -208,6 +336,7 @@ class Launcher:
         if not exempt and not self.deadline.allows(share):
             return self.cut(name, phase, CUTS[share])
         cap = math.inf if exempt else self.deadline.left(share)
+        before = engine.store.done_points(name)
         started = time.monotonic()
         reason = engine.launch(name, phase, [phase], first=phase == "speed",
                                verdict="converging" if phase == "converge" else None,
@@ -216,15 +345,14 @@ class Launcher:
         if reason == past_limit(cap):
             return self.cut(name, phase, f"{CUTS[share]} (stopped in its {phase} run)")
         self.deadline.record(share, time.monotonic() - started)
-        trial = next((t for t in engine.store.trials() if t["candidate"] == name
-                      and t["point"] == phase), None)
-        if trial is None:
-            return None
-        if trial["status"] != "ok":
-            engine.log(f"{name}  {phase}  failed: {trial['error']}")
-        else:
-            engine.log(f"{name}  {phase}  {trial['throughput']:.4g} samples/s  "
-                       f"{trial['peak_mb']:.0f} MiB  ok")
+        for trial in engine.store.trials():
+            if trial["candidate"] != name or trial["point"] in before:
+                continue
+            if trial["status"] != "ok":
+                engine.log(f"{name}  {trial['point']}  failed: {trial['error']}")
+            else:
+                engine.log(f"{name}  {trial['point']}  {trial['throughput']:.4g} samples/s  "
+                           f"{trial['peak_mb']:.0f} MiB  ok")
         return None
 
 
@@ -242,25 +370,27 @@ def _speeds(store) -> dict[str, float]:
             and not (t["details"] or {}).get("diverged")}
 
 
-def _candidates(store) -> dict[str, TrainCandidate]:
-    return {c["name"]: TrainCandidate.from_settings(c["settings"]) for c in store.candidates()}
+def _candidates(store, fam: Family) -> dict:
+    return {c["name"]: fam.candidate.from_settings(c["settings"]) for c in store.candidates()}
 
 
 def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     store, settings = engine.store, engine.settings
-    baseline = settings.baseline
-    runnable = speed_order({c["name"]: TrainCandidate.from_settings(c["settings"])
+    baseline, fam = settings.baseline, family(settings)
+    runnable = speed_order({c["name"]: fam.candidate.from_settings(c["settings"])
                             for c in store.candidates() if not c["skipped_reason"]}, settings)
     for i, name in enumerate(runnable):
         progress(f"timing {name}", i, len(runnable))
         if name not in store.results() and not _skip_if_built_on_slow(engine, name):
             launch(name, "speed", "speed")
         if name == baseline and store.results()[name]["status"] != "ok":
-            raise HastenError(f"The fp32 baseline failed: {store.results()[name]['error']}. "
+            raise HastenError(f"The {fam.word} baseline failed: "
+                              f"{store.results()[name]['error']}. "
                               f"See {store.folder / 'logs'} for details.")
         if name == baseline and baseline not in _speeds(store):
-            raise HastenError(f"The fp32 baseline diverged while timed ({_diverged(store, name)}); "
-                              "fix the loss, the data or the learning rate first.")
+            raise HastenError(f"The {fam.word} baseline diverged while timed "
+                              f"({_diverged(store, name)}); fix the loss, the data or the "
+                              "learning rate first.")
     # fp32 and every precision mode train to the end first (some models converge in only one
     # of them); the batch-size search and the combined candidate build on the fastest mode that
     # kept accuracy.
@@ -268,42 +398,43 @@ def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     slow = _too_slow(speeds, settings)
     store.set_meta("too_slow", slow)
     _converge(engine, launch, progress,
-              [baseline, *(m for m in HALF_MODES if m in speeds and m not in slow)], "modes")
-    precision = fastest_passing_mode(store)
+              [baseline, *(m for m in fam.modes if m in speeds and m not in slow)], "modes")
+    precision = fastest_passing_mode(store, fam)
     _search_batch_size(engine, launch, progress, precision)
     _combine(engine, launch, progress, precision)
-    _converge(engine, launch, progress, worth_training(store, baseline), "final")
+    _converge(engine, launch, progress, worth_training(store, baseline, fam), "final")
 
 
-def speed_order(candidates: dict[str, TrainCandidate], settings: TrainSettings) -> list[str]:
+def speed_order(candidates: dict[str, Any], settings: TrainSettings) -> list[str]:
     """The order candidates are timed in: fp32 first, then the menu's order, except that on a
     CPU that only emulates a half type (many times slower than fp32) the candidates computing
     in it go last, so that a time budget is spent first on those that can win."""
     return sorted(candidates, key=lambda n: (
-        n != settings.baseline, emulated(candidates[n].precision, settings.device) is not None))
+        n != settings.baseline, emulated(candidates[n].precision, settings) is not None))
 
 
-def emulated(precision: str, device: str) -> str | None:
+def emulated(precision: str, settings: TrainSettings) -> str | None:
     """The half type (fp16, bf16) a precision mode computes in when this CPU only emulates
     it, else None."""
-    if device != "cpu" or precision not in HALF_MODES:
+    fam = family(settings)
+    if settings.device != "cpu" or precision not in fam.modes:
         return None
-    half = "fp16" if precision.startswith("16") else "bf16"
+    half = fam.half_type(precision)
     return None if machine.native_half(half) else half
 
 
-def worth_training(store, baseline: str) -> list[str]:
+def worth_training(store, baseline: str, fam: Family) -> list[str]:
     """The candidates to train to the end after the search, fastest first: those that always
     do (QAT, the larger batch, the combination), the CONVERGE fastest of those faster than
     fp32 and the lightest of those lighter than it beyond the memory noise; a candidate that
     beats fp32 on neither could not be recommended."""
     speeds = _speeds(store)
-    rows = _candidates(store)
+    rows = _candidates(store, fam)
     peaks = {t["candidate"]: t["peak_mb"] for t in store.trials()
              if t["kind"] == "speed" and t["status"] == "ok"}
     combined = store.meta("combined")
     always = [n for n in speeds if rows[n].converges or n == combined]
-    others = [n for n in speeds if n != baseline and n not in always and n not in HALF_MODES]
+    others = [n for n in speeds if n != baseline and n not in always and n not in fam.modes]
     faster = sorted((n for n in others if speeds[n] > speeds[baseline]),
                     key=lambda n: -speeds[n])[:CONVERGE]
     base_mb = peaks[baseline]
@@ -321,14 +452,15 @@ def _too_slow(speeds: dict[str, float], settings: TrainSettings) -> dict[str, st
     fp32 on an AVX2 EPYC: 10 minutes for its 60 steps)."""
     base = speeds.get(settings.baseline)
     samples = settings.steps * settings.batch_size
+    fam = family(settings)
     out = {}
-    for mode in HALF_MODES:
-        if (base and mode in speeds and speeds[mode] * TOO_SLOW < base
-                and samples / speeds[mode] > SLOW_CONVERGE_S):
-            half = emulated(mode, settings.device)
+    for mode in fam.modes:
+        if base and mode in speeds and too_slow_to_train(speeds[mode], base, samples):
+            half = emulated(mode, settings)
             note = f" (this CPU only emulates {half})" if half else ""
-            out[mode] = (f"not trained to the end: it ran at {speeds[mode] / base:.2f}x fp32's "
-                         f"samples per second here{note}, so it cannot win on time; `hasten "
+            out[mode] = (f"not trained to the end: it ran at {speeds[mode] / base:.2f}x "
+                         f"{fam.word}'s samples per second here{note}, so it cannot win on "
+                         "time; `hasten "
                          "numerics audit` judges its numerics")
     return out
 
@@ -338,14 +470,15 @@ def _skip_if_built_on_slow(engine: Engine, name: str) -> bool:
     speed run would cost as much and show the same), with the reason; True when skipped."""
     store = engine.store
     row = next(c for c in store.candidates() if c["name"] == name)
-    precision = TrainCandidate.from_settings(row["settings"]).precision
+    precision = family(engine.settings).candidate.from_settings(row["settings"]).precision
     speeds = _speeds(store)
     if name == precision or precision not in _too_slow(speeds, engine.settings):
         return False
     ratio = speeds[precision] / speeds[engine.settings.baseline]
     engine.register(row["position"], name, row["passes"], row["runtime"], row["settings"],
-                    f"it runs in {precision}, which ran at {ratio:.2f}x fp32's samples per "
-                    "second here, so it cannot win on time")
+                    f"it runs in {precision}, which ran at {ratio:.2f}x "
+                    f"{family(engine.settings).word}'s samples per second here, so it cannot win "
+                    "on time")
     return True
 
 
@@ -360,40 +493,41 @@ def _converge(engine: Engine, launch: Launcher, progress: Progress, names: list[
         outcome = store.results()[name].get("fidelity") or {}
         if name == settings.baseline and not math.isfinite(outcome.get("final_loss", math.nan)):
             why = outcome.get("diverged") or outcome.get("error") or "no final loss"
-            raise HastenError(f"The fp32 baseline failed to train for the study's steps ({why}); "
-                              f"fix the recipe first, see {store.folder / 'logs'}.")
+            raise HastenError(f"The {family(settings).word} baseline failed to train for the "
+                              f"study's steps ({why}); fix the recipe first, see "
+                              f"{store.folder / 'logs'}.")
 
 
-def fastest_passing_mode(store) -> str:
+def fastest_passing_mode(store, fam: Family = TORCH) -> str:
     """The precision mode with the most samples per second among those that kept accuracy."""
     speeds, results = _speeds(store), store.results()
-    passing = [m for m in (BASELINE, *HALF_MODES)
+    passing = [m for m in (fam.baseline, *fam.modes)
                if m in speeds and (results.get(m) or {}).get("passed")]
-    return max(passing, key=lambda m: speeds[m], default=BASELINE)
+    return max(passing, key=lambda m: speeds[m], default=fam.baseline)
 
 
 def _combine(engine: Engine, launch: Launcher, progress: Progress, precision: str) -> None:
     """Measure the fastest precision mode with every speed-only switch that beat fp32 by more
     than 5% on its own (the fastest of each kind): the one-line configuration to try first."""
-    store = engine.store
+    store, fam = engine.store, family(engine.settings)
     combined = store.meta("combined", "")
     if combined == "":
         speeds = _speeds(store)
-        base = speeds.get(BASELINE)
-        rows = _candidates(store)
+        base = speeds.get(fam.baseline)
+        rows = _candidates(store, fam)
         best: dict[str, str] = {}
         for name, c in rows.items():
-            group = speed_group(c)
-            if (group and c.precision == BASELINE and name in speeds
+            group = fam.speed_group(c)
+            if (group and c.precision == fam.baseline and name in speeds
                     and speeds[name] > 1.05 * base
                     and speeds[name] > speeds.get(best.get(group, ""), 0)):
                 best[group] = name
         combined = None
         if best:
-            c = combine(precision, [rows[n] for n in best.values()])
+            c = fam.combine(precision, [rows[n] for n in best.values()])
             if c.name not in rows:
                 combined = c.name
-                engine.register(len(rows), c.name, [], "fabric", c.settings(), None)
+                engine.register(len(rows), c.name, [], fam.runtime, c.settings(), None)
         store.set_meta("combined", combined)
     if combined and combined not in store.results():
         progress(f"timing {combined}", 0, 1)
@@ -479,7 +613,8 @@ def _probe_batch_sizes(engine: Engine, launch: Launcher, progress: Progress,
                                                     key=lambda p: p["batch_size"]),
                "finished": not cut}
     if not cut and best > settings.batch_size:
-        c = batch_candidate(precision, best)
+        fam = family(settings)
+        c = fam.batch_candidate(precision, best)
         summary["candidate"] = c.name
-        engine.register(len(store.candidates()), c.name, [], "fabric", c.settings(), None)
+        engine.register(len(store.candidates()), c.name, [], fam.runtime, c.settings(), None)
     return summary

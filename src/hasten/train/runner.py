@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import sys
 import time
 import traceback
@@ -24,21 +23,24 @@ from hasten.errors import describe_error
 from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
 from hasten.store import Store
 from hasten.train.candidates import TrainCandidate
+from hasten.train.outcome import (
+    MIN_TIMED_STEPS,
+    NAN_PATIENCE,
+    PROBE_STEPS,
+    SLOW_STEP_S,
+    SLOW_STEPS,
+    TOO_SLOW,
+    WARMUP_STEPS,
+    final_loss,
+    gate,
+    phase_kind,
+    tail_spread,
+)
 from hasten.train.recipe import load_recipe
 from hasten.train.settings import TrainSettings
 from hasten.train.switches import batch_length
 
-WARMUP_STEPS = 3
-MIN_TIMED_STEPS = 5  # a speed run always times at least this many steps, however slow
-# A candidate whose warm step (after the first) took this many times fp32's median step, and
-# more than SLOW_STEP_S, cannot win on time (a CPU that only emulates its half type) and would
-# spend minutes being timed: its warm-up ends there and its speed run times SLOW_STEPS steps.
-TOO_SLOW = 4.0
-SLOW_STEP_S = 1.0
-SLOW_STEPS = 2
-PROBE_STEPS = 2
 DDP_STEPS = 10  # timed steps with several processes: a fixed count that every rank takes
-NAN_PATIENCE = 5  # non-finite losses in a row that end a run with a loss scaler
 
 
 def make_fabric(c: TrainCandidate, device: str, devices: int):
@@ -281,48 +283,6 @@ def _converge(store: Store, study: Path, name: str, trainer: Trainer,
                      one_time=previous.get("one_time"), notes=previous.get("notes"))
 
 
-def _tail(losses: list[float]) -> list[float]:
-    return losses[-max(1, len(losses) // 10):]
-
-
-def final_loss(losses: list[float]) -> float:
-    """The mean loss over the last tenth of the steps (at least one): less noisy than the last."""
-    return statistics.fmean(_tail(losses))
-
-
-def tail_spread(losses: list[float]) -> float:
-    """The standard deviation of the losses over the last tenth of the steps: how much the loss
-    moves from batch to batch there, the noise a final-loss comparison has to allow."""
-    tail = _tail(losses)
-    finite = [x for x in tail if math.isfinite(x)]
-    return statistics.stdev(finite) if len(finite) > 1 else 0.0
-
-
-def gate(outcome: dict, baseline: dict, max_drop: float) -> tuple[bool, str]:
-    """Whether a converged candidate keeps fp32's quality: its first eval metric within
-    max_drop (relative) of fp32's, or without an eval, its final loss no worse than fp32's by
-    more than max_drop (relative) or fp32's own batch-to-batch spread, whichever is larger."""
-    if outcome["diverged"]:
-        return False, f"diverged: {outcome['diverged']}"
-    if not math.isfinite(outcome["final_loss"]):
-        return False, "diverged: the final loss is not finite"
-    mine, theirs = outcome.get("eval"), baseline.get("eval")
-    if mine and theirs:
-        key = next(iter(theirs))
-        value, ref = mine.get(key, float("nan")), theirs[key]
-        lower_better = any(w in key.lower() for w in ("loss", "error", "perplexity", "mse", "mae"))
-        worse = (value - ref) if lower_better else (ref - value)
-        if not math.isfinite(value) or worse > max_drop * abs(ref):
-            return False, f"{key} {value:.4g} against fp32's {ref:.4g}"
-        return True, f"{key} {value:.4g} (fp32 {ref:.4g})"
-    ref = baseline["final_loss"]
-    allowed = max(max_drop * abs(ref), baseline.get("final_loss_spread", 0.0))
-    if outcome["final_loss"] - ref > allowed:
-        return False, (f"final loss {outcome['final_loss']:.4g} against fp32's {ref:.4g} "
-                       f"(allowed {allowed:.2g} more)")
-    return True, f"final loss {outcome['final_loss']:.4g} (fp32 {ref:.4g})"
-
-
 def _audit(store: Store, settings: TrainSettings) -> None:
     """The numerics audit of the recipe (hasten.numerics.audit), its verdict and confirmation
     runs kept to be shown beside the precision modes."""
@@ -332,12 +292,6 @@ def _audit(store: Store, settings: TrainSettings) -> None:
                           max_drop=settings.max_drop)
     store.set_meta("audit", {"verdict": result["verdict"], "confirm": result["confirm"],
                              "loss_scale": result["loss_scale"], "seconds": result["seconds"]})
-
-
-def phase_kind(phase: str) -> str:
-    """The kind of trial a phase is, stored with its row: speed, probe (speed at a batch size
-    of the batch-size search) or converge."""
-    return "probe" if phase.startswith("probe-b") else phase
 
 
 def run(study: Path, name: str, phase: str) -> None:

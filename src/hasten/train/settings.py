@@ -12,7 +12,9 @@ from hasten.errors import HastenError
 @dataclass(frozen=True)
 class TrainSettings(Settings):
     """A training study's settings; `budget_s` is how long each speed run is timed, and
-    `model` what the recipe's model offers the switches (hasten.train.switches.describe)."""
+    `model` what the recipe's model offers the switches (hasten.train.switches.describe).
+    `keras_backend` (tensorflow or torch) is set for a Keras recipe only: every trial runs
+    Keras on it."""
 
     kind: ClassVar[str] = "train"
 
@@ -23,6 +25,7 @@ class TrainSettings(Settings):
     devices: int
     memory_budget_mb: float
     seed: int = 0
+    keras_backend: str | None = None
 
     def check(self) -> None:
         super().check()

@@ -8,7 +8,8 @@ from pathlib import Path
 from hasten.engine import StudyRecord
 from hasten.errors import HastenError
 from hasten.measure import least_memory
-from hasten.train.candidates import TrainCandidate, code_lines
+from hasten.train import candidates
+from hasten.train.keras import candidates as keras_candidates
 from hasten.train.settings import TrainSettings
 
 ORDER = {"ok": 0, "timed only": 1, "outside tolerance": 2, "diverged": 3, "failed": 4,
@@ -36,6 +37,19 @@ class TrainStudy(StudyRecord):
         self.too_slow = self.meta.get("too_slow") or {}
         # The time budget's seconds (inf: none) and what it left out, with the reasons.
         self.budget = self.meta.get("budget") or {}
+        # A Keras study's backend (tensorflow or torch), None for a PyTorch study.
+        self.keras_backend = self.settings.keras_backend
+        self.precision_modes = (
+            (keras_candidates.BASELINE, *keras_candidates.HALF_MODES) if self.keras_backend
+            else (candidates.BASELINE, f"{candidates.BASELINE}/tf32", *candidates.HALF_MODES))
+
+    def code(self, settings: dict) -> list[str]:
+        """The lines that set up the candidate with these stored settings."""
+        if self.keras_backend:
+            return keras_candidates.code_lines(
+                keras_candidates.KerasCandidate.from_settings(settings), self.keras_backend)
+        return candidates.code_lines(candidates.TrainCandidate.from_settings(settings),
+                                     self.settings.device, self.settings.devices)
 
     def table(self) -> list[dict]:
         """One row per candidate, ranked: converged and passing first, fastest first."""
@@ -53,9 +67,9 @@ class TrainStudy(StudyRecord):
             result = self.results.get(name)
             outcome = (result or {}).get("fidelity") or {}
             row = {
-                "candidate": name, "settings": c["settings"],
-                "code": code_lines(TrainCandidate.from_settings(c["settings"]),
-                                   self.settings.device, self.settings.devices),
+                "candidate": name, "baseline": name == self.baseline,
+                "settings": c["settings"],
+                "code": self.code(c["settings"]),
                 "speed": _figures(speed),
                 "samples_per_s": speed["throughput"] if speed and speed["status"] == "ok"
                 else None,
@@ -115,6 +129,7 @@ class TrainStudy(StudyRecord):
         recs = self.recommendations()
         return {
             "folder": str(self.folder), "kind": "train", "finished": self.finished,
+            "keras_backend": self.keras_backend,
             "config": self.config, "machine": self.machine, "baseline": self.baseline,
             "audit": self.audit, "batch_search": self.batch_search,
             "busy_points": self.busy_points(), "combined": self.combined,

@@ -160,7 +160,7 @@ def _output_layers(src: Source) -> Iterator[cst.BaseExpression]:
       checklist="mixed precision: keep the outputs and the loss in fp32",
       fix="Give the last layer `dtype=\"float32\"` (or add "
           "`layers.Activation(\"linear\", dtype=\"float32\")`).",
-      train="16-mixed")
+      train="mixed_float16/float32-output")
 def keras_mixed_float16_output(src: Source) -> Iterator[Hit]:
     policies = [c for c in src.calls if _keras(src, c, "set_global_policy", "set_policy",
                                                 "Policy")]
