@@ -470,7 +470,7 @@ def test_only_candidates_that_beat_fp32_on_speed_or_memory_train_to_the_end(tmp_
         speed, peak = figures[name]
         store.put_trial(name, "speed", "speed", "ok", latency={"p50": 1.0}, throughput=speed,
                         items=1, peak_mb=peak)
-    assert run.worth_training(store, "32-true") == [
+    assert run.worth_training(store, "32-true", run.TORCH) == [
         "32-true/adamw-fused", "32-true/adamw-foreach", "32-true/channels-last",
         "32-true/checkpointing", "32-true/qat-int8"]
     store.close()
