@@ -42,7 +42,8 @@ def _table(study: TrainStudy) -> None:
               f"{_cell(speed.get('iqr'), '.1f')} | {_cell(row['samples_per_s'], '.0f')} | "
               f"{_cell(row['speedup'], '.2f')} | {_cell(row['peak_mb'], '.0f')} | "
               f"{_cell(row['memory_ratio'], '.2f')} | {_cell(outcome.get('final_loss'), '.4f')} "
-              f"| {_cell(metric, '.4f')} | {row['status']} |")
+              f"| {_cell(metric, '.4f')} | {row['status']}"
+              f"{' (time budget)' if row['budget_cut'] else ''} |")
     recs = study.recommendations()
     print(f"\nRecommended for time: {recs['time'] and recs['time']['candidate']}; "
           f"for memory: {recs['memory'] and recs['memory']['candidate']}.")

@@ -124,10 +124,11 @@ def test_the_demo_end_to_end_through_ctrl_c_and_kill_9(tmp_path):
     """`hasten infer --quick` with no model runs the bundled demo, here at 32 tokens and with
     16 calibration samples to spare the suite's time. Ctrl-C in the middle: one line, exit 130,
     no traceback, no trial process left behind. Then, resumed and killed with SIGKILL, the study
-    keeps every finished trial, and the same command resumes it to the end. (No time budget,
-    so the same work runs on any CPU; the limits only guard against a hang.)"""
+    keeps every finished trial, and the same command resumes it: each call within --quick's
+    own two-minute budget, as a user runs it (what is done depends on the CPU; what is checked
+    does not)."""
     args = ["infer", "--quick", "--seq-lengths", "32", "--calibration-samples", "16",
-            "--budget", "none", "--out", str(tmp_path)]
+            "--out", str(tmp_path)]
     folder = tmp_path / "demo-minilm"
 
     def finished() -> dict[str, float]:
