@@ -89,7 +89,7 @@ def _problems(rows: list[dict], console: Console) -> None:
             console.print(f"[bold]{title}[/]")
             for r in chosen:
                 console.print(f"  {escape(r['candidate'])}: {escape(r['reason'] or '')}")
-    cut = [r for r in rows if r["budget_cut"] and r["status"] in ("pending", "timed only")]
+    cut = [r for r in rows if r["budget_cut"]]
     if cut:
         console.print("[bold]Time budget[/]")
         for r in cut:

@@ -83,7 +83,9 @@ class TrainStudy(StudyRecord):
             row["memory_ratio"] = (row["peak_mb"] / base_mb
                                    if row["peak_mb"] and base_mb else None)
             row["status"], row["reason"] = self._status(c, result, speed, outcome)
-            row["budget_cut"] = self.budget.get("cut", {}).get(name)
+            # A run the budget stopped just after it wrote its rows counts as done.
+            row["budget_cut"] = (self.budget.get("cut", {}).get(name)
+                                 if row["status"] in ("pending", "timed only") else None)
             rows.append(row)
         rows.sort(key=lambda r: (ORDER[r["status"]], -(r["samples_per_s"] or 0)))
         return rows
