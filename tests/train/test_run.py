@@ -433,20 +433,24 @@ def test_a_precision_mode_too_slow_to_win_is_not_trained_to_the_end(monkeypatch)
     assert run._too_slow(speeds, dataclasses.replace(settings, steps=2)) == {}
 
 
-def test_candidates_in_an_emulated_half_type_are_timed_last(monkeypatch):
+def test_candidates_in_an_emulated_half_type_are_timed_last_when_steps_are_slow(monkeypatch):
     from hasten import machine
 
     menu = {c.name: c for c, _ in candidates.menu()}
     monkeypatch.setattr(machine, "native_half", lambda dtype: dtype == "bf16")
-    order = run.speed_order(menu, _settings())
+    # fp32 at 0.5 s a step: an emulated fp16 step would take over a second.
+    order = run.speed_order(menu, _settings(), 0.5)
     fp16 = [n for n in order if menu[n].precision in ("16-mixed", "16-true")]
     assert order[0] == "32-true" and fp16 and order[-len(fp16):] == fp16
     assert [n for n in order if n not in fp16] == [n for n in menu if n not in fp16]
-    # Where the CPU computes both half types, or on a GPU, the menu's order stands.
+    # Quick steps (10 ms), fp32 not timed yet, a CPU that computes both half types, or a GPU:
+    # the menu's order stands.
+    assert run.speed_order(menu, _settings(), 0.01) == list(menu)
+    assert run.speed_order(menu, _settings(), None) == list(menu)
     monkeypatch.setattr(machine, "native_half", lambda dtype: True)
-    assert run.speed_order(menu, _settings()) == list(menu)
+    assert run.speed_order(menu, _settings(), 0.5) == list(menu)
     monkeypatch.setattr(machine, "native_half", lambda dtype: False)
-    assert run.speed_order(menu, _settings(device="cuda")) == list(menu)
+    assert run.speed_order(menu, _settings(device="cuda"), 0.5) == list(menu)
 
 
 def test_only_candidates_that_beat_fp32_on_speed_or_memory_train_to_the_end(tmp_path):

@@ -37,7 +37,7 @@ from hasten.train.candidates import (
 from hasten.train.demos import DEMOS as DEMO_RECIPES
 from hasten.train.demos import KERAS_DEMOS
 from hasten.train.keras import candidates as keras_candidates
-from hasten.train.outcome import phase_kind, too_slow_to_train
+from hasten.train.outcome import SLOW_STEP_S, TOO_SLOW, phase_kind, too_slow_to_train
 from hasten.train.recipe import Recipe, is_keras_recipe, load_recipe
 from hasten.train.settings import TrainSettings
 from hasten.train.study import TrainStudy
@@ -377,10 +377,14 @@ def _candidates(store, fam: Family) -> dict:
 def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     store, settings = engine.store, engine.settings
     baseline, fam = settings.baseline, family(settings)
-    runnable = speed_order({c["name"]: fam.candidate.from_settings(c["settings"])
-                            for c in store.candidates() if not c["skipped_reason"]}, settings)
-    for i, name in enumerate(runnable):
-        progress(f"timing {name}", i, len(runnable))
+    runnable = {c["name"]: fam.candidate.from_settings(c["settings"])
+                for c in store.candidates() if not c["skipped_reason"]}
+    total = len(runnable)
+    for i in range(total):
+        # Ordered again after each run: fp32's own step time decides where emulated modes go.
+        name = speed_order(runnable, settings, _step_s(store, baseline))[0]
+        del runnable[name]
+        progress(f"timing {name}", i, total)
         if name not in store.results() and not _skip_if_built_on_slow(engine, name):
             launch(name, "speed", "speed")
         if name == baseline and store.results()[name]["status"] != "ok":
@@ -405,12 +409,24 @@ def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     _converge(engine, launch, progress, worth_training(store, baseline, fam), "final")
 
 
-def speed_order(candidates: dict[str, Any], settings: TrainSettings) -> list[str]:
+def speed_order(candidates: dict[str, Any], settings: TrainSettings,
+                step_s: float | None) -> list[str]:
     """The order candidates are timed in: fp32 first, then the menu's order, except that on a
     CPU that only emulates a half type (many times slower than fp32) the candidates computing
-    in it go last, so that a time budget is spent first on those that can win."""
+    in it go last when fp32's step (`step_s`) is slow enough that theirs would take over
+    SLOW_STEP_S: a time budget is then spent first on those that can win. Where steps are
+    quick, timing them costs little and the precision modes keep their place."""
+    slow = step_s is not None and step_s * TOO_SLOW > SLOW_STEP_S
     return sorted(candidates, key=lambda n: (
-        n != settings.baseline, emulated(candidates[n].precision, settings) is not None))
+        n != settings.baseline,
+        slow and emulated(candidates[n].precision, settings) is not None))
+
+
+def _step_s(store, baseline: str) -> float | None:
+    """fp32's median step time in seconds, once its speed run has finished."""
+    return next((t["latency"]["p50"] / 1000 for t in store.trials()
+                 if t["candidate"] == baseline and t["point"] == "speed"
+                 and t["status"] == "ok"), None)
 
 
 def emulated(precision: str, settings: TrainSettings) -> str | None:
