@@ -90,6 +90,22 @@ def _guard(debug: bool, fn) -> None:
         raise typer.Exit(130) from None
 
 
+# Where trials run: the same flags on `infer` and `train`.
+EXECUTOR = typer.Option("local", help="Where trials run: local (processes on this machine) or "
+                        "ray (a Ray cluster; pip install 'hasten[ray]').")
+RAY_ADDRESS = typer.Option(None, help="The Ray cluster to attach to, e.g. auto (default: start "
+                           "a local one).")
+MACHINE_TYPE = typer.Option(None, help="The cluster's machine type to measure on (needed when "
+                            "it has several).")
+PER_MACHINE_TYPE = typer.Option(False, help="One study per machine type of the cluster "
+                                "(NAME@TYPE), at once, and a page comparing them.")
+RAY_SHARE = typer.Option(False, help="Let trials share a node (smoke runs): each holds one CPU "
+                         "instead of the whole node.")
+RAY_SHARED_PATH = typer.Option(None, help="A folder mounted at the same path on every node, "
+                               "holding --out: nodes read artifacts there instead of through "
+                               "the object store.")
+
+
 @app.command()
 def infer(
     model: str = typer.Option("demo", help="Model spec: demo, hf:DIR, py:FILE:FACTORY (runs "
@@ -122,20 +138,12 @@ def infer(
                                "none (default 8m; 2m with --quick); run it again to go on."),
     trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
                                         "(default: 30 times the baseline's own, at least 120)."),
-    executor: str = typer.Option("local", help="Where trials run: local (processes on this "
-                                 "machine) or ray (a Ray cluster; pip install 'hasten[ray]')."),
-    ray_address: str = typer.Option(None, help="The Ray cluster to attach to, e.g. auto "
-                                    "(default: start a local one)."),
-    machine_type: str = typer.Option(None, help="The cluster's machine type to measure on "
-                                     "(needed when it has several)."),
-    per_machine_type: bool = typer.Option(False, help="One study per machine type of the "
-                                          "cluster (NAME@TYPE), at once, and a page comparing "
-                                          "them."),
-    ray_share: bool = typer.Option(False, help="Let trials share a node (smoke runs): each "
-                                   "holds one CPU instead of the whole node."),
-    ray_shared_path: Path = typer.Option(None, help="A folder mounted at the same path on "
-                                         "every node, holding --out: nodes read artifacts "
-                                         "there instead of through the object store."),
+    executor: str = EXECUTOR,
+    ray_address: str = RAY_ADDRESS,
+    machine_type: str = MACHINE_TYPE,
+    per_machine_type: bool = PER_MACHINE_TYPE,
+    ray_share: bool = RAY_SHARE,
+    ray_shared_path: Path = RAY_SHARED_PATH,
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
@@ -201,20 +209,12 @@ def train(
                                "on."),
     trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
                                         "(default: 30 times fp32's own, at least 120)."),
-    executor: str = typer.Option("local", help="Where trials run: local (processes on this "
-                                 "machine) or ray (a Ray cluster; pip install 'hasten[ray]')."),
-    ray_address: str = typer.Option(None, help="The Ray cluster to attach to, e.g. auto "
-                                    "(default: start a local one)."),
-    machine_type: str = typer.Option(None, help="The cluster's machine type to measure on "
-                                     "(needed when it has several)."),
-    per_machine_type: bool = typer.Option(False, help="One study per machine type of the "
-                                          "cluster (NAME@TYPE), at once, and a page comparing "
-                                          "them."),
-    ray_share: bool = typer.Option(False, help="Let trials share a node (smoke runs): each "
-                                   "holds one CPU instead of the whole node."),
-    ray_shared_path: Path = typer.Option(None, help="A folder mounted at the same path on "
-                                         "every node, holding --out: nodes read artifacts "
-                                         "there instead of through the object store."),
+    executor: str = EXECUTOR,
+    ray_address: str = RAY_ADDRESS,
+    machine_type: str = MACHINE_TYPE,
+    per_machine_type: bool = PER_MACHINE_TYPE,
+    ray_share: bool = RAY_SHARE,
+    ray_shared_path: Path = RAY_SHARED_PATH,
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
