@@ -279,19 +279,29 @@ def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
             row(search.BASELINE, [], "eager"),
             row("compiled", [], "compile"),
             row("plain", ["onnx_export"], "ort"),
-            row("gone", ["onnx_export"], "ort", skipped="not here")]
+            row("gone", ["onnx_export"], "ort", skipped="not here"),
+            row("traced", ["torchscript_trace"], "torchscript")]
     monkeypatch.setattr(machine, "native_half", lambda dtype: False)
     assert search.screening_order(rows, search.BASELINE, "cpu", {}) == [
-        search.BASELINE, "plain", "static", "compiled", "half"]
-    # Of the costly ones, those on the runtime family fastest so far go first: here eager
-    # PyTorch beats ONNX Runtime, so torch.compile comes before ONNX Runtime's static int8.
+        search.BASELINE, "plain", "traced", "static", "compiled", "half"]
+    # Once the baseline has run, a cheap candidate of a runtime family not screened yet comes
+    # before another of PyTorch's, so that a short budget sees every runtime.
+    assert search.screening_order(rows, search.BASELINE, "cpu", {search.BASELINE: 10.0}) == [
+        search.BASELINE, "plain", "traced", "compiled", "static", "half"]
+    # Then the cheap ones, and of the costly ones those on the runtime family fastest so far,
+    # go first: here eager PyTorch beats ONNX Runtime, so TorchScript comes before another
+    # ONNX Runtime candidate, and torch.compile before ONNX Runtime's static int8.
+    rows.append(row("basic", ["onnx_export"], "ort"))
     assert search.screening_order(rows, search.BASELINE, "cpu",
                                   {search.BASELINE: 10.0, "plain": 20.0}) == [
-        search.BASELINE, "plain", "compiled", "static", "half"]
+        search.BASELINE, "traced", "plain", "basic", "compiled", "static", "half"]
+    assert search.screening_order(rows, search.BASELINE, "cpu",
+                                  {search.BASELINE: 30.0, "plain": 20.0})[1:4] == [
+        "plain", "basic", "traced"]
     # Where the CPU computes bf16 natively, or on a GPU, half precision is no longer last.
     monkeypatch.setattr(machine, "native_half", lambda dtype: dtype == "bf16")
-    assert search.screening_order(rows, search.BASELINE, "cpu", {}) == [
-        search.BASELINE, "half", "plain", "static", "compiled"]
+    assert search.screening_order(rows, search.BASELINE, "cpu", {})[:3] == [
+        search.BASELINE, "half", "plain"]
     monkeypatch.setattr(machine, "native_half", lambda dtype: False)
     assert search.screening_order(rows, search.BASELINE, "cuda", {})[:2] == [
         search.BASELINE, "half"]

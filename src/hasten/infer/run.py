@@ -196,8 +196,9 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
         rows = {c["name"]: c for c in store.candidates()}
         remaining = list(names)
         while remaining:
-            name = search.screening_order([rows[n] for n in remaining], baseline,
-                                          settings.device, screened())[0]
+            name = next(n for n in search.screening_order(list(rows.values()), baseline,
+                                                          settings.device, screened())
+                        if n in remaining)
             remaining.remove(name)
             progress(f"{what} {name}", len(names) - len(remaining) - 1, len(names))
             if not screened_fully(name):

@@ -114,10 +114,12 @@ FAMILY = {"eager": "torch", "compile": "torch", "torchscript": "torch"}
 def screening_order(rows: list[dict], baseline: str, device: str,
                     screened: dict[str, float]) -> list[str]:
     """The runnable candidates in the order to screen them, so that a time budget is spent on
-    the likely winners first: the baseline; then candidates with cheap builds; then those that
-    calibrate (static int8 and its accuracy search) or compile, those on the runtime family
-    fastest so far (`screened`: screening latency by name) first; last, half precision that
-    this CPU only emulates. Otherwise the menu's order."""
+    the likely winners first: the baseline; then candidates with cheap builds, one of each
+    runtime family not screened yet before the rest (so that a budget sees every runtime),
+    the rest by how fast their family has been; then those that calibrate (static int8 and
+    its accuracy search) or compile, those on the runtime family fastest so far first; last,
+    half precision that this CPU only emulates. Otherwise the menu's order. `rows` are all the
+    study's candidates and `screened` the screening latency of those screened so far."""
     runtime = {r["name"]: r["runtime"] for r in rows}
     best: dict[str, float] = {}
     for name, p50 in screened.items():
@@ -132,7 +134,7 @@ def screening_order(rows: list[dict], baseline: str, device: str,
             passes.REGISTRY[p].calibrates for p in row["passes"])
         family = FAMILY.get(row["runtime"], row["runtime"])
         return (row["name"] != baseline, emulated, heavy,
-                best.get(family, float("inf")) if heavy else 0.0)
+                not heavy and family in best, best.get(family, float("inf")))
 
     return [r["name"] for r in sorted((r for r in rows if not r["skipped_reason"]), key=key)]
 
