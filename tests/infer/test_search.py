@@ -282,6 +282,7 @@ def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
             row("gone", ["onnx_export"], "ort", skipped="not here"),
             row("traced", ["torchscript_trace"], "torchscript")]
     monkeypatch.setattr(machine, "native_half", lambda dtype: False)
+    monkeypatch.setattr(machine, "has_int8_dot", lambda: False)
     assert search.screening_order(rows, search.BASELINE, "cpu", {}) == [
         search.BASELINE, "plain", "traced", "static", "compiled", "half"]
     # Once the baseline has run, a cheap candidate of a runtime family not screened yet comes
@@ -298,6 +299,15 @@ def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
     assert search.screening_order(rows, search.BASELINE, "cpu",
                                   {search.BASELINE: 30.0, "plain": 20.0})[1:4] == [
         "plain", "basic", "traced"]
+    # Where the CPU has int8 dot products, int8 is the likely winner: it comes right after
+    # one candidate of each runtime family, costly or not.
+    monkeypatch.setattr(machine, "has_int8_dot", lambda: True)
+    so_far = {search.BASELINE: 10.0, "plain": 20.0}
+    assert search.screening_order(rows, search.BASELINE, "cpu", so_far) == [
+        search.BASELINE, "static", "traced", "plain", "basic", "compiled", "half"]
+    on_gpu = search.screening_order(rows, search.BASELINE, "cuda", so_far)
+    assert on_gpu.index("static") > on_gpu.index("basic")
+    monkeypatch.setattr(machine, "has_int8_dot", lambda: False)
     # Where the CPU computes bf16 natively, or on a GPU, half precision is no longer last.
     monkeypatch.setattr(machine, "native_half", lambda dtype: dtype == "bf16")
     assert search.screening_order(rows, search.BASELINE, "cpu", {})[:3] == [

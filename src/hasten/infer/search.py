@@ -114,17 +114,19 @@ FAMILY = {"eager": "torch", "compile": "torch", "torchscript": "torch"}
 def screening_order(rows: list[dict], baseline: str, device: str,
                     screened: dict[str, float]) -> list[str]:
     """The runnable candidates in the order to screen them, so that a time budget is spent on
-    the likely winners first: the baseline; then candidates with cheap builds, one of each
-    runtime family not screened yet before the rest (so that a budget sees every runtime),
-    the rest by how fast their family has been; then those that calibrate (static int8 and
-    its accuracy search) or compile, those on the runtime family fastest so far first; last,
-    half precision that this CPU only emulates. Otherwise the menu's order. `rows` are all the
-    study's candidates and `screened` the screening latency of those screened so far."""
+    the likely winners first: the baseline; one candidate with a cheap build of each runtime
+    family not screened yet (so that a short budget sees every runtime); int8, where this CPU
+    has int8 dot products (VNNI or AMX) and int8 is the likely winner; the other cheap builds;
+    those that calibrate (static int8 and its accuracy search) or compile; last, half
+    precision that this CPU only emulates. Within a step, runtime families fastest so far go
+    first, otherwise the menu's order. `rows` are all the study's candidates, `screened` the
+    screening latency of those screened so far."""
     runtime = {r["name"]: r["runtime"] for r in rows}
     best: dict[str, float] = {}
     for name, p50 in screened.items():
         family = FAMILY.get(runtime.get(name), runtime.get(name))
         best[family] = min(p50, best.get(family, float("inf")))
+    int8_pays = device == "cpu" and machine.has_int8_dot()
 
     def key(row: dict) -> tuple:
         emulated = device == "cpu" and any(
@@ -133,8 +135,17 @@ def screening_order(rows: list[dict], baseline: str, device: str,
         heavy = row["runtime"] == "compile" or any(
             passes.REGISTRY[p].calibrates for p in row["passes"])
         family = FAMILY.get(row["runtime"], row["runtime"])
-        return (row["name"] != baseline, emulated, heavy,
-                not heavy and family in best, best.get(family, float("inf")))
+        if row["name"] == baseline:
+            step = 0
+        elif emulated:
+            step = 5
+        elif not heavy and family not in best:
+            step = 1
+        elif int8_pays and passes.computes(row["passes"], "int8"):
+            step = 2
+        else:
+            step = 4 if heavy else 3
+        return (step, best.get(family, float("inf")))
 
     return [r["name"] for r in sorted((r for r in rows if not r["skipped_reason"]), key=key)]
 
