@@ -7,7 +7,8 @@ MiniLM at batch 8 x 128 tokens multiplies 1,024 token rows by its 384x384 attent
 projections and its 384x1536 and 1536x384 feed-forward weights. Each rate is the median of
 interleaved rounds. fp32 and bf16 are PyTorch's matmul; int8 is ONNX Runtime's MatMulInteger
 (uint8 activations x int8 weights -> int32, the kernel its int8 models run), beside its own
-fp32 MatMul.
+fp32 MatMul; "OV int8" is OpenVINO running one Linear layer quantized by NNCF (activations
+quantized on the way in, as in hasten's int8 candidates), the kernel of its int8 models.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 import statistics
 import time
 
+import nncf
 import numpy as np
 import onnxruntime as ort
+import openvino as ov
 import torch
 from onnx import TensorProto, helper
 
@@ -32,7 +35,7 @@ def main() -> None:
           f"{', '.join(sorted(cpu_flags())) or 'none that matter'}")
     print("GFLOP/s (int8: GOP/s)")
     print(f"{'m x k x n':18s} {'torch fp32':>11s} {'torch bf16':>11s} {'ORT fp32':>9s} "
-          f"{'ORT int8':>9s} {'ORT int8/fp32':>14s}")
+          f"{'ORT int8':>9s} {'ORT int8/fp32':>14s} {'OV int8':>8s}")
     for m, k, n in SHAPES:
         calls = {
             "fp32": _mm(torch.randn(m, k), torch.randn(k, n)),
@@ -40,12 +43,13 @@ def main() -> None:
                         torch.randn(k, n, dtype=torch.bfloat16)),
             "ort_fp32": _ort(m, k, n, int8=False),
             "ort_int8": _ort(m, k, n, int8=True),
+            "ov_int8": _openvino_int8(m, k, n),
         }
         times = _interleaved(calls)
         rate = {name: 2 * m * k * n / statistics.median(t) / 1e9 for name, t in times.items()}
         print(f"{f'{m} x {k} x {n}':18s} {rate['fp32']:11.1f} {rate['bf16']:11.1f} "
               f"{rate['ort_fp32']:9.1f} {rate['ort_int8']:9.1f} "
-              f"{rate['ort_int8'] / rate['ort_fp32']:14.2f}")
+              f"{rate['ort_int8'] / rate['ort_fp32']:14.2f} {rate['ov_int8']:8.1f}")
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor):
@@ -77,6 +81,21 @@ def _ort(m: int, k: int, n: int, int8: bool):
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     return lambda: session.run(None, {"a": feed})
+
+
+def _openvino_int8(m: int, k: int, n: int):
+    """One Linear layer (no bias) converted to OpenVINO and quantized to int8 by NNCF."""
+    layer = torch.nn.Linear(k, n, bias=False).eval()
+    feed = torch.randn(m, k)
+    source = ov.convert_model(layer, example_input=feed)
+    samples = [torch.randn(m, k).numpy() for _ in range(4)]
+    quantized = nncf.quantize(source, nncf.Dataset(samples), subset_size=len(samples))
+    compiled = ov.Core().compile_model(quantized, "CPU", {
+        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    array = feed.numpy()
+    return lambda: request.infer([array])
 
 
 def _interleaved(calls: dict) -> dict[str, list[float]]:

@@ -238,7 +238,7 @@ def _sentence_transformers(source: Path, backend: str, work: Path | None = None)
             model, "avx512_vnni" if "avx512_vnni" in flags else "avx2", str(work / "st"))
         model = SentenceTransformer(str(work / "st"), backend="onnx", device="cpu",
                                     model_kwargs={"file_name": next(
-                                        p.name for p in (work / "st" / "onnx").glob("*.onnx"))})
+                                        p.name for p in (work / "st" / "onnx").glob("*qint8*"))})
     else:
         model = SentenceTransformer(str(source), backend=backend, device="cpu")
     transformer = model[0]

@@ -39,10 +39,17 @@ def test_a_deadline_lets_a_phase_start_what_it_expects_to_finish_in_its_share():
     clock.now += 39.0
     assert deadline.allows("screen")  # 39 s spent + a median run of 20 s <= 60 s
     clock.now += 2.0
-    assert not deadline.allows("screen") and deadline.allows("full")  # full may use 90 s
+    assert not deadline.allows("screen") and deadline.allows("full")  # full may use 85 s
     deadline.record("full", 50.0)
     assert not deadline.allows("full")
     assert deadline.spent() == 41.0
+    # Costs count per unit of the run's scale: the baseline's corpus job took 60 s, so a
+    # candidate four times as fast expects 15 s of it, which fits; one as slow does not.
+    deadline.record("corpus", 60.0)
+    assert deadline.allows("corpus", scale=0.25) and not deadline.allows("corpus")
+    fresh = Deadline(100.0, clock)
+    fresh.record("corpus", 20.0, scale=0.25)  # 80 s at the baseline's speed
+    assert fresh.allows("corpus") and not fresh.allows("corpus", scale=1.1)
     assert deadline.cut("not screened") == (
         "not screened: the study's time budget of 100 s was spent; run the same command again "
         "(or with a larger time budget) to go on")

@@ -305,6 +305,12 @@ def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
     so_far = {search.BASELINE: 10.0, "plain": 20.0}
     assert search.screening_order(rows, search.BASELINE, "cpu", so_far) == [
         search.BASELINE, "static", "traced", "plain", "basic", "compiled", "half"]
+    # A setting tuned on a calibrated chain already built is cheap: it goes before a costly
+    # int8 candidate of a runtime family that is faster so far.
+    tuned = rows + [row("static/tuned", ["onnx_export", "ort_quantize_static_minmax"], "ort"),
+                    row("compiled-int8", ["pt2e_int8_x86"], "compile")]
+    order = search.screening_order(tuned, search.BASELINE, "cpu", {**so_far, "static": 15.0})
+    assert order.index("static/tuned") < order.index("compiled-int8") < order.index("traced")
     on_gpu = search.screening_order(rows, search.BASELINE, "cuda", so_far)
     assert on_gpu.index("static") > on_gpu.index("basic")
     monkeypatch.setattr(machine, "has_int8_dot", lambda: False)

@@ -239,7 +239,9 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
         todo = [p for p in wanted if p not in store.done_points(name)]
         if phase == "full" and any(point_kind(p) == "corpus" for p in todo):
             phase = "corpus"
-        if todo and name != baseline and not deadline.allows(phase):
+        so_far = screened()
+        scale = so_far[name] / so_far[baseline] if name in so_far and baseline in so_far else 1.0
+        if todo and name != baseline and not deadline.allows(phase, scale):
             done = set(store.done_points(name))
             cut(name, "measured at the screening point only" if done <= {screen} else
                 "measured at the objective points only")
@@ -250,7 +252,7 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
             if reason == past_limit(cap):
                 cut(name, "stopped while it was measured (measured in part)")
             log_trials(store, name, todo, log)
-            deadline.record(phase, time.monotonic() - started)
+            deadline.record(phase, time.monotonic() - started, scale)
 
     def everything(name: str) -> list[str]:
         if name not in with_dataset:

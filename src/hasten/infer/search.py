@@ -116,23 +116,25 @@ def screening_order(rows: list[dict], baseline: str, device: str,
     """The runnable candidates in the order to screen them, so that a time budget is spent on
     the likely winners first: the baseline; one candidate with a cheap build of each runtime
     family not screened yet (so that a short budget sees every runtime); int8, where this CPU
-    has int8 dot products (VNNI or AMX) and int8 is the likely winner; the other cheap builds;
-    those that calibrate (static int8 and its accuracy search) or compile; last, half
-    precision that this CPU only emulates. Within a step, runtime families fastest so far go
-    first, otherwise the menu's order. `rows` are all the study's candidates, `screened` the
-    screening latency of those screened so far."""
+    has int8 dot products (VNNI or AMX) and int8 is the likely winner, cheap ones first; the
+    other cheap builds; those that calibrate (static int8 and its accuracy search) on a chain
+    not built yet, or compile; last, half precision that this CPU only emulates. Within a
+    step, runtime families fastest so far go first, otherwise the menu's order. `rows` are
+    all the study's candidates, `screened` the screening latency of those screened so far."""
     runtime = {r["name"]: r["runtime"] for r in rows}
     best: dict[str, float] = {}
     for name, p50 in screened.items():
         family = FAMILY.get(runtime.get(name), runtime.get(name))
         best[family] = min(p50, best.get(family, float("inf")))
     int8_pays = device == "cpu" and machine.has_int8_dot()
+    # A chain that a screened candidate built is built: a runtime setting tuned on it is cheap.
+    built = {tuple(r["passes"]) for r in rows if r["name"] in screened}
 
     def key(row: dict) -> tuple:
         emulated = device == "cpu" and any(
             passes.computes(row["passes"], half) and not machine.native_half(half)
             for half in ("bf16", "fp16"))
-        heavy = row["runtime"] == "compile" or any(
+        heavy = row["runtime"] == "compile" or tuple(row["passes"]) not in built and any(
             passes.REGISTRY[p].calibrates for p in row["passes"])
         family = FAMILY.get(row["runtime"], row["runtime"])
         if row["name"] == baseline:
@@ -145,7 +147,7 @@ def screening_order(rows: list[dict], baseline: str, device: str,
             step = 2
         else:
             step = 4 if heavy else 3
-        return (step, best.get(family, float("inf")))
+        return (step, heavy, best.get(family, float("inf")))
 
     return [r["name"] for r in sorted((r for r in rows if not r["skipped_reason"]), key=key)]
 
