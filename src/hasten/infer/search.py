@@ -120,7 +120,9 @@ def screening_order(rows: list[dict], baseline: str, device: str,
     other cheap builds; those that calibrate (static int8 and its accuracy search) on a chain
     not built yet, or compile; last, half precision that this CPU only emulates. Within a
     step, runtime families fastest so far go first, otherwise the menu's order. `rows` are
-    all the study's candidates, `screened` the screening latency of those screened so far."""
+    all the study's candidates, `screened` the screening latency of those screened so far
+    that passed the fidelity gate (a fast int8 candidate outside it says nothing of what its
+    runtime reaches within it)."""
     runtime = {r["name"]: r["runtime"] for r in rows}
     best: dict[str, float] = {}
     for name, p50 in screened.items():
