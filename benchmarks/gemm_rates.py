@@ -27,6 +27,9 @@ from hasten.machine import cpu_flags, describe
 
 SHAPES = [(1024, 384, 384), (1024, 384, 1536), (1024, 1536, 384)]  # (rows, inner, outputs)
 ROUNDS = 20
+# ONNX Runtime's, OpenVINO's and OpenMP's worker threads spin for a while after a call and slow
+# whatever runs next: each timed call starts after this pause.
+PAUSE_S = 0.05
 
 
 def main() -> None:
@@ -105,6 +108,7 @@ def _interleaved(calls: dict) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(ROUNDS):
         for name, call in calls.items():
+            time.sleep(PAUSE_S)
             t0 = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t0)
