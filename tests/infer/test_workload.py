@@ -124,7 +124,9 @@ def test_label_errors(tmp_path):
 def test_points_and_their_names(bert, cnn):
     workload = _workload(["A."])
     assert workload.latency_points(bert.kind) == ["b1/s32", "b8/s32", "b1/s128", "b8/s128"]
-    assert workload.dataset_points(bert.kind) == ["dataset/unsorted/b8", "dataset/sorted/b8"]
+    assert workload.dataset_points(bert.kind) == ["dataset/sorted/b8", "dataset/unsorted/b8"]
+    assert workload.dataset_points(bert.kind, 4) == [
+        "dataset/sorted/b8", "dataset/sorted/b4", "dataset/unsorted/b8"]
     assert workload.latency_points(cnn.kind) == ["b1", "b8"]
     assert workload.dataset_points(cnn.kind) == []
     assert parse_point("b8/s128") == {"dataset": False, "batch": 8, "seq": 128}

@@ -42,17 +42,17 @@ class Workload:
         return [f"b{b}" for b in self.batch_sizes]
 
     def dataset_points(self, kind: str, ideal_batch: int | None = None) -> list[str]:
-        """The dataset pass over the whole corpus, unsorted and sorted by length (text only: images
-        have no length to sort by, and their latency points already use the real images); with
-        `ideal_batch`, also the sorted pass at that batch size (the corpus job at a candidate's
-        best batch size)."""
+        """The dataset pass over the whole corpus, sorted by length and unsorted (text only:
+        images have no length to sort by, and their latency points already use the real
+        images); with `ideal_batch`, also the sorted pass at that batch size (the corpus job at
+        a candidate's best batch size). The sorted passes come first: they are the corpus job,
+        and a run the time budget stops keeps what it finished."""
         if kind != "text":
             return []
-        points = [f"dataset/{order}/b{self.dataset_batch_size}"
-                  for order in ("unsorted", "sorted")]
+        points = [f"dataset/sorted/b{self.dataset_batch_size}"]
         if ideal_batch and ideal_batch != self.dataset_batch_size:
             points.append(f"dataset/sorted/b{ideal_batch}")
-        return points
+        return [*points, f"dataset/unsorted/b{self.dataset_batch_size}"]
 
 
 # The sorted pass (the corpus job) pads each batch to a multiple of this many tokens, so that
