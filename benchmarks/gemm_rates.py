@@ -23,6 +23,7 @@ import openvino as ov
 import torch
 from onnx import TensorProto, helper
 
+from hasten.infer.runtimes.openvino import properties
 from hasten.machine import cpu_flags, describe
 
 SHAPES = [(1024, 384, 384), (1024, 384, 1536), (1024, 1536, 384)]  # (rows, inner, outputs)
@@ -93,9 +94,8 @@ def _openvino_int8(m: int, k: int, n: int):
     source = ov.convert_model(layer, example_input=feed)
     samples = [torch.randn(m, k).numpy() for _ in range(4)]
     quantized = nncf.quantize(source, nncf.Dataset(samples), subset_size=len(samples))
-    compiled = ov.Core().compile_model(quantized, "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        "PERFORMANCE_HINT": "LATENCY"})
+    compiled = ov.Core().compile_model(quantized, "CPU",
+                                       properties("f32", torch.get_num_threads(), streams=1))
     request = compiled.create_infer_request()
     array = feed.numpy()
     return lambda: request.infer([array])

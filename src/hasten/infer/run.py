@@ -196,9 +196,7 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
         rows = {c["name"]: c for c in store.candidates()}
         remaining = list(names)
         while remaining:
-            results = store.results()
-            passing = {n: p50 for n, p50 in screened().items()
-                       if (results.get(n) or {}).get("passed")}
+            passing = search.passing(store.results(), screened())
             name = next(n for n in search.screening_order(list(rows.values()), baseline,
                                                           settings.device, passing)
                         if n in remaining)

@@ -164,11 +164,16 @@ def screen_point(points: list[str]) -> str:
     return min(points, key=key)
 
 
+def passing(results: dict[str, dict], screen: dict[str, float]) -> dict[str, float]:
+    """The screening latencies of the candidates that ran and passed the fidelity gate."""
+    return {name: p50 for name, p50 in screen.items()
+            if results.get(name, {}).get("status") == "ok" and results[name].get("passed")}
+
+
 def survivors(results: dict[str, dict], screen: dict[str, float], baseline: str) -> list[str]:
     """Candidates worth measuring fully: the baseline, and passing candidates whose screening
     latency is within KEEP_FACTOR of the fastest passing one. Fastest first."""
-    ok = {name: p50 for name, p50 in screen.items()
-          if results.get(name, {}).get("status") == "ok" and results[name].get("passed")}
+    ok = passing(results, screen)
     if not ok:
         return [baseline] if baseline in screen else []
     best = min(ok.values())
