@@ -126,9 +126,11 @@ def test_study_records_machine_and_settings(tiny_study):
 def test_running_again_resumes_without_rerunning(tiny_study):
     before = _timestamps(tiny_study.folder)
     seen, logged = [], []
+    # report=False: the tiny study is shared by the test session's workers, and
+    # test_cli.py checks that a resume with --no-report leaves its report.html alone.
     study = hasten.optimize_inference(
         **tiny_study.kwargs, progress=lambda what, done, total: seen.append(what),
-        log=logged.append)
+        log=logged.append, report=False)
     assert _timestamps(tiny_study.folder) == before
     assert seen[-1] == "done" and logged == []  # nothing ran again, so nothing finished
     assert _rows(study)[BASE]["status"] == "ok"
