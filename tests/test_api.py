@@ -224,11 +224,33 @@ def test_a_failing_baseline_stops_the_study(tmp_path, crash_file, crash_in_child
     assert not (tmp_path / "crash_net" / "logs" / "torch_eager_int8-dynamic.screen.log").exists()
 
 
-def test_a_trial_past_its_time_limit(tmp_path, cnn_spec, only_candidates):
+SLOW = """
+import time
+
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        time.sleep(0.5)
+        return self.linear(x)
+
+
+def build():
+    return Net(), torch.randn(2, 8)
+"""
+
+
+def test_a_trial_past_its_time_limit(tmp_path, only_candidates):
     only_candidates(BASE)
+    (tmp_path / "slow.py").write_text(SLOW)
     with pytest.raises(HastenError, match="ran past its time limit"):
-        hasten.optimize_inference(cnn_spec, quick=True, batch_sizes=[1], out=tmp_path,
-                                  trial_timeout_s=0.2)
+        hasten.optimize_inference(f"py:{tmp_path / 'slow.py'}:build", quick=True,
+                                  batch_sizes=[1], out=tmp_path / "runs", trial_timeout_s=0.2)
 
 
 HANGS_WHEN_COMPILED = """

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hasten import machine
+from hasten.forkserver import Child, ForkServer
 from hasten.store import Store
 
 # Time limits follow the model: this many times what the baseline took for the same phase,
@@ -119,8 +120,18 @@ class Executor(Protocol):
     def machine_type(self) -> dict: ...
 
 
+# Trial modules started by forking a server that has imported them and their libraries
+# (hasten.forkserver), instead of a fresh interpreter: about 4 s less per trial. Keras trials
+# start fresh, so that a TensorFlow trial never loads PyTorch beside it.
+FORKED = ("hasten.infer.trial", "hasten.infer.confirm", "hasten.train.runner")
+PRELOAD = (*FORKED, "transformers.modeling_utils", "transformers.models.auto.modeling_auto",
+           "transformers.models.auto.tokenization_auto")
+_FORK_SERVER = ForkServer(PRELOAD)
+
+
 class LocalExecutor:
-    """Runs trials one at a time in fresh Python processes on this machine."""
+    """Runs trials one at a time in their own processes on this machine: forked from a server
+    that has imported PyTorch already (see FORKED), or fresh Python processes."""
 
     suffix = ""
 
@@ -143,11 +154,14 @@ class LocalExecutor:
         logs.mkdir(exist_ok=True)
         log = logs / f"{candidate.replace('/', '_')}.{phase}.log"
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
-        cmd = [sys.executable, "-m", module, str(study), candidate, phase,
-               ",".join(points)]
+        argv = [str(study), candidate, phase, ",".join(points)]
         with log.open("w") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
+            if module in FORKED:
+                proc = _FORK_SERVER.start(module, argv, log, env)
+            else:
+                proc = subprocess.Popen([sys.executable, "-m", module, *argv], stdout=out,
+                                        stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
             started = time.monotonic()
             try:
                 while proc.poll() is None:
@@ -179,12 +193,14 @@ def past_limit(seconds: float) -> str:
     return f"ran past its time limit of {seconds:.0f} s and was stopped"
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen | Child) -> None:
     """Kill the trial's whole process group (compile workers go with it) and reap it."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        # A forked child killed before it started its own session.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
 

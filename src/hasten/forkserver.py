@@ -1,0 +1,190 @@
+"""A fork server for trial processes: one process imports PyTorch, Transformers and the trial
+modules once, then forks a child for each trial. A fresh interpreter spends about 4 s on
+those imports before a trial starts (measured on a 2-core Xeon: 1.8 s for the imports, 2.3 s
+more for the first model load, almost all of it imports); a fork takes milliseconds.
+
+Each child is still its own process: it starts a new session (so that stopping it stops its
+own children too), writes to its own log, and runs the trial module's `main()` with the
+environment of the request. The server has run no tensor operation, so no thread pool is
+copied into the child.
+
+Protocol, one JSON object per line: the client writes {"module", "argv", "log", "env"}; the
+server answers {"pid"} once the child runs, and {"exit": pid, "code"} when it ends (code as
+subprocess gives it: negative for a signal).
+
+Run as `python -m hasten.forkserver MODULE...`, the modules to import before serving.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+import warnings
+from pathlib import Path
+
+
+def _child(request: dict) -> int:
+    """Become the trial process the request describes and run it; return its exit code."""
+    os.setsid()
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.close(null)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    if request["env"].get("PYTHONWARNINGS") == "ignore":
+        warnings.simplefilter("ignore")
+    sys.argv = [request["module"], *request["argv"]]
+    code = 0
+    try:
+        module = importlib.import_module(request["module"])
+        # As under `python -m`: what relaunches the program (Lightning's launcher for more
+        # processes) reads the module to run from __main__.
+        sys.modules["__main__"] = module
+        module.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return code
+
+
+def serve(modules: list[str]) -> None:
+    """Import `modules`, then fork one child per request read from stdin until it closes."""
+    for name in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    requests = sys.stdin.buffer
+    running: set[int] = set()
+    while True:
+        ready, _, _ = select.select([requests], [], [], 0.05 if running else None)
+        for pid in list(running):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                running.discard(pid)
+                out.write(json.dumps({"exit": pid,
+                                      "code": os.waitstatus_to_exitcode(status)}) + "\n")
+        if not ready:
+            continue
+        line = requests.readline()
+        if not line:
+            return
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            out.close()
+            code = 1
+            try:
+                code = _child(request)
+            finally:
+                os._exit(code)
+        running.add(pid)
+        out.write(json.dumps({"pid": pid}) + "\n")
+
+
+class ForkServer:
+    """The client side: starts the server on first use (again if it died) and runs one child
+    at a time through it, with the same handle a subprocess.Popen gives."""
+
+    def __init__(self, modules: tuple[str, ...]):
+        self.modules = modules
+        self.proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+        self.pending = b""
+
+    def _server(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hasten.forkserver", *self.modules],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"}, bufsize=0)
+            self.pending = b""
+        return self.proc
+
+    def readline(self, timeout: float | None) -> dict | None:
+        """The server's next reply, if one comes within `timeout` seconds (None: no limit);
+        {} when the server has gone."""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.pending:
+            if not select.select([fd], [], [], timeout)[0]:
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return {}
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def start(self, module: str, argv: list[str], log: Path, env: dict) -> Child:
+        """Fork a child that runs `module`'s main() with `argv`, writing to `log`; the next
+        child starts once this one has been waited for."""
+        self.lock.acquire()
+        try:
+            server = self._server()
+            server.stdin.write((json.dumps({"module": module, "argv": argv, "log": str(log),
+                                            "env": env}) + "\n").encode())
+            reply = self.readline(None)
+            if not reply:
+                raise OSError("the trial fork server stopped before it started the trial")
+            return Child(self, reply["pid"])
+        except BaseException:
+            self.lock.release()
+            raise
+
+
+class Child:
+    """A forked trial process, polled and waited for like a subprocess.Popen."""
+
+    def __init__(self, server: ForkServer, pid: int):
+        self.server = server
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self._read(0.0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._read(timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(f"trial {self.pid}", timeout or 0.0)
+        return code
+
+    def _read(self, timeout: float | None) -> int | None:
+        """The exit code, once the server reports it within `timeout` seconds."""
+        if self.returncode is None:
+            reply = self.server.readline(timeout)
+            if reply == {}:
+                self._done(-signal.SIGKILL)
+            elif reply is not None and reply.get("exit") == self.pid:
+                self._done(reply["code"])
+        return self.returncode
+
+    def _done(self, code: int) -> None:
+        self.returncode = code
+        self.server.lock.release()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])

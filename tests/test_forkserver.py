@@ -1,0 +1,71 @@
+"""The fork server starts trial processes from one that has imported their libraries: each
+child runs its module's main() with its own argv, environment and log, and is stopped or
+reaped like a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from hasten.executors import _stop
+from hasten.forkserver import ForkServer
+
+PROBE = """
+import os, sys, time
+
+def main():
+    print("argv", sys.argv[1:], "env", os.environ.get("PROBE"), flush=True)
+    if sys.argv[1] == "sleep":
+        time.sleep(60)
+    if sys.argv[1] == "fail":
+        raise ValueError("the probe failed")
+    sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch) -> ForkServer:
+    (tmp_path / "probe.py").write_text(PROBE)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    return ForkServer(("probe",))
+
+
+def test_a_child_runs_main_with_its_argv_environment_and_log(server, tmp_path):
+    log = tmp_path / "child.log"
+    child = server.start("probe", ["3"], log, {**os.environ, "PROBE": "seen"})
+    assert child.wait(60) == 3
+    assert log.read_text().strip() == "argv ['3'] env seen"
+    # The next child gets its own environment, not the last one's.
+    assert server.start("probe", ["0"], log, dict(os.environ)).wait(60) == 0
+    assert log.read_text().strip() == "argv ['0'] env None"
+
+
+def test_an_exception_in_a_child_is_exit_code_1_with_its_traceback(server, tmp_path):
+    log = tmp_path / "child.log"
+    assert server.start("probe", ["fail"], log, dict(os.environ)).wait(60) == 1
+    assert log.read_text().strip().splitlines()[-1] == "ValueError: the probe failed"
+
+
+def test_a_stopped_child_reports_the_signal_and_the_server_goes_on(server, tmp_path):
+    log = tmp_path / "child.log"
+    child = server.start("probe", ["sleep"], log, dict(os.environ))
+    assert child.poll() is None
+    started = time.monotonic()
+    while not (log.exists() and "argv" in log.read_text()) and time.monotonic() - started < 60:
+        time.sleep(0.05)
+    _stop(child)
+    assert child.returncode == -signal.SIGKILL
+    assert server.start("probe", ["0"], log, dict(os.environ)).wait(60) == 0
+
+
+def test_a_server_that_died_is_started_again(server, tmp_path):
+    log = tmp_path / "child.log"
+    assert server.start("probe", ["0"], log, dict(os.environ)).wait(60) == 0
+    first = server.proc
+    first.kill()
+    first.wait()
+    assert server.start("probe", ["5"], log, dict(os.environ)).wait(60) == 5
+    assert server.proc is not first
