@@ -196,7 +196,7 @@ def test_variants_tune_each_runtimes_fastest_passing_menu_candidate():
     results["onnx/openvino/bf16"] = _ok(passed=False)
     screen = {"onnx/openvino/f32": 9.0, "ov-direct/openvino/f32": 5.0,
               "onnx/openvino/bf16": 1.0, "torch/compile/fp32": 7.0,
-              "torch/compile/int8-static-pt2e": 6.0, "onnx/ort/all": 8.0, BASELINE: 10.0}
+              "torch/compile/int8-static-pt2e": 6.0, "onnx/ort/all": 7.0, BASELINE: 10.0}
     tuned = search.variants(rows, results, screen, threads=2)
     assert {v["name"]: v["settings"] for v in tuned} == {
         "ov-direct/openvino/f32/static-shapes": {"precision": "f32", "shapes": "static"},
@@ -207,6 +207,12 @@ def test_variants_tune_each_runtimes_fastest_passing_menu_candidate():
         "onnx/ort/all/block-base-4": {"level": "all", "block_base": 4}}
     assert {v["base"] for v in tuned} == {
         "ov-direct/openvino/f32", "torch/compile/int8-static-pt2e", "onnx/ort/all"}
+    # A runtime more than TUNE_FACTOR behind the fastest passing candidate is not tuned,
+    # unless the study has no time budget.
+    slow = {**screen, "onnx/ort/all": 5.0 * search.TUNE_FACTOR + 0.1}
+    assert "onnx/ort/all" not in {v["base"] for v in search.variants(rows, results, slow, 2)}
+    assert "onnx/ort/all" in {v["base"] for v in search.variants(rows, results, slow, 2,
+                                                                 within=float("inf"))}
     # One thread has no streams to split a batch over.
     assert "ov-direct/openvino/f32/streams-2" not in {
         v["name"] for v in search.variants(rows, results, screen, threads=1)}
@@ -215,6 +221,33 @@ def test_variants_tune_each_runtimes_fastest_passing_menu_candidate():
     rows.append({**tuned[0], "settings": tuned[0]["settings"]})
     results[tuned[0]["name"]], screen[tuned[0]["name"]] = _ok(), 1.0
     assert search.variants(rows, results, screen, threads=2) == tuned
+
+
+def test_a_candidate_no_faster_than_a_slow_sibling_cannot_win():
+    aware = ["onnx_export", "ort_quantize_dynamic_aware"]
+    rows = [{"name": "plain", "passes": ["onnx_export", "ort_quantize_dynamic"],
+             "runtime": "ort", "settings": {"level": "all"}},
+            {"name": "aware", "passes": aware, "runtime": "ort", "settings": {"level": "all"}},
+            {"name": "aware-other", "passes": aware, "runtime": "ort", "settings": {}},
+            {"name": "leader", "passes": ["openvino_convert_torch"], "runtime": "openvino",
+             "settings": {}}]
+    aware_row, other_row = rows[1], rows[2]
+    # The plain sibling (outside the gate) screened 2.5x slower than the leader inside it.
+    reason = search.cannot_win(aware_row, rows, {"plain": 100.0, "leader": 40.0},
+                               {"leader": 40.0})
+    assert reason.startswith("not screened: it runs no faster than plain (100 ms")
+    assert "2.5x slower" in reason and "leader (40 ms)" in reason
+    # Within the margin, not screened yet, on other settings, or without a passing candidate:
+    # it may still win.
+    assert search.cannot_win(aware_row, rows, {"plain": 45.0, "leader": 40.0},
+                             {"leader": 40.0}) is None
+    assert search.cannot_win(aware_row, rows, {"leader": 40.0}, {"leader": 40.0}) is None
+    assert search.cannot_win(other_row, rows, {"plain": 100.0, "leader": 40.0},
+                             {"leader": 40.0}) is None
+    assert search.cannot_win(aware_row, rows, {"plain": 100.0}, {}) is None
+    # A candidate with no bounded pass is never dropped this way.
+    assert search.cannot_win(rows[0], rows, {"plain": 100.0, "leader": 40.0},
+                             {"leader": 40.0}) is None
 
 
 def test_composites_join_the_settings_that_each_beat_their_base():

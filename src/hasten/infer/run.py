@@ -170,9 +170,12 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
     workload = settings.workload
     cuts: dict[str, str] = {}
 
-    def cut(name: str, what: str) -> None:
-        cuts[name] = deadline.cut(what)
+    def drop(name: str, reason: str) -> None:
+        cuts[name] = reason
         store.set_meta("budget", {"seconds": deadline.seconds, "cut": cuts})
+
+    def cut(name: str, what: str) -> None:
+        drop(name, deadline.cut(what))
 
     store.set_meta("budget", {"seconds": deadline.seconds, "cut": cuts})
     baseline = settings.baseline
@@ -203,6 +206,12 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
             remaining.remove(name)
             progress(f"{what} {name}", len(names) - len(remaining) - 1, len(names))
             if not screened_fully(name):
+                hopeless = (None if name == baseline or deadline.seconds == math.inf else
+                            search.cannot_win(rows[name], list(rows.values()), screened(),
+                                              passing))
+                if hopeless:
+                    drop(name, hopeless)
+                    continue
                 if name != baseline and not deadline.allows(phase):
                     cut(name, "not screened")
                     continue
@@ -286,8 +295,10 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
                "screening", "screen")
     # The fastest chain of each runtime, again with the runtime settings worth searching
     # (not in --quick, which measures the fixed menu only).
+    # A study without a time budget tunes every runtime, however far behind.
     tuned = ([] if settings.quick else search.variants(
-        store.candidates(), store.results(), screened(), settings.threads))
+        store.candidates(), store.results(), screened(), settings.threads,
+        math.inf if deadline.seconds == math.inf else search.TUNE_FACTOR))
     add_and_screen(tuned)
     # Then the settings that each won on their own, together.
     add_and_screen(search.composites(tuned, store.results(), screened()))

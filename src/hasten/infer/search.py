@@ -60,13 +60,16 @@ CANDIDATES = (
          {"level": "all"}, in_quick=False) for m in ("minmax", "entropy", "percentile")),
     _c("torch/compile/int8-static-pt2e", ("pt2e_int8_x86",), "compile", {"freezing": True},
        in_quick=False),
+    # NNCF int8 straight from PyTorch is the faster route (38.9 against 44.3 ms at b8 on a
+    # VNNI Xeon; benchmarks/README.md), so --quick takes that one.
     *(_c(f"onnx/openvino/int8-nncf{suffix}",
          ("onnx_export", "openvino_convert", "openvino_nncf_int8"), "openvino",
-         {"precision": precision}) for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
+         {"precision": precision}, in_quick=False)
+      for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
     *(_c(f"ov-direct/openvino/{precision}", ("openvino_convert_torch",), "openvino",
          {"precision": precision}, in_quick=False) for precision in ("f32", "bf16")),
     *(_c(f"ov-direct/openvino/int8-nncf{suffix}", ("openvino_convert_torch", "openvino_nncf_int8"),
-         "openvino", {"precision": precision}, in_quick=False)
+         "openvino", {"precision": precision})
       for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
     *OFFERED,
 )
@@ -170,6 +173,36 @@ def passing(results: dict[str, dict], screen: dict[str, float]) -> dict[str, flo
             if results.get(name, {}).get("status") == "ok" and results[name].get("passed")}
 
 
+# How much slower than the fastest passing candidate a sibling must have screened before a
+# candidate it bounds is dropped: screening at a few samples varies by up to 25% between runs.
+CANNOT_WIN_MARGIN = 1.25
+
+
+def cannot_win(row: dict, rows: list[dict], screen: dict[str, float],
+               passed: dict[str, float]) -> str | None:
+    """Why a candidate not screened yet cannot beat the fastest passing one, or None: one of
+    its passes runs no faster than another (passes.Pass.no_faster_than), and the candidate with
+    that pass in its place, on the same runtime and settings, screened (inside the fidelity
+    gate or not) more than CANNOT_WIN_MARGIN slower than the fastest passing candidate.
+    `screen` holds every screening latency, `passed` those inside the gate."""
+    if not passed:
+        return None
+    leader = min(passed, key=passed.get)
+    chain = [passes.REGISTRY[p].no_faster_than or p for p in row["passes"]]
+    if chain == list(row["passes"]):
+        return None
+    for other in rows:
+        name = other["name"]
+        if (list(other["passes"]) == chain and other["runtime"] == row["runtime"]
+                and other["settings"] == row["settings"] and name in screen
+                and screen[name] > CANNOT_WIN_MARGIN * passed[leader]):
+            return (f"not screened: it runs no faster than {name} ({screen[name]:.3g} ms at "
+                    f"screening), already {screen[name] / passed[leader]:.1f}x slower than the "
+                    f"fastest candidate inside the gate, {leader} ({passed[leader]:.3g} ms), so "
+                    "it cannot win; a study without a time budget screens it anyway")
+    return None
+
+
 def survivors(results: dict[str, dict], screen: dict[str, float], baseline: str) -> list[str]:
     """Candidates worth measuring fully: the baseline, and passing candidates whose screening
     latency is within KEEP_FACTOR of the fastest passing one. Fastest first."""
@@ -211,6 +244,12 @@ def leaders_first(names: list[str], trials: list[dict], points: list[str]) -> li
     return sorted(names, key=lambda n: (best.get(n, len(names)), names.index(n)))
 
 
+# Runtime settings are tuned only on runtimes whose fastest passing candidate screened within
+# this factor of the fastest passing one: a setting gained at most 1.15x in the demo studies
+# (static shapes, streams, thread spinning), so a runtime further behind cannot catch up.
+TUNE_FACTOR = 1.5
+
+
 def setting_variants(runtime: str, threads: int) -> tuple[tuple[str, dict], ...]:
     """The runtime settings searched after screening, as (label, settings) pairs, for this
     many threads."""
@@ -224,11 +263,12 @@ def setting_variants(runtime: str, threads: int) -> tuple[tuple[str, dict], ...]
 
 
 def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float],
-             threads: int) -> list[dict]:
+             threads: int, within: float = TUNE_FACTOR) -> list[dict]:
     """New candidates: for each runtime with settings to search, its fastest passing menu
     candidate (not the baseline, which stays as it is) with each setting it does not have yet
-    (the best chain with the best runtime settings). Each carries its `base` candidate and
-    the `extra` settings it adds."""
+    (the best chain with the best runtime settings), where that candidate screened within
+    `within` of the fastest passing one. Each carries its `base` candidate and the `extra`
+    settings it adds."""
     menu = {c.name for c in CANDIDATES} - {BASELINE, ONNX_BASELINE}
     fastest: dict[str, dict] = {}
     for row in rows:
@@ -237,8 +277,11 @@ def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float
                 and screen[name] < screen.get(fastest.get(runtime, {}).get("name"),
                                               float("inf"))):
             fastest[runtime] = row
+    best = min((screen[row["name"]] for row in fastest.values()), default=0.0)
     out = []
     for runtime, row in fastest.items():
+        if screen[row["name"]] > within * best:
+            continue
         for label, extra in setting_variants(runtime, threads):
             if any(row["settings"].get(k) != v for k, v in extra.items()):
                 out.append({"name": f"{row['name']}/{label}", "passes": row["passes"],

@@ -89,6 +89,9 @@ class Pass:
     calibrates: bool = False  # needs the real weights and the workload's calibration batches
     computes: str | None = None  # the type it makes the model compute in: int8, bf16, fp16
     quantizes: str | None = None  # how it quantizes activations: dynamic or static
+    # A pass whose model runs no faster than this one's in its place (the same int8 with some
+    # layers kept in float): the search drops a candidate its sibling shows cannot win.
+    no_faster_than: str | None = None
 
 
 REGISTRY: dict[str, Pass] = {}
@@ -143,12 +146,13 @@ def register(
     calibrates: bool = False,
     computes: str | None = None,
     quantizes: str | None = None,
+    no_faster_than: str | None = None,
 ):
     """Decorator that adds a transform function to the registry as a pass."""
 
     def wrap(fn: Callable[[Artifact, PassContext], Artifact]) -> Callable:
         REGISTRY[name] = Pass(name, accepts, produces, fn, available, output_file, calibrates,
-                              computes, quantizes)
+                              computes, quantizes, no_faster_than)
         return fn
 
     return wrap

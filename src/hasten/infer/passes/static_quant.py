@@ -137,7 +137,8 @@ for _method in ORT_METHODS:
 
 
 @register("ort_quantize_dynamic_aware", ("onnx",), "onnx", needs_package("onnxruntime"),
-          "model.onnx", calibrates=True, computes="int8", quantizes="dynamic")
+          "model.onnx", calibrates=True, computes="int8", quantizes="dynamic",
+          no_faster_than="ort_quantize_dynamic")
 def ort_quantize_dynamic_aware(artifact: Artifact, ctx: PassContext) -> Artifact:
     """ONNX Runtime dynamic int8 (int8 weights, activations quantized per call), accuracy-aware:
     the layers whose int8 hurts the output most stay in float until the model is within
