@@ -338,6 +338,16 @@ def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
     so_far = {search.BASELINE: 10.0, "plain": 20.0}
     assert search.screening_order(rows, search.BASELINE, "cpu", so_far) == [
         search.BASELINE, "static", "traced", "plain", "basic", "compiled", "half"]
+    # A costly int8 candidate of a runtime family more than INT8_FAMILY_FACTOR behind the
+    # leader is not a likely winner: it waits for the cheap float candidates. What counts is
+    # the fastest the family reached, inside the gate or not.
+    behind = {search.BASELINE: 10.0, "plain": 25.0}
+    steps = dict((n, s) for s, n in search.screening_steps(rows, search.BASELINE, "cpu", behind))
+    assert steps["static"] == search.HEAVY and steps["basic"] == search.CHEAP
+    outside = rows + [row("dynamic", ["onnx_export", "ort_quantize_dynamic"], "ort")]
+    steps = dict((n, s) for s, n in search.screening_steps(
+        outside, search.BASELINE, "cpu", behind, {**behind, "dynamic": 15.0}))
+    assert steps["static"] == search.INT8_PAYS
     # A setting tuned on a calibrated chain already built is cheap: it goes before a costly
     # int8 candidate of a runtime family that is faster so far.
     tuned = rows + [row("static/tuned", ["onnx_export", "ort_quantize_static_minmax"], "ort"),

@@ -193,16 +193,19 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
         return result is not None and (result["status"] != "ok"
                                        or screen in store.done_points(name))
 
-    def screen_all(names: list[str], what: str, phase: str) -> None:
+    def screen_all(names: list[str], what: str, phase: str,
+                   last_step: float = math.inf) -> list[str]:
         """Screen the named candidates, each time the first in screening order given what has
-        been screened so far."""
+        been screened so far, up to those of step `last_step`; return the names left."""
         rows = {c["name"]: c for c in store.candidates()}
         remaining = list(names)
         while remaining:
             passing = search.passing(store.results(), screened())
-            name = next(n for n in search.screening_order(list(rows.values()), baseline,
-                                                          settings.device, passing)
-                        if n in remaining)
+            step, name = next((step, n) for step, n in search.screening_steps(
+                list(rows.values()), baseline, settings.device, passing, screened())
+                if n in remaining)
+            if step > last_step:
+                return remaining
             remaining.remove(name)
             progress(f"{what} {name}", len(names) - len(remaining) - 1, len(names))
             if not screened_fully(name):
@@ -237,6 +240,7 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
                     f"The baseline ({baseline}) failed: {store.results()[name]['error']}. "
                     f"See {store.folder / 'logs'} for details."
                 )
+        return []
 
     def screened() -> dict[str, float]:
         return {t["candidate"]: t["latency"]["p50"] for t in store.trials()
@@ -291,17 +295,25 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
     objective = search.objective_points(latency_points, screen)
     measure(baseline, objective, "objective")
     measure(baseline, everything(baseline))
-    screen_all([n for n, r in rows.items() if not r["skipped_reason"] and n != baseline],
-               "screening", "screen")
-    # The fastest chain of each runtime, again with the runtime settings worth searching
-    # (not in --quick, which measures the fixed menu only).
-    # A study without a time budget tunes every runtime, however far behind.
-    tuned = ([] if settings.quick else search.variants(
-        store.candidates(), store.results(), screened(), settings.threads,
-        math.inf if deadline.seconds == math.inf else search.TUNE_FACTOR))
-    add_and_screen(tuned)
-    # Then the settings that each won on their own, together.
-    add_and_screen(search.composites(tuned, store.results(), screened()))
+    def tune() -> None:
+        """The fastest chain of each runtime near the leader, again with the runtime settings
+        worth searching (not in --quick, which measures the fixed menu only; a study without
+        a time budget tunes every runtime), then the settings that each won, together."""
+        if settings.quick:
+            return
+        tuned = search.variants(store.candidates(), store.results(), screened(),
+                                settings.threads,
+                                math.inf if deadline.seconds == math.inf else search.TUNE_FACTOR)
+        add_and_screen(tuned)
+        add_and_screen(search.composites(tuned, store.results(), screened()))
+
+    # The likely winners first, then their runtime settings (tuning the leader pays more than
+    # the menu's long tail), then the rest of the menu, and the settings of a new leader.
+    rest = screen_all([n for n, r in rows.items() if not r["skipped_reason"] and n != baseline],
+                      "screening", "screen", search.LIKELY)
+    tune()
+    screen_all(rest, "screening", "screen")
+    tune()
     keep = [n for n in search.survivors(store.results(), screened(), baseline)
             if n != baseline]
     # Successive halving: every survivor at the points the objectives are judged at (each

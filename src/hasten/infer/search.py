@@ -114,23 +114,42 @@ def skip_reason(candidate: Candidate, model: LoadedModel, device: str, quick: bo
 FAMILY = {"eager": "torch", "compile": "torch", "torchscript": "torch"}
 
 
-def screening_order(rows: list[dict], baseline: str, device: str,
-                    screened: dict[str, float]) -> list[str]:
-    """The runnable candidates in the order to screen them, so that a time budget is spent on
-    the likely winners first: the baseline; one candidate with a cheap build of each runtime
-    family not screened yet (so that a short budget sees every runtime); int8, where this CPU
-    has int8 dot products (VNNI or AMX) and int8 is the likely winner, cheap ones first; the
-    other cheap builds; those that calibrate (static int8 and its accuracy search) on a chain
-    not built yet, or compile; last, half precision that this CPU only emulates. Within a
-    step, runtime families fastest so far go first, otherwise the menu's order. `rows` are
-    all the study's candidates, `screened` the screening latency of those screened so far
-    that passed the fidelity gate (a fast int8 candidate outside it says nothing of what its
-    runtime reaches within it)."""
+# The screening steps, in order (see screening_steps); the first round of screening ends
+# after LIKELY, and the leaders' runtime settings are tuned before the rest is screened.
+BASELINE_STEP, NEW_FAMILY, INT8_PAYS, CHEAP, HEAVY, EMULATED = range(6)
+LIKELY = INT8_PAYS
+# A costly int8 candidate counts as a likely winner only on a runtime family whose fastest
+# screening so far (inside the gate or not: what the runtime reaches) is within this factor
+# of the fastest passing candidate. ONNX Runtime's static int8 spent 50-80 s each to
+# calibrate on a VNNI Xeon, to run at 136 ms where OpenVINO's int8 ran at 41 ms.
+INT8_FAMILY_FACTOR = 2.0
+
+
+def screening_steps(rows: list[dict], baseline: str, device: str, screened: dict[str, float],
+                    reached: dict[str, float] | None = None) -> list[tuple[int, str]]:
+    """The runnable candidates in the order to screen them, each with its step, so that a
+    time budget is spent on the likely winners first: the baseline; one candidate with a cheap
+    build of each runtime family not screened yet (so that a short budget sees every
+    runtime); int8, where this CPU has int8 dot products (VNNI or AMX) and int8 is the likely
+    winner, cheap ones first (a costly one only on a runtime family within
+    INT8_FAMILY_FACTOR of the leader); the other cheap builds; those that calibrate (static
+    int8 and its accuracy search) on a chain not built yet, or compile; last, half precision
+    that this CPU only emulates. Within a step, runtime families fastest so far go first,
+    otherwise the menu's order. `rows` are all the study's candidates, `screened` the
+    screening latency of those screened so far that passed the fidelity gate (a fast int8
+    candidate outside it says nothing of what its runtime reaches within it), `reached` that
+    of all screened so far."""
     runtime = {r["name"]: r["runtime"] for r in rows}
-    best: dict[str, float] = {}
-    for name, p50 in screened.items():
-        family = FAMILY.get(runtime.get(name), runtime.get(name))
-        best[family] = min(p50, best.get(family, float("inf")))
+
+    def by_family(latencies: dict[str, float]) -> dict[str, float]:
+        best: dict[str, float] = {}
+        for name, p50 in latencies.items():
+            family = FAMILY.get(runtime.get(name), runtime.get(name))
+            best[family] = min(p50, best.get(family, float("inf")))
+        return best
+
+    best, fastest = by_family(screened), by_family(reached or screened)
+    leader = min(screened.values(), default=float("inf"))
     int8_pays = device == "cpu" and machine.has_int8_dot()
     # A chain that a screened candidate built is built: a runtime setting tuned on it is cheap.
     built = {tuple(r["passes"]) for r in rows if r["name"] in screened}
@@ -143,18 +162,28 @@ def screening_order(rows: list[dict], baseline: str, device: str,
             passes.REGISTRY[p].calibrates for p in row["passes"])
         family = FAMILY.get(row["runtime"], row["runtime"])
         if row["name"] == baseline:
-            step = 0
+            step = BASELINE_STEP
         elif emulated:
-            step = 5
+            step = EMULATED
         elif not heavy and family not in best:
-            step = 1
-        elif int8_pays and passes.computes(row["passes"], "int8"):
-            step = 2
+            step = NEW_FAMILY
+        elif (int8_pays and passes.computes(row["passes"], "int8") and not (
+                heavy and fastest.get(family, 0.0) > INT8_FAMILY_FACTOR * leader)):
+            step = INT8_PAYS
         else:
-            step = 4 if heavy else 3
+            step = HEAVY if heavy else CHEAP
         return (step, heavy, best.get(family, float("inf")))
 
-    return [r["name"] for r in sorted((r for r in rows if not r["skipped_reason"]), key=key)]
+    keyed = sorted(((key(r), r["name"]) for r in rows if not r["skipped_reason"]),
+                   key=lambda kn: kn[0])
+    return [(k[0], name) for k, name in keyed]
+
+
+def screening_order(rows: list[dict], baseline: str, device: str,
+                    screened: dict[str, float],
+                    reached: dict[str, float] | None = None) -> list[str]:
+    """The names of screening_steps, in order."""
+    return [name for _, name in screening_steps(rows, baseline, device, screened, reached)]
 
 
 def screen_point(points: list[str]) -> str:
