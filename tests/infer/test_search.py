@@ -197,7 +197,7 @@ def test_variants_tune_each_runtimes_fastest_passing_menu_candidate():
     screen = {"onnx/openvino/f32": 9.0, "ov-direct/openvino/f32": 5.0,
               "onnx/openvino/bf16": 1.0, "torch/compile/fp32": 7.0,
               "torch/compile/int8-static-pt2e": 6.0, "onnx/ort/all": 7.0, BASELINE: 10.0}
-    tuned = search.variants(rows, results, screen, threads=2)
+    tuned = search.variants(rows, results, screen, threads=2, budgeted=False)
     assert {v["name"]: v["settings"] for v in tuned} == {
         "ov-direct/openvino/f32/static-shapes": {"precision": "f32", "shapes": "static"},
         "ov-direct/openvino/f32/streams-2": {"precision": "f32", "streams": 2},
@@ -207,20 +207,23 @@ def test_variants_tune_each_runtimes_fastest_passing_menu_candidate():
         "onnx/ort/all/block-base-4": {"level": "all", "block_base": 4}}
     assert {v["base"] for v in tuned} == {
         "ov-direct/openvino/f32", "torch/compile/int8-static-pt2e", "onnx/ort/all"}
+    # Under a time budget, no setting that costs minutes to build (max-autotune).
+    assert {v["name"] for v in search.variants(rows, results, screen, threads=2)} == {
+        v["name"] for v in tuned} - {"torch/compile/int8-static-pt2e/max-autotune"}
     # A runtime more than TUNE_FACTOR behind the fastest passing candidate is not tuned,
     # unless the study has no time budget.
     slow = {**screen, "onnx/ort/all": 5.0 * search.TUNE_FACTOR + 0.1}
     assert "onnx/ort/all" not in {v["base"] for v in search.variants(rows, results, slow, 2)}
     assert "onnx/ort/all" in {v["base"] for v in search.variants(rows, results, slow, 2,
-                                                                 within=float("inf"))}
+                                                                 budgeted=False)}
     # One thread has no streams to split a batch over.
     assert "ov-direct/openvino/f32/streams-2" not in {
-        v["name"] for v in search.variants(rows, results, screen, threads=1)}
+        v["name"] for v in search.variants(rows, results, screen, threads=1, budgeted=False)}
     # A variant that screens fastest does not become the base of new variants (a resumed
     # study makes the same ones).
     rows.append({**tuned[0], "settings": tuned[0]["settings"]})
     results[tuned[0]["name"]], screen[tuned[0]["name"]] = _ok(), 1.0
-    assert search.variants(rows, results, screen, threads=2) == tuned
+    assert search.variants(rows, results, screen, threads=2, budgeted=False) == tuned
 
 
 def test_a_candidate_no_faster_than_a_slow_sibling_cannot_win():
@@ -338,16 +341,20 @@ def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
     so_far = {search.BASELINE: 10.0, "plain": 20.0}
     assert search.screening_order(rows, search.BASELINE, "cpu", so_far) == [
         search.BASELINE, "static", "traced", "plain", "basic", "compiled", "half"]
-    # A costly int8 candidate of a runtime family more than INT8_FAMILY_FACTOR behind the
-    # leader is not a likely winner: it waits for the cheap float candidates. What counts is
-    # the fastest the family reached, inside the gate or not.
-    behind = {search.BASELINE: 10.0, "plain": 25.0}
-    steps = dict((n, s) for s, n in search.screening_steps(rows, search.BASELINE, "cpu", behind))
-    assert steps["static"] == search.HEAVY and steps["basic"] == search.CHEAP
-    outside = rows + [row("dynamic", ["onnx_export", "ort_quantize_dynamic"], "ort")]
-    steps = dict((n, s) for s, n in search.screening_steps(
-        outside, search.BASELINE, "cpu", behind, {**behind, "dynamic": 15.0}))
-    assert steps["static"] == search.INT8_PAYS
+    # A costly int8 candidate is not a likely winner once int8 on its runtime family, inside
+    # the gate or not, was seen more than INT8_FAMILY_FACTOR behind the leader: it waits for
+    # the cheap float candidates. Float on that family says nothing of its int8.
+    dynamic = rows + [row("dynamic", ["onnx_export", "ort_quantize_dynamic"], "ort")]
+
+    def steps(reached: dict[str, float]) -> dict[str, int]:
+        passed = {search.BASELINE: 10.0, "plain": 25.0}
+        return {n: s for s, n in search.screening_steps(dynamic, search.BASELINE, "cpu", passed,
+                                                        {**passed, **reached})}
+
+    assert steps({})["static"] == search.INT8_PAYS
+    assert steps({"dynamic": 15.0})["static"] == search.INT8_PAYS
+    assert steps({"dynamic": 25.0})["static"] == search.HEAVY
+    assert steps({"dynamic": 25.0})["basic"] == search.CHEAP
     # A setting tuned on a calibrated chain already built is cheap: it goes before a costly
     # int8 candidate of a runtime family that is faster so far.
     tuned = rows + [row("static/tuned", ["onnx_export", "ort_quantize_static_minmax"], "ort"),

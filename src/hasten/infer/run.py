@@ -298,12 +298,12 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
     def tune() -> None:
         """The fastest chain of each runtime near the leader, again with the runtime settings
         worth searching (not in --quick, which measures the fixed menu only; a study without
-        a time budget tunes every runtime), then the settings that each won, together."""
+        a time budget tunes every runtime, with every setting), then the settings that each
+        won, together."""
         if settings.quick:
             return
         tuned = search.variants(store.candidates(), store.results(), screened(),
-                                settings.threads,
-                                math.inf if deadline.seconds == math.inf else search.TUNE_FACTOR)
+                                settings.threads, budgeted=deadline.seconds != math.inf)
         add_and_screen(tuned)
         add_and_screen(search.composites(tuned, store.results(), screened()))
 

@@ -118,10 +118,10 @@ FAMILY = {"eager": "torch", "compile": "torch", "torchscript": "torch"}
 # after LIKELY, and the leaders' runtime settings are tuned before the rest is screened.
 BASELINE_STEP, NEW_FAMILY, INT8_PAYS, CHEAP, HEAVY, EMULATED = range(6)
 LIKELY = INT8_PAYS
-# A costly int8 candidate counts as a likely winner only on a runtime family whose fastest
-# screening so far (inside the gate or not: what the runtime reaches) is within this factor
-# of the fastest passing candidate. ONNX Runtime's static int8 spent 50-80 s each to
-# calibrate on a VNNI Xeon, to run at 136 ms where OpenVINO's int8 ran at 41 ms.
+# A costly int8 candidate counts as a likely winner unless its runtime family's fastest int8
+# screening so far (inside the gate or not: what int8 on that runtime reaches) is more than
+# this factor behind the fastest passing candidate. ONNX Runtime's static int8 spent 50-80 s
+# each to calibrate on a VNNI Xeon, to run at 136 ms where OpenVINO's int8 ran at 41 ms.
 INT8_FAMILY_FACTOR = 2.0
 
 
@@ -131,14 +131,14 @@ def screening_steps(rows: list[dict], baseline: str, device: str, screened: dict
     time budget is spent on the likely winners first: the baseline; one candidate with a cheap
     build of each runtime family not screened yet (so that a short budget sees every
     runtime); int8, where this CPU has int8 dot products (VNNI or AMX) and int8 is the likely
-    winner, cheap ones first (a costly one only on a runtime family within
-    INT8_FAMILY_FACTOR of the leader); the other cheap builds; those that calibrate (static
+    winner, cheap ones first (a costly one unless int8 on its runtime family was already seen
+    INT8_FAMILY_FACTOR behind the leader); the other cheap builds; those that calibrate (static
     int8 and its accuracy search) on a chain not built yet, or compile; last, half precision
     that this CPU only emulates. Within a step, runtime families fastest so far go first,
     otherwise the menu's order. `rows` are all the study's candidates, `screened` the
     screening latency of those screened so far that passed the fidelity gate (a fast int8
     candidate outside it says nothing of what its runtime reaches within it), `reached` that
-    of all screened so far."""
+    of all screened so far (default `screened`)."""
     runtime = {r["name"]: r["runtime"] for r in rows}
 
     def by_family(latencies: dict[str, float]) -> dict[str, float]:
@@ -148,7 +148,9 @@ def screening_steps(rows: list[dict], baseline: str, device: str, screened: dict
             best[family] = min(p50, best.get(family, float("inf")))
         return best
 
-    best, fastest = by_family(screened), by_family(reached or screened)
+    best = by_family(screened)
+    int8 = {r["name"] for r in rows if passes.computes(r["passes"], "int8")}
+    int8_reached = by_family({n: p50 for n, p50 in (reached or screened).items() if n in int8})
     leader = min(screened.values(), default=float("inf"))
     int8_pays = device == "cpu" and machine.has_int8_dot()
     # A chain that a screened candidate built is built: a runtime setting tuned on it is cheap.
@@ -167,8 +169,8 @@ def screening_steps(rows: list[dict], baseline: str, device: str, screened: dict
             step = EMULATED
         elif not heavy and family not in best:
             step = NEW_FAMILY
-        elif (int8_pays and passes.computes(row["passes"], "int8") and not (
-                heavy and fastest.get(family, 0.0) > INT8_FAMILY_FACTOR * leader)):
+        elif (int8_pays and row["name"] in int8 and not (
+                heavy and int8_reached.get(family, 0.0) > INT8_FAMILY_FACTOR * leader)):
             step = INT8_PAYS
         else:
             step = HEAVY if heavy else CHEAP
@@ -279,6 +281,12 @@ def leaders_first(names: list[str], trials: list[dict], points: list[str]) -> li
 TUNE_FACTOR = 1.5
 
 
+# Runtime settings whose candidate costs minutes to build, tuned only in a study without a
+# time budget: torch.compile's max-autotune benchmarks GEMM templates while it compiles (111 s
+# for the demo's pt2e int8 on a 2-core Xeon, which then ran 17% slower).
+COSTLY_SETTINGS = {"max-autotune"}
+
+
 def setting_variants(runtime: str, threads: int) -> tuple[tuple[str, dict], ...]:
     """The runtime settings searched after screening, as (label, settings) pairs, for this
     many threads."""
@@ -292,12 +300,12 @@ def setting_variants(runtime: str, threads: int) -> tuple[tuple[str, dict], ...]
 
 
 def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float],
-             threads: int, within: float = TUNE_FACTOR) -> list[dict]:
+             threads: int, budgeted: bool = True) -> list[dict]:
     """New candidates: for each runtime with settings to search, its fastest passing menu
     candidate (not the baseline, which stays as it is) with each setting it does not have yet
-    (the best chain with the best runtime settings), where that candidate screened within
-    `within` of the fastest passing one. Each carries its `base` candidate and the `extra`
-    settings it adds."""
+    (the best chain with the best runtime settings). Under a time budget (`budgeted`), only
+    where that candidate screened within TUNE_FACTOR of the fastest passing one, and without
+    the COSTLY_SETTINGS. Each carries its `base` candidate and the `extra` settings it adds."""
     menu = {c.name for c in CANDIDATES} - {BASELINE, ONNX_BASELINE}
     fastest: dict[str, dict] = {}
     for row in rows:
@@ -309,9 +317,11 @@ def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float
     best = min((screen[row["name"]] for row in fastest.values()), default=0.0)
     out = []
     for runtime, row in fastest.items():
-        if screen[row["name"]] > within * best:
+        if budgeted and screen[row["name"]] > TUNE_FACTOR * best:
             continue
         for label, extra in setting_variants(runtime, threads):
+            if budgeted and label in COSTLY_SETTINGS:
+                continue
             if any(row["settings"].get(k) != v for k, v in extra.items()):
                 out.append({"name": f"{row['name']}/{label}", "passes": row["passes"],
                             "runtime": runtime, "settings": {**row["settings"], **extra},
