@@ -7,6 +7,7 @@ import csv
 import importlib.metadata
 import math
 import sqlite3
+import time
 
 import pytest
 import torch
@@ -275,6 +276,20 @@ class Net(torch.nn.Module):
 def build():
     return Net(), torch.randn(2, 8)
 """
+
+
+def test_a_build_the_time_budget_stops_is_cut_not_failed(tmp_path, only_candidates):
+    only_candidates(BASE, "onnx/ort/all")
+    (tmp_path / "hangs.py").write_text(HANGS_WHEN_COMPILED)
+    started = time.monotonic()
+    study = hasten.optimize_inference(f"py:{tmp_path / 'hangs.py'}:build", quick=True,
+                                      batch_sizes=[2], out=tmp_path / "runs", time_budget_s=20)
+    # The export would hang for an hour; the build stops at the screening's share (60%).
+    assert time.monotonic() - started < 60
+    row = _rows(study)["onnx/ort/all"]
+    assert (row["status"], row["reason"]) == (
+        "pending", "stopped while it was screened: the study's time budget of 20 s was spent; "
+        "run the same command again (or with a larger time budget) to go on")
 
 
 def test_a_hanging_export_fails_every_candidate_that_needs_it_once(tmp_path, monkeypatch,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -95,10 +96,12 @@ def missing(store: Store, chain: tuple[str, ...]) -> tuple[str, ...] | None:
 
 
 def ensure_built(engine: Engine, name: str, chain: tuple[str, ...],
-                 later: dict[str, tuple[str, ...]]) -> str | None:
+                 later: dict[str, tuple[str, ...]], cap_s: float = math.inf) -> str | None:
     """Build the chain's file prefix unless it is on disk, in one build process with the
     missing prefixes of the candidates screened `later` (name -> chain); return why this
-    candidate cannot be built (this time or an earlier one), or None."""
+    candidate cannot be built (this time or an earlier one), or None. A build stopped at
+    `cap_s` (what a time budget leaves) returns past_limit(cap_s) and records no failure:
+    the budget, not the chain, stopped it."""
     store = engine.store
     prefix = missing(store, chain)
     if prefix is None:
@@ -123,8 +126,10 @@ def ensure_built(engine: Engine, name: str, chain: tuple[str, ...],
                         return past_limit(limit)
         return None
 
-    why = engine.executor.run(store.folder, name, "build", list(todo.values()), limit * len(todo),
-                       watch=step_too_long)
+    why = engine.executor.run(store.folder, name, "build", list(todo.values()),
+                              min(limit * len(todo), cap_s), watch=step_too_long)
+    if why == past_limit(cap_s) and cap_s < limit * len(todo):
+        return why
     if why:  # a crash or the time limit: the step under way is the one that failed
         step = next(filter(None, (unfinished_step(store.folder, p) for p in todo)), prefix)
         record_build_failure(store, step, why)

@@ -224,13 +224,17 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
                 # budget is spent in screening order.
                 later = ({n: tuple(rows[n]["passes"]) for n in remaining
                           if not screened_fully(n)} if deadline.seconds == math.inf else {})
-                reason = artifacts.ensure_built(engine, name, tuple(rows[name]["passes"]), later)
-                cap = math.inf if name == baseline else deadline.left(phase)
-                if reason:
+                # What the budget leaves this phase: the build and then the trial stop there.
+                capped = name != baseline
+                stop = deadline.left(phase) if capped else math.inf
+                reason = artifacts.ensure_built(engine, name, tuple(rows[name]["passes"]), later,
+                                                stop)
+                if reason and reason != past_limit(stop):
                     engine.record(name, [screen], reason, first=True)
-                else:
-                    reason = engine.launch(name, "screen", [screen], first=True, cap_s=cap)
-                if reason == past_limit(cap):
+                elif not reason:
+                    stop = deadline.left(phase) if capped else math.inf
+                    reason = engine.launch(name, "screen", [screen], first=True, cap_s=stop)
+                if reason == past_limit(stop):
                     cut(name, "stopped while it was screened")
                     continue
                 log_trials(store, name, [screen], log)
