@@ -283,13 +283,13 @@ def test_the_corpus_job_at_the_best_batch_size_against_the_naive_job(tmp_path):
     study = Study(tmp_path)
     by = {r["candidate"]: r for r in study.table()}
     assert study.corpus_job(by["fast"]) == {
-        "items_per_s": 700.0, "batch_size": 8, "pad_to_multiple_of": 8,
+        "items_per_s": 700.0, "batch_size": 8, "pad_to_multiple_of": 1,
         "naive_items_per_s": 100.0, "gain": 7.0}
     assert study.best("corpus")["candidate"] == "fast"
     assert study.corpus_job(by["wrong"]) is None
     assert recommendation_detail(study, "corpus", by["fast"]) == (
-        "700 items/s over the corpus sorted by length, batch 8, padded to a multiple of 8 "
-        "tokens; 7.00x the naive job (torch/eager/fp32 unsorted at batch 32)")
+        "700 items/s over the corpus sorted by length, batch 8, each batch padded to its "
+        "longest text; 7.00x the naive job (torch/eager/fp32 unsorted at batch 32)")
     buffer = io.StringIO()
     render(study, Console(file=buffer, width=250))
     assert "corpus: fast (700 items/s over the corpus sorted by length, batch 8" in (

@@ -15,7 +15,7 @@ from hasten.infer import passes, runtimes
 from hasten.infer.runtimes import Runner
 from hasten.infer.settings import InferSettings
 from hasten.infer.trial import build
-from hasten.infer.workload import PAD_MULTIPLE, Workload
+from hasten.infer.workload import Workload, describe_padding
 from hasten.machine import usable_cores
 from hasten.models import LoadedModel, load_model
 
@@ -51,7 +51,8 @@ def export_candidate(study, name: str, out: Path) -> Path:
         job = study.corpus_job(table_row)
         corpus = {"batch_size": job["batch_size"] if job else
                   settings.workload.dataset_batch_size, "sort_by": "length",
-                  "pad_to_multiple_of": PAD_MULTIPLE,
+                  "pad_to_multiple_of": runtimes.pad_multiple(row["runtime"],
+                                                              row["settings"]),
                   "max_length": settings.workload.max_length}
         recipe["corpus"] = corpus
     (out / "candidate.json").write_text(json.dumps(recipe, indent=2))
@@ -112,14 +113,15 @@ def _file_snippet(runtime: str, settings: dict, file: str, model: LoadedModel,
 
 def _corpus_code(corpus: dict | None, tensors: str) -> str:
     """For a text model: embed_corpus(), the corpus job the way the study measured it fastest
-    (sorted by length, its batch size, padded to a multiple of a few tokens), and one call."""
+    (sorted by length, its batch size, its padding), and one call."""
     if corpus is None:
         return ""
+    multiple = corpus["pad_to_multiple_of"]
     return (
         "\n\n"
         f"def embed_corpus(texts, batch_size={corpus['batch_size']}):\n"
         '    """Every text through the model, sorted by length so that each batch holds texts\n'
-        f"    of similar length, padded to a multiple of {corpus['pad_to_multiple_of']} tokens; "
+        f"    of similar length, each {describe_padding(multiple)}; "
         'the outputs come back in\n    the order of `texts`."""\n'
         "    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, "
         f"max_length={corpus['max_length']})['input_ids']]\n"
@@ -129,7 +131,7 @@ def _corpus_code(corpus: dict | None, tensors: str) -> str:
         "        chunk = order[start:start + batch_size]\n"
         "        encoded = tokenizer([texts[i] for i in chunk], padding=True, truncation=True,\n"
         f"                            max_length={corpus['max_length']}, "
-        f"pad_to_multiple_of={corpus['pad_to_multiple_of']},\n"
+        f"pad_to_multiple_of={multiple if multiple > 1 else None},\n"
         f"                            return_tensors={tensors!r})\n"
         "        for i, output in zip(chunk, run([encoded[n] for n in input_names])):\n"
         "            outputs[i] = output\n"

@@ -113,7 +113,8 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
     budget = Budget(seconds=settings.budget_s)
     for point in points:
         try:
-            batches = point_inputs(model, workload, point)
+            batches = point_inputs(model, workload, point,
+                                   runtimes.pad_multiple(row["runtime"], row["settings"]))
             memory.restart()
             if parse_point(point)["dataset"]:
                 samples = repeat(lambda b=batches: [runner(x) for x in b], DATASET_BUDGET, clock)

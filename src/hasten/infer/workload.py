@@ -55,9 +55,11 @@ class Workload:
         return [*points, f"dataset/unsorted/b{self.dataset_batch_size}"]
 
 
-# The sorted pass (the corpus job) pads each batch to a multiple of this many tokens, so that
-# runtimes that plan per shape (OpenVINO with static shapes, torch.compile) meet few shapes.
-PAD_MULTIPLE = 8
+def describe_padding(multiple: int) -> str:
+    """How the corpus job pads a batch, in words, for a rounding multiple (1: none)."""
+    if multiple == 1:
+        return "padded to its longest text"
+    return f"padded to its longest text rounded up to a multiple of {multiple} tokens"
 
 
 def parse_point(point: str) -> dict:
@@ -76,8 +78,10 @@ def point_kind(point: str) -> str:
     return "corpus" if parse_point(point)["dataset"] else "latency"
 
 
-def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[list[torch.Tensor]]:
-    """The batches one point measures: one batch for a latency point, many for a dataset pass."""
+def point_inputs(model: LoadedModel, workload: Workload, point: str,
+                 multiple: int = 1) -> list[list[torch.Tensor]]:
+    """The batches one point measures: one batch for a latency point, many for a dataset pass
+    (each padded to its longest text, in the sorted pass rounded up to `multiple` tokens)."""
     p = parse_point(point)
     if workload.images:
         return [[image_batch(workload, range(p["batch"]))]]
@@ -92,8 +96,8 @@ def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[lis
                                                        max_length=workload.max_length)["input_ids"]]
         texts = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda x: x[0])]
     b = p["batch"]
-    multiple = PAD_MULTIPLE if p["order"] == "sorted" else None
-    return [tokenize(model, texts[i:i + b], None, workload.max_length, multiple)
+    pad = multiple if p["order"] == "sorted" and multiple > 1 else None
+    return [tokenize(model, texts[i:i + b], None, workload.max_length, pad)
             for i in range(0, len(texts), b)]
 
 

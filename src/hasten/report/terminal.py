@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hasten.infer.study import Study
-from hasten.infer.workload import PAD_MULTIPLE, parse_point
+from hasten.infer.workload import parse_point
 from hasten.report.common import (
     BUSY_WARNING,
     CONFIRM_HEADERS,
@@ -106,7 +106,7 @@ def _dataset(study: Study, rows: list[dict], console: Console) -> None:
     if not passes:
         return
     table = Table(title=f"Dataset pass over {len(study.settings.workload.texts)} texts, "
-                  f"items/s (sorted: padded to a multiple of {PAD_MULTIPLE} tokens)")
+                  "items/s (sorted by length: each batch padded to its longest text)")
     for col in ("candidate", "batch", "unsorted", "sorted by length", "gain"):
         table.add_column(col, justify="left" if col == "candidate" else "right")
     for row, batch, u, s in passes:

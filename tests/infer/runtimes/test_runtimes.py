@@ -140,6 +140,14 @@ def test_openvino_static_shapes_match_dynamic_ones(tiny_bert_spec, build_candida
         assert torch.allclose(static(inputs), dynamic(inputs), atol=1e-4)
 
 
+def test_only_a_runtime_that_compiles_per_shape_rounds_corpus_batches_up():
+    assert runtimes.pad_multiple("openvino", {"precision": "f32", "shapes": "static"}) == (
+        runtimes.PER_SHAPE_MULTIPLE)
+    for name, settings in (("openvino", {"precision": "f32"}), ("eager", {}), ("compile", {}),
+                           ("ort", {"level": "all"}), ("torchscript", {})):
+        assert runtimes.pad_multiple(name, settings) == 1, name
+
+
 def test_openvino_streams_split_the_batch_and_match_one_stream(tiny_bert_spec,
                                                                build_candidate):
     _, artifact, single, batches, _ = build_candidate(tiny_bert_spec, "onnx/openvino/f32")

@@ -71,7 +71,8 @@ def _snippet(settings: dict, file: str, threads: int) -> tuple[str, list[str]]:
     return "import numpy as np\nimport openvino as ov\n", lines
 
 
-@register("openvino", ("openvino",), _available, library="openvino", snippet=_snippet)
+@register("openvino", ("openvino",), _available, library="openvino", snippet=_snippet,
+          per_shape=lambda settings: settings.get("shapes") == "static")
 def openvino_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     import openvino as ov
 
