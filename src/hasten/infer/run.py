@@ -290,15 +290,6 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
                 known.add(variant["name"])
         screen_all([v["name"] for v in new], "tuning", "tune")
 
-    with_dataset = {baseline}
-    # The baseline first and whole: every speedup is against it, and its cost tells the
-    # time budget what a full measurement costs.
-    screen_all([baseline], "screening", "screen")
-    # Its objective points first, as every survivor's are measured (so that their cost tells
-    # the budget what one survivor's costs), and its ideal batch size sets its corpus job's.
-    objective = search.objective_points(latency_points, screen)
-    measure(baseline, objective, "objective")
-    measure(baseline, everything(baseline))
     def tune() -> None:
         """The fastest chain of each runtime near the leader, again with the runtime settings
         worth searching (not in --quick, which measures the fixed menu only; a study without
@@ -311,6 +302,15 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
         add_and_screen(tuned)
         add_and_screen(search.composites(tuned, store.results(), screened()))
 
+    with_dataset = {baseline}
+    # The baseline first and whole: every speedup is against it, and its cost tells the
+    # time budget what a full measurement costs.
+    screen_all([baseline], "screening", "screen")
+    # Its objective points first, as every survivor's are measured (so that their cost tells
+    # the budget what one survivor's costs), and its ideal batch size sets its corpus job's.
+    objective = search.objective_points(latency_points, screen)
+    measure(baseline, objective, "objective")
+    measure(baseline, everything(baseline))
     # The likely winners first, then their runtime settings (tuning the leader pays more than
     # the menu's long tail), then the rest of the menu, and the settings of a new leader.
     rest = screen_all([n for n, r in rows.items() if not r["skipped_reason"] and n != baseline],
