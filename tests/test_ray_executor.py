@@ -133,16 +133,42 @@ def test_a_cluster_of_two_types_needs_one_chosen_or_a_study_per_type(
     assert "big" in shown.output and "small" in shown.output and "1.00x" in shown.output
 
 
+# A small CNN whose every call takes 0.2 s: a trial runs for seconds, so that the test can
+# kill its node while it runs (a forked trial of the tiny CNN ends within a second).
+SLOW_CNN = """
+import time
+
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        time.sleep(0.2)
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def build():
+    return Net(), torch.randn(2, 3, 8, 8)
+"""
+
+
 def test_a_node_lost_mid_trial_is_retried_on_another_and_the_last_one_fails_with_its_reason(
-        tmp_path, cluster, cnn_spec, only_candidates):
+        tmp_path, cluster, only_candidates):
     retried, lost = "torch/eager/int8-dynamic", "torch/eager/channels-last"
     only_candidates(BASE, retried, lost)
+    (tmp_path / "slow_cnn.py").write_text(SLOW_CNN)
     done: dict = {}
 
     def study() -> None:
         done["study"] = hasten.optimize_inference(
-            cnn_spec, quick=True, batch_sizes=[1], out=tmp_path, name="cnn", executor="ray",
-            ray_address=cluster.address, machine_type="big")
+            f"py:{tmp_path / 'slow_cnn.py'}:build", quick=True, batch_sizes=[1], out=tmp_path,
+            name="cnn", executor="ray", ray_address=cluster.address, machine_type="big")
 
     def running(name: str) -> str:
         """The big node whose copy of the study has started this candidate's screening."""
