@@ -200,9 +200,10 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
         rows = {c["name"]: c for c in store.candidates()}
         remaining = list(names)
         while remaining:
-            passing = search.passing(store.results(), screened())
+            so_far = screened()
+            passing = search.passing(store.results(), so_far)
             step, name = next((step, n) for step, n in search.screening_steps(
-                list(rows.values()), baseline, settings.device, passing, screened())
+                list(rows.values()), baseline, settings.device, passing, so_far)
                 if n in remaining)
             if step > last_step:
                 return remaining
@@ -210,7 +211,7 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
             progress(f"{what} {name}", len(names) - len(remaining) - 1, len(names))
             if not screened_fully(name):
                 hopeless = (None if name == baseline or deadline.seconds == math.inf else
-                            search.cannot_win(rows[name], list(rows.values()), screened(),
+                            search.cannot_win(rows[name], list(rows.values()), so_far,
                                               passing))
                 if hopeless:
                     drop(name, hopeless)

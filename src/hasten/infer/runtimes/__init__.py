@@ -19,6 +19,11 @@ from hasten.models import LoadedModel
 Runner = Callable[[list[torch.Tensor]], torch.Tensor]
 
 
+def _any_shape(settings: dict) -> bool:
+    """A runtime that serves every input shape with one model (most do)."""
+    return False
+
+
 @dataclass(frozen=True)
 class Runtime:
     name: str
@@ -33,7 +38,7 @@ class Runtime:
     # lines that load the file and define run(inputs), NumPy arrays in, first output out.
     snippet: Callable[[dict, str, int], tuple[str, list[str]]] | None = None
     # Whether, with these settings, it compiles one model per input shape it meets.
-    per_shape: Callable[[dict], bool] = lambda settings: False
+    per_shape: Callable[[dict], bool] = _any_shape
 
 
 REGISTRY: dict[str, Runtime] = {}
@@ -59,7 +64,7 @@ def register(name: str, accepts: tuple[str, ...], available=None, library: str |
 
     def wrap(fn):
         REGISTRY[name] = Runtime(name, accepts, fn, available or (lambda m, d, s: None),
-                                 library, snippet, per_shape or (lambda settings: False))
+                                 library, snippet, per_shape or _any_shape)
         return fn
 
     return wrap
