@@ -4,7 +4,7 @@ and never imports or runs the code it reads, nor torch."""
 
 from hasten.lint.config import Selection, from_pyproject
 from hasten.lint.registry import REGISTRY, Rule
-from hasten.lint.run import Finding, ParseFailure, Report, explain, lint
+from hasten.lint.run import Finding, Note, ParseFailure, Report, explain, lint
 
-__all__ = ["REGISTRY", "Finding", "ParseFailure", "Report", "Rule", "Selection", "explain",
+__all__ = ["REGISTRY", "Finding", "Note", "ParseFailure", "Report", "Rule", "Selection", "explain",
            "from_pyproject", "lint"]

@@ -14,7 +14,7 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
 def text(report: Report) -> str:
-    return "".join(f"{line}\n" for line in [*report.failures, *report.findings])
+    return "".join(f"{line}\n" for line in [*report.failures, *report.findings, *report.notes])
 
 
 def _finding(f: Finding) -> dict:
@@ -28,6 +28,7 @@ def as_json(report: Report) -> str:
         "findings": [_finding(f) for f in report.findings],
         "errors": [{"path": e.path, "line": e.line, "column": e.column, "message": e.message}
                    for e in report.failures],
+        "notes": [{"path": n.path, "message": n.message} for n in report.notes],
     }, indent=2) + "\n"
 
 
@@ -51,6 +52,9 @@ def sarif(report: Report) -> str:
                 "locations": [_location(f.path, f.line, f.column)]} for f in report.findings]
     notes = [{"level": "error", "message": {"text": f"cannot parse: {e.message}"},
               "locations": [_location(e.path, e.line, e.column)]} for e in report.failures]
+    notes += [{"level": "warning", "message": {"text": n.message},
+               "locations": [{"physicalLocation": {"artifactLocation": {"uri": n.path}}}]}
+              for n in report.notes]
     run = {"tool": {"driver": {"name": "hasten lint", "version": tool_version, "rules": rules}},
            "results": results,
            "invocations": [{"executionSuccessful": not report.failures,

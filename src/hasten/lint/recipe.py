@@ -9,6 +9,7 @@ from pathlib import Path
 import libcst as cst
 
 from hasten.errors import HastenError
+from hasten.lint import files
 from hasten.lint.config import EVERY_RULE, Selection
 from hasten.lint.run import Finding, Report, lint
 
@@ -43,7 +44,7 @@ def lint_recipe(path: Path, selection: Selection = EVERY_RULE) -> RecipeReport:
     report = lint([path], selection)
     if report.failures:
         raise HastenError(f"{report.failures[0]}.")
-    module = cst.parse_module(path.read_text(encoding="utf-8"))
+    module = cst.parse_module(files.read(path).text)
     defined = {s.name.value for s in module.body if isinstance(s, cst.FunctionDef)}
     missing = [f"{name}()" for name in REQUIRED if name not in defined]
     if missing:

@@ -1,6 +1,6 @@
 """Linting files: find the Python files, parse each once, run the selected rules, drop what a
-comment suppresses, and apply the safe fixes. A file that does not parse becomes one error and
-the others are still checked."""
+comment suppresses, and apply the safe fixes once every file is read. A file that does not
+parse becomes one error and the others are still checked."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from pathlib import Path
 import libcst as cst
 
 from hasten.errors import HastenError
-from hasten.lint import rules  # noqa: F401  (registers the rules)
+from hasten.lint import (
+    files,
+    rules,  # noqa: F401  (registers the rules)
+)
 from hasten.lint.config import EVERY_RULE, Selection
 from hasten.lint.registry import REGISTRY, Hit, Rule
 from hasten.lint.source import Source
@@ -56,35 +59,30 @@ class ParseFailure:
         return f"{self.path}:{self.line}:{self.column} cannot parse: {self.message}"
 
 
+@dataclass(frozen=True, order=True)
+class Note:
+    """A file a fix was not written to, and why (its findings stay in the report)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
 @dataclass
 class Report:
-    """Findings and parse failures, sorted, and the diffs of the fixes (when fixing)."""
+    """Findings, parse failures and notes, sorted, and the diffs of the fixes (when fixing)."""
 
     findings: list[Finding] = field(default_factory=list)
     failures: list[ParseFailure] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         """2 when a file did not parse, 1 with findings, 0 when clean."""
         return 2 if self.failures else 1 if self.findings else 0
-
-
-def python_files(paths: list[Path]) -> list[Path]:
-    """The files to lint: each file given, and the .py files under each folder (hidden folders
-    and caches left out), in a stable order."""
-    out = []
-    for path in paths:
-        if path.is_dir():
-            out.extend(sorted(
-                p for p in path.rglob("*.py")
-                if not any(part.startswith(".") or part == "__pycache__"
-                           for part in p.relative_to(path).parts[:-1])))
-        elif path.is_file():
-            out.append(path)
-        else:
-            raise HastenError(f"{path} does not exist.")
-    return list(dict.fromkeys(out))
 
 
 def suppressed(text: str) -> dict[int, set[str]]:
@@ -125,11 +123,17 @@ class _Replace(cst.CSTTransformer):
         return self.replacements.get(original, updated)
 
 
-def _parse(path: Path, shown: str) -> Source | ParseFailure:
+def _parse(path: Path, shown: str) -> tuple[Source, files.Text] | ParseFailure:
+    """The parsed file and its text as read, or why it could not be read or parsed."""
     try:
-        return Source(path, path.read_text(encoding="utf-8"))
+        text = files.read(path)
+        return Source(path, text.text), text
+    except OSError as exc:
+        return ParseFailure(shown, 1, 1, f"unreadable ({exc.strerror or exc})")
     except UnicodeDecodeError as exc:
-        return ParseFailure(shown, 1, 1, f"not UTF-8 text ({exc.reason})")
+        return ParseFailure(shown, 1, 1, f"not {exc.encoding} text ({exc.reason})")
+    except SyntaxError as exc:
+        return ParseFailure(shown, 1, 1, exc.msg)
     except cst.ParserSyntaxError as exc:
         return ParseFailure(shown, exc.editor_line, exc.editor_column,
                             " ".join(exc.message.split()))
@@ -138,16 +142,21 @@ def _parse(path: Path, shown: str) -> Source | ParseFailure:
 def lint(paths: list[Path], selection: Selection = EVERY_RULE, fix: bool = False,
          write: bool = True) -> Report:
     """Lint files and folders. With fix, apply the safe fixes (writing the files when write,
-    else only keeping their diffs) and report what remains."""
+    else only keeping their diffs) and report what remains. Files are written only after every
+    file is read, each safely (see files.write); one not written keeps its findings, with a note."""
     codes = selection.codes()
     report = Report()
-    for path in python_files(paths):
+    pending: list[tuple[Path, str, files.Text, list[Finding]]] = []
+    for path in files.python_files(paths):
         shown = path.as_posix()
-        src = _parse(path, shown)
-        if isinstance(src, ParseFailure):
-            report.failures.append(src)
+        parsed = _parse(path, shown)
+        if isinstance(parsed, ParseFailure):
+            report.failures.append(parsed)
             continue
+        src, text = parsed
         hits = _hits(src, codes)
+        found = [Finding(shown, *src.position(h.node), r.code, h.message,
+                         h.replacement is not None) for r, h in hits]
         fixes = {h.node: h.replacement for _, h in hits if h.replacement is not None}
         if fix and fixes:
             fixed = src.module.visit(_Replace(fixes)).code
@@ -155,13 +164,17 @@ def lint(paths: list[Path], selection: Selection = EVERY_RULE, fix: bool = False
                 src.text.splitlines(keepends=True), fixed.splitlines(keepends=True),
                 f"a/{shown}", f"b/{shown}")))
             if write:
-                path.write_text(fixed, encoding="utf-8")
-            hits = [(r, h) for r, h in hits if h.replacement is None]
-        report.findings.extend(
-            Finding(shown, *src.position(h.node), r.code, h.message, h.replacement is not None)
-            for r, h in hits)
+                pending.append((path, fixed, text, [f for f in found if f.fixable]))
+            found = [f for f in found if not f.fixable]
+        report.findings.extend(found)
+    for path, fixed, text, fixable in pending:
+        why = files.write(path, fixed, text)
+        if why:
+            report.notes.append(Note(path.as_posix(), why))
+            report.findings.extend(fixable)
     report.findings.sort()
     report.failures.sort()
+    report.notes.sort()
     return report
 
 
