@@ -97,14 +97,15 @@ def table(headers: list[str], rows: list[list[str]], name_columns: int = 1,
 def figure(plot: Plot) -> str:
     """A plot with its title and caption; the SVG is inlined, or a sentence says why not."""
     content = plot.svg if plot.svg else f'<p class="empty">{escape(plot.empty)}</p>'
-    return (f'<figure class="plot" id="plot-{plot.id}" data-plot="{plot.id}" '
+    return (f'<figure class="plot" id="plot-{escape(plot.id)}" data-plot="{escape(plot.id)}" '
             f'data-has-data="{str(plot.svg is not None).lower()}">'
             f"<h3>{escape(plot.title)}</h3>{content}"
             f"<figcaption>{escape(plot.caption)}</figcaption></figure>")
 
 
 def _status(status: str) -> str:
-    return f'<span class="status-{status.replace(" ", "-")}">{escape(status)}</span>'
+    """A row's status, coloured by a class named after it."""
+    return f'<span class="status-{escape(status.replace(" ", "-"))}">{escape(status)}</span>'
 
 
 def _reason(row: dict) -> str:
@@ -131,10 +132,10 @@ def _recommendations(study: Study) -> str:
     items = []
     for objective, row in study.recommendations().items():
         if row is None:
-            items.append(f"<li><b>{objective}</b>: no candidate passed</li>")
+            items.append(f"<li><b>{escape(objective)}</b>: no candidate passed</li>")
         else:
             detail = recommendation_detail(study, objective, row)
-            items.append(f"<li><b>{objective}</b>: <code>{escape(row['candidate'])}</code>"
+            items.append(f"<li><b>{escape(objective)}</b>: <code>{escape(row['candidate'])}</code>"
                          + (f" ({escape(detail)})" if detail else "")
                          + f" &mdash; <code>{escape(export_command(study, objective))}</code>"
                          "</li>")

@@ -13,7 +13,7 @@ from pathlib import Path
 from hasten.executors import describe_seconds
 from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
-from hasten.report.html import _partial, figure, machine_card, page, table
+from hasten.report.html import _partial, _status, figure, machine_card, page, table
 from hasten.report.train_plots import train_plots
 from hasten.train.candidates import BASELINE
 from hasten.train.study import OBJECTIVES, TrainStudy
@@ -51,11 +51,7 @@ def _eval(row: dict) -> str:
 
 def _skipped_steps(row: dict) -> str:
     outcome = row["converge"] if (row["converge"] or {}).get("scales") else row["speed"]
-    return str(outcome.get("skipped_steps", 0)) if (outcome or {}).get("scales") else "-"
-
-
-def _status(status: str) -> str:
-    return f'<span class="status-{status.replace(" ", "-")}">{escape(status)}</span>'
+    return escape(str(outcome.get("skipped_steps", 0))) if (outcome or {}).get("scales") else "-"
 
 
 def _speed_cells(row: dict) -> list[str]:
@@ -200,8 +196,8 @@ def _batch_search(study: TrainStudy, rows: list[dict]) -> str:
     memory = "peak GPU memory" if study.settings.device == "cuda" else "the candidate's memory"
     text = (f"<p>Searched with <code>{escape(search['precision'])}</code>, the fastest precision "
             f"mode, under a memory budget of {search['budget_mb']:,.0f} MiB of {memory}, from "
-            f"the study's batch size of {study.settings.batch_size}: the largest batch that "
-            f"fits is <b>{search['largest']}</b>.")
+            f"the study's batch size of {escape(str(study.settings.batch_size))}: the largest "
+            f"batch that fits is <b>{escape(str(search['largest']))}</b>.")
     if search.get("stopped"):
         text += f" The search stopped because {escape(search['stopped'])}."
     text += "</p>"
@@ -214,7 +210,7 @@ def _batch_search(study: TrainStudy, rows: list[dict]) -> str:
     else:
         text += ("<p>No batch larger than the study's fits, so no batch-size candidate was "
                  "added.</p>")
-    probes = [[str(p["batch_size"]), "yes" if p["fits"] else "no", mb(p["memory_mb"]),
+    probes = [[escape(str(p["batch_size"])), "yes" if p["fits"] else "no", mb(p["memory_mb"]),
                ms(p["step_s"] * 1000 if p["step_s"] is not None else None),
                escape(p["error"] or "")] for p in search["probes"]]
     return text + (table(["batch size", "fits", f"{memory} (MiB)", "step p50 (ms)", "error"],
