@@ -120,9 +120,19 @@ def confirmation_cells(study: Study, rows: list[dict]) -> list[list[str]]:
         for name, c in outcome["candidates"].items():
             alone = by_name.get(name, {}).get("speedup", {}).get(point)
             out.append([point, name, f"{alone:.2f}x" if alone else "-",
-                        f"{c['speedup']:.2f}x ({c['speedup_low']:.2f}-{c['speedup_high']:.2f})",
-                        str(c["rounds"])])
+                        f"{c['speedup']:.2f}x ({c['speedup_low']:.2f}-{c['speedup_high']:.2f})"
+                        + disagreement(c), str(c["rounds"])])
     return out
+
+
+def disagreement(confirmed: dict) -> str:
+    """A warning beside a confirmed figure whose time is not what its own trial measured:
+    the confirmation slowed (or sped) that form, so its ratio is not to be trusted."""
+    if confirmed.get("agrees", True):
+        return ""
+    ratio = confirmed["p50"] / confirmed["alone_p50"]
+    return (f"; its time, {confirmed['p50']:.3g} ms, is {ratio:.2f}x its own trial's "
+            f"{confirmed['alone_p50']:.3g} ms")
 
 
 def recommendation_detail(study: Study, objective: str, row: dict) -> str:
