@@ -229,11 +229,12 @@ def _write_code(root: Path, cnn: Path) -> None:
 def _fake_study(folder: Path) -> None:
     """A finished study of one candidate, written through the store as a study writes it, so
     report, export and compare have a valid study to be given bad options with."""
-    from hasten import machine
+    from hasten import folders, machine
     from hasten.infer.workload import Workload
     from hasten.measure import stats
     from hasten.store import Store
 
+    folders.claim(folder, "study", "`name`")  # made by this account, as a run makes it
     workload = Workload(texts=[], labels=None, batch_sizes=[1, 2], seq_lengths=[],
                         eval_samples=16, dataset_batch_size=2, max_length=128)
     store = Store(folder)

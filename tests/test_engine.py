@@ -38,12 +38,18 @@ def engine(folder, settings, **kwargs) -> Engine:
                   **kwargs)
 
 
-def test_settings_are_stored_as_json_and_read_back():
+def test_settings_are_stored_as_json_and_read_back(tmp_path):
     for settings in (infer_settings(), train_settings()):
         stored = json.loads(json.dumps(settings.to_dict()))
         assert stored["kind"] == settings.kind
-        assert type(settings).from_dict(stored) == settings
-    assert isinstance(infer_settings().to_dict()["workload"], dict)
+        assert type(settings).from_dict(stored).to_dict() == stored
+    assert TrainSettings.from_dict(train_settings().to_dict()) == train_settings()
+    # An inference study's samples are read back from its folder, not from its settings.
+    settings = infer_settings()
+    settings.workload.write_samples(tmp_path)
+    back = InferSettings.from_dict(json.loads(json.dumps(settings.to_dict())))
+    back.workload.read_samples(tmp_path)
+    assert back == settings
     with pytest.raises(HastenError, match="of a train study, not of a infer study"):
         InferSettings.from_dict(train_settings().to_dict())
 
@@ -63,17 +69,17 @@ def test_settings_are_checked_once_and_named(settings, message):
 def test_a_folder_with_other_settings_is_refused_and_fresh_starts_over(tmp_path):
     first = engine(tmp_path / "s", train_settings())
     first.store.put_trial("32-true", "speed", "speed", "ok", throughput=1.0)
-    first.store.close()
+    first.close()
     assert stored_settings(tmp_path / "s", TrainSettings) == train_settings()
     assert stored_settings(tmp_path / "s", InferSettings) is None
     with pytest.raises(HastenError, match=r"holds a study with other settings; set `fresh`"):
         engine(tmp_path / "s", train_settings(steps=20))
     again = engine(tmp_path / "s", train_settings())
     assert again.store.done_points("32-true") == {"speed"}
-    again.store.close()
+    again.close()
     fresh = engine(tmp_path / "s", train_settings(steps=20), fresh=True)
     assert fresh.store.trials() == []
-    fresh.store.close()
+    fresh.close()
 
 
 def test_failures_become_rows_in_one_place(tmp_path):
@@ -102,7 +108,7 @@ def test_a_child_that_dies_gets_its_rows_from_the_engine(tmp_path):
     assert e.store.results()["torch/eager/fp32"]["error"] == reason
     assert [(t["point"], t["kind"], t["status"]) for t in e.store.trials()] == [
         ("b1/s16", "latency", "failed")]
-    e.store.close()
+    e.close()
 
 
 def test_a_study_of_the_previous_version_is_refused_in_one_sentence(tmp_path):

@@ -126,7 +126,7 @@ def open_study(folder: str | Path) -> Study | TrainStudy:
     """The inference or training study a folder holds."""
     store_file = Path(folder) / "study.sqlite"
     if store_file.is_file():
-        store = Store(Path(folder))
+        store = Store(Path(folder), readonly=True)
         try:
             kind = (store.meta("config") or {}).get("kind")
         finally:

@@ -262,14 +262,17 @@ def export(
     study: Path = typer.Argument(..., help="A study folder, e.g. hasten-runs/demo-minilm."),
     objective: str = typer.Option("latency", help="latency, throughput, memory or size."),
     candidate: str = typer.Option(None, help="Export this candidate instead of the best."),
-    out: Path = typer.Option(Path("fast"), help="Folder to write the artifact to."),
+    out: Path = typer.Option(Path("fast"), help="Folder to write the artifact to: a new or "
+                             "empty one, or one hasten exported to before."),
+    trust_code: bool = typer.Option(False, help="Run the Python file a py: model names even "
+                                    "though this study was not made by this account."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Write a study's best (or chosen) candidate with a loading snippet that runs as is."""
     from hasten.infer.study import Study
 
     def go() -> None:
-        folder = Study(study).export(out, objective, candidate)
+        folder = Study(study).export(out, objective, candidate, trust_code=trust_code)
         # Plain print: a path is neither wrapped nor read as markup.
         print(f"Wrote {folder}; run it with: python {folder / 'load.py'}")
 
@@ -280,15 +283,18 @@ def export(
 def report(
     study: Path = typer.Argument(..., help="A study folder, e.g. hasten-runs/demo-minilm."),
     open_it: bool = typer.Option(False, "--open", help="Open the report in a web browser."),
+    out: Path = typer.Option(None, help="Write the report to this file instead of report.html "
+                             "in the study folder (for a folder you may not write to)."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    """Write a study's self-contained HTML report (report.html in its folder) from its store."""
+    """Write a study's self-contained HTML report (report.html in its folder) from its store;
+    the study itself is only read."""
     import webbrowser
 
     from hasten.api import open_study, write_report
 
     def go() -> None:
-        path = write_report(open_study(study))
+        path = write_report(open_study(study), out)
         print(f"Wrote {path}")
         if open_it:
             webbrowser.open(path.resolve().as_uri())

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import importlib
 import inspect
 import io
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -32,6 +34,12 @@ CORPUS_MODULES = (
     "traceback types typing unittest urllib.parse urllib.request uuid warnings wave weakref "
     "xml.dom.minidom xml.etree.ElementTree zipfile zlib"
 ).split()
+
+# The largest data file hasten reads. Reading parses the whole file in memory (128 MB of CSV
+# took 1 to 3 s and about 800 MB of memory on a 2-core machine), and a study feeds its model a
+# sample of a thousand texts or so (hasten.infer.run.MAX_TEXTS), so a larger file would only
+# cost more.
+MAX_DATA_MB = 128
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _CODE_HINTS = (">>>", "::", "==", "->", "{", "}", "[", "]", "\\", "__")
@@ -81,12 +89,21 @@ def _sentences(doc: object) -> list[str]:
 def read_texts(
     path: Path, column: str | None = None, label_column: str | None = None
 ) -> tuple[list[str], list[int] | None]:
-    """Texts (and integer labels) from a UTF-8 .txt (one per line), .csv or .jsonl file."""
+    """Texts (and integer labels) from a UTF-8 .txt (one per line), .csv or .jsonl file of at
+    most MAX_DATA_MB."""
     if not path.is_file():
         raise HastenError(f"Data file {path} does not exist.")
     suffix = path.suffix.lower()
     if suffix not in (".txt", ".csv", ".jsonl"):
         raise HastenError(f"Data file {path} must be .txt, .csv or .jsonl.")
+    size = path.stat().st_size
+    if size > MAX_DATA_MB * 2**20:
+        # Rounded up, so that a file just over the limit never reads as the limit itself.
+        shown = (f"{math.ceil(size / 2**30 * 10) / 10:g} GB" if size >= 2**30
+                 else f"{math.ceil(size / 2**20 * 10) / 10:g} MB")
+        raise HastenError(f"{path} is {shown}, and hasten reads data files up to {MAX_DATA_MB} "
+                          "MB; pass a sample of it, such as its first 10,000 lines "
+                          f"(head -n 10000 {path.name} > sample{suffix}).")
     text = _decode(path)
     rows: list[dict]
     if suffix == ".txt":
@@ -120,6 +137,25 @@ def read_texts(
             raise HastenError(f"Labels in column {label_column!r} must be integers.") from exc
     keep = [i for i, t in enumerate(texts) if t]
     return [texts[i] for i in keep], ([labels[i] for i in keep] if labels else None)
+
+
+def describe_file(path: Path) -> dict:
+    """Where a data file is and what it holds, as a study stores it: its absolute path, size
+    and SHA-256 (read in chunks)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(2**20):
+            digest.update(chunk)
+    return {"path": str(path.resolve()), "bytes": path.stat().st_size,
+            "sha256": digest.hexdigest()}
+
+
+def sample_indices(count: int, limit: int) -> list[int]:
+    """Which of `count` items a study keeps: all up to `limit`, else a fixed random sample of
+    `limit` in their order (spread over the whole file, not only its start)."""
+    if count <= limit:
+        return list(range(count))
+    return sorted(random.Random(0).sample(range(count), limit))
 
 
 def _decode(path: Path) -> str:

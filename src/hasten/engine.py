@@ -9,7 +9,6 @@ in and the kind of each point (hasten.infer.run, hasten.train.run).
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, TypeVar
@@ -18,6 +17,7 @@ from hasten import machine
 from hasten.config import Settings
 from hasten.errors import HastenError
 from hasten.executors import Executor, LocalExecutor, TimeLimits, past_limit, timed_run
+from hasten.folders import open_study_folder
 from hasten.measure import busy_trials
 from hasten.store import Store, read_study
 
@@ -30,7 +30,7 @@ def stored_settings(folder: Path, kind: type[Settings]) -> Settings | None:
     """The settings of the study a folder already holds, or None when it holds none."""
     if not (Path(folder) / "study.sqlite").is_file():
         return None
-    store = Store(folder)
+    store = Store(folder, readonly=True)
     try:
         stored = store.meta("config")
     finally:
@@ -55,8 +55,19 @@ class Engine:
         if trial_timeout_s is not None and not trial_timeout_s > 0:
             raise HastenError(f"`trial_timeout_s` must be more than 0 s, not {trial_timeout_s}.")
         folder = Path(folder)
-        if fresh and folder.exists():
-            shutil.rmtree(folder)
+        self.lock = open_study_folder(folder, fresh)
+        try:
+            self._open(folder, settings, executor)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.folder, self.settings, self.module, self.kind_of = folder, settings, module, kind_of
+        self.limits = TimeLimits(self.store, trial_timeout_s)
+        self.log = log or (lambda _: None)
+
+    def _open(self, folder: Path, settings: Settings, executor: Executor | None) -> None:
+        """Open the study's store and refuse a study measured elsewhere or with other
+        settings."""
         self.store = Store(folder)
         previous = self.store.meta("config")
         executor = executor or LocalExecutor()
@@ -78,10 +89,7 @@ class Engine:
             raise HastenError(f"{folder} holds a study with other settings; set `fresh` to "
                               "start it over, or `name` to keep both.")
         self.store.set_meta("config", settings.to_dict())
-        self.folder, self.settings, self.module, self.kind_of = folder, settings, module, kind_of
-        self.limits = TimeLimits(self.store, trial_timeout_s)
         self.executor = executor
-        self.log = log or (lambda _: None)
 
     def register(self, position: int, name: str, passes: list[str], runtime: str,
                  settings: dict, skipped_reason: str | None) -> None:
@@ -117,18 +125,34 @@ class Engine:
         the caller passes: the engine does not import views) runs at the end, also when the
         work stopped on a HastenError."""
         try:
-            work()
-            self.store.set_meta("finished", True)
-        except HastenError:
+            try:
+                work()
+                self.store.set_meta("finished", True)
+            except HastenError:
+                self._close()
+                if report:
+                    report(read(self.folder))
+                raise
+            finally:
+                self._close()
+            study = read(self.folder)
             if report:
-                report(read(self.folder))
-            raise
+                report(study)
+            return study
         finally:
+            self.lock.release()
+
+    def close(self) -> None:
+        """Close the store and let go of the study folder without running the study."""
+        self._close()
+        self.lock.release()
+
+    def _close(self) -> None:
+        """Close the store once, its log folded back, before the study is read back."""
+        if self.store.db is not None:
+            self.store.settle()
             self.store.close()
-        study = read(self.folder)
-        if report:
-            report(study)
-        return study
+            self.store.db = None
 
 
 def record_failure(store: Store, name: str, points: dict[str, str], reason: str, *,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hasten import machine
-from hasten.forkserver import Child, ForkServer
+from hasten.forkserver import Child, ForkServer, parent_bound
 from hasten.store import Store
 
 # Time limits follow the model: this many times what the baseline took for the same phase,
@@ -46,6 +46,12 @@ class TimeLimits:
         """Remember how long the baseline's run of this phase took."""
         took = self.store.meta("baseline_seconds", {})
         self.store.set_meta("baseline_seconds", {**took, phase: seconds})
+
+
+# No one candidate's build or trial may take more than this share of what its phase has left:
+# a model whose torch.export hung spent a whole two-minute --quick budget on the ONNX export,
+# and every other candidate, even those that would have failed at once, stayed pending.
+RUN_SHARE = 0.5
 
 
 class Deadline:
@@ -87,8 +93,13 @@ class Deadline:
         self.costs.setdefault(phase, []).append(seconds / scale)
 
     def left(self, phase: str) -> float:
-        """How long a run of this phase may still take: a run longer than that is stopped."""
+        """How long the runs of this phase may still take, together."""
         return self.shares[phase] * self.seconds - self.spent()
+
+    def cap(self, phase: str) -> float:
+        """How long one candidate's build or trial in this phase may take: RUN_SHARE of what
+        the phase has left, so that one that hangs leaves room for the rest."""
+        return RUN_SHARE * self.left(phase)
 
     def cut(self, what: str) -> str:
         """The reason a candidate or a measurement was left out."""
@@ -161,7 +172,7 @@ class LocalExecutor:
             else:
                 proc = subprocess.Popen([sys.executable, "-m", module, *argv], stdout=out,
                                         stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=parent_bound())
             started = time.monotonic()
             try:
                 while proc.poll() is None:
@@ -184,8 +195,19 @@ class LocalExecutor:
             sig = signal.Signals(-proc.returncode).name
             hint = " (likely out of memory)" if sig == "SIGKILL" else ""
             return f"the trial process was killed by {sig}{hint}"
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        tail = read_tail(log, TAIL_BYTES).strip().splitlines()[-1:] or [""]
         return f"the trial process exited with code {proc.returncode}: {tail[0][:200]}"
+
+
+# How much of a failed trial's log is read to find its last line: a model may print gigabytes.
+TAIL_BYTES = 64 * 2**10
+
+
+def read_tail(path: Path, size: int) -> str:
+    """The last `size` bytes of a file as text (all of a shorter one), read from its end."""
+    with path.open("rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+        return f.read().decode(errors="replace")
 
 
 def past_limit(seconds: float) -> str:

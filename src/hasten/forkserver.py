@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import importlib
 import json
 import os
@@ -29,12 +30,39 @@ import sys
 import threading
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
 
-def _child(request: dict) -> int:
+
+def die_with(parent: int) -> Callable[[], None]:
+    """What a new process runs first to have the kernel kill it when `parent` ends (Linux), so
+    that a trial never outlives the server or the study that started it and writes rows that
+    nobody waits for."""
+
+    def bind() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the parent ended before the request took hold
+            os._exit(1)
+
+    return bind
+
+
+def parent_bound() -> Callable[[], None] | None:
+    """For a process this one starts: die with this one. Only from the main thread, since the
+    kernel watches the thread that started it, and a worker thread may end sooner."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return die_with(os.getpid())
+
+
+def _child(request: dict, server: int) -> int:
     """Become the trial process the request describes and run it; return its exit code."""
     os.setsid()
+    die_with(server)()
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -78,6 +106,7 @@ def serve(modules: list[str]) -> None:
     out = os.fdopen(os.dup(1), "w", buffering=1)
     requests = sys.stdin.buffer
     running: set[int] = set()
+    server = os.getpid()
     while True:
         ready, _, _ = select.select([requests], [], [], 0.05 if running else None)
         for pid in list(running):
@@ -97,7 +126,7 @@ def serve(modules: list[str]) -> None:
             out.close()
             code = 1
             try:
-                code = _child(request)
+                code = _child(request, server)
             finally:
                 os._exit(code)
         running.add(pid)
@@ -119,7 +148,8 @@ class ForkServer:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hasten.forkserver", *self.modules],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONWARNINGS": "ignore"}, bufsize=0)
+                env={**os.environ, "PYTHONWARNINGS": "ignore"}, bufsize=0,
+                preexec_fn=parent_bound())
             self.pending = b""
         return self.proc
 

@@ -22,7 +22,8 @@ import ray
 
 from hasten import machine
 from hasten.errors import HastenError
-from hasten.executors import LocalExecutor
+from hasten.executors import LocalExecutor, read_tail
+from hasten.folders import write_whole
 
 # A trial whose node is lost runs again on another node of its type, this many times.
 RETRIES = 2
@@ -31,6 +32,9 @@ WORKDIR_ENV = "HASTEN_RAY_WORKDIR"
 TOKEN_FILE = ".ray-token"  # in a study folder: seen by a node on a shared path
 SHIPPED_FILE = ".shipped.json"  # in a node's copy: the digest of each file it holds
 NODE_ID_LABEL = "ray.io/node-id"
+# A trial's log comes back to the driver up to this size, else its end only: a model that
+# prints gigabytes would otherwise send them all through the object store.
+LOG_BYTES = 4 * 2**20
 
 
 def connect(address: str | None) -> None:
@@ -187,15 +191,17 @@ class RayExecutor:
 
 class FileCache:
     """The study folder's files that trials read (artifacts, the baseline's reference
-    outputs), each put into the object store once and sent to every node that lacks it."""
+    outputs, the samples), each put into the object store once and sent to every node that
+    lacks it."""
 
     def __init__(self):
         self.known: dict[str, tuple[tuple[int, int], str, ray.ObjectRef]] = {}
 
     def refs(self, study: Path, shared: bool) -> dict[str, tuple[str, ray.ObjectRef]]:
-        """Relative path -> (digest, object) of every file a trial may read; with a shared
-        path, the reference outputs only (the node reads the artifacts in place)."""
-        paths = [study / "reference.npz"]
+        """Relative path -> (digest, object) of every file a trial may read: the reference
+        outputs, the samples (hasten.infer.workload.SAMPLES_FILE) and, without a shared path,
+        the artifacts (with one, the node reads them in place)."""
+        paths = [study / "reference.npz", study / "samples.json"]
         if not shared:
             paths += [p for p in (study / "artifacts").rglob("*") if p.is_file()]
         out = {}
@@ -300,19 +306,28 @@ def _trial(job: dict, files: dict[str, tuple[str, ray.ObjectRef]]) -> dict:
     log = local / "logs" / f"{job['candidate'].replace('/', '_')}.{job['phase']}.log"
     return {"reason": reason, "rows": rows, "files": changed,
             "deleted": sorted(set(before_files) - set(_files(local))),
-            "log": log.read_text(errors="replace") if log.is_file() else "",
+            "log": _log_end(log) if log.is_file() else "",
             "log_name": log.name, "node": ray.get_runtime_context().get_node_id(),
             "host": socket.gethostname()}
+
+
+def _log_end(log: Path) -> str:
+    """A trial's log, or its last LOG_BYTES with a first line that says what was left out."""
+    left_out = log.stat().st_size - LOG_BYTES
+    note = f"[hasten: the first {left_out:,} bytes of this log were left out]\n"
+    return (note if left_out > 0 else "") + read_tail(log, LOG_BYTES)
 
 
 def _bring_back(study: Path, back: dict, cache: FileCache, run: dict) -> None:
     """Write a trial's files and log into the study folder, then its rows and where it ran
     (`run`, added to the store's meta `ray_runs`) into the store in one transaction: a kill
     leaves all of them or none."""
-    for rel, data in back["files"].items():
+    # Each file whole, and an artifact's cost file last: it marks a finished build step
+    # (hasten.infer.artifacts.COST_FILE), which is reused only once it is there.
+    for rel, data in sorted(back["files"].items(), key=lambda f: f[0].endswith("/cost.json")):
         path = study / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        write_whole(path, data)
         stat = path.stat()
         cache.known[rel] = ((stat.st_mtime_ns, stat.st_size), _digest(data), ray.put(data))
     for rel in back["deleted"]:

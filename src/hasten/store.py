@@ -5,6 +5,7 @@ Trial processes write their own rows, so a finished trial survives the parent be
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
@@ -39,27 +40,33 @@ CREATE TABLE IF NOT EXISTS trials (
 class Store:
     """Read and write one study's database."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, readonly: bool = False):
+        """Open (and with `readonly` False, create) the folder's database. A read-only store
+        writes nothing, so a study can be read from a folder the reader may not write to."""
         self.folder = Path(folder)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HastenError(f"The study folder {self.folder} cannot be created "
-                              f"({exc.strerror}); choose an `out` folder you can write "
-                              "to.") from exc
         self.path = self.folder / "study.sqlite"
-        try:
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise HastenError(f"{self.path} cannot be opened ({exc}); check that its folder "
-                              "is one you can write to.") from exc
+        if readonly:
+            self.db = _open_readonly(self.path)
+        else:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HastenError(f"The study folder {self.folder} cannot be created "
+                                  f"({exc.strerror}); choose an `out` folder you can write "
+                                  "to.") from exc
+            try:
+                self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise HastenError(f"{self.path} cannot be opened ({exc}); check that its "
+                                  "folder is one you can write to.") from exc
         self.db.row_factory = sqlite3.Row
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
             self._check_schema()
-            self.db.executescript(SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                            (json.dumps(SCHEMA_VERSION),))
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(SCHEMA)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                (json.dumps(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             self.db.close()
             if exc.sqlite_errorname in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
@@ -95,6 +102,12 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def settle(self) -> None:
+        """Fold the write-ahead log back into the database file once the run's writers are
+        done, so that readers of the finished study need no log files beside it."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA journal_mode=DELETE")
 
     def set_meta(self, key: str, value: object) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
@@ -178,13 +191,31 @@ def _expected_columns() -> dict[str, list[str]]:
         db.close()
 
 
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """The database opened for reading only: in place when its folder allows the shared
+    memory a write-ahead log needs, else as an immutable file (a read-only folder)."""
+    for mode in ("mode=ro", "immutable=1"):
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=60,
+                             isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise HastenError(f"{path} is not a SQLite database, or a damaged one ({exc}); "
+                              "move it away, or start over with `fresh`.") from exc
+    raise HastenError(f"{path} cannot be read; check that you may read its folder.")
+
+
 def read_study(folder: Path) -> dict:
     """Everything a study folder's database holds (meta, candidates, results, trials), read in
     one go and closed again; a folder without a database is an error."""
     folder = Path(folder)
     if not (folder / "study.sqlite").is_file():
         raise HastenError(f"{folder} is not a hasten study folder (no study.sqlite).")
-    store = Store(folder)
+    store = Store(folder, readonly=True)
     try:
         meta = {r["key"]: json.loads(r["value"])
                 for r in store.db.execute("SELECT key, value FROM meta")}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from hasten.store import Store
 
 NOTES_FILE = "notes.txt"  # beside each file artifact: what its passes noted
 COST_FILE = "cost.json"  # beside each file artifact: how long its pass took
+PARTIAL = ".partial-"  # a step's folder name + this + the pid: where its pass writes until done
 BUILDING = ".building"  # in a step's folder while the step runs; a crash or a kill leaves it
 FAILED = "failed_builds"  # the store's meta key: {prefix slug: why it failed}
 
@@ -31,12 +34,15 @@ def folder(study: Path, chain: tuple[str, ...]) -> Path:
 
 
 def cached(study: Path, chain: tuple[str, ...]) -> tuple[int, Artifact | None, dict]:
-    """The longest prefix of the chain whose file artifact is on disk: its length, the
-    artifact, and the one-time cost of every step in it."""
+    """The longest prefix of the chain whose file artifact is on disk, whole: its length, the
+    artifact, and the one-time cost of every step in it. A step's folder holds its cost file
+    only once the step finished (it is renamed into place whole), so a build that was killed
+    is built again, never reused."""
     for i in range(len(chain), 0, -1):
         step = passes.REGISTRY[chain[i - 1]]
         where = folder(study, chain[:i])
-        if step.output_file and (where / step.output_file).is_file():
+        if (step.output_file and (where / step.output_file).is_file()
+                and (where / COST_FILE).is_file()):
             notes_file = where / NOTES_FILE
             notes = notes_file.read_text().splitlines() if notes_file.is_file() else []
             costs = {}
@@ -48,18 +54,40 @@ def cached(study: Path, chain: tuple[str, ...]) -> tuple[int, Artifact | None, d
     return 0, None, {}
 
 
-def started(where: Path) -> None:
-    """Mark a step as under way in its folder."""
+def started(where: Path, writes_file: bool) -> Path:
+    """Mark a step as under way in its folder; return the folder its pass writes to: for a
+    file artifact, a partial folder beside it that `finished` renames into place."""
     where.mkdir(parents=True, exist_ok=True)
     (where / BUILDING).touch()
+    if not writes_file:
+        return where
+    partial = where.with_name(f"{where.name}{PARTIAL}{os.getpid()}")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    return partial
 
 
-def finished(where: Path, artifact: Artifact, seconds: float, writes_file: bool) -> None:
-    """Mark a step as done; a file artifact keeps its notes and cost beside it."""
-    if writes_file:
-        (where / NOTES_FILE).write_text("\n".join(artifact.notes))
-        (where / COST_FILE).write_text(json.dumps({"seconds": seconds}))
-    (where / BUILDING).unlink(missing_ok=True)
+def finished(where: Path, writing: Path, artifact: Artifact, seconds: float) -> Artifact:
+    """Mark a step as done. A file artifact gets its notes and cost beside it, then its
+    partial folder replaces the step's folder in one rename; returns the artifact at its
+    final place."""
+    if writing == where:
+        (where / BUILDING).unlink(missing_ok=True)
+        return artifact
+    (writing / NOTES_FILE).write_text("\n".join(artifact.notes))
+    (writing / COST_FILE).write_text(json.dumps({"seconds": seconds}))
+    shutil.rmtree(where)
+    os.rename(writing, where)
+    if artifact.path is not None and artifact.path.parent == writing:
+        artifact.path = where / artifact.path.name
+    return artifact
+
+
+def remove_partial(study: Path) -> None:
+    """Delete the partial folders of builds that were killed before they finished."""
+    for partial in (study / "artifacts").glob(f"*{PARTIAL}*"):
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def unfinished_step(study: Path, chain: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -111,6 +139,7 @@ def ensure_built(engine: Engine, name: str, chain: tuple[str, ...],
         other_prefix = missing(store, other_chain)
         if other_prefix is not None:
             todo.setdefault(other_prefix, other)
+    remove_partial(store.folder)  # no build runs now: partial folders are a killed build's
     for p in todo:  # markers a killed build left behind are stale
         for i in range(1, len(p) + 1):
             (folder(store.folder, p[:i]) / BUILDING).unlink(missing_ok=True)

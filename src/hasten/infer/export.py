@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from hasten import folders
 from hasten.data import tile, tokenize
 from hasten.errors import HastenError
 from hasten.infer import passes, runtimes
@@ -23,18 +24,18 @@ from hasten.models import LoadedModel, load_model
 SAMPLE_TEXTS = ["hasten exported this model.", "It runs as is."]
 
 
-def export_candidate(study, name: str, out: Path) -> Path:
-    """Copy the candidate's artifact (or its recipe, for in-memory torch candidates) to `out`."""
+def export_candidate(study, name: str, out: Path, trust_code: bool = False) -> Path:
+    """Copy the candidate's artifact (or its recipe, for in-memory torch candidates) to `out`.
+    A `py:` model is imported to export it: refused for a study this account did not make,
+    unless `trust_code`."""
     row = next((c for c in study.candidates if c["name"] == name), None)
     if row is None or study.results.get(name, {}).get("status") != "ok":
         finished = sorted(n for n, r in study.results.items() if r["status"] == "ok")
         raise HastenError(f"{name} is not a finished candidate of {study.folder}; choose one of "
                           f"{', '.join(finished) or 'none yet'}.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HastenError(f"The export folder {out} cannot be created ({exc.strerror}); choose "
-                          "an `out` folder you can write to.") from exc
+    folders.check_trusted(study.folder, study.settings.spec, "export it", trust_code)
+    folders.claim(out, "export", "`out` folder")
+    folders.clear(out)
     settings = study.settings
     recipe = {"candidate": name, "spec": settings.spec, "task": settings.task,
               "input_shape": settings.input_shape, "passes": row["passes"],
@@ -55,7 +56,14 @@ def export_candidate(study, name: str, out: Path) -> Path:
                                                               row["settings"]),
                   "max_length": settings.workload.max_length}
         recipe["corpus"] = corpus
-    (out / "candidate.json").write_text(json.dumps(recipe, indent=2))
+    # The speedups the study confirmed for this candidate, so the export can be checked
+    # against them outside hasten (benchmarks/reproduce.py).
+    recipe["confirmed"] = {
+        point: {k: c[k] for k in ("speedup", "p50") if k in c}
+        for point, outcome in study.confirmation.get("results", {}).items()
+        if (c := outcome.get("candidates", {}).get(name))}
+    written = ["candidate.json", "load.py"]
+    folders.write_whole(out / "candidate.json", json.dumps(recipe, indent=2))
     last = passes.REGISTRY[row["passes"][-1]] if row["passes"] else None
     model = load_model(settings.spec, settings.task, settings.input_shape, with_weights=False)
     image = settings.workload.image
@@ -63,20 +71,33 @@ def export_candidate(study, name: str, out: Path) -> Path:
         model.example_inputs = {model.input_names[0]: torch.zeros(1, image["channels"],
                                                                   *image["size"])}
     if model.tokenizer is not None:
+        written.append("tokenizer")
+        folders.note_files(out, written)
         model.tokenizer.save_pretrained(out / "tokenizer")
     if last is not None and last.output_file:
         source = study.folder / "artifacts" / "+".join(row["passes"])
-        for f in source.iterdir():
-            shutil.copy2(f, out / f.name)
+        files = [f for f in source.iterdir() if f.is_file()]
+        folders.note_files(out, [*written, *(f.name for f in files)])
+        for f in files:
+            _copy_whole(f, out / f.name)
         snippet = _file_snippet(row["runtime"], row["settings"], last.output_file, model,
                                 corpus)
     elif model.onnx_path is not None:
-        shutil.copy2(model.onnx_path, out / "model.onnx")
+        folders.note_files(out, [*written, "model.onnx"])
+        _copy_whole(model.onnx_path, out / "model.onnx")
         snippet = _file_snippet(row["runtime"], row["settings"], "model.onnx", model, corpus)
     else:
         snippet = _torch_snippet(name, corpus)
-    (out / "load.py").write_text(snippet)
+    folders.note_files(out, written)
+    folders.write_whole(out / "load.py", snippet)
     return out
+
+
+def _copy_whole(source: Path, target: Path) -> None:
+    """Copy a file under a temporary name beside its target, then rename it into place."""
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.copy2(source, partial)
+    partial.replace(target)
 
 
 def _inputs_code(model: LoadedModel) -> tuple[str, str]:

@@ -12,10 +12,17 @@ from pathlib import Path
 import torch
 
 from hasten import images as image_files
-from hasten.data import demo_corpus, read_texts
+from hasten.data import demo_corpus, describe_file, read_texts, sample_indices
 from hasten.engine import Engine, Log, Progress
 from hasten.errors import HastenError
-from hasten.executors import Deadline, Executor, LocalExecutor, past_limit
+from hasten.executors import (
+    Deadline,
+    Executor,
+    LocalExecutor,
+    describe_seconds,
+    past_limit,
+)
+from hasten.folders import study_folder
 from hasten.infer import artifacts, search
 from hasten.infer.settings import InferSettings
 from hasten.infer.study import Study
@@ -26,6 +33,13 @@ DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
 DEFAULT_SEQ_LENGTHS = (32, 128)
 # How long a study may take by default, without and with --quick (the README's promise).
 DEFAULT_TIME_BUDGET_S = {False: 480.0, True: 120.0}
+# The most texts a study feeds its model, from a data file or the demo corpus, without and
+# with --quick: the demo's count, which the default time budget is sized for. The corpus job
+# runs every text through the baseline and the leaders three to five times per pass, so its
+# cost grows with the count while its figure, items per second, needs no more. At least
+# BATCHES_PER_PASS batches of the largest batch size, so that a pass is never one batch.
+MAX_TEXTS = {False: 1000, True: 300}
+BATCHES_PER_PASS = 8
 TRIAL = "hasten.infer.trial"
 
 
@@ -88,9 +102,11 @@ def optimize_inference(
     )
     settings.check()
     _check_forward(loaded, workload)
-    engine = Engine(Path(out) / ((name or loaded.name) + executor.suffix), settings,
+    folder = study_folder(out, loaded.name if name is None else name, executor.suffix)
+    engine = Engine(folder, settings,
                     module=TRIAL, kind_of=point_kind, fresh=fresh,
                     trial_timeout_s=trial_timeout_s, log=log, executor=executor)
+    _keep_samples(engine, workload)
     for i, candidate in enumerate(search.CANDIDATES):
         engine.register(i, candidate.name, list(search.chain_for(candidate, loaded)),
                         candidate.runtime, candidate.settings,
@@ -104,15 +120,22 @@ def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_l
     batch_sizes = list(batch_sizes or ((1, 8) if quick else DEFAULT_BATCH_SIZES))
     if not batch_sizes or any(b < 1 or b > 4096 for b in batch_sizes):
         raise HastenError(f"Batch sizes must be between 1 and 4096, not {batch_sizes}.")
-    texts, labels = [], None
+    texts, labels, source = [], None, {}
     if model.kind == "text":
         if data is not None and Path(data).is_dir():
             raise HastenError(f"{data} is a folder, and {model.name} takes text; pass a .txt, "
                               ".csv or .jsonl file.")
+        limit = max(MAX_TEXTS[quick], BATCHES_PER_PASS * max(batch_sizes))
         if data is not None:
             texts, labels = read_texts(Path(data), column, label_column)
+            source = {**describe_file(Path(data)), "column": column,
+                      "label_column": label_column, "found": len(texts)}
+            keep = sample_indices(len(texts), limit)
+            texts = [texts[i] for i in keep]
+            labels = [labels[i] for i in keep] if labels else None
         else:
-            texts = demo_corpus()[: 300 if quick else 1000]
+            corpus = demo_corpus()
+            texts, source = corpus[:limit], {"path": None, "found": len(corpus)}
         seq_lengths = list(seq_lengths or ((128,) if quick else DEFAULT_SEQ_LENGTHS))
         if any(s < 2 or s > model.max_length for s in seq_lengths):
             raise HastenError(
@@ -123,7 +146,18 @@ def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_l
         texts=texts, labels=labels, batch_sizes=sorted(set(batch_sizes)),
         seq_lengths=sorted(set(seq_lengths or [])), eval_samples=128 if quick else 256,
         dataset_batch_size=max(batch_sizes), max_length=min(128, model.max_length),
+        data=source,
     )
+
+
+def _keep_samples(engine: Engine, workload: Workload) -> None:
+    """Write the samples into the study folder (its settings describe them only) once the
+    engine has accepted the settings, and say when they are a sample of a data file."""
+    workload.write_samples(engine.folder)
+    found, used = workload.data.get("found", 0), len(workload.texts)
+    if workload.data.get("path") and workload.texts and found > used:
+        engine.log(f"{workload.data['path']} holds {found:,} texts; the study uses a fixed "
+                   f"random sample of {used:,} of them.")
 
 
 def _add_images(model: LoadedModel, workload: Workload, folder: Path, column: str | None,
@@ -140,6 +174,7 @@ def _add_images(model: LoadedModel, workload: Workload, folder: Path, column: st
     prep = model.image or image_files.preparation(channels, size)
     workload.image = image_files.override(prep, image_size, mean, std)
     workload.images, workload.labels = image_files.read_folder(folder)
+    workload.data = {"path": str(folder.resolve()), "found": len(workload.images)}
 
 
 def _check_forward(model: LoadedModel, workload: Workload) -> None:
@@ -227,16 +262,19 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
                           if not screened_fully(n)} if deadline.seconds == math.inf else {})
                 # What the budget leaves this phase: the build and then the trial stop there.
                 capped = name != baseline
-                stop = deadline.left(phase) if capped else math.inf
+                stop = deadline.cap(phase) if capped else math.inf
                 reason = artifacts.ensure_built(engine, name, tuple(rows[name]["passes"]), later,
                                                 stop)
                 if reason and reason != past_limit(stop):
                     engine.record(name, [screen], reason, first=True)
                 elif not reason:
-                    stop = deadline.left(phase) if capped else math.inf
+                    stop = deadline.cap(phase) if capped else math.inf
                     reason = engine.launch(name, "screen", [screen], first=True, cap_s=stop)
                 if reason == past_limit(stop):
-                    cut(name, "stopped while it was screened")
+                    drop(name, f"stopped while it was screened, after {stop:.0f} s: no one "
+                               "candidate may take more than half of what the study's time "
+                               f"budget of {describe_seconds(deadline.seconds)} has left; run "
+                               "the same command again (or with a larger time budget) to go on")
                     continue
                 log_trials(store, name, [screen], log)
                 deadline.record(phase, time.monotonic() - started)
@@ -266,7 +304,7 @@ def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progr
                 "measured at the objective points only")
         elif todo:
             started = time.monotonic()
-            cap = math.inf if name == baseline else deadline.left(phase)
+            cap = math.inf if name == baseline else deadline.cap(phase)
             reason = engine.launch(name, phase, todo, limit_phase="full", cap_s=cap)
             if reason == past_limit(cap):
                 cut(name, "stopped while it was measured (measured in part)")
@@ -360,7 +398,9 @@ def _confirm(engine: Engine, progress: Progress) -> None:
             for name, c in outcome["candidates"].items():
                 engine.log(f"{name}  {point}  confirmed {c['speedup']:.2f}x "
                            f"({c['speedup_low']:.2f}-{c['speedup_high']:.2f}) in "
-                           f"{c['rounds']} rounds")
+                           f"{c['rounds']} rounds" + ("" if c.get("agrees", True) else
+                                                     f"; {c['p50']:.3g} ms against "
+                                                     f"{c['alone_p50']:.3g} ms alone"))
     store.set_meta("confirmation", {"plan": plan, "results": results})
 
 

@@ -27,6 +27,11 @@ class InferSettings(Settings):
             raise HastenError("`calibration_samples` must be at least 1, not "
                               f"{self.workload.calibration_samples}.")
 
+    def to_dict(self) -> dict:
+        """The settings as stored with the study: the workload's samples described, not listed
+        (they go to the study folder's samples.json)."""
+        return {**super().to_dict(), "workload": self.workload.describe()}
+
     @classmethod
     def _decode(cls, fields: dict) -> dict:
         return {**fields, "workload": Workload.from_dict(fields["workload"])}

@@ -24,6 +24,7 @@ class Study(StudyRecord):
     def __init__(self, folder: str | Path):
         super().__init__(folder)
         self.settings: InferSettings
+        self.settings.workload.read_samples(self.folder)
         self.confirmation = self.meta.get("confirmation") or {}
         self.budget = self.meta.get("budget") or {}
 
@@ -231,8 +232,10 @@ class Study(StudyRecord):
         }
 
     def export(self, out: str | Path, objective: str = "latency",
-               candidate: str | None = None) -> Path:
-        """Write the chosen candidate's artifact and a loading snippet that runs as is."""
+               candidate: str | None = None, trust_code: bool = False) -> Path:
+        """Write the chosen candidate's artifact and a loading snippet that runs as is. A
+        `py:` model is imported to export it: refused for a study this account did not make,
+        unless `trust_code`."""
         from hasten.infer.export import export_candidate
 
         if candidate is None:
@@ -240,4 +243,4 @@ class Study(StudyRecord):
             if best is None:
                 raise HastenError(f"No candidate in {self.folder} passed for {objective!r}.")
             candidate = best["candidate"]
-        return export_candidate(self, candidate, Path(out))
+        return export_candidate(self, candidate, Path(out), trust_code)

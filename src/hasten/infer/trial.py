@@ -42,6 +42,7 @@ def build(study: Path, settings: InferSettings, chain: tuple[str, ...], one_time
         artifact = (Artifact("torch", module=model.module) if model.is_torch
                     else Artifact("onnx", path=model.onnx_path))
     workload = settings.workload
+    workload.read_samples(study)
     if model.kind == "text":
         sample = tokenize(model, workload.texts[:2], 16, workload.max_length)
     else:
@@ -49,13 +50,12 @@ def build(study: Path, settings: InferSettings, chain: tuple[str, ...], one_time
     for i in range(start, len(chain)):
         step = passes.REGISTRY[chain[i]]
         folder = artifacts.folder(study, chain[: i + 1])
-        artifacts.started(folder)
+        writing = artifacts.started(folder, step.output_file is not None)
         t0 = time.perf_counter()
-        artifact = step.apply(artifact, PassContext(model, sample, folder, settings.device,
+        artifact = step.apply(artifact, PassContext(model, sample, writing, settings.device,
                                                     workload, settings.max_drop))
         one_time[f"{step.name}_s"] = time.perf_counter() - t0
-        artifacts.finished(folder, artifact, one_time[f"{step.name}_s"],
-                           step.output_file is not None)
+        artifact = artifacts.finished(folder, writing, artifact, one_time[f"{step.name}_s"])
     return model, workload, artifact
 
 

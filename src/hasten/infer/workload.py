@@ -3,18 +3,30 @@ the points to measure."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from hasten import images as image_files
 from hasten.data import tile, tokenize
+from hasten.errors import HastenError
+from hasten.folders import write_whole
 from hasten.models import LoadedModel
+
+# In a study folder: the samples a study measures (texts, labels, image paths), which its
+# settings describe but do not list.
+SAMPLES_FILE = "samples.json"
+SAMPLE_FIELDS = ("texts", "labels", "images")
 
 
 @dataclass
 class Workload:
-    """The data and the points a study measures. Stored with the study, so trials rebuild it."""
+    """The data and the points a study measures. Stored with the study, so trials rebuild it:
+    the settings keep `describe()` (the data's origin, count and hash), the study folder the
+    samples themselves (`write_samples`, `read_samples`)."""
 
     texts: list[str]
     labels: list[int] | None
@@ -27,13 +39,60 @@ class Workload:
     calibration_samples: int = 128
     images: list[str] = field(default_factory=list)  # image paths (labels in `labels`)
     image: dict | None = None  # how `images` are prepared (hasten.images)
+    # Where the samples came from: a data file's path, bytes and sha256, the column(s) read and
+    # how many samples it held (`found`); `describe()` adds how many are used and their hash
+    # (`used`, `samples_sha256`), which `read_samples` takes off again.
+    data: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """Everything, samples included: what an export's candidate.json carries."""
         return dict(vars(self))
+
+    def describe(self) -> dict:
+        """The workload as a study's settings store it: its samples described (how many and
+        their SHA-256 beside where they came from), not listed, so that a large data set never
+        goes into the store and other samples are still other settings."""
+        out = {k: v for k, v in vars(self).items() if k not in SAMPLE_FIELDS}
+        if not self._unread():
+            out["data"] = {**self.data, "used": len(self.texts or self.images),
+                           "samples_sha256": hashlib.sha256(self._samples()).hexdigest()}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> Workload:
-        return cls(**data)
+        """A workload from to_dict's shape (samples inline: an export's candidate.json, a study
+        stored before samples.json) or describe's, whose samples `read_samples` fills in."""
+        return cls(**{"texts": [], "labels": None, **data})
+
+    def write_samples(self, folder: Path) -> None:
+        """Write the samples to the study folder's SAMPLES_FILE, whole (see write_whole)."""
+        write_whole(Path(folder) / SAMPLES_FILE, self._samples())
+
+    def read_samples(self, folder: Path) -> None:
+        """Fill in the samples of a workload read from a study's settings from the study
+        folder's SAMPLES_FILE, checked against the hash the settings hold."""
+        if not self._unread():
+            return
+        path = Path(folder) / SAMPLES_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise HastenError(f"{path}, the samples of the study in {folder}, is missing; "
+                              "start the study over with `fresh`.") from None
+        if hashlib.sha256(raw).hexdigest() != self.data.get("samples_sha256"):
+            raise HastenError(f"{path} does not hold the samples the study in {folder} was "
+                              "run on; start the study over with `fresh`.")
+        samples = json.loads(raw)
+        self.texts, self.labels, self.images = (samples[k] for k in SAMPLE_FIELDS)
+        self.data = {k: v for k, v in self.data.items() if k not in ("used", "samples_sha256")}
+
+    def _unread(self) -> bool:
+        """Whether this workload came from a study's settings, its samples not read yet."""
+        return not (self.texts or self.images) and bool(self.data.get("used"))
+
+    def _samples(self) -> bytes:
+        return json.dumps({k: getattr(self, k) for k in SAMPLE_FIELDS},
+                          ensure_ascii=False).encode()
 
     def latency_points(self, kind: str) -> list[str]:
         """Point names such as 'b8/s128' (text) or 'b8' (tensors)."""

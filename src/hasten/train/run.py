@@ -22,6 +22,7 @@ from hasten import machine
 from hasten.engine import Engine, Log, Progress, stored_settings
 from hasten.errors import HastenError
 from hasten.executors import Deadline, Executor, LocalExecutor, past_limit
+from hasten.folders import study_folder
 from hasten.measure import memory_noise_mb
 from hasten.train import switches
 from hasten.train.candidates import (
@@ -175,7 +176,7 @@ def optimize_training(
     loaded = load_recipe(recipe)
     if evaluate is None:
         evaluate = loaded.eval_data is not None and loaded.evaluate is not None
-    folder = Path(out) / ((name or loaded.path.stem) + executor.suffix)
+    folder = study_folder(out, loaded.path.stem if name is None else name, executor.suffix)
     settings = TrainSettings(
         device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
         budget_s=budget_s, baseline=BASELINE, model={}, recipe=str(loaded.path), steps=steps,
@@ -236,7 +237,7 @@ def _optimize_keras(recipe: str | Path, backend: str, *, steps: int, batch_size:
     loaded = keras_recipe.load_keras_recipe(recipe)
     if evaluate is None:
         evaluate = loaded.has_eval
-    folder = Path(out) / ((name or loaded.path.stem) + executor.suffix)
+    folder = study_folder(out, loaded.path.stem if name is None else name, executor.suffix)
     settings = TrainSettings(
         device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
         budget_s=budget_s, baseline=KERAS.baseline, model={}, recipe=str(loaded.path),
@@ -252,8 +253,10 @@ def _optimize_keras(recipe: str | Path, backend: str, *, steps: int, batch_size:
     settings = dataclasses.replace(settings, memory_budget_mb=memory_budget_mb, model=facts)
     engine = Engine(folder, settings, module=KERAS_RUNNER, kind_of=phase_kind, fresh=fresh,
                     trial_timeout_s=trial_timeout_s, log=log, executor=executor)
-    if not (folder / WEIGHTS).is_file():
-        model.save_weights(folder / WEIGHTS)
+    if not (folder / WEIGHTS).is_file():  # saved whole: under a temporary name, then renamed
+        partial = folder / f"partial.{WEIGHTS}"
+        model.save_weights(partial)
+        partial.replace(folder / WEIGHTS)
     for i, (c, in_quick) in enumerate(keras_candidates.menu()):
         engine.register(i, c.name, [], "keras", c.settings(),
                         keras_candidates.skip_reason(c, backend, facts, quick, in_quick))
