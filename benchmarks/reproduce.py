@@ -14,6 +14,7 @@ ratios; it must agree with the study's confirmed figure (candidate.json's `confi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import runpy
@@ -57,7 +58,8 @@ def worker(form: str, folder: Path, point: str) -> None:
     """One form in this process: answer each line N on stdin with the median of N calls (s)."""
     recipe = json.loads((folder / "candidate.json").read_text())
     if form == "artifact":
-        loaded = runpy.run_path(str(folder / "load.py"))
+        with contextlib.redirect_stdout(sys.stderr):  # what load.py prints is not a reply
+            loaded = runpy.run_path(str(folder / "load.py"))
         run = loaded["run"]
         as_torch = type(loaded["inputs"][0]).__module__.startswith("torch")
     else:
