@@ -3,11 +3,11 @@ offline. Every string that comes from a model, a user or an error is escaped."""
 
 from __future__ import annotations
 
-import os
 from html import escape
 from pathlib import Path
 
 from hasten.errors import HastenError
+from hasten.folders import write_whole
 from hasten.infer.study import Study
 from hasten.report.common import (
     BUSY_WARNING,
@@ -198,13 +198,11 @@ def render(study: Study) -> str:
 
 def write(document: str, path: Path) -> Path:
     """Write an HTML document atomically, so a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if path.parent.exists() and not path.parent.is_dir():
         raise HastenError(f"Cannot write {path}: {path.parent} is a file, not a folder.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(document, encoding="utf-8")
-        tmp.replace(path)
+        write_whole(path, document)
     except OSError as exc:
         raise HastenError(f"Cannot write {path} ({exc.strerror}); choose a writable path.") from exc
     return path
