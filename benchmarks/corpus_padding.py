@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hasten.data import demo_corpus, tokenize
+from hasten.data import demo_corpus
 from hasten.infer import runtimes
 from hasten.infer.passes import Artifact
 from hasten.machine import describe, usable_cores
@@ -56,7 +56,7 @@ def main() -> None:
     print(f"Machine: {m['cpu']}, {m['cores']} cores; "
           f"{', '.join(k for k, v in m['flags'].items() if v)}")
     for batch in BATCHES:
-        corpus = {k: [tokenize(model, texts[i:i + batch], None, 128, None if k == 1 else k)
+        corpus = {k: [_padded(model, texts[i:i + batch], None if k == 1 else k)
                       for i in range(0, len(texts), batch)] for k in MULTIPLES}
         shapes = {k: len({tuple(b[0].shape) for b in v}) for k, v in corpus.items()}
         tokens = {k: sum(b[0].numel() for b in v) for k, v in corpus.items()}
@@ -87,6 +87,14 @@ def _pass(run, batches: list) -> float:
     for b in batches:
         run(b)
     return time.perf_counter() - started
+
+
+
+def _padded(model, texts: list[str], multiple: int | None) -> list[torch.Tensor]:
+    """One batch padded to its longest text, rounded up to `multiple` tokens when given."""
+    encoded = model.tokenizer(texts, padding="longest", truncation=True, max_length=128,
+                              pad_to_multiple_of=multiple, return_tensors="pt")
+    return [encoded[name] for name in model.input_names]
 
 
 if __name__ == "__main__":

@@ -110,10 +110,9 @@ def main() -> None:
             "results": results, "failed": failed}, indent=2))
 
 
-def _feeds(tokenizer, texts: list[str], pad: str | bool, multiple: int | None = None
-           ) -> dict[str, np.ndarray]:
+def _feeds(tokenizer, texts: list[str], pad: str | bool) -> dict[str, np.ndarray]:
     encoded = tokenizer(texts, padding=pad, truncation=True, max_length=LENGTH,
-                        pad_to_multiple_of=multiple, return_tensors="np")
+                        return_tensors="np")
     return {k: v.astype(np.int64) for k, v in encoded.items()}
 
 
@@ -144,16 +143,15 @@ def _nn(reference: list, outputs: list) -> float:
 def _corpus(encode: Encode, tokenizer, corpus: list[str]) -> None:
     """The corpus job: every sentence, sorted by length, batches of 64 padded to their longest
     (sentence-transformers' encode sorts by length itself and is called as is; hasten's
-    export says its own batch size and padding multiple)."""
+    export says its own batch size)."""
     if getattr(encode, "encode_corpus", None):
         encode.encode_corpus(corpus)
         return
     batch = getattr(encode, "corpus_batch", CORPUS_BATCH)
-    multiple = getattr(encode, "pad_multiple", None)
+    encode_batch = getattr(encode, "corpus", encode)
     order = sorted(range(len(corpus)), key=lambda i: len(corpus[i]))
     for i in range(0, len(order), batch):
-        encode(_feeds(tokenizer, [corpus[j] for j in order[i:i + batch]], pad=True,
-                      multiple=multiple))
+        encode_batch(_feeds(tokenizer, [corpus[j] for j in order[i:i + batch]], pad=True))
 
 
 def _interleaved(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, list]:
@@ -255,7 +253,7 @@ def _sentence_transformers(source: Path, backend: str, work: Path | None = None)
 def _hasten(folder: Path) -> Encode:
     """The artifact `hasten export` wrote, run by hasten's own runtime with the settings the
     study chose (streams, static shapes, session options); its corpus job at the batch size
-    and padding the export carries."""
+    the export carries, with the runtime's corpus settings."""
     from hasten.infer import runtimes
     from hasten.infer.passes import Artifact
 
@@ -265,15 +263,18 @@ def _hasten(folder: Path) -> Encode:
         raise SystemExit(f"peers.py loads hasten's ONNX and OpenVINO exports; "
                          f"{recipe['candidate']} runs on {recipe['runtime']}")
     artifact = Artifact(kind, path=folder / ("model.xml" if kind == "openvino" else "model.onnx"))
-    run = runtimes.REGISTRY[recipe["runtime"]].build(artifact, recipe["settings"],
-                                                     torch.get_num_threads(), "cpu")
+    runtime = runtimes.REGISTRY[recipe["runtime"]]
+    threads = torch.get_num_threads()
+    run = runtime.build(artifact, recipe["settings"], threads, "cpu")
+    run_corpus = runtime.build(artifact, runtime.corpus_settings(recipe["settings"]), threads,
+                               "cpu")
     names = recipe["input_names"]
 
     def encode(feeds: dict) -> np.ndarray:
         return run([torch.from_numpy(feeds[n]) for n in names]).numpy()
 
+    encode.corpus = lambda feeds: run_corpus([torch.from_numpy(feeds[n]) for n in names])
     encode.corpus_batch = recipe["corpus"]["batch_size"]
-    encode.pad_multiple = recipe["corpus"]["pad_to_multiple_of"]
     return encode
 
 

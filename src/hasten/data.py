@@ -215,16 +215,13 @@ def _check_every_row(path: Path, rows: list[dict], column: str, flag: str) -> No
                           f"fill it in, or choose another column with {flag}.")
 
 
-def tokenize(model: LoadedModel, texts: list[str], length: int | None, max_length: int,
-             multiple: int | None = None) -> list:
-    """Tokenize to the model's inputs: padded to `length`, or to the longest text when None
-    (rounded up to a multiple of `multiple`, when given)."""
+def tokenize(model: LoadedModel, texts: list[str], length: int | None, max_length: int) -> list:
+    """Tokenize to the model's inputs: padded to `length`, or to the longest text when None."""
     enc = model.tokenizer(
         texts,
         padding="max_length" if length else "longest",
         truncation=True,
         max_length=length or max_length,
-        pad_to_multiple_of=multiple,
         return_tensors="pt",
     )
     return [enc[name] for name in model.input_names]

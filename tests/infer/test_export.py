@@ -81,6 +81,15 @@ def test_searched_runtime_settings_are_written_into_load_py(tiny_study, tmp_path
     if row["runtime"] == "openvino":
         assert "'NUM_STREAMS': 2" in code and "start_async" in code
         assert "shaped.reshape" in code
+        # The corpus job, texts of many lengths, runs on one model compiled for any shape.
+        corpus = ["a", "a b c d e f", "one two three four five six seven eight nine ten", "x y"]
+        proc = subprocess.run(
+            [sys.executable, "-c", "import runpy, sys; g = runpy.run_path(sys.argv[1]); "
+             "g['compiled'].clear(); outputs = g['embed_corpus'](sys.argv[2:], batch_size=1); "
+             "print(len(outputs), len(g['compiled']))", str(out / "load.py"), *corpus],
+            capture_output=True, text=True, cwd=out, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.split()[-2:] == ["4", "1"]
     else:
         assert "add_session_config_entry('session.intra_op.allow_spinning', '0')" in code
         assert "add_session_config_entry('session.dynamic_block_base', '4')" in code
@@ -91,6 +100,7 @@ def test_runtimes_that_load_a_file_write_their_own_load_py_lines():
     for name in ("ort", "openvino", "torchscript"):
         imports, lines = runtimes.REGISTRY[name].snippet({}, "model.file", 2)
         assert imports.startswith("import ") and "def run(inputs):" in lines, name
+        assert "def run_corpus(inputs):" not in lines, name
         assert any("'model.file'" in line for line in lines), name
     for name in ("eager", "compile"):
         assert runtimes.REGISTRY[name].snippet is None, name

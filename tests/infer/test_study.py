@@ -283,7 +283,7 @@ def test_the_corpus_job_at_the_best_batch_size_against_the_naive_job(tmp_path):
     study = Study(tmp_path)
     by = {r["candidate"]: r for r in study.table()}
     assert study.corpus_job(by["fast"]) == {
-        "items_per_s": 700.0, "batch_size": 8, "pad_to_multiple_of": 1,
+        "items_per_s": 700.0, "batch_size": 8,
         "naive_items_per_s": 100.0, "gain": 7.0}
     assert study.best("corpus")["candidate"] == "fast"
     assert study.corpus_job(by["wrong"]) is None

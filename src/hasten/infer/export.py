@@ -16,7 +16,7 @@ from hasten.infer import passes, runtimes
 from hasten.infer.runtimes import Runner
 from hasten.infer.settings import InferSettings
 from hasten.infer.trial import build
-from hasten.infer.workload import Workload, describe_padding
+from hasten.infer.workload import Workload
 from hasten.machine import usable_cores
 from hasten.models import LoadedModel, load_model
 
@@ -52,8 +52,6 @@ def export_candidate(study, name: str, out: Path, trust_code: bool = False) -> P
         job = study.corpus_job(table_row)
         corpus = {"batch_size": job["batch_size"] if job else
                   settings.workload.dataset_batch_size, "sort_by": "length",
-                  "pad_to_multiple_of": runtimes.pad_multiple(row["runtime"],
-                                                              row["settings"]),
                   "max_length": settings.workload.max_length}
         recipe["corpus"] = corpus
     # The speedups the study confirmed for this candidate, so the export can be checked
@@ -124,26 +122,27 @@ def _file_snippet(runtime: str, settings: dict, file: str, model: LoadedModel,
         raise HastenError(f"The runtime {runtime} has no loading snippet for a file artifact, "
                           f"so {file} cannot be exported with it.")
     imports, lines = snippet(settings, file, usable_cores())
+    call = "run_corpus" if "def run_corpus(inputs):" in lines else "run"
     input_import, input_lines = _inputs_code(model)
     modules = {line + "\n" for line in (imports + input_import).splitlines()}
     return ("from pathlib import Path\n\n" + "".join(sorted(modules))
             + "\nhere = Path(__file__).parent\n" + input_lines
-            + "".join(line + "\n" for line in lines) + _corpus_code(corpus, "np")
+            + "".join(line + "\n" for line in lines) + _corpus_code(corpus, "np", call)
             + "\nprint(run(inputs).shape)\n")
 
 
-def _corpus_code(corpus: dict | None, tensors: str) -> str:
+def _corpus_code(corpus: dict | None, tensors: str, call: str = "run") -> str:
     """For a text model: embed_corpus(), the corpus job the way the study measured it fastest
-    (sorted by length, its batch size, its padding), and one call."""
+    (sorted by length, its batch size, each batch padded to its longest text, through `call`),
+    and one call."""
     if corpus is None:
         return ""
-    multiple = corpus["pad_to_multiple_of"]
     return (
         "\n\n"
         f"def embed_corpus(texts, batch_size={corpus['batch_size']}):\n"
         '    """Every text through the model, sorted by length so that each batch holds texts\n'
-        f"    of similar length, each {describe_padding(multiple)}; "
-        'the outputs come back in\n    the order of `texts`."""\n'
+        "    of similar length, each padded to its longest text; the outputs come back in\n"
+        '    the order of `texts`."""\n'
         "    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, "
         f"max_length={corpus['max_length']})['input_ids']]\n"
         "    order = sorted(range(len(texts)), key=lengths.__getitem__)\n"
@@ -152,9 +151,8 @@ def _corpus_code(corpus: dict | None, tensors: str) -> str:
         "        chunk = order[start:start + batch_size]\n"
         "        encoded = tokenizer([texts[i] for i in chunk], padding=True, truncation=True,\n"
         f"                            max_length={corpus['max_length']}, "
-        f"pad_to_multiple_of={multiple if multiple > 1 else None},\n"
-        f"                            return_tensors={tensors!r})\n"
-        "        for i, output in zip(chunk, run([encoded[n] for n in input_names])):\n"
+        f"return_tensors={tensors!r})\n"
+        f"        for i, output in zip(chunk, {call}([encoded[n] for n in input_names])):\n"
         "            outputs[i] = output\n"
         "    return outputs\n\n\n"
         "print(len(embed_corpus(['A short text.', 'hasten sorts a corpus by length first.',"

@@ -8,7 +8,6 @@ from pathlib import Path
 from hasten.engine import StudyRecord
 from hasten.errors import HastenError
 from hasten.infer import passes, search
-from hasten.infer.runtimes import pad_multiple
 from hasten.infer.settings import InferSettings
 from hasten.infer.workload import parse_point
 from hasten.measure import least_memory
@@ -204,9 +203,8 @@ class Study(StudyRecord):
         naive_point = f"dataset/unsorted/b{self.settings.workload.dataset_batch_size}"
         naive = next((t["throughput"] for t in self.trials if t["candidate"] == self.baseline
                       and t["point"] == naive_point and t["status"] == "ok"), None)
-        return {"items_per_s": items, "batch_size": batch,
-                "pad_to_multiple_of": pad_multiple(row["runtime"], row["settings"]),
-                "naive_items_per_s": naive, "gain": items / naive if naive else None}
+        return {"items_per_s": items, "batch_size": batch, "naive_items_per_s": naive,
+                "gain": items / naive if naive else None}
 
     def recommendations(self) -> dict[str, dict | None]:
         return {objective: self.best(objective) for objective in search.OBJECTIVES}

@@ -111,13 +111,18 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
         return
     clock = Clock(cuda=device == "cuda")
     budget = Budget(seconds=settings.budget_s)
+    corpus_runner = None
     for point in points:
         try:
-            batches = point_inputs(model, workload, point,
-                                   runtimes.pad_multiple(row["runtime"], row["settings"]))
+            batches = point_inputs(model, workload, point)
+            if parse_point(point)["dataset"] and corpus_runner is None:
+                corpus_settings = runtime.corpus_settings(row["settings"])
+                corpus_runner = runner if corpus_settings == row["settings"] else (
+                    runtime.build(artifact, corpus_settings, settings.threads, device))
             memory.restart()
             if parse_point(point)["dataset"]:
-                samples = repeat(lambda b=batches: [runner(x) for x in b], DATASET_BUDGET, clock)
+                samples = repeat(lambda b=batches, r=corpus_runner: [r(x) for x in b],
+                                 DATASET_BUDGET, clock)
                 items = len(workload.texts)
             else:
                 samples = repeat(lambda b=batches[0]: runner(b), budget, clock)

@@ -114,13 +114,6 @@ class Workload:
         return [*points, f"dataset/unsorted/b{self.dataset_batch_size}"]
 
 
-def describe_padding(multiple: int) -> str:
-    """How the corpus job pads a batch, in words, for a rounding multiple (1: none)."""
-    if multiple == 1:
-        return "padded to its longest text"
-    return f"padded to its longest text rounded up to a multiple of {multiple} tokens"
-
-
 def parse_point(point: str) -> dict:
     """'b8/s128' -> {'batch': 8, 'seq': 128}; 'dataset/sorted/b64' -> order and batch."""
     parts = point.split("/")
@@ -137,10 +130,9 @@ def point_kind(point: str) -> str:
     return "corpus" if parse_point(point)["dataset"] else "latency"
 
 
-def point_inputs(model: LoadedModel, workload: Workload, point: str,
-                 multiple: int = 1) -> list[list[torch.Tensor]]:
+def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[list[torch.Tensor]]:
     """The batches one point measures: one batch for a latency point, many for a dataset pass
-    (each padded to its longest text, in the sorted pass rounded up to `multiple` tokens)."""
+    (each padded to its longest text)."""
     p = parse_point(point)
     if workload.images:
         return [[image_batch(workload, range(p["batch"]))]]
@@ -155,8 +147,7 @@ def point_inputs(model: LoadedModel, workload: Workload, point: str,
                                                        max_length=workload.max_length)["input_ids"]]
         texts = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda x: x[0])]
     b = p["batch"]
-    pad = multiple if p["order"] == "sorted" and multiple > 1 else None
-    return [tokenize(model, texts[i:i + b], None, workload.max_length, pad)
+    return [tokenize(model, texts[i:i + b], None, workload.max_length)
             for i in range(0, len(texts), b)]
 
 

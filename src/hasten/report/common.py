@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from hasten.infer.study import Study
-from hasten.infer.workload import describe_padding, parse_point
+from hasten.infer.workload import parse_point
 
 
 def ms(value: float | None) -> str:
@@ -146,7 +146,7 @@ def recommendation_detail(study: Study, objective: str, row: dict) -> str:
     if not job:
         return ""
     text = (f"{job['items_per_s']:,.0f} items/s over the corpus sorted by length, batch "
-            f"{job['batch_size']}, each batch {describe_padding(job['pad_to_multiple_of'])}")
+            f"{job['batch_size']}, each batch padded to its longest text")
     if job["gain"]:
         text += (f"; {job['gain']:.2f}x the naive job ({study.baseline} unsorted at batch "
                  f"{study.settings.workload.dataset_batch_size})")

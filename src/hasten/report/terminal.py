@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hasten.infer.runtimes import PER_SHAPE_MULTIPLE
 from hasten.infer.study import Study
 from hasten.infer.workload import parse_point
 from hasten.report.common import (
@@ -107,9 +106,7 @@ def _dataset(study: Study, rows: list[dict], console: Console) -> None:
     if not passes:
         return
     table = Table(title=f"Dataset pass over {len(study.settings.workload.texts)} texts, "
-                  "items/s (sorted by length: each batch padded to its longest text, rounded "
-                  f"up to a multiple of {PER_SHAPE_MULTIPLE} tokens on a runtime that compiles "
-                  "per shape)")
+                  "items/s (sorted by length: each batch padded to its longest text)")
     for col in ("candidate", "batch", "unsorted", "sorted by length", "gain"):
         table.add_column(col, justify="left" if col == "candidate" else "right")
     for row, batch, u, s in passes:

@@ -140,12 +140,13 @@ def test_openvino_static_shapes_match_dynamic_ones(tiny_bert_spec, build_candida
         assert torch.allclose(static(inputs), dynamic(inputs), atol=1e-4)
 
 
-def test_only_a_runtime_that_compiles_per_shape_rounds_corpus_batches_up():
-    assert runtimes.pad_multiple("openvino", {"precision": "f32", "shapes": "static"}) == (
-        runtimes.PER_SHAPE_MULTIPLE)
+def test_static_shapes_serve_fixed_points_and_the_corpus_job_runs_on_any_shape():
+    openvino = runtimes.REGISTRY["openvino"]
+    assert openvino.corpus_settings({"precision": "bf16", "shapes": "static", "streams": 2}) == {
+        "precision": "bf16", "streams": 2}
     for name, settings in (("openvino", {"precision": "f32"}), ("eager", {}), ("compile", {}),
                            ("ort", {"level": "all"}), ("torchscript", {})):
-        assert runtimes.pad_multiple(name, settings) == 1, name
+        assert runtimes.REGISTRY[name].corpus_settings(settings) == settings, name
 
 
 def test_openvino_streams_split_the_batch_and_match_one_stream(tiny_bert_spec,

@@ -19,9 +19,9 @@ from hasten.models import LoadedModel
 Runner = Callable[[list[torch.Tensor]], torch.Tensor]
 
 
-def _any_shape(settings: dict) -> bool:
-    """A runtime that serves every input shape with one model (most do)."""
-    return False
+def _same_settings(settings: dict) -> dict:
+    """A runtime that runs the corpus job as it runs one batch (most do)."""
+    return settings
 
 
 @dataclass(frozen=True)
@@ -37,34 +37,22 @@ class Runtime:
     # the settings, the file's name and the thread count, the imports (one string) and the code
     # lines that load the file and define run(inputs), NumPy arrays in, first output out.
     snippet: Callable[[dict, str, int], tuple[str, list[str]]] | None = None
-    # Whether, with these settings, it compiles one model per input shape it meets.
-    per_shape: Callable[[dict], bool] = _any_shape
+    # The settings it runs the corpus job with: a one-pass job over texts of many lengths may
+    # not want what pays at one fixed shape. A runtime whose corpus settings differ has its
+    # snippet define run_corpus(inputs) beside run(inputs).
+    corpus_settings: Callable[[dict], dict] = _same_settings
 
 
 REGISTRY: dict[str, Runtime] = {}
 
-# The corpus job pads each batch to its longest text, rounded up to a multiple of this many
-# tokens for a runtime that compiles per shape, so that it meets few shapes. Measured on the
-# demo corpus (benchmarks/corpus_padding.py, VNNI Xeon): rounding to 8 cost eager fp32 up to
-# 8% and OpenVINO with dynamic shapes up to 16% in items/s, for nothing; OpenVINO with static
-# shapes ran as fast unrounded once compiled, but compiled 41 shapes (20.7 s) instead of 10
-# (4.6 s) on the way.
-PER_SHAPE_MULTIPLE = 8
-
-
-def pad_multiple(runtime: str, settings: dict) -> int:
-    """The multiple a corpus batch's length is rounded up to on this runtime (1: none)."""
-    return PER_SHAPE_MULTIPLE if REGISTRY[runtime].per_shape(settings) else 1
-
-
 def register(name: str, accepts: tuple[str, ...], available=None, library: str | None = None,
              snippet: Callable[[dict, str, int], tuple[str, list[str]]] | None = None,
-             per_shape: Callable[[dict], bool] | None = None):
+             corpus_settings: Callable[[dict], dict] | None = None):
     """Decorator that adds a runner builder to the registry as a runtime."""
 
     def wrap(fn):
         REGISTRY[name] = Runtime(name, accepts, fn, available or (lambda m, d, s: None),
-                                 library, snippet, per_shape or _any_shape)
+                                 library, snippet, corpus_settings or _same_settings)
         return fn
 
     return wrap
