@@ -1,6 +1,7 @@
 """Re-measure an exported candidate outside hasten and check the study's confirmed speedup.
 
     .venv/bin/python benchmarks/reproduce.py fast/ [--point b8/s128] [--rounds 9] [--rest 0.3]
+    .venv/bin/python benchmarks/reproduce.py fast/ --point corpus
 
 The exported folder is loaded by its own load.py (runpy, as a user would run it) in a fresh
 process; eager fp32 PyTorch of the same model runs in a second fresh process. The two forms
@@ -9,6 +10,11 @@ and the order swapped each round, on texts hasten's demo corpus holds beyond the
 first thousand (so the study never saw them). The speedup is the median of the per-round
 ratios; it must agree with the study's confirmed figure (candidate.json's `confirmed`) within
 10%. Prints one JSON object; exit code 1 when it does not agree.
+
+With `--point corpus` (a text model), each block is one corpus job over 1,816 sentences the study
+never saw: load.py's embed_corpus() against the study's naive job (eager fp32, unsorted, batches
+of the study's corpus batch size padded to their longest text), checked against the gain the
+study measured for the export's corpus job.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 from pathlib import Path
 
 AGREE = 0.10  # the bar: the figure outside hasten within 10% of the study's
+CORPUS = 1816  # sentences in a corpus block, from the demo corpus beyond the study's first 1,000
 BLOCK_S = 0.5  # each form is timed for about this long per round
 
 
@@ -75,17 +82,45 @@ def worker(form: str, folder: Path, point: str) -> None:
                 return model(*inputs)
 
         as_torch = True
-    inputs = _inputs(recipe, folder, point, as_torch)
-    for _ in range(3):
-        run(inputs)
+    if point == "corpus":
+        job = _corpus_job(recipe, folder, form, loaded["embed_corpus"] if form == "artifact"
+                          else run)
+    else:
+        inputs = _inputs(recipe, folder, point, as_torch)
+
+        def job():
+            return run(inputs)
+
+    for _ in range(1 if point == "corpus" else 3):
+        job()
     print("ready", flush=True)
     for line in sys.stdin:
         times = []
         for _ in range(int(line)):
             started = time.perf_counter()
-            run(inputs)
+            job()
             times.append(time.perf_counter() - started)
         print(statistics.median(times), flush=True)
+
+
+def _corpus_job(recipe: dict, folder: Path, form: str, run):
+    """The corpus block: the export's embed_corpus over fresh sentences, or the study's naive
+    job (unsorted, batches padded to their longest text) for eager fp32."""
+    from transformers import AutoTokenizer
+
+    from hasten.data import demo_corpus
+
+    texts = demo_corpus(1000 + CORPUS)[1000:1000 + CORPUS]
+    if form == "artifact":
+        return lambda: run(texts)
+    tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+    size = recipe["corpus"]["naive_batch_size"]
+    batches = []
+    for start in range(0, len(texts), size):
+        encoded = tokenizer(texts[start:start + size], padding=True, truncation=True,
+                            max_length=recipe["corpus"]["max_length"], return_tensors="pt")
+        batches.append([encoded[name] for name in recipe["input_names"]])
+    return lambda: [run(b) for b in batches]
 
 
 def measure(folder: Path, point: str, rounds: int, rest: float) -> dict:
@@ -126,7 +161,8 @@ def measure(folder: Path, point: str, rounds: int, rest: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--point", default=None, help="b8/s128 for text, b8 for tensors")
+    parser.add_argument("--point", default=None,
+                        help="b8/s128 for text, b8 for tensors, corpus for the corpus job")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--rest", type=float, default=0.3)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -138,7 +174,8 @@ def main() -> None:
         worker(args.worker, args.folder, point)
         return
     measured = measure(args.folder, point, args.rounds, args.rest)
-    claimed = recipe.get("confirmed", {}).get(point, {}).get("speedup")
+    claimed = (recipe["corpus"].get("gain") if point == "corpus"
+               else recipe.get("confirmed", {}).get(point, {}).get("speedup"))
     agrees = claimed is not None and abs(measured["speedup"] / claimed - 1) <= AGREE
     from hasten.machine import describe
 

@@ -52,7 +52,11 @@ def export_candidate(study, name: str, out: Path, trust_code: bool = False) -> P
         job = study.corpus_job(table_row)
         corpus = {"batch_size": job["batch_size"] if job else
                   settings.workload.dataset_batch_size, "sort_by": "length",
-                  "max_length": settings.workload.max_length}
+                  "max_length": settings.workload.max_length,
+                  # The study's figure against its naive job (the baseline unsorted at this
+                  # batch size), for benchmarks/reproduce.py --point corpus.
+                  "gain": job["gain"] if job else None,
+                  "naive_batch_size": settings.workload.dataset_batch_size}
         recipe["corpus"] = corpus
     # The speedups the study confirmed for this candidate, so the export can be checked
     # against them outside hasten (benchmarks/reproduce.py).
