@@ -136,7 +136,8 @@ def train_study(tmp_path_factory, tmp_path) -> TrainStudy:
         "probes": [{"batch_size": evil("probe batch"), "fits": False, "memory_mb": 17.0,
                     "step_s": 0.001, "error": evil("probe error")}]})
     store.set_meta("budget", {"cut": {"bf16-mixed": evil("cut")}})
-    half = next(t for t in store.trials() if (t["candidate"], t["point"]) == ("16-mixed", "speed"))
+    half, fp32 = (next(t for t in store.trials() if (t["candidate"], t["point"]) == (name, "speed"))
+                  for name in ("16-mixed", "32-true"))
     fidelity = store.results()["16-mixed"]["fidelity"]
     for i, (name, precision, switches) in enumerate((
             (evil("name"), "16-mixed", []), ("bf16-mixed", "bf16-mixed", []),
@@ -146,7 +147,7 @@ def train_study(tmp_path_factory, tmp_path) -> TrainStudy:
                                                     "switches": switches, "batch_size": None},
                             None)
     store.put_trial(evil("name"), "speed", "speed", "ok", latency=half["latency"],
-                    throughput=half["throughput"] * 10, items=half["items"],
+                    throughput=fp32["throughput"] * 100, items=half["items"],
                     peak_mb=half["peak_mb"],
                     details={**half["details"], "skipped_steps": evil("skipped steps")})
     store.put_result(evil("name"), "ok", passed=True, gate_reason=evil("gate"), fidelity={

@@ -47,6 +47,7 @@ th { background: #f6f6f6; position: sticky; top: 0; }
 td.name, th.name, td.text, th.text { text-align: left; }
 td.name { font-family: ui-monospace, monospace; font-size: 13px; }
 .status-ok { color: #1a7f37; } .status-outside-tolerance { color: #9a6700; }
+.status-cannot-tell { color: #8250df; }
 .status-failed { color: #cf222e; } .status-pending, .status-skipped { color: #777; }
 .yes { font-weight: 700; }
 figure { margin: 1.5rem 0; } figcaption { color: #555; max-width: 52rem; }

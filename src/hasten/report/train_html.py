@@ -16,6 +16,7 @@ from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
 from hasten.report.html import _partial, _status, figure, machine_card, page, table
 from hasten.report.train_plots import train_plots
 from hasten.train.candidates import BASELINE
+from hasten.train.outcome import judged_text, noise_text
 from hasten.train.study import OBJECTIVES, TrainStudy
 
 # Which of the audit's confirmation runs stands for each precision mode's arithmetic.
@@ -35,7 +36,7 @@ def _rate(value: float | None) -> str:
 
 def _loss(row: dict) -> str:
     value = (row["converge"] or {}).get("final_loss")
-    return "-" if value is None else f"{value:.4g}"
+    return "-" if value is None else escape(judged_text(row, "final loss", 4) or f"{value:.4g}")
 
 
 def _metric(row: dict | None) -> tuple[str, float] | None:
@@ -46,7 +47,9 @@ def _metric(row: dict | None) -> tuple[str, float] | None:
 
 def _eval(row: dict) -> str:
     metric = _metric(row)
-    return "-" if metric is None else escape(f"{metric[0]} {metric[1]:.4f}")
+    if metric is None:
+        return "-"
+    return escape(f"{metric[0]} {judged_text(row, metric[0], 4) or f'{metric[1]:.4f}'}")
 
 
 def _skipped_steps(row: dict) -> str:
@@ -109,7 +112,8 @@ def _recommendation(objective: str, row: dict | None, base: dict | None,
     plain = ""
     if row["baseline"]:
         plain = ("<p><b>fp32 (32-true) is the fastest configuration that keeps accuracy "
-                 "here</b>: no faster candidate passed.</p>" if objective == "time" else
+                 "here</b>: no candidate that passed beat it by more than its own run-to-run "
+                 "spread.</p>" if objective == "time" else
                  "<p>fp32 (32-true) uses the least memory of the candidates that keep "
                  "accuracy.</p>")
     code = escape("\n".join(row["code"]))
@@ -121,9 +125,11 @@ def _recommendations(study: TrainStudy, rows: list[dict]) -> str:
     base = next((r for r in rows if r["baseline"]), None)
     recs = study.recommendations()
     cards = "".join(_recommendation(o, recs[o], base, study.finished) for o in OBJECTIVES)
+    noise = study.noise()
+    spread = f" {escape(noise_text(noise))}." if noise["runs"] > 1 else ""
     return ('<p class="sub">The candidates that trained for the study\'s steps within the '
-            f"tolerance ({study.settings.max_drop:.1%}) of fp32, measured in this run; set up "
-            "with Lightning Fabric as below.</p>"
+            f"tolerance ({study.settings.max_drop:.1%}) of fp32's own runs, measured in this "
+            f"run; set up with Lightning Fabric as below.{spread}</p>"
             f'<div class="cards">{cards}</div>')
 
 

@@ -9,9 +9,11 @@ from rich.table import Table
 
 from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
+from hasten.train.outcome import judged_text, noise_text
 from hasten.train.study import TrainStudy
 
-STATUS_STYLE = {"ok": "green", "timed only": "cyan", "outside tolerance": "yellow",
+STATUS_STYLE = {"ok": "green", "timed only": "cyan", "cannot tell": "magenta",
+                "outside tolerance": "yellow",
                 "diverged": "red", "failed": "red", "skipped": "dim", "pending": "dim"}
 
 
@@ -24,13 +26,13 @@ def eval_text(row: dict) -> str:
     outcome = row["converge"] or {}
     if outcome.get("eval"):
         key, value = next(iter(outcome["eval"].items()))
-        return f"{key} {value:.4f}"
+        return f"{key} {judged_text(row, key, 4) or f'{value:.4f}'}"
     return ""
 
 
 def loss_text(row: dict) -> str:
     value = (row["converge"] or {}).get("final_loss")
-    return "" if value is None else f"{value:.4g}"
+    return "" if value is None else judged_text(row, "final loss", 4) or f"{value:.4g}"
 
 
 def skipped_steps(row: dict) -> str:
@@ -75,6 +77,8 @@ def render(study: TrainStudy, console: Console) -> None:
     if busy:
         console.print(f"[yellow]Warning: {BUSY_WARNING.format(n=busy)}[/]")
     console.print(f"peak memory: {memory_words(settings.device)}.", highlight=False)
+    if study.noise()["runs"] > 1:
+        console.print(f"{noise_text(study.noise())}.", highlight=False)
     _problems(rows, console)
     _audit(study, console)
     _batch_search(study, console)

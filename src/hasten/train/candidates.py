@@ -4,6 +4,7 @@ here, and the code lines that reproduce it."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,26 @@ def menu() -> list[tuple[TrainCandidate, bool]]:
 def batch_candidate(precision: str, batch_size: int) -> TrainCandidate:
     """The candidate the batch-size search adds: its precision at the largest batch that fits."""
     return TrainCandidate(precision, (), batch_size)
+
+
+# A larger batch ramps its learning rate up from the recipe's over this share of its steps (the
+# warm-up of Goyal et al., 2017): the scaled rate at once can diverge in the first steps.
+LR_WARMUP_SHARE = 0.2
+
+
+def lr_scaling(optimizer: torch.optim.Optimizer, factor: float) -> tuple[float, str]:
+    """The learning-rate multiplier for a batch `factor` times the recipe's, and its rule:
+    linear for plain SGD (Goyal et al., 2017), the square root for adaptive optimizers such as
+    Adam and AdamW (Malladi et al., 2022); the recipe's rate at its batch kept, a larger batch
+    takes fewer steps over the same samples and learns less."""
+    if type(optimizer) is torch.optim.SGD:
+        return factor, "linear"
+    return math.sqrt(factor), "square-root"
+
+
+def lr_warmup_steps(steps: int) -> int:
+    """Steps over which a larger batch's learning rate ramps up to its scaled value."""
+    return max(1, round(LR_WARMUP_SHARE * steps))
 
 
 def speed_group(c: TrainCandidate) -> str | None:

@@ -38,7 +38,15 @@ from hasten.train.candidates import (
 from hasten.train.demos import DEMOS as DEMO_RECIPES
 from hasten.train.demos import KERAS_DEMOS
 from hasten.train.keras import candidates as keras_candidates
-from hasten.train.outcome import SLOW_STEP_S, TOO_SLOW, phase_kind, too_slow_to_train
+from hasten.train.outcome import (
+    SEEDS,
+    SLOW_STEP_S,
+    TOO_SLOW,
+    phase_kind,
+    runs_of,
+    seed_point,
+    too_slow_to_train,
+)
 from hasten.train.recipe import Recipe, is_keras_recipe, load_recipe
 from hasten.train.settings import TrainSettings
 from hasten.train.study import TrainStudy
@@ -90,14 +98,16 @@ class Family:
     runtime: str
     runner: str
     word: str  # how messages name the baseline
+    seeds: int  # convergence runs of fp32 and of a candidate that would be recommended
 
 
 TORCH = Family(BASELINE, HALF_MODES, TrainCandidate, batch_candidate, combine, speed_group,
-               lambda mode: "fp16" if mode.startswith("16") else "bf16", "fabric", RUNNER, "fp32")
+               lambda mode: "fp16" if mode.startswith("16") else "bf16", "fabric", RUNNER, "fp32",
+               SEEDS)
 KERAS = Family(keras_candidates.BASELINE, keras_candidates.HALF_MODES,
                keras_candidates.KerasCandidate, keras_candidates.batch_candidate,
                keras_candidates.combine, keras_candidates.speed_group,
-               keras_candidates.half_type, "keras", KERAS_RUNNER, "float32")
+               keras_candidates.half_type, "keras", KERAS_RUNNER, "float32", 1)
 
 
 def family(settings: TrainSettings) -> Family:
@@ -341,9 +351,10 @@ class Launcher:
         cap = math.inf if exempt else self.deadline.left(share)
         before = engine.store.done_points(name)
         started = time.monotonic()
+        kind = phase_kind(phase)
         reason = engine.launch(name, phase, [phase], first=phase == "speed",
-                               verdict="converging" if phase == "converge" else None,
-                               limit_phase="speed" if phase_kind(phase) == "probe" else phase,
+                               verdict="converging" if kind == "converge" else None,
+                               limit_phase={"probe": "speed"}.get(kind, kind),
                                sets_limit=phase_kind(phase) != "probe", cap_s=cap)
         if reason == past_limit(cap):
             return self.cut(name, phase, f"{CUTS[share]} (stopped in its {phase} run)")
@@ -410,6 +421,7 @@ def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     _search_batch_size(engine, launch, progress, precision)
     _combine(engine, launch, progress, precision)
     _converge(engine, launch, progress, worth_training(store, baseline, fam), "final")
+    _seed_recommendations(engine, launch, progress)
 
 
 def speed_order(candidates: dict[str, Any], settings: TrainSettings,
@@ -503,18 +515,41 @@ def _skip_if_built_on_slow(engine: Engine, name: str) -> bool:
 
 def _converge(engine: Engine, launch: Launcher, progress: Progress, names: list[str],
               share: str) -> None:
-    """Train each candidate for the study's steps from fp32's start, and evaluate it."""
+    """Train each candidate for the study's steps from fp32's start, and evaluate it; fp32
+    with several seeds, whose spread each candidate is judged against."""
     store, settings = engine.store, engine.settings
     for i, name in enumerate(names):
         progress(f"training {name} for {settings.steps} steps", i, len(names))
-        if "converge" not in store.done_points(name):
-            launch(name, "converge", share)
+        seeds = family(settings).seeds if name == settings.baseline else 1
+        for k in range(seeds):
+            if seed_point(k) not in store.done_points(name):
+                launch(name, seed_point(k), share)
         outcome = store.results()[name].get("fidelity") or {}
         if name == settings.baseline and not math.isfinite(outcome.get("final_loss", math.nan)):
             why = outcome.get("diverged") or outcome.get("error") or "no final loss"
             raise HastenError(f"The {family(settings).word} baseline failed to train for the "
                               f"study's steps ({why}); fix the recipe first, see "
                               f"{store.folder / 'logs'}.")
+
+
+def _seed_recommendations(engine: Engine, launch: Launcher, progress: Progress) -> None:
+    """Train each candidate that would be recommended with fp32's number of seeds, so that a
+    recommendation never rests on one lucky run; its verdict then covers all its runs, and a
+    new recommendation gets the same (twice at most)."""
+    store, settings = engine.store, engine.settings
+    seeds = family(settings).seeds
+    for _ in range(2):
+        chosen = {r["candidate"] for r in TrainStudy(store.folder).recommendations().values()
+                  if r and r["candidate"] != settings.baseline}
+        todo = sorted(n for n in chosen if len(runs_of(store, n)) < seeds)
+        if not todo:
+            return
+        for i, name in enumerate(todo):
+            progress(f"training {name} with {seeds} seeds", i, len(todo))
+            for k in range(1, seeds):
+                if seed_point(k) not in store.done_points(name):
+                    if launch(name, seed_point(k), "final"):
+                        return
 
 
 def fastest_passing_mode(store, fam: Family = TORCH) -> str:

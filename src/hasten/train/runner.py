@@ -22,7 +22,7 @@ from hasten.engine import record_failure
 from hasten.errors import describe_error
 from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
 from hasten.store import Store
-from hasten.train.candidates import TrainCandidate
+from hasten.train.candidates import TrainCandidate, lr_scaling, lr_warmup_steps
 from hasten.train.outcome import (
     MIN_TIMED_STEPS,
     NAN_PATIENCE,
@@ -32,8 +32,10 @@ from hasten.train.outcome import (
     TOO_SLOW,
     WARMUP_STEPS,
     final_loss,
-    gate,
+    judge,
     phase_kind,
+    seed_of,
+    summary,
     tail_spread,
 )
 from hasten.train.recipe import load_recipe
@@ -59,9 +61,11 @@ def make_fabric(c: TrainCandidate, device: str, devices: int):
 
 
 class Trainer:
-    """The recipe's model, optimizer and data set up for one candidate, one step at a time."""
+    """The recipe's model, optimizer and data set up for one candidate, one step at a time;
+    a larger batch than the recipe's gets its learning rate scaled, with a warm-up."""
 
-    def __init__(self, settings: TrainSettings, c: TrainCandidate, batch_size: int):
+    def __init__(self, settings: TrainSettings, c: TrainCandidate, batch_size: int,
+                 seed: int | None = None):
         self.settings, self.c = settings, c
         device, devices = settings.device, settings.devices
         torch.set_num_threads(max(1, settings.threads // devices))
@@ -73,7 +77,8 @@ class Trainer:
         self.rank = self.fabric.global_rank
         self.recipe = load_recipe(settings.recipe)
         dataset = self.recipe.train_dataset()
-        self.fabric.seed_everything(settings.seed, verbose=False)
+        seed = settings.seed if seed is None else seed
+        self.fabric.seed_everything(seed, verbose=False)
         self.memory = MemoryWatch()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -88,6 +93,15 @@ class Trainer:
         optimizer = self.recipe.build_optimizer(module)
         for switch in self.switches:
             optimizer = switch.optimizer(optimizer, module, device)
+        self.lr_note, self.lr_ramp = None, None
+        if c.batch_size and c.batch_size != settings.batch_size:
+            factor, rule = lr_scaling(optimizer, c.batch_size / settings.batch_size)
+            warmup = lr_warmup_steps(converge_steps(settings, c))
+            self.lr_ramp = (factor, warmup, [g["lr"] for g in optimizer.param_groups])
+            self.lr_note = (f"learning rate {factor:.2f}x the recipe's for batch {c.batch_size} "
+                            f"(from {settings.batch_size}; the {rule} rule for "
+                            f"{type(optimizer).__name__}), ramped up over {warmup} "
+                            + ("step" if warmup == 1 else "steps"))
         for switch in self.switches:
             module = switch.wrap(module)
         self.module, self.optimizer = self.fabric.setup(module, optimizer)
@@ -95,7 +109,7 @@ class Trainer:
         self.micro = batch_size // c.accumulation
         self.samples_per_step = batch_size * devices
         kwargs = {"batch_size": self.micro, "shuffle": True, "drop_last": True,
-                  "generator": torch.Generator().manual_seed(settings.seed)}
+                  "generator": torch.Generator().manual_seed(seed)}
         for switch in self.switches:
             kwargs = switch.loader(kwargs, dataset)
         loader = torch.utils.data.DataLoader(dataset, **kwargs)
@@ -148,6 +162,11 @@ class Trainer:
             # Every rank sees the same (mean) loss, so all stop at the same step.
             total = float(self.fabric.all_reduce(torch.tensor(total), reduce_op="mean"))
         before = self.scaler.get_scale() if self.scaler else None
+        if self.lr_ramp:
+            factor, warmup, rates = self.lr_ramp
+            scale = 1 + (factor - 1) * min(1.0, (len(self.losses) + 1) / warmup)
+            for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+                group["lr"] = rate * scale
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler:
@@ -235,7 +254,8 @@ def _speed(store: Store, name: str, trainer: Trainer, settings: TrainSettings,
                         details=details)
         if point == "speed":
             store.put_result(name, "ok", one_time={"first_step_s": first},
-                             notes=[f"data wait {wait_share:.0%} of step time"])
+                             notes=[f"data wait {wait_share:.0%} of step time",
+                                    *([trainer.lr_note] if trainer.lr_note else [])])
 
 
 def _peak(figures: dict) -> float:
@@ -243,15 +263,17 @@ def _peak(figures: dict) -> float:
     return figures.get("peak_gpu_mb", figures["train_mb"])
 
 
+def converge_steps(settings: TrainSettings, c: TrainCandidate) -> int:
+    """A larger batch trains on as many samples as fp32 does, not for as many steps."""
+    return math.ceil(settings.steps * settings.batch_size / (c.batch_size or settings.batch_size))
+
+
 def _converge(store: Store, study: Path, name: str, trainer: Trainer,
-              settings: TrainSettings) -> None:
+              settings: TrainSettings, point: str) -> None:
     clock = Clock(cuda=settings.device == "cuda")
     times = []
     why = None
-    # A larger batch trains on as many samples as fp32 does, not for as many steps.
-    steps = math.ceil(settings.steps * settings.batch_size / (trainer.c.batch_size
-                                                               or settings.batch_size))
-    for _ in range(steps):
+    for _ in range(converge_steps(settings, trainer.c)):
         if len(times) == WARMUP_STEPS:
             trainer.memory.restart()
         times.append(clock.time(trainer.step))
@@ -262,7 +284,8 @@ def _converge(store: Store, study: Path, name: str, trainer: Trainer,
                      "final_loss_spread": tail_spread(trainer.losses),
                      "first_loss": trainer.losses[0], "diverged": why,
                      "nan_step": trainer.nan_step, **trainer.curve()}
-    if not why and trainer.rank == 0:
+    first = seed_of(point) == 0
+    if not why and trainer.rank == 0 and first:
         folder = study / "artifacts" / name.replace("/", "_")
         for switch in trainer.switches:
             outcome.update(switch.trained(trainer.raw, trainer.example_args, settings.recipe,
@@ -272,15 +295,11 @@ def _converge(store: Store, study: Path, name: str, trainer: Trainer,
     if trainer.rank != 0:
         return
     step = stats(times[WARMUP_STEPS:] or times)
-    details = {**trainer.memory_figures(), "data_wait": None}
-    store.put_trial(name, "converge", "converge", "ok", latency=step,
+    details = {**trainer.memory_figures(), "data_wait": None, "outcome": summary(outcome)}
+    store.put_trial(name, point, "converge", "ok", latency=step,
                     throughput=trainer.samples_per_step / (step["p50"] / 1000),
                     items=trainer.samples_per_step, peak_mb=_peak(details), details=details)
-    previous = store.results().get(name) or {}
-    baseline = store.results().get(settings.baseline, {}).get("fidelity") or outcome
-    passed, reason = gate(outcome, baseline, settings.max_drop)
-    store.put_result(name, "ok", fidelity=outcome, passed=passed, gate_reason=reason,
-                     one_time=previous.get("one_time"), notes=previous.get("notes"))
+    judge(store, name, settings.baseline, settings.max_drop, outcome if first else None)
 
 
 def _audit(store: Store, settings: TrainSettings) -> None:
@@ -305,15 +324,15 @@ def run(study: Path, name: str, phase: str) -> None:
     probe = phase_kind(phase) == "probe"
     batch_size = int(phase[len("probe-b"):]) if probe else c.batch_size or settings.batch_size
     try:
-        trainer = Trainer(settings, c, batch_size)
-        if phase == "converge":
-            _converge(store, study, name, trainer, settings)
+        trainer = Trainer(settings, c, batch_size, settings.seed + seed_of(phase))
+        if phase_kind(phase) == "converge":
+            _converge(store, study, name, trainer, settings, phase)
         else:
             _speed(store, name, trainer, settings, phase)
     except Exception as exc:
         record_failure(store, name, {phase: phase_kind(phase)}, _oom_or(exc),
-                       first=phase == "speed", verdict="converging" if phase == "converge"
-                       else None)
+                       first=phase == "speed",
+                       verdict="converging" if phase_kind(phase) == "converge" else None)
         traceback.print_exc()
 
 

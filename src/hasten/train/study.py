@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from hasten.engine import StudyRecord
 from hasten.errors import HastenError
-from hasten.measure import least_memory
+from hasten.measure import least_memory, memory_noise_mb
 from hasten.train import candidates
 from hasten.train.keras import candidates as keras_candidates
+from hasten.train.outcome import metric_range
 from hasten.train.settings import TrainSettings
 
-ORDER = {"ok": 0, "timed only": 1, "outside tolerance": 2, "diverged": 3, "failed": 4,
-         "pending": 5, "skipped": 6}
+ORDER = {"ok": 0, "timed only": 1, "cannot tell": 2, "outside tolerance": 3, "diverged": 4,
+         "failed": 5, "pending": 6, "skipped": 7}
 OBJECTIVES = ("time", "memory")
 
 
@@ -59,6 +61,7 @@ class TrainStudy(StudyRecord):
         base = trials.get(self.baseline, {}).get("speed")
         base_speed = base["throughput"] if base and base["status"] == "ok" else None
         base_mb = base["peak_mb"] if base and base["status"] == "ok" else None
+        fp32_runs = ((self.results.get(self.baseline) or {}).get("fidelity") or {}).get("runs")
         rows = []
         for c in self.candidates:
             name = c["name"]
@@ -76,6 +79,8 @@ class TrainStudy(StudyRecord):
                 "peak_mb": speed["peak_mb"] if speed and speed["status"] == "ok" else None,
                 "converge": outcome or None,
                 "converge_steps": _figures(converge),
+                # The judged figure over the candidate's convergence runs (one per seed).
+                "metric": metric_range(outcome.get("runs") or [], fp32_runs or []),
                 "one_time": (result or {}).get("one_time"), "notes": (result or {}).get("notes"),
             }
             row["speedup"] = (row["samples_per_s"] / base_speed
@@ -106,16 +111,40 @@ class TrainStudy(StudyRecord):
             return "timed only", cut or self.too_slow.get(
                 c["name"], "measured for speed only; it beat fp32 on neither speed nor memory, "
                 "or others beat it by more")
+        if outcome.get("verdict") == "cannot tell":
+            return "cannot tell", result["gate_reason"]
         if not result["passed"]:
             return "outside tolerance", result["gate_reason"]
         return "ok", result["gate_reason"]
 
+    def noise(self) -> dict[str, float]:
+        """fp32's run-to-run spread, each figure measured the same way in its own processes
+        (the speed run and each convergence run): samples per second, relative to the median;
+        peak memory in MiB. A recommendation must beat fp32 by more than these."""
+        runs = [t for t in self.trials if t["candidate"] == self.baseline
+                and t["status"] == "ok" and t["kind"] in ("speed", "converge")]
+        speeds = [t["throughput"] for t in runs]
+        peaks = [t["peak_mb"] for t in runs]
+        speed = (max(speeds) - min(speeds)) / statistics.median(speeds) if speeds else 0.0
+        memory = max(peaks) - min(peaks) if peaks else 0.0
+        return {"speed": speed, "memory_mb": memory, "runs": len(runs)}
+
     def best(self, objective: str = "time") -> dict | None:
         """The passing candidate with the most samples per second (time) or the least peak
-        memory (memory), or None when none converged within tolerance."""
+        memory (memory); a candidate other than fp32 only when it beats fp32 by more than
+        fp32's own run-to-run spread (else fp32 itself); None when none converged within
+        tolerance."""
         if objective not in OBJECTIVES:
             raise HastenError(f"Unknown objective {objective!r}; use time or memory.")
         rows = [r for r in self.table() if r["status"] == "ok" and r["samples_per_s"]]
+        base = next((r for r in rows if r["baseline"]), None)
+        if base:
+            noise = self.noise()
+            rows = [r for r in rows if r["baseline"] or (
+                r["samples_per_s"] > base["samples_per_s"] * (1 + noise["speed"])
+                if objective == "time" else
+                r["peak_mb"] < base["peak_mb"] - max(noise["memory_mb"],
+                                                     memory_noise_mb(base["peak_mb"])))]
         if not rows:
             return None
         if objective == "time":
@@ -135,6 +164,7 @@ class TrainStudy(StudyRecord):
             "config": self.config, "machine": self.machine, "baseline": self.baseline,
             "audit": self.audit, "batch_search": self.batch_search,
             "busy_points": self.busy_points(), "combined": self.combined,
+            "noise": self.noise(),
             "time_budget_s": (None if self.budget.get("seconds", math.inf) == math.inf
                               else self.budget["seconds"]),
             "candidates": self.table(),

@@ -36,8 +36,9 @@ from hasten.train.outcome import (
     TOO_SLOW,
     WARMUP_STEPS,
     final_loss,
-    gate,
+    judge,
     phase_kind,
+    summary,
     tail_spread,
     too_slow_to_train,
 )
@@ -227,15 +228,11 @@ def _converge(store: Store, name: str, model: Any, data: tuple, settings: TrainS
     if not why and settings.eval:
         outcome["eval"] = evaluate(model, recipe, batch_size)
     step = stats(steps.times[WARMUP_STEPS:] or steps.times)
-    details = {**steps.memory_figures(), "data_wait": None}
+    details = {**steps.memory_figures(), "data_wait": None, "outcome": summary(outcome)}
     store.put_trial(name, "converge", "converge", "ok", latency=step,
                     throughput=batch_size / (step["p50"] / 1000), items=batch_size,
                     peak_mb=details["train_mb"], details=details)
-    previous = store.results().get(name) or {}
-    baseline = store.results().get(settings.baseline, {}).get("fidelity") or outcome
-    passed, reason = gate(outcome, baseline, settings.max_drop)
-    store.put_result(name, "ok", fidelity=outcome, passed=passed, gate_reason=reason,
-                     one_time=previous.get("one_time"), notes=previous.get("notes"))
+    judge(store, name, settings.baseline, settings.max_drop, outcome)
 
 
 def evaluate(model: Any, recipe: KerasRecipe, batch_size: int) -> dict[str, float]:
