@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from hasten.errors import HastenError
+from hasten.train.example_call import ExampleCall
 
 MODEL_PY = '''"""A QAT-trained int8 model for hasten: --model py:{folder}/model.py:build
 
@@ -24,20 +25,23 @@ from pathlib import Path
 
 import torch
 
-from hasten.train.recipe import load_recipe
+from hasten.train.example_call import ExampleCall
 from hasten.train.qat import convert, prepare
+from hasten.train.recipe import load_recipe
 
 RECIPE = Path({recipe!r})
 HERE = Path(__file__).resolve().parent
 
 
 def build():
-    """The recipe's model with the QAT-trained weights, converted to int8, and its inputs."""
+    """The recipe's model with the QAT-trained weights, converted to int8, and its inputs: the
+    tensors of its first training call (a model called with keywords comes wrapped, so that it
+    takes them in order and is called with their names, as in training)."""
     module = load_recipe(RECIPE).build_model()
     module.load_state_dict(torch.load(HERE / "weights.pt", weights_only=True))
     convert(prepare(module))
-    examples = torch.load(HERE / "example_inputs.pt", weights_only=True)
-    return module.eval(), examples
+    call = ExampleCall.from_saved(torch.load(HERE / "example_inputs.pt", weights_only=True))
+    return call.model_and_inputs(module.eval())
 '''
 
 
@@ -85,22 +89,26 @@ def convert(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def write_artifact(module: torch.nn.Module, recipe_path: Path, folder: Path,
-                   example_args: tuple[torch.Tensor, ...]) -> str:
+                   example: ExampleCall | tuple[torch.Tensor, ...] | None) -> str:
     """Write a prepared, trained model as weights plus a `model.py` that rebuilds it in int8.
 
     The float weights keep the recipe model's own keys (fake quantization adds no state), so
-    model.py loads them into a fresh recipe model, then prepares and converts it. Returns the
-    `py:` spec for `hasten infer`.
+    model.py loads them into a fresh recipe model, then prepares and converts it. `example` is
+    the model's first training call (positional tensors alone, or an ExampleCall with keywords
+    and constants too); model.py calls the int8 model the same way. Returns the `py:` spec for
+    `hasten infer`.
     """
-    if not example_args or not all(isinstance(a, torch.Tensor) and a.dim() >= 1
-                                   for a in example_args):
-        raise HastenError("The QAT artifact needs the model called with positional tensors "
-                          "that have a batch dimension, and its first training call was not.")
+    call = ExampleCall.of(example)
+    problem = call.problem()
+    if problem:
+        raise HastenError("The QAT artifact needs the model called with tensors that have a "
+                          "batch dimension (by position or by keyword), and its first training "
+                          f"call {problem}.")
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     weights = {k: v.cpu() for k, v in module.state_dict().items()}
     torch.save(weights, folder / "weights.pt")
-    torch.save(tuple(a.detach().cpu() for a in example_args), folder / "example_inputs.pt")
+    torch.save(call.saved(), folder / "example_inputs.pt")
     recipe = str(Path(recipe_path).resolve())
     (folder / "model.py").write_text(MODEL_PY.format(folder=folder, recipe=recipe))
     return f"py:{folder / 'model.py'}:build"

@@ -74,9 +74,11 @@ class Switch:
         """One batch as the model gets it, in training and evaluation."""
         return batch
 
-    def trained(self, module: nn.Module, example_args: tuple | None, recipe: str,
+    def trained(self, module: nn.Module, example: Any, recipe: str,
                 folder: Any) -> dict:
-        """After training to the end: what to add to the outcome (an artifact written)."""
+        """After training to the end: what to add to the outcome (an artifact written).
+        `example` is the model's first training call (hasten.train.example_call.ExampleCall)
+        when the switch `needs_example`."""
         return {}
 
     def code(self, device: str) -> list[str]:

@@ -31,11 +31,11 @@ class QATInt8(Switch):
 
         qat.prepare(module)
 
-    def trained(self, module: nn.Module, example_args: tuple | None, recipe: str,
+    def trained(self, module: nn.Module, example: Any, recipe: str,
                 folder: Path) -> dict:
         from hasten.train import qat
 
-        spec = qat.write_artifact(module, Path(recipe), folder, example_args)
+        spec = qat.write_artifact(module, Path(recipe), folder, example)
         qat.convert(module)
         return {"infer_spec": spec}
 
