@@ -103,12 +103,15 @@ def test_recommendations_exist(tiny_study):
                          and r["candidate"] != BASE and point in r["points"]),
                         key=lambda r: r["points"][point]["p50"])
         assert names == [BASE, *(r["candidate"] for r in ranked[: search.CONFIRM_LEADERS])]
-        confirmed = study.confirmed(point)
-        assert list(confirmed) == names and confirmed[BASE]["speedup"] == 1.0
-        assert all(c["rounds"] == confirm.ROUNDS and c["p50"] > 0 for c in confirmed.values())
+        timed = study.confirmation["results"][point]["candidates"]
+        assert list(timed) == names and timed[BASE]["speedup"] == 1.0
+        assert all(c["rounds"] == confirm.ROUNDS and c["p50"] > 0 for c in timed.values())
+    # The confirmed figures chose the recommendation, unless the baseline's own time there
+    # disagreed with its trial's (a loaded machine): then the figures measured alone did.
     confirmed = study.confirmed("b1/s16")
-    best = min(confirmed, key=lambda n: (-confirmed[n]["speedup"], n))
-    assert recs["latency"]["candidate"] == best
+    if confirmed:
+        best = min(confirmed, key=lambda n: (-confirmed[n]["speedup"], n))
+        assert recs["latency"]["candidate"] == best
 
 
 def test_study_records_machine_and_settings(tiny_study):

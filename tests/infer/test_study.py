@@ -212,6 +212,27 @@ def test_the_confirmation_plan_and_the_confirmed_ranking(tmp_path):
     assert "failed: RuntimeError: boom" in text
 
 
+def test_a_confirmation_that_slowed_the_baseline_is_void(tmp_path):
+    study = make_study(tmp_path)
+    store = Store(tmp_path)
+    # The baseline ran 50x its own trial's time in the confirmation (a tiny model's threads
+    # asleep between blocks): every ratio at that point is void.
+    slowed = {BASE: {"p50": 500.0, "speedup": 1.0, "speedup_low": 1.0, "speedup_high": 1.0,
+                     "rounds": 5, "alone_p50": 10.0, "agrees": False},
+              "fast": {"p50": 0.5, "speedup": 1000.0, "speedup_low": 900.0,
+                       "speedup_high": 1100.0, "rounds": 5, "alone_p50": 0.5, "agrees": True}}
+    store.set_meta("confirmation", {"plan": study.confirmation_plan(), "results": {
+        "b1/s16": {"candidates": slowed}}})
+    store.close()
+    study = Study(tmp_path)
+    assert study.confirmed("b1/s16") == {}
+    assert study.best("latency")["candidate"] == "fast"
+    buffer = io.StringIO()
+    render(study, Console(file=buffer, width=250))
+    text = " ".join(buffer.getvalue().split())
+    assert "1000.00x (900.00-1100.00); void: the baseline's own time disagreed" in text
+
+
 def test_what_the_time_budget_left_out_is_shown_with_its_reason(tmp_path):
     from hasten.report import html
 

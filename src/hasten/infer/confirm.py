@@ -1,23 +1,29 @@
 """Interleaved confirmation, run in a child process: the baseline and the leaders of each
-objective's point are timed again in one process, in alternating rounds, so that the drift of a
-shared machine hits them all alike and cannot fake a win. The final ranking uses these figures.
+objective's point are timed again in alternating rounds, so that the drift of a shared machine
+hits them all alike and cannot fake a win. Each form runs in a worker process of its own, as
+it would alone: in one process, the runtimes' thread pools slowed the others (eager fp32 of a
+small CNN took 48 ms a call beside ONNX Runtime's spinning workers on a 2-core Xeon, against
+0.3 ms alone, and the study confirmed a 1,090x speedup). The final ranking uses these figures.
 
 Run as `python -m hasten.infer.confirm STUDY_DIR confirm confirm POINTS`; the candidates of each
-point are the study's meta `confirmation.plan`.
+point are the study's meta `confirmation.plan`. A worker is the same module with the phase
+`worker` and the candidate's name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import statistics
+import subprocess
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 
 from hasten.errors import describe_error
+from hasten.forkserver import parent_bound
 from hasten.infer import runtimes
 from hasten.infer.settings import InferSettings
 from hasten.infer.trial import build
@@ -30,10 +36,11 @@ ROUNDS = 5
 BLOCK_S = 0.1
 MIN_CALLS = 3
 # Worker threads of ONNX Runtime, OpenVINO (TBB) and OpenMP spin for a while after a call and
-# slow whatever runs next: on a 2-core AMX Xeon a fixed 50-ms pause left eager fp32 at 96 ms in
-# the confirmation against 79.5 ms alone, inflating the confirmed speedup by a quarter. Each
-# form now starts once the process's other threads have been idle for IDLE_WINDOW_S (using
-# under IDLE_CPU_S of CPU in it), after at least PAUSE_S and at most SETTLE_MAX_S.
+# slow whatever runs next, in any process: on a 2-core AMX Xeon a fixed 50-ms pause left eager
+# fp32 at 96 ms in the confirmation against 79.5 ms alone, inflating the confirmed speedup by
+# a quarter. Each form starts once the other forms' processes have been idle for
+# IDLE_WINDOW_S (using under IDLE_CPU_S of CPU in it), after at least PAUSE_S and at most
+# SETTLE_MAX_S.
 PAUSE_S = 0.05
 IDLE_WINDOW_S = 0.05
 IDLE_CPU_S = 0.01  # one clock tick of the kernel's accounting (10 ms)
@@ -44,49 +51,78 @@ SETTLE_MAX_S = 3.0
 AGREE_TOL = 0.15
 
 
-def other_threads_cpu_s() -> float:
-    """CPU seconds this process's threads other than the calling one have used so far."""
-    me = threading.get_native_id()
+def other_processes_cpu_s(pids: list[int]) -> float:
+    """CPU seconds the given processes (the other forms' workers) have used so far."""
     ticks = 0
-    for task in os.listdir("/proc/self/task"):
-        if int(task) == me:
-            continue
+    for pid in pids:
         try:
-            fields = Path(f"/proc/self/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime and stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def settle(pause_s: float = PAUSE_S) -> float:
-    """Wait until the other threads (runtimes' spinning workers) are idle; return the wait."""
+def settle(others: list[int], pause_s: float = PAUSE_S) -> float:
+    """Wait until the other forms' processes (their runtimes' spinning workers) are idle;
+    return the wait."""
     started = time.perf_counter()
     time.sleep(pause_s)
     while time.perf_counter() - started < SETTLE_MAX_S:
-        before = other_threads_cpu_s()
+        before = other_processes_cpu_s(others)
         time.sleep(IDLE_WINDOW_S)
-        if other_threads_cpu_s() - before < IDLE_CPU_S:
+        if other_processes_cpu_s(others) - before < IDLE_CPU_S:
             break
     return time.perf_counter() - started
 
 
-def confirm(names: list[str], runners: dict, inputs: dict, clock: Clock, rounds: int = ROUNDS,
+class Form:
+    """One form's worker process: asked for N calls at a point, it answers with their median
+    time in seconds."""
+
+    def __init__(self, study: Path, name: str, points: list[str]):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hasten.infer.confirm", str(study), name, "worker",
+             ",".join(points)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            preexec_fn=parent_bound())
+
+    def ready(self) -> None:
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"the confirmation process of {self.name} did not start "
+                               f"({line or 'it exited'}; see the log)")
+
+    def time(self, point: str, calls: int) -> float:
+        self.proc.stdin.write(f"{point} {calls}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"the confirmation process of {self.name} ended at {point}")
+        return float(line)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
+def confirm(names: list[str], forms: dict[str, Form], point: str, rounds: int = ROUNDS,
             pause_s: float = PAUSE_S) -> dict[str, list[float]]:
-    """Each form's median call time (s) per round, each block started on a quiet process
-    (see settle); the order rotates from round to round."""
-    calls = {}
-    for name in names:
-        runners[name](inputs[name])  # warm after the other forms ran
-        first = clock.time(lambda n=name: runners[n](inputs[n]))
-        calls[name] = max(MIN_CALLS, round(BLOCK_S / max(first, 1e-6)))
+    """Each form's median call time (s) per round at `point`, each block started once every
+    other worker process (those of the forms of other points too) is idle (see settle); the
+    order rotates from round to round."""
+    pids = {name: form.proc.pid for name, form in forms.items()}
+
+    def block(name: str, calls: int) -> float:
+        settle([p for n, p in pids.items() if n != name], pause_s)
+        return forms[name].time(point, calls)
+
+    calls = {name: max(MIN_CALLS, round(BLOCK_S / max(block(name, 1), 1e-6))) for name in names}
     per_round: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
-            settle(pause_s)
-            samples = [clock.time(lambda n=name: runners[n](inputs[n]))
-                       for _ in range(calls[name])]
-            per_round[name].append(statistics.median(samples))
+            per_round[name].append(block(name, calls[name]))
     return per_round
 
 
@@ -116,45 +152,82 @@ def summarize(per_round: dict[str, list[float]], baseline: str) -> dict[str, dic
 
 
 def run(study: Path, points: list[str]) -> None:
+    """Start one worker process per form, confirm each point's forms in alternating rounds,
+    and write the results."""
     store = Store(study)
     settings = InferSettings.from_dict(store.meta("config"))
     plan = store.meta("confirmation")["plan"]
-    rows = {c["name"]: c for c in store.candidates()}
     wanted = sorted({n for p in points for n in plan[p]})
-    # The runtimes' libraries first, as a trial loads them.
-    for runtime in {rows[n]["runtime"] for n in wanted}:
-        if runtimes.REGISTRY[runtime].library:
-            importlib.import_module(runtimes.REGISTRY[runtime].library)
-    if settings.hugging_face():
-        importlib.import_module("transformers")
-    runners, model, workload = {}, None, None
-    for name in wanted:
-        model, workload, artifact = build(study, settings, tuple(rows[name]["passes"]), {})
-        if artifact.module is not model.module:
-            model.module = None  # the source model: not what the candidate holds
-        runners[name] = runtimes.REGISTRY[rows[name]["runtime"]].build(
-            artifact, rows[name]["settings"], settings.threads, settings.device)
-    clock = Clock(cuda=settings.device == "cuda")
+    forms = {name: Form(study, name, points) for name in wanted}
     results = {}
-    for point in points:
-        names = plan[point]
-        try:
-            batch = point_inputs(model, workload, point)[0]
-            measured = confirm(names, runners, dict.fromkeys(names, batch), clock)
-            summary = summarize(measured, settings.baseline)
-            check_alone(summary, {t["candidate"]: t["latency"] for t in store.trials()
-                                  if t["point"] == point and t["status"] == "ok"})
-            results[point] = {"candidates": summary}
-        except Exception as exc:
-            results[point] = {"error": describe_error(exc)}
-            traceback.print_exc()
+    try:
+        failed = {}
+        for name, form in forms.items():
+            try:
+                form.ready()
+            except RuntimeError as exc:
+                failed[name] = str(exc)
+        for point in points:
+            names = plan[point]
+            broken = [failed[n] for n in names if n in failed]
+            if broken:
+                results[point] = {"error": broken[0]}
+                continue
+            try:
+                summary = summarize(confirm(names, forms, point), settings.baseline)
+                check_alone(summary, {t["candidate"]: t["latency"] for t in store.trials()
+                                      if t["point"] == point and t["status"] == "ok"})
+                results[point] = {"candidates": summary}
+            except Exception as exc:
+                results[point] = {"error": describe_error(exc)}
+                traceback.print_exc()
+    finally:
+        for form in forms.values():
+            form.close()
     done = store.meta("confirmation")
     store.set_meta("confirmation", {**done, "results": {**done.get("results", {}), **results}})
 
 
+def worker(study: Path, name: str, points: list[str]) -> None:
+    """One form in this process: build it as its trial does, warm it at each point, then
+    answer each request `POINT N` with the median of N calls there (s). Replies go to the
+    original stdout; whatever the libraries print goes to the log (stderr)."""
+    reply = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    store = Store(study, readonly=True)
+    settings = InferSettings.from_dict(store.meta("config"))
+    row = next(c for c in store.candidates() if c["name"] == name)
+    runtime = runtimes.REGISTRY[row["runtime"]]
+    if runtime.library:  # the runtime's library first, as a trial loads it
+        importlib.import_module(runtime.library)
+    if settings.hugging_face():
+        importlib.import_module("transformers")
+    model, workload, artifact = build(study, settings, tuple(row["passes"]), {})
+    if artifact.module is not model.module:
+        model.module = None  # the source model: not what the candidate holds
+    runner = runtime.build(artifact, row["settings"], settings.threads, settings.device)
+    batches = {point: point_inputs(model, workload, point)[0] for point in points}
+    store.close()
+    clock = Clock(cuda=settings.device == "cuda")
+    for batch in batches.values():
+        runner(batch)
+        runner(batch)
+    reply.write("ready\n")
+    for line in sys.stdin:
+        point, calls = line.split()
+        batch = batches[point]
+        samples = [clock.time(lambda b=batch: runner(b)) for _ in range(int(calls))]
+        reply.write(f"{statistics.median(samples)}\n")
+
+
 def main() -> None:
-    study, _, _, points = sys.argv[1:5]
-    run(Path(study), [p for p in points.split(",") if p])
+    study, name, phase, points = sys.argv[1:5]
+    chosen = [p for p in points.split(",") if p]
+    if phase == "worker":
+        worker(Path(study), name, chosen)
+    else:
+        run(Path(study), chosen)
 
 
 if __name__ == "__main__":

@@ -62,8 +62,8 @@ def export_candidate(study, name: str, out: Path, trust_code: bool = False) -> P
     # against them outside hasten (benchmarks/reproduce.py).
     recipe["confirmed"] = {
         point: {k: c[k] for k in ("speedup", "p50") if k in c}
-        for point, outcome in study.confirmation.get("results", {}).items()
-        if (c := outcome.get("candidates", {}).get(name))}
+        for point in study.confirmation.get("results", {})
+        if (c := study.confirmed(point).get(name))}
     written = ["candidate.json", "load.py"]
     folders.write_whole(out / "candidate.json", json.dumps(recipe, indent=2))
     last = passes.REGISTRY[row["passes"][-1]] if row["passes"] else None

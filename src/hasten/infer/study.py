@@ -149,8 +149,11 @@ class Study(StudyRecord):
 
     def confirmed(self, point: str) -> dict[str, dict]:
         """The confirmed figures at a point (see hasten.infer.confirm), by candidate; empty when
-        that point was not confirmed."""
-        return self.confirmation.get("results", {}).get(point, {}).get("candidates", {})
+        that point was not confirmed, or when the confirmation slowed the baseline itself (its
+        time there disagrees with its own trial's), which voids every ratio at that point: the
+        ranking then uses the figures measured alone."""
+        found = self.confirmation.get("results", {}).get(point, {}).get("candidates", {})
+        return {} if not found.get(self.baseline, {}).get("agrees", True) else found
 
     def _value(self, row: dict, objective: str, batch_size: int | None) -> float | None:
         if objective == "throughput" and batch_size is None:

@@ -117,11 +117,15 @@ def confirmation_cells(study: Study, rows: list[dict]) -> list[list[str]]:
         if "error" in outcome:
             out.append([point, "-", "-", f"failed: {outcome['error']}", "-"])
             continue
+        void = "" if study.confirmed(point) else (
+            "; void: the baseline's own time disagreed, so the ranking uses the speedups "
+            "measured alone")
         for name, c in outcome["candidates"].items():
             alone = by_name.get(name, {}).get("speedup", {}).get(point)
             out.append([point, name, f"{alone:.2f}x" if alone else "-",
                         f"{c['speedup']:.2f}x ({c['speedup_low']:.2f}-{c['speedup_high']:.2f})"
-                        + disagreement(c), str(c["rounds"])])
+                        + disagreement(c) + (void if name != study.baseline else ""),
+                        str(c["rounds"])])
     return out
 
 
