@@ -103,8 +103,9 @@ def test_failures_become_rows_in_one_place(tmp_path):
 
 def test_a_child_that_dies_gets_its_rows_from_the_engine(tmp_path):
     e = engine(tmp_path, infer_settings())
-    reason = e.launch("torch/eager/fp32", "screen", ["b1/s16"], first=True)
-    assert "exited with code 1" in reason and "No module named" in reason
+    ran = e.launch("torch/eager/fp32", "screen", ["b1/s16"], first=True)
+    reason = ran.reason
+    assert ran.failed and "exited with code 1" in reason and "No module named" in reason
     assert e.store.results()["torch/eager/fp32"]["error"] == reason
     assert [(t["point"], t["kind"], t["status"]) for t in e.store.trials()] == [
         ("b1/s16", "latency", "failed")]

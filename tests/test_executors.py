@@ -3,7 +3,7 @@ decides what fits its time budget."""
 
 from __future__ import annotations
 
-from hasten.executors import Deadline, LocalExecutor, describe_seconds
+from hasten.executors import Deadline, LocalExecutor, Ran, describe_seconds, ended, past_limit
 from hasten.store import Store
 
 
@@ -58,3 +58,14 @@ def test_a_deadline_lets_a_phase_start_what_it_expects_to_finish_in_its_share():
 def test_durations_are_described_as_a_person_would():
     assert [describe_seconds(s) for s in (480, 90, 120, 0.001, 150)] == [
         "8 min", "90 s", "2 min", "0.001 s", "150 s"]
+
+
+def test_a_run_stopped_at_the_budgets_cap_is_cut_and_at_its_own_limit_failed():
+    assert ended(None, 60.0, 30.0) == Ran()
+    cut = ended(past_limit(30.0), 60.0, 30.0)
+    assert cut.cut and not cut.failed
+    # Its own limit was the shorter: the candidate ran too long, a failure.
+    own = ended(past_limit(60.0), 60.0, 90.0)
+    assert own.failed and not own.cut
+    crashed = ended("exited with code 1", 60.0, 30.0)
+    assert crashed.failed and crashed.reason == "exited with code 1"

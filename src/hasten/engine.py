@@ -16,7 +16,7 @@ from typing import ClassVar, TypeVar
 from hasten import machine
 from hasten.config import Settings
 from hasten.errors import HastenError
-from hasten.executors import Executor, LocalExecutor, TimeLimits, past_limit, timed_run
+from hasten.executors import Executor, LocalExecutor, Ran, TimeLimits, timed_run
 from hasten.folders import open_study_folder
 from hasten.measure import busy_trials
 from hasten.store import Store, read_study
@@ -98,20 +98,20 @@ class Engine:
 
     def launch(self, name: str, phase: str, points: list[str], *, first: bool = False,
                verdict: str | None = None, limit_phase: str | None = None,
-               sets_limit: bool = True, cap_s: float = math.inf) -> str | None:
+               sets_limit: bool = True, cap_s: float = math.inf) -> Ran:
         """Run one candidate's phase in its own process (the executor decides where) under the
         phase's time limit, or `cap_s` when a time budget leaves less. A child that crashed,
         was killed or ran past its limit gets its rows here (see `record_failure`); one
         stopped at `cap_s` gets none, since the budget, not the candidate, stopped it. The
         baseline's run sets the limit of `limit_phase` (else `phase`) unless `sets_limit` is
-        False. Returns why the child failed, or None."""
-        reason = timed_run(self.executor, self.limits,
-                           sets_limit and name == self.settings.baseline, self.folder, name,
-                           phase, points, limit_phase=limit_phase, module=self.module,
-                           cap_s=cap_s)
-        if reason and reason != past_limit(cap_s):
-            self.record(name, points, reason, first=first, verdict=verdict)
-        return reason
+        False. Returns how the child's run ended."""
+        ran = timed_run(self.executor, self.limits,
+                        sets_limit and name == self.settings.baseline, self.folder, name,
+                        phase, points, limit_phase=limit_phase, module=self.module,
+                        cap_s=cap_s)
+        if ran.failed:
+            self.record(name, points, ran.reason, first=first, verdict=verdict)
+        return ran
 
     def record(self, name: str, points: list[str], reason: str, *, first: bool = False,
                verdict: str | None = None) -> None:

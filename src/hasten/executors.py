@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -226,14 +227,35 @@ def _stop(proc: subprocess.Popen | Child) -> None:
     proc.wait()
 
 
+@dataclass(frozen=True)
+class Ran:
+    """How a child process's run ended: finished (no reason), failed (with the reason), or
+    cut: stopped at what a time budget left it, shorter than its own limit, which says
+    nothing about the candidate."""
+
+    reason: str | None = None
+    cut: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.reason is not None and not self.cut
+
+
+def ended(reason: str | None, timeout_s: float, cap_s: float) -> Ran:
+    """The outcome of a run under min(its limit, `cap_s`) that returned `reason`."""
+    cut = cap_s < timeout_s and reason == past_limit(cap_s)
+    return Ran(reason, cut=cut)
+
+
 def timed_run(executor: Executor, limits: TimeLimits, baseline: bool, study: Path,
               candidate: str, phase: str, points: list[str], limit_phase: str | None = None,
-              module: str = "hasten.infer.trial", cap_s: float = math.inf) -> str | None:
+              module: str = "hasten.infer.trial", cap_s: float = math.inf) -> Ran:
     """Run a trial under its phase's limit (or `cap_s`, what a time budget leaves, when that
     is shorter); the baseline's successful runs set the limits."""
     key = limit_phase or phase
     started = time.perf_counter()
-    reason = executor.run(study, candidate, phase, points, min(limits.of(key), cap_s), module)
+    limit = limits.of(key)
+    reason = executor.run(study, candidate, phase, points, min(limit, cap_s), module)
     if baseline and reason is None:
         limits.record(key, time.perf_counter() - started)
-    return reason
+    return ended(reason, limit, cap_s)

@@ -177,12 +177,9 @@ def test_sorted_dataset_batches_grow_in_padded_length(bert, sentences):
     assert sorted_widths == sorted(sorted_widths)
     # Sorting by length pads less in total.
     assert sum(sorted_widths) < sum(unsorted)
-    # Each batch is padded to its longest text, rounded up only when asked (for a runtime
-    # that compiles per shape).
+    # Each batch is padded to its longest text.
     lengths = sorted(len(ids) for ids in bert.tokenizer(sentences)["input_ids"])
     assert sorted_widths == [max(lengths[i:i + 4]) for i in range(0, len(lengths), 4)]
-    rounded = [b[0].shape[1] for b in point_inputs(bert, workload, "dataset/sorted/b4", 8)]
-    assert rounded == [-(-w // 8) * 8 for w in sorted_widths]
 
 
 def test_text_eval_batches_are_sorted_by_length(bert, sentences):

@@ -328,7 +328,7 @@ def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, m
 def test_a_run_stopped_at_what_the_budget_left_is_cut_not_failed(tmp_path):
     from types import SimpleNamespace
 
-    from hasten.executors import Deadline, past_limit
+    from hasten.executors import Deadline, Ran, past_limit
     from hasten.store import Store
 
     store = Store(tmp_path)
@@ -339,7 +339,7 @@ def test_a_run_stopped_at_what_the_budget_left_is_cut_not_failed(tmp_path):
 
     def launch(name, phase, points, cap_s, **_):
         launched.append((name, phase, cap_s))
-        return past_limit(cap_s)
+        return Ran(past_limit(cap_s), cut=True)
 
     engine = SimpleNamespace(store=store, settings=_settings(), launch=launch,
                              log=lambda _: None)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from hasten.engine import Engine
-from hasten.executors import past_limit
+from hasten.executors import Ran, ended, past_limit
 from hasten.infer import passes
 from hasten.infer.passes import Artifact
 from hasten.store import Store
@@ -124,16 +124,16 @@ def missing(store: Store, chain: tuple[str, ...]) -> tuple[str, ...] | None:
 
 
 def ensure_built(engine: Engine, name: str, chain: tuple[str, ...],
-                 later: dict[str, tuple[str, ...]], cap_s: float = math.inf) -> str | None:
+                 later: dict[str, tuple[str, ...]], cap_s: float = math.inf) -> Ran:
     """Build the chain's file prefix unless it is on disk, in one build process with the
-    missing prefixes of the candidates screened `later` (name -> chain); return why this
-    candidate cannot be built (this time or an earlier one), or None. A build stopped at
-    `cap_s` (what a time budget leaves) returns past_limit(cap_s) and records no failure:
-    the budget, not the chain, stopped it."""
+    missing prefixes of the candidates screened `later` (name -> chain); the outcome carries
+    why this candidate cannot be built (this time or an earlier one). A build stopped at
+    `cap_s` (what a time budget leaves) is cut and records no failure: the budget, not the
+    chain, stopped it."""
     store = engine.store
     prefix = missing(store, chain)
     if prefix is None:
-        return failure(store, chain)
+        return Ran(failure(store, chain))
     todo = {prefix: name}
     for other, other_chain in later.items():
         other_prefix = missing(store, other_chain)
@@ -157,12 +157,12 @@ def ensure_built(engine: Engine, name: str, chain: tuple[str, ...],
 
     why = engine.executor.run(store.folder, name, "build", list(todo.values()),
                               min(limit * len(todo), cap_s), watch=step_too_long)
-    if why == past_limit(cap_s) and cap_s < limit * len(todo):
-        return why
+    if ended(why, limit * len(todo), cap_s).cut:
+        return ended(why, limit * len(todo), cap_s)
     if why:  # a crash or the time limit: the step under way is the one that failed
         step = next(filter(None, (unfinished_step(store.folder, p) for p in todo)), prefix)
         record_build_failure(store, step, why)
     if failure(store, chain) is None and cached(store.folder, prefix)[0] < len(prefix):
         record_build_failure(store, unfinished_step(store.folder, prefix) or prefix,
                        why or "it wrote no artifact")
-    return failure(store, chain)
+    return Ran(failure(store, chain))

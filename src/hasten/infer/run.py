@@ -20,7 +20,6 @@ from hasten.executors import (
     Executor,
     LocalExecutor,
     describe_seconds,
-    past_limit,
 )
 from hasten.folders import study_folder
 from hasten.infer import artifacts, search
@@ -201,176 +200,212 @@ def _check_forward(model: LoadedModel, workload: Workload) -> None:
 def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progress) -> None:
     """Screen every runnable candidate at one point, then measure the survivors fully, fastest
     first, within the time budget; what the budget left out is recorded with its reason."""
-    store, settings, log = engine.store, engine.settings, engine.log
-    workload = settings.workload
-    cuts: dict[str, str] = {}
+    InferRun(engine, model, deadline, progress).run()
 
-    def drop(name: str, reason: str) -> None:
-        cuts[name] = reason
-        store.set_meta("budget", {"seconds": deadline.seconds, "cut": cuts})
 
-    def cut(name: str, what: str) -> None:
-        drop(name, deadline.cut(what))
+class InferRun:
+    """One inference study's run: its phases (screen the baseline and measure it whole, screen
+    the likely winners, tune their runtime settings, screen the rest, measure the survivors at
+    the objective points, then the leaders on everything, confirm) as methods over one state."""
 
-    store.set_meta("budget", {"seconds": deadline.seconds, "cut": cuts})
-    baseline = settings.baseline
-    rows = {c["name"]: c for c in store.candidates()}
-    if rows[baseline]["skipped_reason"]:
-        raise HastenError(f"The baseline {baseline} cannot run here: "
-                          f"{rows[baseline]['skipped_reason']}.")
-    latency_points = workload.latency_points(model.kind)
-    screen = search.screen_point(latency_points)
+    def __init__(self, engine: Engine, model: LoadedModel, deadline: Deadline,
+                 progress: Progress):
+        self.engine, self.model, self.deadline, self.progress = engine, model, deadline, progress
+        self.store, self.settings = engine.store, engine.settings
+        self.baseline = self.settings.baseline
+        self.cuts: dict[str, str] = {}  # candidate -> what the budget left out, and why
+        self.latency_points = self.settings.workload.latency_points(model.kind)
+        self.screen = search.screen_point(self.latency_points)
+        self.objective = search.objective_points(self.latency_points, self.screen)
+        # The candidates whose corpus job is measured: the baseline, then the leaders.
+        self.with_dataset = {self.baseline}
 
-    def screened_fully(name: str) -> bool:
+    def run(self) -> None:
+        self._save_cuts()
+        rows = {c["name"]: c for c in self.store.candidates()}
+        if rows[self.baseline]["skipped_reason"]:
+            raise HastenError(f"The baseline {self.baseline} cannot run here: "
+                              f"{rows[self.baseline]['skipped_reason']}.")
+        # The baseline first and whole: every speedup is against it, and its cost tells the
+        # time budget what a full measurement costs. Its objective points first, as every
+        # survivor's are measured (so that their cost tells the budget what one survivor's
+        # costs), and its ideal batch size sets its corpus job's.
+        self.screen_all([self.baseline], "screening", "screen")
+        self.measure(self.baseline, self.objective, "objective")
+        self.measure(self.baseline, self.everything(self.baseline))
+        # The likely winners first, then their runtime settings (tuning the leader pays more
+        # than the menu's long tail), then the rest of the menu, and a new leader's settings.
+        rest = self.screen_all([n for n, r in rows.items()
+                                if not r["skipped_reason"] and n != self.baseline],
+                               "screening", "screen", search.LIKELY)
+        self.tune()
+        self.screen_all(rest, "screening", "screen")
+        self.tune()
+        self.measure_survivors()
+        _confirm(self.engine, self.progress)
+        self.progress("done", 1, 1)
+
+    def _save_cuts(self) -> None:
+        self.store.set_meta("budget", {"seconds": self.deadline.seconds, "cut": self.cuts})
+
+    def drop(self, name: str, reason: str) -> None:
+        """Leave a candidate out, with the reason."""
+        self.cuts[name] = reason
+        self._save_cuts()
+
+    def cut(self, name: str, what: str) -> None:
+        """Leave a candidate out because the budget's share for this phase is spent."""
+        self.drop(name, self.deadline.cut(what))
+
+    def screened(self) -> dict[str, float]:
+        """Each screened candidate's median latency at the screening point."""
+        return {t["candidate"]: t["latency"]["p50"] for t in self.store.trials()
+                if t["point"] == self.screen and t["status"] == "ok"}
+
+    def screened_fully(self, name: str) -> bool:
         """Whether a candidate's screening is done: it failed, or it has its screening point
         (a screening killed after the fidelity check but before the timing is run again)."""
-        result = store.results().get(name)
+        result = self.store.results().get(name)
         return result is not None and (result["status"] != "ok"
-                                       or screen in store.done_points(name))
+                                       or self.screen in self.store.done_points(name))
 
-    def screen_all(names: list[str], what: str, phase: str,
+    def screen_all(self, names: list[str], what: str, phase: str,
                    last_step: float = math.inf) -> list[str]:
         """Screen the named candidates, each time the first in screening order given what has
         been screened so far, up to those of step `last_step`; return the names left."""
-        rows = {c["name"]: c for c in store.candidates()}
+        rows = {c["name"]: c for c in self.store.candidates()}
         remaining = list(names)
         while remaining:
-            so_far = screened()
-            passing = search.passing(store.results(), so_far)
+            so_far = self.screened()
+            passing = search.passing(self.store.results(), so_far)
             step, name = next((step, n) for step, n in search.screening_steps(
-                list(rows.values()), baseline, settings.device, passing, so_far)
+                list(rows.values()), self.baseline, self.settings.device, passing, so_far)
                 if n in remaining)
             if step > last_step:
                 return remaining
             remaining.remove(name)
-            progress(f"{what} {name}", len(names) - len(remaining) - 1, len(names))
-            if not screened_fully(name):
-                hopeless = (None if name == baseline or deadline.seconds == math.inf else
-                            search.cannot_win(rows[name], list(rows.values()), so_far,
-                                              passing))
-                if hopeless:
-                    drop(name, hopeless)
-                    continue
-                if name != baseline and not deadline.allows(phase):
-                    cut(name, "not screened")
-                    continue
-                started = time.monotonic()
-                # Without a time limit, one process builds what every later candidate needs
-                # (one start for all); under one, only this candidate's own chain, so that the
-                # budget is spent in screening order.
-                later = ({n: tuple(rows[n]["passes"]) for n in remaining
-                          if not screened_fully(n)} if deadline.seconds == math.inf else {})
-                # What the budget leaves this phase: the build and then the trial stop there.
-                capped = name != baseline
-                stop = deadline.cap(phase) if capped else math.inf
-                reason = artifacts.ensure_built(engine, name, tuple(rows[name]["passes"]), later,
-                                                stop)
-                if reason and reason != past_limit(stop):
-                    engine.record(name, [screen], reason, first=True)
-                elif not reason:
-                    stop = deadline.cap(phase) if capped else math.inf
-                    reason = engine.launch(name, "screen", [screen], first=True, cap_s=stop)
-                if reason == past_limit(stop):
-                    drop(name, f"stopped while it was screened, after {stop:.0f} s: no one "
-                               "candidate may take more than half of what the study's time "
-                               f"budget of {describe_seconds(deadline.seconds)} has left; run "
-                               "the same command again (or with a larger time budget) to go on")
-                    continue
-                log_trials(store, name, [screen], log)
-                deadline.record(phase, time.monotonic() - started)
-            if name == baseline and store.results()[name]["status"] != "ok":
+            self.progress(f"{what} {name}", len(names) - len(remaining) - 1, len(names))
+            if not self.screened_fully(name):
+                self.screen_one(name, rows, remaining, phase, so_far, passing)
+            if name == self.baseline and self.store.results()[name]["status"] != "ok":
                 raise HastenError(
-                    f"The baseline ({baseline}) failed: {store.results()[name]['error']}. "
-                    f"See {store.folder / 'logs'} for details."
-                )
+                    f"The baseline ({self.baseline}) failed: "
+                    f"{self.store.results()[name]['error']}. "
+                    f"See {self.store.folder / 'logs'} for details.")
         return []
 
-    def screened() -> dict[str, float]:
-        return {t["candidate"]: t["latency"]["p50"] for t in store.trials()
-                if t["point"] == screen and t["status"] == "ok"}
+    def screen_one(self, name: str, rows: dict[str, dict], remaining: list[str], phase: str,
+                   so_far: dict[str, float], passing: dict[str, float]) -> None:
+        """Build one candidate's chain and screen it, unless it cannot win or the budget's
+        share is spent; a build or trial the budget stopped leaves it out with the reason."""
+        deadline = self.deadline
+        hopeless = (None if name == self.baseline or deadline.seconds == math.inf else
+                    search.cannot_win(rows[name], list(rows.values()), so_far, passing))
+        if hopeless:
+            self.drop(name, hopeless)
+            return
+        if name != self.baseline and not deadline.allows(phase):
+            self.cut(name, "not screened")
+            return
+        started = time.monotonic()
+        # Without a time limit, one process builds what every later candidate needs (one start
+        # for all); under one, only this candidate's own chain, so that the budget is spent in
+        # screening order.
+        later = ({n: tuple(rows[n]["passes"]) for n in remaining if not self.screened_fully(n)}
+                 if deadline.seconds == math.inf else {})
+        # What the budget leaves this phase: the build and then the trial stop there.
+        capped = name != self.baseline
+        stop = deadline.cap(phase) if capped else math.inf
+        ran = artifacts.ensure_built(self.engine, name, tuple(rows[name]["passes"]), later,
+                                     stop)
+        if ran.failed:
+            self.engine.record(name, [self.screen], ran.reason, first=True)
+        elif not ran.cut:
+            stop = deadline.cap(phase) if capped else math.inf
+            ran = self.engine.launch(name, "screen", [self.screen], first=True, cap_s=stop)
+        if ran.cut:
+            self.drop(name, f"stopped while it was screened, after {stop:.0f} s: no one "
+                            "candidate may take more than half of what the study's time "
+                            f"budget of {describe_seconds(deadline.seconds)} has left; run "
+                            "the same command again (or with a larger time budget) to go on")
+            return
+        log_trials(self.store, name, [self.screen], self.engine.log)
+        deadline.record(phase, time.monotonic() - started)
 
-    def measure(name: str, wanted: list[str], phase: str = "full") -> None:
+    def measure(self, name: str, wanted: list[str], phase: str = "full") -> None:
         """Measure a candidate on the points it has not done yet, within the budget's share
         for this phase ("objective": the objective points first; "full": the rest, called
         "corpus" when it holds the corpus job, whose cost is of another order)."""
+        store, deadline = self.store, self.deadline
         todo = [p for p in wanted if p not in store.done_points(name)]
+        if not todo:
+            return
         if phase == "full" and any(point_kind(p) == "corpus" for p in todo):
             phase = "corpus"
-        so_far = screened()
-        scale = so_far[name] / so_far[baseline] if name in so_far and baseline in so_far else 1.0
-        if todo and name != baseline and not deadline.allows(phase, scale):
+        so_far = self.screened()
+        scale = (so_far[name] / so_far[self.baseline]
+                 if name in so_far and self.baseline in so_far else 1.0)
+        if name != self.baseline and not deadline.allows(phase, scale):
             done = set(store.done_points(name))
-            cut(name, "measured at the screening point only" if done <= {screen} else
-                "measured at the objective points only")
-        elif todo:
-            started = time.monotonic()
-            cap = math.inf if name == baseline else deadline.cap(phase)
-            reason = engine.launch(name, phase, todo, limit_phase="full", cap_s=cap)
-            if reason == past_limit(cap):
-                cut(name, "stopped while it was measured (measured in part)")
-            log_trials(store, name, todo, log)
-            deadline.record(phase, time.monotonic() - started, scale)
+            self.cut(name, "measured at the screening point only" if done <= {self.screen}
+                     else "measured at the objective points only")
+            return
+        started = time.monotonic()
+        cap = math.inf if name == self.baseline else deadline.cap(phase)
+        ran = self.engine.launch(name, phase, todo, limit_phase="full", cap_s=cap)
+        if ran.cut:
+            self.cut(name, "stopped while it was measured (measured in part)")
+        log_trials(store, name, todo, self.engine.log)
+        deadline.record(phase, time.monotonic() - started, scale)
 
-    def everything(name: str) -> list[str]:
-        if name not in with_dataset:
-            return list(latency_points)
-        measured = {t["point"]: t for t in store.trials()
+    def everything(self, name: str) -> list[str]:
+        """Every point a candidate is measured at: the latency grid, and for the baseline and
+        the leaders the corpus job, at its ideal batch size too."""
+        if name not in self.with_dataset:
+            return list(self.latency_points)
+        measured = {t["point"]: t for t in self.store.trials()
                     if t["candidate"] == name and t["status"] == "ok"}
-        ideal = search.ideal_point(measured, parse_point(screen)["seq"])
-        return list(latency_points) + workload.dataset_points(
-            model.kind, ideal and parse_point(ideal)["batch"])
+        ideal = search.ideal_point(measured, parse_point(self.screen)["seq"])
+        return list(self.latency_points) + self.settings.workload.dataset_points(
+            self.model.kind, ideal and parse_point(ideal)["batch"])
 
-    def add_and_screen(new: list[dict]) -> None:
-        known = {c["name"] for c in store.candidates()}
+    def add_and_screen(self, new: list[dict]) -> None:
+        """Register new variants and screen them."""
+        known = {c["name"] for c in self.store.candidates()}
         for variant in new:
             if variant["name"] not in known:
-                engine.register(len(known), variant["name"], variant["passes"],
-                                variant["runtime"], variant["settings"], None)
+                self.engine.register(len(known), variant["name"], variant["passes"],
+                                     variant["runtime"], variant["settings"], None)
                 known.add(variant["name"])
-        screen_all([v["name"] for v in new], "tuning", "tune")
+        self.screen_all([v["name"] for v in new], "tuning", "tune")
 
-    def tune() -> None:
+    def tune(self) -> None:
         """The fastest chain of each runtime near the leader, again with the runtime settings
         worth searching (not in --quick, which measures the fixed menu only; a study without
         a time budget tunes every runtime, with every setting), then the settings that each
         won, together."""
-        if settings.quick:
+        if self.settings.quick:
             return
-        tuned = search.variants(store.candidates(), store.results(), screened(),
-                                settings.threads, budgeted=deadline.seconds != math.inf)
-        add_and_screen(tuned)
-        add_and_screen(search.composites(tuned, store.results(), screened()))
+        store = self.store
+        tuned = search.variants(store.candidates(), store.results(), self.screened(),
+                                self.settings.threads,
+                                budgeted=self.deadline.seconds != math.inf)
+        self.add_and_screen(tuned)
+        self.add_and_screen(search.composites(tuned, store.results(), self.screened()))
 
-    with_dataset = {baseline}
-    # The baseline first and whole: every speedup is against it, and its cost tells the
-    # time budget what a full measurement costs.
-    screen_all([baseline], "screening", "screen")
-    # Its objective points first, as every survivor's are measured (so that their cost tells
-    # the budget what one survivor's costs), and its ideal batch size sets its corpus job's.
-    objective = search.objective_points(latency_points, screen)
-    measure(baseline, objective, "objective")
-    measure(baseline, everything(baseline))
-    # The likely winners first, then their runtime settings (tuning the leader pays more than
-    # the menu's long tail), then the rest of the menu, and the settings of a new leader.
-    rest = screen_all([n for n, r in rows.items() if not r["skipped_reason"] and n != baseline],
-                      "screening", "screen", search.LIKELY)
-    tune()
-    screen_all(rest, "screening", "screen")
-    tune()
-    keep = [n for n in search.survivors(store.results(), screened(), baseline)
-            if n != baseline]
-    # Successive halving: every survivor at the points the objectives are judged at (each
-    # batch size at the screening length), then the leaders there on everything else.
-    for i, name in enumerate(keep):
-        progress(f"measuring {name} at the objective points", i, len(keep))
-        measure(name, objective, "objective")
-    keep = search.leaders_first(keep, store.trials(), objective)
-    with_dataset |= set(keep[: search.DATASET_PASS_CANDIDATES])
-    for i, name in enumerate(keep):
-        progress(f"measuring {name}", i, len(keep))
-        measure(name, everything(name))
-    _confirm(engine, progress)
-    progress("done", 1, 1)
+    def measure_survivors(self) -> None:
+        """Successive halving: every survivor at the points the objectives are judged at (each
+        batch size at the screening length), then the leaders there on everything else."""
+        keep = [n for n in search.survivors(self.store.results(), self.screened(),
+                                            self.baseline) if n != self.baseline]
+        for i, name in enumerate(keep):
+            self.progress(f"measuring {name} at the objective points", i, len(keep))
+            self.measure(name, self.objective, "objective")
+        keep = search.leaders_first(keep, self.store.trials(), self.objective)
+        self.with_dataset |= set(keep[: search.DATASET_PASS_CANDIDATES])
+        for i, name in enumerate(keep):
+            self.progress(f"measuring {name}", i, len(keep))
+            self.measure(name, self.everything(name))
 
 
 def _confirm(engine: Engine, progress: Progress) -> None:

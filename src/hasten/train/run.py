@@ -21,7 +21,7 @@ import torch
 from hasten import machine
 from hasten.engine import Engine, Log, Progress, stored_settings
 from hasten.errors import HastenError
-from hasten.executors import Deadline, Executor, LocalExecutor, past_limit
+from hasten.executors import Deadline, Executor, LocalExecutor
 from hasten.folders import study_folder
 from hasten.measure import memory_noise_mb
 from hasten.train import switches
@@ -211,14 +211,13 @@ def optimize_training(
         deadline = _deadline(time_budget_s)
         if audit and (engine.store.meta("audit") or {"cut": True}).get("cut"):
             progress("auditing the recipe's numerics", 0, 1)
-            cap = deadline.left("audit")
-            reason = (engine.launch(BASELINE, "audit", [], cap_s=cap)
-                      if deadline.allows("audit") else past_limit(cap))
-            if reason == past_limit(cap):
+            ran = (engine.launch(BASELINE, "audit", [], cap_s=deadline.left("audit"))
+                   if deadline.allows("audit") else None)
+            if ran is None or ran.cut:
                 engine.store.set_meta("audit", {"error": deadline.cut("not audited"),
                                                 "cut": True})
-            elif reason:
-                engine.store.set_meta("audit", {"error": reason})
+            elif ran.reason:
+                engine.store.set_meta("audit", {"error": ran.reason})
         _run(engine, Launcher(engine, deadline), progress)
         progress("done", 1, 1)
 
@@ -352,11 +351,11 @@ class Launcher:
         before = engine.store.done_points(name)
         started = time.monotonic()
         kind = phase_kind(phase)
-        reason = engine.launch(name, phase, [phase], first=phase == "speed",
+        ran = engine.launch(name, phase, [phase], first=phase == "speed",
                                verdict="converging" if kind == "converge" else None,
                                limit_phase={"probe": "speed"}.get(kind, kind),
                                sets_limit=phase_kind(phase) != "probe", cap_s=cap)
-        if reason == past_limit(cap):
+        if ran.cut:
             return self.cut(name, phase, f"{CUTS[share]} (stopped in its {phase} run)")
         self.deadline.record(share, time.monotonic() - started)
         for trial in engine.store.trials():
