@@ -23,6 +23,7 @@ from hasten.errors import describe_error
 from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
 from hasten.store import Store
 from hasten.train.candidates import TrainCandidate, lr_scaling, lr_warmup_steps
+from hasten.train.example_call import ExampleCall
 from hasten.train.outcome import (
     MIN_TIMED_STEPS,
     NAN_PATIENCE,
@@ -86,9 +87,9 @@ class Trainer:
         for switch in self.switches:
             switch.model(module)
         self.raw = module
-        self.example_args: tuple | None = None
+        self.example_args: ExampleCall | None = None
         if any(switch.needs_example for switch in self.switches):
-            self._hook = module.register_forward_pre_hook(self._capture, with_kwargs=False)
+            self._hook = module.register_forward_pre_hook(self._capture, with_kwargs=True)
         # Built after the model changed, so it holds the parameters that train.
         optimizer = self.recipe.build_optimizer(module)
         for switch in self.switches:
@@ -125,10 +126,10 @@ class Trainer:
         self.wait = 0.0
         self.nan_step: int | None = None
 
-    def _capture(self, _module, args) -> None:
-        """Keep the first forward call's tensors: the example inputs an artifact written
-        after training is traced with."""
-        self.example_args = tuple(a.detach().cpu() for a in args if isinstance(a, torch.Tensor))
+    def _capture(self, _module, args, kwargs) -> None:
+        """Keep the first forward call's inputs, positional and by keyword: the example inputs
+        an artifact written after training is rebuilt and called with."""
+        self.example_args = ExampleCall.capture(args, kwargs)
         self._hook.remove()
 
     def prepared(self, batch):
