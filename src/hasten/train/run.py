@@ -532,14 +532,19 @@ def _converge(engine: Engine, launch: Launcher, progress: Progress, names: list[
 
 
 def _seed_recommendations(engine: Engine, launch: Launcher, progress: Progress) -> None:
-    """Train each candidate that would be recommended with fp32's number of seeds, so that a
-    recommendation never rests on one lucky run; its verdict then covers all its runs, and a
-    new recommendation gets the same (twice at most)."""
+    """Train each candidate whose verdict matters with fp32's number of seeds: those that would
+    be recommended, so that a recommendation never rests on one lucky run, and those that
+    could be (they beat fp32 beyond its spread) but one run left at "cannot tell". Their
+    verdicts then cover all their runs, and a new recommendation gets the same (twice at
+    most)."""
     store, settings = engine.store, engine.settings
     seeds = family(settings).seeds
     for _ in range(2):
-        chosen = {r["candidate"] for r in TrainStudy(store.folder).recommendations().values()
+        study = TrainStudy(store.folder)
+        chosen = {r["candidate"] for r in study.recommendations().values()
                   if r and r["candidate"] != settings.baseline}
+        chosen |= {r["candidate"] for r in study.table()
+                   if r["status"] == "cannot tell" and study.beats_fp32(r)}
         todo = sorted(n for n in chosen if len(runs_of(store, n)) < seeds)
         if not todo:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from pathlib import Path
@@ -129,6 +130,27 @@ class TrainStudy(StudyRecord):
         memory = max(peaks) - min(peaks) if peaks else 0.0
         return {"speed": speed, "memory_mb": memory, "runs": len(runs)}
 
+    def beats_fp32(self, row: dict, objective: str | None = None) -> bool:
+        """Whether a row beats fp32 by more than fp32's own run-to-run spread, in samples per
+        second (time), in peak memory (memory), or in either (None)."""
+        bar = self._bar
+        if bar is None or not row["samples_per_s"]:
+            return False
+        faster = row["samples_per_s"] > bar[0]
+        lighter = row["peak_mb"] < bar[1]
+        return {"time": faster, "memory": lighter, None: faster or lighter}[objective]
+
+    @functools.cached_property
+    def _bar(self) -> tuple[float, float] | None:
+        """The samples per second and the peak memory a candidate must beat: fp32's, by
+        more than its run-to-run spread; None before fp32's speed run."""
+        base = next((r for r in self.table() if r["baseline"]), None)
+        if base is None or not base["samples_per_s"]:
+            return None
+        noise = self.noise()
+        return (base["samples_per_s"] * (1 + noise["speed"]),
+                base["peak_mb"] - max(noise["memory_mb"], memory_noise_mb(base["peak_mb"])))
+
     def best(self, objective: str = "time") -> dict | None:
         """The passing candidate with the most samples per second (time) or the least peak
         memory (memory); a candidate other than fp32 only when it beats fp32 by more than
@@ -137,14 +159,8 @@ class TrainStudy(StudyRecord):
         if objective not in OBJECTIVES:
             raise HastenError(f"Unknown objective {objective!r}; use time or memory.")
         rows = [r for r in self.table() if r["status"] == "ok" and r["samples_per_s"]]
-        base = next((r for r in rows if r["baseline"]), None)
-        if base:
-            noise = self.noise()
-            rows = [r for r in rows if r["baseline"] or (
-                r["samples_per_s"] > base["samples_per_s"] * (1 + noise["speed"])
-                if objective == "time" else
-                r["peak_mb"] < base["peak_mb"] - max(noise["memory_mb"],
-                                                     memory_noise_mb(base["peak_mb"])))]
+        if any(r["baseline"] for r in rows):
+            rows = [r for r in rows if r["baseline"] or self.beats_fp32(r, objective)]
         if not rows:
             return None
         if objective == "time":
