@@ -15,6 +15,7 @@ from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
 from hasten.report.html import _partial, _status, figure, machine_card, page, table
 from hasten.report.train_plots import train_plots
+from hasten.report.train_terminal import skipped_steps
 from hasten.train.candidates import BASELINE
 from hasten.train.outcome import judged_text, noise_text
 from hasten.train.study import OBJECTIVES, TrainStudy
@@ -53,8 +54,7 @@ def _eval(row: dict) -> str:
 
 
 def _skipped_steps(row: dict) -> str:
-    outcome = row["converge"] if (row["converge"] or {}).get("scales") else row["speed"]
-    return escape(str(outcome.get("skipped_steps", 0))) if (outcome or {}).get("scales") else "-"
+    return escape(skipped_steps(row)) or "-"
 
 
 def _speed_cells(row: dict) -> list[str]:

@@ -36,8 +36,10 @@ def loss_text(row: dict) -> str:
 
 
 def skipped_steps(row: dict) -> str:
-    outcome = row["converge"] or row["speed"] or {}
-    return str(outcome["skipped_steps"]) if outcome.get("scales") else ""
+    """fp16's skipped steps: of the convergence run when it recorded loss scales, else of the
+    speed run; "" for a candidate without a loss scaler. The HTML report shows the same."""
+    outcome = row["converge"] if (row["converge"] or {}).get("scales") else row["speed"]
+    return str(outcome["skipped_steps"]) if (outcome or {}).get("scales") else ""
 
 
 def render(study: TrainStudy, console: Console) -> None:
