@@ -104,7 +104,7 @@ def figure(plot: Plot) -> str:
             f"<figcaption>{escape(plot.caption)}</figcaption></figure>")
 
 
-def _status(status: str) -> str:
+def status_badge(status: str) -> str:
     """A row's status, coloured by a class named after it."""
     return f'<span class="status-{escape(status.replace(" ", "-"))}">{escape(status)}</span>'
 
@@ -124,7 +124,7 @@ def _reason(row: dict) -> str:
 def _ranked(study: Study, rows: list[dict]) -> str:
     headers = ["candidate", *ranked_headers(study), "status", "reason"]
     out = [[escape(row["candidate"]), *map(escape, ranked_cells(study, row)),
-            _status(row["status"]), escape(_reason(row))] for row in rows]
+            status_badge(row["status"]), escape(_reason(row))] for row in rows]
     n = len(headers)
     return table(headers, out, text_columns=(n - 3, n - 2, n - 1))
 
@@ -154,7 +154,9 @@ def _confirmation(study: Study, rows: list[dict]) -> str:
             "</section>")
 
 
-def _partial(study: Study, rows: list[dict]) -> str:
+def partial_banner(study: Study, rows: list[dict]) -> str:
+    """The banner of a study that has not finished (any kind): how many candidates have
+    results, and how to go on; "" once it finished."""
     if study.finished:
         return ""
     pending = sum(1 for r in rows if r["status"] == "pending")
@@ -175,7 +177,7 @@ def render(study: Study) -> str:
         f'<p class="sub">{escape(study.settings.spec)} &middot; '
         f"{escape(machine_line(study.machine))} &middot; study folder "
         f"<code>{escape(str(study.folder))}</code></p>",
-        _partial(study, rows),
+        partial_banner(study, rows),
         f'<p class="banner warn">{escape(BUSY_WARNING.format(n=busy))}</p>' if busy else "",
         '<section id="recommendations"><h2>Recommendations</h2>'
         f"{_recommendations(study)}</section>",

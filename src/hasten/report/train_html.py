@@ -13,7 +13,7 @@ from pathlib import Path
 from hasten.executors import describe_seconds
 from hasten.measure import memory_words
 from hasten.report.common import BUSY_WARNING, machine_line, mb, ms
-from hasten.report.html import _partial, _status, figure, machine_card, page, table
+from hasten.report.html import figure, machine_card, page, partial_banner, status_badge, table
 from hasten.report.train_plots import train_plots
 from hasten.report.train_terminal import skipped_steps
 from hasten.train.candidates import BASELINE
@@ -78,7 +78,7 @@ def _ranked(rows: list[dict]) -> str:
         speed = row["speed"] or {}
         first, wait = speed.get("first_step_s"), speed.get("data_wait")
         cells = _speed_cells(row)
-        body.append([escape(row["candidate"]), _status(row["status"]), *cells[:3],
+        body.append([escape(row["candidate"]), status_badge(row["status"]), *cells[:3],
                      "-" if first is None else f"{first:.2f}",
                      "-" if wait is None else f"{wait:.0%}", cells[3], _loss(row),
                      _eval(row), _skipped_steps(row), escape(row["reason"] or "")])
@@ -182,7 +182,7 @@ def _precision(study: TrainStudy, rows: list[dict]) -> str:
     body = []
     for row in modes:
         name = escape(row["candidate"])
-        cells = [name, _status(row["status"]), *_speed_cells(row)[1:], _loss(row), _eval(row)]
+        cells = [name, status_badge(row["status"]), *_speed_cells(row)[1:], _loss(row), _eval(row)]
         if audit:
             if row["candidate"] == pick:
                 cells[0] = f'<span class="yes">{name}</span> &larr; audit\'s choice'
@@ -212,7 +212,7 @@ def _batch_search(study: TrainStudy, rows: list[dict]) -> str:
         text += (f"<p>The winner was measured as <code>{escape(winner['candidate'])}</code>: "
                  f"{_rate(winner['samples_per_s'])} samples/s ({_x(winner['speedup'])} "
                  f"{escape(study.baseline)}), {mb(winner['peak_mb'])} MiB, "
-                 f"{_status(winner['status'])}.</p>")
+                 f"{status_badge(winner['status'])}.</p>")
     else:
         text += ("<p>No batch larger than the study's fits, so no batch-size candidate was "
                  "added.</p>")
@@ -236,7 +236,7 @@ def _qat(rows: list[dict]) -> str:
                 f'<pre class="scroll"><code>{escape(command)}</code></pre>')
     else:
         body = (f"<p><code>{escape(row['candidate'])}</code> wrote no int8 model: "
-                f"{_status(row['status'])}, {escape(row['reason'] or '')}.</p>")
+                f"{status_badge(row['status'])}, {escape(row['reason'] or '')}.</p>")
     return f'<section id="qat"><h2>Quantization-aware training</h2>{body}</section>'
 
 
@@ -277,7 +277,7 @@ def render(study: TrainStudy) -> str:
         f'<p class="sub">{escape(str(settings.model.get("model", "model")))} &middot; '
         f"{escape(machine_line(study.machine))} &middot; study folder "
         f"<code>{escape(str(study.folder))}</code></p>",
-        _partial(study, rows),
+        partial_banner(study, rows),
         _busy(study),
         f'<section id="recommendations"><h2>Recommendations</h2>'
         f"{_recommendations(study, rows)}</section>",
