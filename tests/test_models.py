@@ -47,6 +47,28 @@ def test_random_weights_are_the_same_on_every_load(tiny_bert_dir):
     torch.testing.assert_close(first, second, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("safe", [True, False])
+def test_hf_dir_loads_its_saved_weights_in_either_format(tiny_bert_dir, tmp_path, safe):
+    # pytorch_model.bin (still common) loads as safetensors does: never silently random.
+    source = load_model(f"hf:{tiny_bert_dir}")
+    folder = tmp_path / "saved"
+    for p in tiny_bert_dir.iterdir():
+        (folder / p.name).parent.mkdir(exist_ok=True)
+        (folder / p.name).write_bytes(p.read_bytes())
+    with torch.no_grad():
+        for parameter in source.module.parameters():
+            parameter.add_(0.5)  # not what a seeded random build would give
+    if safe:
+        source.module.model.save_pretrained(folder)
+    else:  # as older transformers saved it
+        torch.save(source.module.model.state_dict(), folder / "pytorch_model.bin")
+    assert {p.name for p in folder.iterdir()} >= (
+        {"model.safetensors"} if safe else {"pytorch_model.bin"})
+    loaded = load_model(f"hf:{folder}")
+    assert loaded.random_weights is False
+    torch.testing.assert_close(_run(loaded)[0], _run(source)[0])
+
+
 def test_hf_classifier_dir_is_sequence_classification(tiny_bert_cls_dir):
     loaded = load_model(f"hf:{tiny_bert_cls_dir}")
     assert loaded.task == "sequence-classification"

@@ -227,11 +227,13 @@ def _read_config(path: Path) -> Any:
 
 
 def _hf_module(path: Path, auto: Any, config: Any, with_weights: bool) -> tuple[Any, bool]:
-    """The folder's model (None when `with_weights` is off) and whether it has saved weights;
-    without them it is built from the config with seeded random weights."""
+    """The folder's model (None when `with_weights` is off) and whether it has saved weights
+    (safetensors, sharded or not, or PyTorch's pytorch_model*.bin, which transformers loads
+    with weights_only=True); without them it is built from the config with seeded random
+    weights."""
     from safetensors import SafetensorError
 
-    files = sorted(path.glob("*.safetensors"))
+    files = sorted(path.glob("*.safetensors")) or sorted(path.glob("pytorch_model*.bin"))
     if not with_weights:
         return None, bool(files)
     if files:
