@@ -201,3 +201,11 @@ def test_the_demo_end_to_end_through_ctrl_c_and_kill_9(tmp_path):
             "SELECT point FROM trials WHERE candidate = 'torch/eager/fp32' AND status = 'ok'")}
     assert (status, passed) == ("ok", 1)
     assert {"b1/s32", "b8/s32"} <= points
+
+
+def test_version_and_licence():
+    from importlib.metadata import metadata, version
+
+    proc = hasten("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"hasten {version('hasten')}"
+    assert metadata("hasten")["License-Expression"] == "Apache-2.0"

@@ -21,6 +21,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=
 err = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"hasten {version('hasten')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", callback=_version,
+                                            is_eager=True,
+                                            help="Show hasten's version and exit.")) -> None:
+    """Make PyTorch models train and infer faster, with proof."""
+
+
 def _numbers(text: str | None, flag: str, kind: type = int) -> list | None:
     """A flag's comma-separated integers (or floats), or None when it was not given."""
     if text is None:
