@@ -266,8 +266,9 @@ def _hasten(folder: Path) -> Encode:
     runtime = runtimes.REGISTRY[recipe["runtime"]]
     threads = torch.get_num_threads()
     run = runtime.build(artifact, recipe["settings"], threads, "cpu")
-    run_corpus = runtime.build(artifact, runtime.corpus_settings(recipe["settings"]), threads,
-                               "cpu")
+    corpus_settings = runtime.corpus_settings(recipe["settings"])
+    run_corpus = run if corpus_settings == recipe["settings"] else runtime.build(
+        artifact, corpus_settings, threads, "cpu")
     names = recipe["input_names"]
 
     def encode(feeds: dict) -> np.ndarray:

@@ -157,8 +157,9 @@ def ensure_built(engine: Engine, name: str, chain: tuple[str, ...],
 
     why = engine.executor.run(store.folder, name, "build", list(todo.values()),
                               min(limit * len(todo), cap_s), watch=step_too_long)
-    if ended(why, limit * len(todo), cap_s).cut:
-        return ended(why, limit * len(todo), cap_s)
+    ran = ended(why, limit * len(todo), cap_s)
+    if ran.cut:
+        return ran
     if why:  # a crash or the time limit: the step under way is the one that failed
         step = next(filter(None, (unfinished_step(store.folder, p) for p in todo)), prefix)
         record_build_failure(store, step, why)

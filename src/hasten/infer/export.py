@@ -121,12 +121,13 @@ def _file_snippet(runtime: str, settings: dict, file: str, model: LoadedModel,
                   corpus: dict | None) -> str:
     """A load.py that defines run(inputs) -> outputs for the artifact file with the runtime
     settings the study measured (the runtime writes those lines), and runs it."""
-    snippet = runtimes.REGISTRY[runtime].snippet
+    entry = runtimes.REGISTRY[runtime]
+    snippet = entry.snippet
     if snippet is None:
         raise HastenError(f"The runtime {runtime} has no loading snippet for a file artifact, "
                           f"so {file} cannot be exported with it.")
     imports, lines = snippet(settings, file, usable_cores())
-    call = "run_corpus" if "def run_corpus(inputs):" in lines else "run"
+    call = "run_corpus" if entry.corpus_settings(settings) != settings else "run"
     input_import, input_lines = _inputs_code(model)
     modules = {line + "\n" for line in (imports + input_import).splitlines()}
     return ("from pathlib import Path\n\n" + "".join(sorted(modules))

@@ -79,8 +79,9 @@ def render(study: TrainStudy, console: Console) -> None:
     if busy:
         console.print(f"[yellow]Warning: {BUSY_WARNING.format(n=busy)}[/]")
     console.print(f"peak memory: {memory_words(settings.device)}.", highlight=False)
-    if study.noise()["runs"] > 1:
-        console.print(f"{noise_text(study.noise())}.", highlight=False)
+    noise = study.noise()
+    if noise["runs"] > 1:
+        console.print(f"{noise_text(noise)}.", highlight=False)
     _problems(rows, console)
     _audit(study, console)
     _batch_search(study, console)
