@@ -11,6 +11,9 @@ from typing import Any
 
 from hasten.errors import HastenError
 from hasten.executors import Executor, LocalExecutor
+from hasten.generate import run as generate_run
+from hasten.generate.decoder import is_decoder
+from hasten.generate.study import GenerateStudy
 from hasten.infer import run as infer_run
 from hasten.infer.study import Study
 from hasten.report import write_report
@@ -20,13 +23,21 @@ from hasten.store import Store
 from hasten.train import run as train_run
 from hasten.train.study import TrainStudy
 
+# Options of the inference study that a decoder's generation study does not take, and the
+# reverse; a CLI or API call passes None for one it was not given.
+ENCODER_OPTIONS = ("label_column", "input_shape", "image_size", "mean", "std", "seq_lengths",
+                   "calibration_samples")
+DECODER_OPTIONS = ("prompt_lengths", "new_tokens")
+
 
 def optimize_inference(model: str = "demo", *, report: bool = True, executor: str = "local",
                        ray_address: str | None = None, ray_share: bool = False,
                        ray_shared_path: str | Path | None = None,
                        machine_type: str | None = None, per_machine_type: bool = False,
-                       **options: Any) -> Study | list[Study]:
-    """Run (or resume) an inference study of `model`, a model spec, and return it.
+                       **options: Any) -> Study | GenerateStudy | list:
+    """Run (or resume) an inference study of `model`, a model spec, and return it; a decoder
+    language model (`demo-decoder`, or an hf: folder of a ...ForCausalLM, or `task`
+    text-generation) gets the generation study (hasten.generate.run.optimize_generation).
 
     Every candidate runs in its own process; finished trials are kept in the study folder's
     database, so running the same call again resumes instead of starting over. With `report`,
@@ -39,7 +50,16 @@ def optimize_inference(model: str = "demo", *, report: bool = True, executor: st
     """
     executors = executors_for(executor, ray_address, ray_share, ray_shared_path, machine_type,
                               per_machine_type, options.get("device", "cpu"))
-    studies = _each(infer_run.optimize_inference, model, executors, report, options)
+    decoder = model == generate_run.DEMO or is_decoder(model, options.get("task"))
+    given = {k: v for k, v in options.items()
+             if v is not None or k not in ENCODER_OPTIONS + DECODER_OPTIONS}
+    wrong = [k for k in (ENCODER_OPTIONS if decoder else DECODER_OPTIONS) if k in given]
+    if wrong:
+        raise HastenError(f"`{wrong[0]}` does not apply to {model}, "
+                          f"{'a decoder' if decoder else 'which is not a decoder'}; "
+                          f"leave it out.")
+    run = generate_run.optimize_generation if decoder else infer_run.optimize_inference
+    studies = _each(run, model, executors, report, given)
     if not per_machine_type:
         return studies[0]
     if report and studies:
@@ -122,8 +142,8 @@ def _each(run: Callable, target: Any, executors: list[Executor], report: bool,
     return [f.result() for f in futures]
 
 
-def open_study(folder: str | Path) -> Study | TrainStudy:
-    """The inference or training study a folder holds."""
+def open_study(folder: str | Path) -> Study | TrainStudy | GenerateStudy:
+    """The inference, training or generation study a folder holds."""
     store_file = Path(folder) / "study.sqlite"
     if store_file.is_file():
         store = Store(Path(folder), readonly=True)
@@ -133,6 +153,8 @@ def open_study(folder: str | Path) -> Study | TrainStudy:
             store.close()
         if kind == "train":
             return TrainStudy(folder)
+        if kind == "generate":
+            return GenerateStudy(folder)
     return Study(folder)
 
 

@@ -123,14 +123,19 @@ RAY_SHARED_PATH = typer.Option(None, help="A folder mounted at the same path on 
 
 @app.command()
 def infer(
-    model: str = typer.Option("demo", help="Model spec: demo, hf:DIR, py:FILE:FACTORY (runs "
-                              "that file's code), onnx:FILE."),
+    model: str = typer.Option("demo", help="Model spec: demo, demo-decoder, hf:DIR, "
+                              "py:FILE:FACTORY (runs that file's code), onnx:FILE. A decoder "
+                              "language model (a ...ForCausalLM) gets the generation study."),
+    demo: str = typer.Option(None, help="Run a bundled demo instead of --model: minilm (the "
+                             "sentence encoder) or decoder (a small Llama-style decoder, "
+                             "trained once on the demo corpus and kept in your cache)."),
     data: Path = typer.Option(None, help="Text data (.txt, one per line; .csv; .jsonl), or for "
                               "image models a folder of images (DIR/<label>/<image> for labels)."),
     column: str = typer.Option(None, help="Text column of a .csv or .jsonl file."),
     label_column: str = typer.Option(None, help="Integer label column, to measure accuracy."),
     task: str = typer.Option(None, help="feature-extraction or sequence-classification; "
-                             "image-classification or image-feature-extraction."),
+                             "image-classification or image-feature-extraction; "
+                             "text-generation."),
     input_shape: str = typer.Option(None, help="Input shape without batch, e.g. 3x224x224."),
     image_size: str = typer.Option(None, help="Resize images to this size, e.g. 224 or 224x160 "
                                    "(default: the model's config or input)."),
@@ -140,10 +145,15 @@ def infer(
                             "model's config, else 1)."),
     batch_sizes: str = typer.Option(None, help="Batch sizes to measure (default 1,8,32,64)."),
     seq_lengths: str = typer.Option(None, help="Sequence lengths for text (default 32,128)."),
+    prompt_lengths: str = typer.Option(None, help="Decoders: prompt lengths in tokens "
+                                       "(default 128,512, those the model fits)."),
+    new_tokens: int = typer.Option(None, help="Decoders: tokens generated greedily after "
+                                   "each prompt (default 64)."),
     max_drop: float = typer.Option(0.01, help="Tolerance: pooled cosine >= 1-max_drop, or at "
-                                   "most this relative drop of accuracy with labels."),
-    calibration_samples: int = typer.Option(128, help="Samples static int8 calibrates on "
-                                            "(all there are, when fewer)."),
+                                   "most this relative drop of accuracy with labels; for a "
+                                   "decoder, at most this relative rise of perplexity."),
+    calibration_samples: int = typer.Option(None, help="Samples static int8 calibrates on "
+                                            "(default 128; all there are, when fewer)."),
     quick: bool = typer.Option(False, help="Fewer candidates and points: about two minutes."),
     out: Path = typer.Option(Path("hasten-runs"), help="Folder that holds study folders."),
     name: str = typer.Option(None, help="Study name (default: the model's name)."),
@@ -166,17 +176,26 @@ def infer(
     """Run the inference study: every candidate measured, checked and ranked."""
     from hasten.api import optimize_inference
     from hasten.flags import parse_duration, parse_shape, parse_size
+    from hasten.generate.study import GenerateStudy
+    from hasten.report import generate as generate_view
     from hasten.report.terminal import render
 
     def go() -> None:
+        if demo is not None and demo not in INFER_DEMOS:
+            raise HastenError(f"--demo takes {', '.join(INFER_DEMOS)}, not {demo!r}.")
+        if demo is not None and model != "demo":
+            raise HastenError("Give --model or --demo, not both.")
         with _progress_bar() as (progress, log):
             study = optimize_inference(
-                model, data=data, column=column, label_column=label_column, task=task,
+                INFER_DEMOS[demo] if demo else model, data=data, column=column,
+                label_column=label_column, task=task,
                 input_shape=parse_shape(input_shape) if input_shape else None,
                 image_size=parse_size(image_size) if image_size else None,
                 mean=_numbers(mean, "--mean", float), std=_numbers(std, "--std", float),
                 batch_sizes=_numbers(batch_sizes, "--batch-sizes"),
-                seq_lengths=_numbers(seq_lengths, "--seq-lengths"), max_drop=max_drop,
+                seq_lengths=_numbers(seq_lengths, "--seq-lengths"),
+                prompt_lengths=_numbers(prompt_lengths, "--prompt-lengths"),
+                new_tokens=new_tokens, max_drop=max_drop,
                 calibration_samples=calibration_samples, quick=quick, out=out, name=name,
                 fresh=fresh, device=device, trial_timeout_s=trial_timeout,
                 time_budget_s=parse_duration(budget) if budget else None, progress=progress,
@@ -185,9 +204,14 @@ def infer(
                 ray_share=ray_share, ray_shared_path=ray_shared_path,
             )
         for one in study if isinstance(study, list) else [study]:
-            _show_study(one, as_json, render, not no_report)
+            view = generate_view.render if isinstance(one, GenerateStudy) else render
+            _show_study(one, as_json, view, not no_report)
 
     _guard(debug, go)
+
+
+# `hasten infer --demo NAME`: the model spec each bundled demo runs.
+INFER_DEMOS = {"minilm": "demo", "decoder": "demo-decoder"}
 
 
 @app.command()

@@ -135,7 +135,8 @@ class Executor(Protocol):
 # Trial modules started by forking a server that has imported them and their libraries
 # (hasten.forkserver), instead of a fresh interpreter: about 4 s less per trial. Keras trials
 # start fresh, so that a TensorFlow trial never loads PyTorch beside it.
-FORKED = ("hasten.infer.trial", "hasten.infer.confirm", "hasten.train.runner")
+FORKED = ("hasten.infer.trial", "hasten.infer.confirm", "hasten.train.runner",
+          "hasten.generate.trial")
 PRELOAD = (*FORKED, "transformers.modeling_utils", "transformers.models.auto.modeling_auto",
            "transformers.models.auto.tokenization_auto")
 _FORK_SERVER = ForkServer(PRELOAD)

@@ -77,13 +77,14 @@ def settle(others: list[int], pause_s: float = PAUSE_S) -> float:
 
 
 class Form:
-    """One form's worker process: asked for N calls at a point, it answers with their median
-    time in seconds."""
+    """One form's worker process (`module`'s phase `worker`): asked for N calls at a point, it
+    answers with their median time in seconds."""
 
-    def __init__(self, study: Path, name: str, points: list[str]):
+    def __init__(self, study: Path, name: str, points: list[str],
+                 module: str = "hasten.infer.confirm"):
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hasten.infer.confirm", str(study), name, "worker",
+            [sys.executable, "-m", module, str(study), name, "worker",
              ",".join(points)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             preexec_fn=parent_bound())
 

@@ -1,0 +1,88 @@
+"""Generation backends: each candidate of the generation study turns the decoder into a
+Generator, which computes teacher-forced logits (for fidelity) and greedy continuations with a
+KV cache (for timing). Candidates are offered by the module of their technique (pytorch,
+torchao, openvino), as the inference study's passes are."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hasten.generate.decoder import Decoder
+
+
+@dataclass
+class BuildContext:
+    """What a backend builds from: the decoder, a folder of its own in the study (kept between
+    trials, so a conversion runs once), the candidate's settings, the threads to use, and
+    token windows of the study's texts for data-aware compression."""
+
+    decoder: Decoder
+    work: Path
+    settings: dict
+    threads: int
+    calibration: list[torch.Tensor] = field(default_factory=list)
+
+
+class Generator(ABC):
+    """A decoder ready to run. Token ids are int64 tensors shaped (batch, length), every row of
+    a batch the same length (no padding)."""
+
+    notes: list[str]
+
+    @abstractmethod
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """The next-token logits at every position, teacher-forced: (batch, length, vocab),
+        float32."""
+
+    @abstractmethod
+    def generate(self, ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
+        """Exactly `new_tokens` greedy tokens after each prompt, with a KV cache, never stopping
+        at an end-of-text token: (batch, new_tokens), int64."""
+
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """The bytes its weights take in the form it runs (on disk for a file artifact)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run the decoder: a stable name (`runtime/how/precision`), the settings its
+    backend builds it with, and why it cannot run here (None when it can)."""
+
+    name: str
+    runtime: str
+    settings: dict
+    build: Callable[[BuildContext], Generator]
+    available: Callable[[Decoder, str], str | None] = lambda decoder, device: None
+    library: str | None = None
+
+    def skip_reason(self, decoder: Decoder, device: str) -> str | None:
+        if self.library and importlib.util.find_spec(self.library) is None:
+            return f"needs the {self.library} package (pip install {self.library})"
+        return self.available(decoder, device)
+
+
+CANDIDATES: dict[str, Candidate] = {}
+BASELINE = "torch/eager/fp32"
+MODULES = ("pytorch", "torchao", "openvino")
+
+
+def offer(candidate: Candidate) -> Candidate:
+    """Add a candidate to the generation study's menu."""
+    CANDIDATES[candidate.name] = candidate
+    return candidate
+
+
+def load_all() -> dict[str, Candidate]:
+    """Every candidate, its module imported (a backend whose module is missing offers none)."""
+    for name in MODULES:
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            importlib.import_module(f"{__name__}.{name}")
+    return CANDIDATES

@@ -1,0 +1,155 @@
+"""Interleaved confirmation of a generation study, run in a child process: the baseline and
+the leaders are timed again in alternating rounds, each in a worker process of its own, as the
+inference study's are (hasten.infer.confirm, whose rounds and summary this reuses). A worker's
+call is one pair of generations from the point's prompts, one token and all the new tokens;
+it answers with the median time per output token, which the ranking then uses.
+
+Run as `python -m hasten.generate.confirm STUDY_DIR confirm confirm POINTS`; a worker is the
+same module with the phase `worker` and the candidate's name.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from hasten.engine import Engine, Progress
+from hasten.errors import describe_error
+from hasten.generate.settings import GenerateSettings
+from hasten.generate.trial import build
+from hasten.generate.workload import Tokens
+from hasten.infer.confirm import Form, check_alone, summarize
+from hasten.infer.confirm import confirm as alternate
+from hasten.store import Store
+
+MODULE = "hasten.generate.confirm"
+# The leaders confirmed at each point, besides the baseline.
+LEADERS = 2
+
+
+def plan(study) -> dict[str, list[str]]:
+    """Per confirmed point (batch 1 at the shortest prompt, and the largest batch there), the
+    baseline and the passing candidates with the fastest decode."""
+    out = {}
+    for point in dict.fromkeys((study.objective_point("latency"),
+                                study.objective_point("throughput"))):
+        ranked = sorted((r for r in study.table() if r["status"] == "ok" and r["passed"]
+                         and point in r["points"]), key=lambda r: r["points"][point]["tpot"])
+        names = [r["candidate"] for r in ranked]
+        leaders = [n for n in names if n != study.baseline][:LEADERS]
+        if leaders and study.baseline in names:
+            out[point] = [study.baseline, *leaders]
+    return out
+
+
+def confirm(engine: Engine, progress: Progress) -> None:
+    """Confirm the leaders of a finished run (once per plan: a resumed study keeps them)."""
+    from hasten.generate.study import GenerateStudy
+
+    store = engine.store
+    store.settle()
+    wanted = plan(GenerateStudy(store.folder))
+    done = store.meta("confirmation") or {}
+    if not wanted or (done.get("plan") == wanted and set(done.get("results", {})) >= set(wanted)):
+        return
+    store.set_meta("confirmation", {"plan": wanted})
+    progress("confirming the leaders in alternating rounds", 0, 1)
+    reason = engine.executor.run(store.folder, "confirm", "confirm", list(wanted),
+                                 engine.limits.of("full"), module=MODULE)
+    results = (store.meta("confirmation") or {}).get("results", {})
+    for point in wanted:
+        outcome = results.setdefault(
+            point, {"error": reason or "the confirmation process wrote no result"})
+        if "error" in outcome:
+            engine.log(f"confirmation at {point} failed: {outcome['error']}")
+            continue
+        for name, c in outcome["candidates"].items():
+            engine.log(f"{name}  {point}  confirmed {c['speedup']:.2f}x "
+                       f"({c['speedup_low']:.2f}-{c['speedup_high']:.2f}) in {c['rounds']} "
+                       "rounds")
+    store.set_meta("confirmation", {"plan": wanted, "results": results})
+
+
+def run(study: Path, points: list[str]) -> None:
+    """One worker per form, each point's forms in alternating rounds; write the results."""
+    store = Store(study)
+    settings = GenerateSettings.from_dict(store.meta("config"))
+    wanted_plan = store.meta("confirmation")["plan"]
+    forms = {name: Form(study, name, points, MODULE)
+             for name in sorted({n for p in points for n in wanted_plan[p]})}
+    results = {}
+    try:
+        failed = {}
+        for name, form in forms.items():
+            try:
+                form.ready()
+            except RuntimeError as exc:
+                failed[name] = str(exc)
+        for point in points:
+            names = wanted_plan[point]
+            broken = [failed[n] for n in names if n in failed]
+            if broken:
+                results[point] = {"error": broken[0]}
+                continue
+            try:
+                summary = summarize(alternate(names, forms, point), settings.baseline)
+                check_alone(summary, {t["candidate"]: t["latency"] for t in store.trials()
+                                      if t["point"] == point and t["status"] == "ok"})
+                results[point] = {"candidates": summary}
+            except Exception as exc:
+                results[point] = {"error": describe_error(exc)}
+                traceback.print_exc()
+    finally:
+        for form in forms.values():
+            form.close()
+    done = store.meta("confirmation")
+    store.set_meta("confirmation", {**done, "results": {**done.get("results", {}), **results}})
+
+
+def worker(study: Path, name: str, points: list[str]) -> None:
+    """One form in this process, built as its trial builds it and warmed at each point; each
+    request `POINT N` is answered with the median time per output token (s) of N pairs of
+    generations there."""
+    reply = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    store = Store(study, readonly=True)
+    settings = GenerateSettings.from_dict(store.meta("config"))
+    row = next(c for c in store.candidates() if c["name"] == name)
+    tokens = Tokens(study, settings.workload.data.get("tokens_sha256"))
+    generator = build(study, settings, row, tokens)
+    store.close()
+    new = settings.workload.new_tokens
+    prompts = {point: tokens.prompts(point) for point in points}
+    for ids in prompts.values():
+        generator.generate(ids, 1)
+        generator.generate(ids, new)
+    reply.write("ready\n")
+    for line in sys.stdin:
+        point, calls = line.split()
+        samples = []
+        for _ in range(int(calls)):
+            t0 = time.perf_counter()
+            generator.generate(prompts[point], 1)
+            t1 = time.perf_counter()
+            generator.generate(prompts[point], new)
+            t2 = time.perf_counter()
+            samples.append(max((t2 - t1) - (t1 - t0), 0.0) / max(new - 1, 1))
+        reply.write(f"{statistics.median(samples)}\n")
+
+
+def main() -> None:
+    study, name, phase, points = sys.argv[1:5]
+    chosen = [p for p in points.split(",") if p]
+    if phase == "worker":
+        worker(Path(study), name, chosen)
+    else:
+        run(Path(study), chosen)
+
+
+if __name__ == "__main__":
+    main()
