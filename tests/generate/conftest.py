@@ -55,6 +55,12 @@ def make_decoder(folder: Path, kind: str = "llama", weights: bool = True,
     return folder
 
 
+@pytest.fixture
+def decoder_factory():
+    """make_decoder, for tests that need a decoder of their own."""
+    return make_decoder
+
+
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory) -> Path:
     return make_decoder(tmp_path_factory.mktemp("llama"), "llama")

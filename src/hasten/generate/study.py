@@ -3,6 +3,7 @@ its figures at each point, the recommendation per objective, and the confirmed s
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from hasten.engine import StudyRecord
@@ -115,6 +116,20 @@ class GenerateStudy(StudyRecord):
         timed = [r for r in rows if at in r["points"]]
         return min(timed, key=lambda r: (r["points"][at][key], r["candidate"])) if timed else None
 
+    def export(self, out: str | Path, objective: str = "latency",
+               candidate: str | None = None, trust_code: bool = False) -> Path:
+        """Write the chosen candidate (default: the best for `objective`) with a load.py whose
+        generate() produces the tokens the study measured. `trust_code` is accepted for the
+        inference study's signature: a decoder folder's code is never run."""
+        from hasten.generate.export import export_candidate
+
+        if candidate is None:
+            best = self.best(objective)
+            if best is None:
+                raise HastenError(f"No candidate in {self.folder} passed for {objective!r}.")
+            candidate = best["candidate"]
+        return export_candidate(self, candidate, Path(out))
+
     def recommendations(self) -> dict[str, dict | None]:
         return {objective: self.best(objective) for objective in OBJECTIVES}
 
@@ -124,5 +139,7 @@ class GenerateStudy(StudyRecord):
         return {"folder": str(self.folder), "kind": "generate", "finished": self.finished,
                 "settings": self.settings.to_dict(), "machine": self.machine,
                 "candidates": self.table(), "confirmation": self.confirmation,
-                "budget": self.budget,
+                # None for no limit: JSON has no infinity.
+                "time_budget_s": (None if self.budget.get("seconds") == math.inf
+                                  else self.budget.get("seconds")),
                 "recommendations": {k: v and v["candidate"] for k, v in best.items()}}

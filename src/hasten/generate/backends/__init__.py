@@ -52,6 +52,19 @@ class Generator(ABC):
 
 
 @dataclass(frozen=True)
+class Export:
+    """What `hasten export` writes for a candidate: `files` (a name in the export folder ->
+    the file or folder to copy there) and the lines of load.py that define
+    `generate_ids(ids, new_tokens)` over lists of token ids, as the study ran it (`here` is
+    the export folder and `threads` the threads the study measured with), and the packages
+    they need."""
+
+    files: dict[str, Path]
+    code: list[str]
+    requires: list[str]
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One way to run the decoder: a stable name (`runtime/how/precision`), the settings its
     backend builds it with, and why it cannot run here (None when it can)."""
@@ -62,6 +75,7 @@ class Candidate:
     build: Callable[[BuildContext], Generator]
     available: Callable[[Decoder, str], str | None] = lambda decoder, device: None
     library: str | None = None
+    export: Callable[[BuildContext], Export] | None = None
 
     def skip_reason(self, decoder: Decoder, device: str) -> str | None:
         if self.library and importlib.util.find_spec(self.library) is None:

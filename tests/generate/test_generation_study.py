@@ -1,0 +1,98 @@
+"""The generation study end to end on a tiny Llama-style decoder: every trial in its own
+process, fidelity against fp32, the points timed, the leaders confirmed, the report written,
+a second run resumed; and bad settings as one sentence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from hasten import api
+from hasten.errors import HastenError
+from hasten.generate import backends
+from hasten.generate.study import GenerateStudy
+
+MENU = ("torch/eager/fp32", "torch/eager/attention-eager")
+
+
+@pytest.fixture
+def small_menu(monkeypatch):
+    """The baseline and one eager variant only: the rest compile or convert for long."""
+    every = backends.load_all()
+    monkeypatch.setattr(backends, "load_all", lambda: {n: every[n] for n in MENU})
+
+
+def _study(llama_dir, out, **changes):
+    return api.optimize_inference(f"hf:{llama_dir}", **{
+        "prompt_lengths": [16, 24], "new_tokens": 6, "batch_sizes": [1, 2], "out": out,
+        "budget_s": 0.2, "time_budget_s": math.inf, **changes})
+
+
+@pytest.fixture(scope="module")
+def finished(llama_dir, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        every = backends.load_all()
+        patch.setattr(backends, "load_all", lambda: {n: every[n] for n in MENU})
+        return _study(llama_dir, tmp_path_factory.mktemp("runs"))
+
+
+def test_every_candidate_is_measured_at_every_point(finished):
+    assert isinstance(finished, GenerateStudy) and finished.finished
+    rows = {r["candidate"]: r for r in finished.table()}
+    assert set(rows) == set(MENU)
+    for row in rows.values():
+        assert row["status"] == "ok" and row["passed"]
+        assert set(row["points"]) == {"b1/p16", "b1/p24", "b2/p16", "b2/p24"}
+        for figures in row["points"].values():
+            assert figures["tpot"] > 0 and figures["ttft"] > 0 and figures["peak_mb"] >= 0
+            assert figures["tokens_per_s"] > 0
+    base = rows["torch/eager/fp32"]
+    assert base["speedup"]["b1/p16"] == 1.0
+    assert base["fidelity"]["perplexity_increase"] == 0 and base["fidelity"]["same_all"] == 1
+
+
+def test_the_eager_attention_computes_what_sdpa_does(finished):
+    row = next(r for r in finished.table() if r["candidate"] == "torch/eager/attention-eager")
+    f = row["fidelity"]
+    assert abs(f["perplexity_increase"]) < 1e-4 and f["top1_agreement"] > 0.99
+    assert f["positions"] == 16 * 255  # 16 held-out windows of 256 tokens, teacher-forced
+    assert "attention: eager" in row["notes"]
+
+
+def test_the_leaders_are_confirmed_against_the_baseline(finished):
+    results = finished.confirmation["results"]
+    assert set(results) == {"b1/p16", "b2/p16"}
+    for outcome in results.values():
+        confirmed = outcome["candidates"]
+        assert confirmed["torch/eager/fp32"]["speedup"] == 1.0
+        assert confirmed["torch/eager/attention-eager"]["rounds"] == 5
+    assert finished.best("latency")["candidate"] in MENU
+    assert finished.best("size")["candidate"] in MENU
+
+
+def test_the_report_and_the_json_say_the_same(finished):
+    html = (finished.folder / "report.html").read_text()
+    assert "torch/eager/attention-eager" in html and "perplexity" in html
+    data = json.loads(json.dumps(finished.to_dict()))
+    assert data["kind"] == "generate"
+    assert data["recommendations"]["latency"] in MENU
+
+
+def test_a_second_run_resumes_without_new_trials(finished, llama_dir, small_menu):
+    before = {(t["candidate"], t["point"]): t["finished"] for t in finished.trials}
+    again = _study(llama_dir, finished.folder.parent)
+    assert {(t["candidate"], t["point"]): t["finished"] for t in again.trials} == before
+    assert api.open_study(finished.folder).settings.kind == "generate"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"new_tokens": 0}, "`new_tokens` must be at least 1"),
+    ({"prompt_lengths": [251]}, "attends to at most 256 positions"),
+    ({"seq_lengths": [32]}, "`seq_lengths` does not apply"),
+    ({"task": "feature-extraction", "prompt_lengths": [16]}, "`prompt_lengths` does not apply"),
+])
+def test_bad_settings_are_one_sentence(llama_dir, tmp_path, small_menu, changes, message):
+    with pytest.raises(HastenError, match=message):
+        _study(llama_dir, tmp_path, **changes)
