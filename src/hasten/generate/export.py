@@ -70,7 +70,7 @@ def export_candidate(study, name: str, out: Path) -> Path:
     continuations = generator.generate(prompts, settings.workload.new_tokens)
     exported = candidate.export(backends.BuildContext(
         Decoder.from_dict(settings.model), study.folder / "artifacts" / "generate",
-        row["settings"], settings.threads))
+        row["settings"], settings.threads), generator)
     folders.claim(out, "export", "`out` folder")
     folders.clear(out)
     names = ["candidate.json", "load.py", "tokenizer", *exported.files]

@@ -75,7 +75,7 @@ class Candidate:
     build: Callable[[BuildContext], Generator]
     available: Callable[[Decoder, str], str | None] = lambda decoder, device: None
     library: str | None = None
-    export: Callable[[BuildContext], Export] | None = None
+    export: Callable[[BuildContext, Generator], Export] | None = None
 
     def skip_reason(self, decoder: Decoder, device: str) -> str | None:
         if self.library and importlib.util.find_spec(self.library) is None:

@@ -292,7 +292,7 @@ def build(ctx: BuildContext) -> OpenVINOGenerator:
     return OpenVINOGenerator(folder / IR, ctx.threads, precision, notes)
 
 
-def export(ctx: BuildContext) -> Export:
+def export(ctx: BuildContext, generator: Generator) -> Export:
     """The IR and ov_generate.py beside it; load.py compiles the IR as the study did and
     generates with ov_generate."""
     from hasten.generate.backends import ov_generate

@@ -12,29 +12,36 @@ points b1/p128, b1/p512, b8/p128, b8/p512 took 4 compiles, 36 s for the first in
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from hasten.generate.backends import BuildContext, Candidate, Generator, offer
+from hasten.generate.backends import BuildContext, Candidate, Export, Generator, offer
+from hasten.generate.backends.torch_generate import (
+    DTYPES,
+    compile_config,
+    generate,
+    never_stop,
+)
 from hasten.generate.decoder import Decoder, build_module
 from hasten.machine import native_half
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Compiled decode steps one process may hold before dynamo falls back to eager: each module,
 # batch size and cache length is one entry of the same code object (its default is 8).
 RECOMPILE_LIMIT = 64
 
 
 class TorchGenerator(Generator):
-    """A transformers decoder run by its own `generate`, as a user would; with a compile
-    config, over a static cache with the decode step compiled."""
+    """A transformers decoder run by its own `generate`, as a user would (through
+    torch_generate, the code an export ships); with a compile config, over a static cache with
+    the decode step compiled. `recipe` is how it was made, for the export: dtype, attention,
+    torchao scheme, group size and layers, compile."""
 
-    def __init__(self, module: torch.nn.Module, notes: list[str], compile_config: Any = None):
-        self.module, self.notes, self.compile_config = module, notes, compile_config
-        # Never stop at an end-of-text token: a GenerationConfig passed to `generate` does not
-        # clear the model's own eos_token_id, after which a row that met it gets padding.
-        module.generation_config.eos_token_id = None
+    def __init__(self, module: torch.nn.Module, notes: list[str], compile_config: Any = None,
+                 recipe: dict | None = None):
+        self.module, self.notes, self.compile_config = never_stop(module), notes, compile_config
+        self.recipe = recipe or {}
 
     @torch.inference_mode()
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
@@ -47,20 +54,9 @@ class TorchGenerator(Generator):
         """The `new_tokens` greedy tokens after each prompt, the prompt cut off."""
         return self.run(ids, new_tokens)[:, ids.shape[1]:]
 
-    @torch.inference_mode()
     def run(self, ids: torch.Tensor, new_tokens: int, **options: Any) -> Any:
-        """transformers' greedy `generate` with `options` added to its generation config
-        (what it returns depends on them); compiled candidates use a static cache, without
-        which transformers would not compile."""
-        from transformers import GenerationConfig
-
-        compiled = self.compile_config is not None
-        config = GenerationConfig(do_sample=False, max_new_tokens=new_tokens, num_beams=1,
-                                  eos_token_id=None, pad_token_id=0,
-                                  cache_implementation="static" if compiled else None,
-                                  compile_config=self.compile_config, **options)
-        return self.module.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                    generation_config=config)
+        """torch_generate.generate with this generator's module and compile config."""
+        return generate(self.module, ids, new_tokens, self.compile_config, **options)
 
     def size_bytes(self) -> int:
         """Bytes of the module's weights as stored: each tensor counted once (tied weights
@@ -84,38 +80,60 @@ def _stored(tensor: torch.Tensor) -> Iterator[torch.Tensor]:
             yield from _stored(inner)
 
 
-def compile_config() -> Any:
-    """transformers' settings for compiling the decode step: inductor's default mode, static
-    shapes and one graph, on any device (by default transformers compiles only on GPU-like
-    ones; 'reduce-overhead', its default mode, is CUDA graphs and means nothing on a CPU)."""
-    from transformers import CompileConfig
-
-    config = CompileConfig(fullgraph=True, dynamic=False, mode="default")
-    config._compile_all_devices = True
-    return config
-
-
-def prepared(ctx: BuildContext, quantize: Callable[[torch.nn.Module], list[str]] | None = None
-             ) -> TorchGenerator:
+def prepared(ctx: BuildContext, quantize: Callable[[torch.nn.Module, dict], list[str]] | None
+             = None) -> TorchGenerator:
     """The decoder with the candidate's settings applied: `dtype`, `attention`, then
-    `quantize` (a function that changes the module in place and returns its notes), then
-    `compile`: the decode step compiled over a static cache."""
+    `quantize` (a function that changes the module in place, writes what it did into the
+    recipe it is given and returns its notes), then `compile`: the decode step compiled over a
+    static cache."""
     torch.set_num_threads(ctx.threads)
     settings = ctx.settings
     dtype = settings.get("dtype", "fp32")
     module = build_module(ctx.decoder.folder, DTYPES[dtype], settings.get("attention"))
     notes = [f"weights: {dtype}"]
+    recipe = {"dtype": dtype, "attention": settings.get("attention"),
+              "compile": bool(settings.get("compile"))}
     if settings.get("attention"):
         notes.append(f"attention: {settings['attention']}")
     if quantize is not None:
-        notes += quantize(module)
+        notes += quantize(module, recipe)
     config = None
     if settings.get("compile"):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
                                                    RECOMPILE_LIMIT)
         config = compile_config()
         notes.append("torch.compile of the decode step over a static KV cache (prefill eager)")
-    return TorchGenerator(module, notes, config)
+    return TorchGenerator(module, notes, config, recipe)
+
+
+def export(ctx: BuildContext, generator: Generator) -> Export:
+    """The decoder's weights in fp32 (saved afresh, so a folder without weights exports the
+    seeded ones the study measured) and torch_generate.py beside them; load.py applies the
+    recipe the study measured."""
+    from hasten.generate.backends import torch_generate
+
+    saved = ctx.work / "torch-export"
+    if not (saved / "config.json").is_file():
+        build_module(ctx.decoder.folder).save_pretrained(saved)
+    recipe = generator.recipe
+    code = ["import sys", "", "import torch", "", "sys.path.insert(0, str(here))",
+            "import torch_generate  # noqa: E402  (beside this file)", "",
+            "torch.set_num_threads(threads)",
+            f"model = torch_generate.load(here / 'model', {recipe['dtype']!r}, "
+            f"{recipe['attention']!r})"]
+    if recipe.get("quantize"):
+        code.append(f"torch_generate.quantize(model, {recipe['quantize']!r}, "
+                    f"{recipe['group_size']!r}, {recipe['layers']!r})")
+    code += [("compiled = torch_generate.compile_config()" if recipe["compile"]
+              else "compiled = None"), "", "",
+             "def generate_ids(ids: list[list[int]], new_tokens: int) -> list[list[int]]:",
+             '    """Greedy tokens after each prompt (all of one length), as the study ran '
+             'them."""',
+             "    out = torch_generate.generate(model, torch.tensor(ids), new_tokens, compiled)",
+             "    return out[:, len(ids[0]):].tolist()"]
+    return Export(files={"model": saved, "torch_generate.py": Path(torch_generate.__file__)},
+                  code=code, requires=["torch", "transformers"]
+                  + (["torchao"] if recipe.get("quantize") else []))
 
 
 def _half(dtype: str) -> Callable[[Decoder, str], str | None]:
@@ -128,11 +146,12 @@ def _half(dtype: str) -> Callable[[Decoder, str], str | None]:
     return check
 
 
-offer(Candidate("torch/eager/fp32", "torch", {"dtype": "fp32"}, prepared))
+offer(Candidate("torch/eager/fp32", "torch", {"dtype": "fp32"}, prepared, export=export))
 offer(Candidate("torch/eager/bf16", "torch", {"dtype": "bf16"}, prepared,
-                available=_half("bf16")))
+                available=_half("bf16"), export=export))
 offer(Candidate("torch/eager/fp16", "torch", {"dtype": "fp16"}, prepared,
-                available=_half("fp16")))
+                available=_half("fp16"), export=export))
 offer(Candidate("torch/eager/attention-eager", "torch", {"dtype": "fp32", "attention": "eager"},
-                prepared))
-offer(Candidate("torch/compile/fp32", "torch", {"dtype": "fp32", "compile": True}, prepared))
+                prepared, export=export))
+offer(Candidate("torch/compile/fp32", "torch", {"dtype": "fp32", "compile": True}, prepared,
+                export=export))

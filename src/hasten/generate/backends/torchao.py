@@ -19,13 +19,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from hasten.errors import HastenError
 from hasten.generate.backends import BuildContext, Candidate, Generator, offer
-from hasten.generate.backends.pytorch import DTYPES, prepared
+from hasten.generate.backends.pytorch import export, prepared
+from hasten.generate.backends.torch_generate import DTYPES, quantize, torchao_config
 from hasten.generate.decoder import Decoder
 from hasten.machine import native_half
 
@@ -57,26 +57,6 @@ SCHEMES = {
 }
 
 
-def _config(kind: str, group_size: int) -> Any:
-    """torchao's config for a scheme. Inductor settings are left alone (torchao would change
-    them for the whole process); on a CPU without VNNI, int8 activations use a reduced range
-    so that its int8 products cannot saturate."""
-    from torchao.quantization import (
-        Int8DynamicActivationInt8WeightConfig,
-        Int8WeightOnlyConfig,
-    )
-    from torchao.utils import should_reduce_range
-
-    if kind == "int8-weight-only":
-        return Int8WeightOnlyConfig(set_inductor_config=False)
-    if kind == "int8-dynamic":
-        return Int8DynamicActivationInt8WeightConfig(
-            set_inductor_config=False, reduce_range=should_reduce_range(torch.device("cpu")))
-    from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
-
-    return PrototypeInt4WeightOnlyConfig(group_size=group_size, set_inductor_config=False)
-
-
 def group_size(settings: dict, hidden_size: int) -> int:
     """The int4 group size: the settings' `group_size`, else the largest the CPU kernel takes
     that divides the hidden size (128 on real decoders)."""
@@ -93,13 +73,12 @@ def group_size(settings: dict, hidden_size: int) -> int:
                       "group size of PyTorch's CPU int4 kernel; leave int4 out for this model.")
 
 
-def quantizer(kind: str, settings: dict) -> Callable[[torch.nn.Module], list[str]]:
+def quantizer(kind: str, settings: dict) -> Callable[[torch.nn.Module, dict], list[str]]:
     """The function `prepared` applies: quantize the module's Linear layers that suit `kind`
-    in place, and say how many were quantized and what was left in float."""
+    in place (through torch_generate, as an export does), write the scheme, group size and
+    layers into the recipe, and say how many were quantized and what was left in float."""
 
-    def quantize(module: torch.nn.Module) -> list[str]:
-        from torchao.quantization import quantize_
-
+    def apply(module: torch.nn.Module, recipe: dict) -> list[str]:
         hidden = module.config.get_text_config().hidden_size
         group = group_size(settings, hidden) if kind == "int4-weight-only" else 0
         tied = getattr(module.get_input_embeddings(), "weight", None)
@@ -110,7 +89,9 @@ def quantizer(kind: str, settings: dict) -> Callable[[torch.nn.Module], list[str
         if not chosen:
             raise HastenError(f"No Linear layer of this decoder suits torchao's {kind}; leave "
                               "it out for this model.")
-        quantize_(module, _config(kind, group), filter_fn=lambda layer, name: name in chosen)
+        layers = sorted(chosen)
+        quantize(module, kind, group, layers)
+        recipe.update(quantize=kind, group_size=group, layers=layers)
         note = f"weights: {SCHEMES[kind].label} (torchao), {len(chosen)} linear layers"
         if group:
             note += f", groups of {group}"
@@ -121,7 +102,7 @@ def quantizer(kind: str, settings: dict) -> Callable[[torch.nn.Module], list[str
             notes.append(f"left in float: {shown} (shape or tied weight)")
         return notes
 
-    return quantize
+    return apply
 
 
 @functools.cache
@@ -134,7 +115,7 @@ def _probe(kind: str) -> str | None:
     dtype = DTYPES[SCHEMES[kind].dtype]
     layer = torch.nn.Sequential(torch.nn.Linear(128, 32)).to(dtype)
     try:
-        quantize_(layer, _config(kind, 32))
+        quantize_(layer, torchao_config(kind, 32))
         with torch.inference_mode():
             layer(torch.randn(2, 128, dtype=dtype))
     except Exception as exc:  # whatever the kernel raises means it cannot run here
@@ -168,4 +149,4 @@ def build(ctx: BuildContext) -> Generator:
 for _kind, _scheme in SCHEMES.items():
     offer(Candidate(f"torchao/compile/{_kind}", "torchao",
                     {"dtype": _scheme.dtype, "compile": True, "quantize": _kind}, build,
-                    available=_available(_kind), library="torchao"))
+                    available=_available(_kind), library="torchao", export=export))
