@@ -16,8 +16,9 @@ import pytest
 import torch
 
 import hasten
+from hasten import rounds
 from hasten.errors import HastenError
-from hasten.infer import confirm, search
+from hasten.infer import search
 from hasten.infer.workload import Workload, eval_batches
 from hasten.models import load_model
 
@@ -105,7 +106,7 @@ def test_recommendations_exist(tiny_study):
         assert names == [BASE, *(r["candidate"] for r in ranked[: search.CONFIRM_LEADERS])]
         timed = study.confirmation["results"][point]["candidates"]
         assert list(timed) == names and timed[BASE]["speedup"] == 1.0
-        assert all(c["rounds"] == confirm.ROUNDS and c["p50"] > 0 for c in timed.values())
+        assert all(c["rounds"] == rounds.ROUNDS and c["p50"] > 0 for c in timed.values())
     # The confirmed figures chose the recommendation, unless the baseline's own time there
     # disagreed with its trial's (a loaded machine): then the figures measured alone did.
     confirmed = study.confirmed("b1/s16")

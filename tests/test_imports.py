@@ -76,15 +76,27 @@ def test_the_cycle_check_finds_a_cycle():
 def test_the_core_imports_neither_study_nor_the_views():
     core = ("hasten.engine", "hasten.config", "hasten.store", "hasten.executors",
             "hasten.measure", "hasten.machine", "hasten.models", "hasten.data",
-            "hasten.errors", "hasten.images", "hasten.fidelity")
+            "hasten.errors", "hasten.images", "hasten.fidelity", "hasten.rounds")
     graph = _graph()
     for name in core:
-        assert not {m for m in graph[name]
-                    if m.startswith(("hasten.infer", "hasten.train", "hasten.report"))}, name
+        assert not {m for m in graph[name] if m.startswith(
+            ("hasten.infer", "hasten.train", "hasten.generate", "hasten.report"))}, name
+
+
+STUDIES = ("hasten.infer", "hasten.train", "hasten.generate")
 
 
 def test_studies_do_not_import_views():
     graph = _graph()
     for name, imports in graph.items():
-        if name.startswith(("hasten.infer", "hasten.train")):
+        if name.startswith(STUDIES):
             assert not {m for m in imports if m.startswith("hasten.report")}, name
+
+
+def test_the_studies_are_peers():
+    graph = _graph()
+    for name, imports in graph.items():
+        for study in STUDIES:
+            if name.startswith(study):
+                others = [s for s in STUDIES if s != study]
+                assert not {m for m in imports if m.startswith(tuple(others))}, name

@@ -1,85 +1,24 @@
-"""Interleaved confirmation: forms timed in rotating rounds, speedups taken round by round."""
+"""The inference study's confirmation: its forms, each in a worker process of its own."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 
-import pytest
-
+from hasten import rounds
 from hasten.infer import confirm
-
-
-class Sleeper:
-    """A stand-in for a form's worker process: each request sleeps per call."""
-
-    class proc:  # noqa: N801 - shaped like Form.proc
-        pid = 2**22 + 1  # no such process: it is always idle
-
-    def __init__(self, name: str, seconds: float, calls: list[str]):
-        self.name, self.seconds, self.calls = name, seconds, calls
-
-    def time(self, point: str, calls: int) -> float:
-        samples = []
-        for _ in range(calls):
-            self.calls.append(self.name)
-            started = time.perf_counter()
-            time.sleep(self.seconds)
-            samples.append(time.perf_counter() - started)
-        return sorted(samples)[len(samples) // 2]
-
-
-def test_rounds_rotate_and_speedups_come_round_by_round():
-    calls: list[str] = []
-    names = ["base", "fast", "slow"]
-    forms = {n: Sleeper(n, s, calls) for n, s in zip(names, (0.01, 0.001, 0.05), strict=True)}
-    per_round = confirm.confirm(names, forms, "b8", rounds=3, pause_s=0.0)
-    assert {n: len(t) for n, t in per_round.items()} == dict.fromkeys(names, 3)
-    # After one probe call each, every round starts one form later.
-    timed = calls[len(names):]
-    starts = [timed[0]]
-    for before, now in zip(timed, timed[1:], strict=False):
-        if now != before and len(starts) < 9:
-            starts.append(now)
-    assert starts == ["base", "fast", "slow", "fast", "slow", "base", "slow", "base", "fast"]
-    summary = confirm.summarize(per_round, "base")
-    assert summary["base"]["speedup"] == summary["base"]["speedup_low"] == 1.0
-    # Sleeps only overshoot, by the scheduler's delay: these bounds hold on a loaded machine.
-    assert summary["fast"]["speedup"] > 1.0 > summary["slow"]["speedup"]
-    assert summary["slow"]["speedup_high"] < 0.5
-    assert summary["fast"]["p50"] == pytest.approx(
-        sorted(per_round["fast"])[1] * 1000)
-    assert all(s["rounds"] == 3 for s in summary.values())
-
-
-def test_a_form_waits_until_the_other_forms_processes_are_idle():
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        time.sleep(0.5)  # both started
-        assert confirm.settle([idle.pid], pause_s=0.0) < confirm.SETTLE_MAX_S
-        # A process that keeps a core busy (a runtime's spinning workers) holds the next form
-        # back, up to the longest wait.
-        assert confirm.settle([idle.pid, busy.pid], pause_s=0.0) >= confirm.SETTLE_MAX_S
-    finally:
-        for proc in (busy, idle):
-            proc.kill()
-            proc.wait()
 
 
 def test_each_form_is_timed_in_a_worker_process_of_its_own(tiny_study, tmp_path):
     folder = tmp_path / "study"
     shutil.copytree(tiny_study.folder, folder)
     plan = {"b1": [tiny_study.study.baseline, "onnx/ort/all"]}
-    forms = {n: confirm.Form(folder, n, ["b1"]) for n in plan["b1"]}
+    forms = {n: rounds.Form(folder, n, ["b1"], confirm.MODULE) for n in plan["b1"]}
     try:
         for form in forms.values():
             form.ready()
         assert len({f.proc.pid for f in forms.values()} | {os.getpid()}) == 3
-        per_round = confirm.confirm(plan["b1"], forms, "b1", rounds=2, pause_s=0.0)
+        per_round = rounds.confirm(plan["b1"], forms, "b1", rounds=2, pause_s=0.0)
         assert all(len(t) == 2 and min(t) > 0 for t in per_round.values())
     finally:
         for form in forms.values():

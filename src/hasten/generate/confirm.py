@@ -1,6 +1,6 @@
 """Interleaved confirmation of a generation study, run in a child process: the baseline and
 the leaders are timed again in alternating rounds, each in a worker process of its own, as the
-inference study's are (hasten.infer.confirm, whose rounds and summary this reuses). A worker's
+inference study's are (hasten.rounds). A worker's
 call is one pair of generations from the point's prompts, one token and all the new tokens;
 it answers with the median time per output token, which the ranking then uses.
 
@@ -14,21 +14,20 @@ import os
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 
+from hasten import rounds
 from hasten.engine import Engine, Progress
-from hasten.errors import describe_error
 from hasten.generate.settings import GenerateSettings
-from hasten.generate.trial import build
+from hasten.generate.trial import build, per_token
 from hasten.generate.workload import Tokens
-from hasten.infer.confirm import Form, check_alone, summarize
-from hasten.infer.confirm import confirm as alternate
 from hasten.store import Store
 
 MODULE = "hasten.generate.confirm"
 # The leaders confirmed at each point, besides the baseline.
 LEADERS = 2
+# Pairs of generations per block: each is a whole generation, long enough to time alone.
+CALLS = 3
 
 
 def plan(study) -> dict[str, list[str]]:
@@ -75,39 +74,11 @@ def confirm(engine: Engine, progress: Progress) -> None:
 
 
 def run(study: Path, points: list[str]) -> None:
-    """One worker per form, each point's forms in alternating rounds; write the results."""
-    store = Store(study)
-    settings = GenerateSettings.from_dict(store.meta("config"))
-    wanted_plan = store.meta("confirmation")["plan"]
-    forms = {name: Form(study, name, points, MODULE)
-             for name in sorted({n for p in points for n in wanted_plan[p]})}
-    results = {}
-    try:
-        failed = {}
-        for name, form in forms.items():
-            try:
-                form.ready()
-            except RuntimeError as exc:
-                failed[name] = str(exc)
-        for point in points:
-            names = wanted_plan[point]
-            broken = [failed[n] for n in names if n in failed]
-            if broken:
-                results[point] = {"error": broken[0]}
-                continue
-            try:
-                summary = summarize(alternate(names, forms, point), settings.baseline)
-                check_alone(summary, {t["candidate"]: t["latency"] for t in store.trials()
-                                      if t["point"] == point and t["status"] == "ok"})
-                results[point] = {"candidates": summary}
-            except Exception as exc:
-                results[point] = {"error": describe_error(exc)}
-                traceback.print_exc()
-    finally:
-        for form in forms.values():
-            form.close()
-    done = store.meta("confirmation")
-    store.set_meta("confirmation", {**done, "results": {**done.get("results", {}), **results}})
+    """Confirm each point's forms in alternating rounds (see hasten.rounds.run)."""
+    store = Store(study, readonly=True)
+    baseline = GenerateSettings.from_dict(store.meta("config")).baseline
+    store.close()
+    rounds.run(study, points, baseline, MODULE, calls=CALLS)
 
 
 def worker(study: Path, name: str, points: list[str]) -> None:
@@ -138,7 +109,7 @@ def worker(study: Path, name: str, points: list[str]) -> None:
             t1 = time.perf_counter()
             generator.generate(prompts[point], new)
             t2 = time.perf_counter()
-            samples.append(max((t2 - t1) - (t1 - t0), 0.0) / max(new - 1, 1))
+            samples.append(per_token(t1 - t0, t2 - t1, new))
         reply.write(f"{statistics.median(samples)}\n")
 
 

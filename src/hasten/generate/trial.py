@@ -32,6 +32,7 @@ from hasten.store import Store
 
 KIND = "generate"
 MIN_ROUNDS, MAX_ROUNDS = 3, 30
+MIN_TOKEN_S = 1e-7  # the floor of a time per token (s): far under any decoder's
 ARTIFACTS = "artifacts/generate"
 
 
@@ -62,13 +63,19 @@ def time_point(generator: Generator, prompts: torch.Tensor, new_tokens: int,
         t2 = time.perf_counter()
         first.append(t1 - t0)
         whole.append(t2 - t1)
-    per_token = [max(w - f, 0.0) / max(new_tokens - 1, 1) for f, w in zip(first, whole,
-                                                                            strict=True)]
+    tokens = [per_token(f, w, new_tokens) for f, w in zip(first, whole, strict=True)]
     batch = prompts.shape[0]
-    tpot, total = stats(per_token), stats(whole)
+    tpot, total = stats(tokens), stats(whole)
     return {"tpot": tpot, "ttft": stats(first), "total": total,
             "decode_tokens_per_s": batch * 1000 / tpot["p50"] if tpot["p50"] else None,
             "tokens_per_s": batch * new_tokens * 1000 / total["p50"]}
+
+
+def per_token(first_s: float, whole_s: float, new_tokens: int) -> float:
+    """The time per output token after the first (s): the whole generation's time less the
+    one-token generation's, over the tokens after the first. Never zero, which no ratio could
+    divide by: with few new tokens the two times can come out equal."""
+    return max(whole_s - first_s, MIN_TOKEN_S) / max(new_tokens - 1, 1)
 
 
 def check_fidelity(store: Store, study: Path, settings: GenerateSettings, name: str,
