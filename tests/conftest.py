@@ -1,5 +1,6 @@
-"""Shared fixtures: tiny random-init BERT folders, tiny CNN factories, broken and crashing
-models, a small text file, a finished tiny study, and a helper that builds candidates."""
+"""Shared fixtures: tiny random-init BERT folders (their seeded weights saved, and one
+without), tiny CNN factories, broken and crashing models, a small text file, a finished tiny
+study, and a helper that builds candidates."""
 
 from __future__ import annotations
 
@@ -120,20 +121,41 @@ def _write_tokenizer(folder: Path) -> None:
     AutoTokenizer.from_pretrained(get_model_path()).save_pretrained(folder)
 
 
-def _tiny_bert_folder(tmp_path_factory, name: str, **config) -> Path:
-    """A tiny BERT config (plus `config`) and a tokenizer in a fresh folder, no weights."""
-    from transformers import BertConfig
+def save_seeded(folder: Path, config, auto) -> None:
+    """`config`'s model built by the transformers auto class `auto` with seeded random weights,
+    saved in `folder` with its config, as a user's model folder holds its weights."""
+    torch.manual_seed(0)
+    auto.from_config(config).save_pretrained(folder)
+
+
+def _tiny_bert_folder(tmp_path_factory, name: str, weights: bool = True, **config) -> Path:
+    """A tiny BERT (plus `config`) with its seeded weights, or its config only, and a tokenizer
+    in a fresh folder."""
+    import transformers
 
     folder = tmp_path_factory.mktemp(name)
-    BertConfig(**TINY_BERT, **config).save_pretrained(folder)
+    bert = transformers.BertConfig(**TINY_BERT, **config)
+    if not weights:
+        bert.save_pretrained(folder)
+    elif bert.architectures:
+        save_seeded(folder, bert, transformers.AutoModelForSequenceClassification)
+    else:
+        save_seeded(folder, bert, transformers.AutoModel)
     _write_tokenizer(folder)
     return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
-    """A BERT folder with config.json and a tokenizer but no weights (random init)."""
+    """A BERT folder with config.json, seeded random weights and a tokenizer."""
     return _tiny_bert_folder(tmp_path_factory, "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_config_dir(tmp_path_factory) -> Path:
+    """The tiny BERT's config.json and tokenizer without weights: measured only when random
+    weights are asked for."""
+    return _tiny_bert_folder(tmp_path_factory, "tiny-bert-config", weights=False)
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +165,7 @@ def tiny_bert_spec(tiny_bert_dir) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_bert_cls_dir(tmp_path_factory) -> Path:
-    """A tiny BERT sequence classifier (two labels) with random weights."""
+    """A tiny BERT sequence classifier (two labels) with seeded random weights."""
     return _tiny_bert_folder(tmp_path_factory, "tiny-bert-cls",
                              architectures=["BertForSequenceClassification"], num_labels=2)
 
@@ -151,20 +173,29 @@ def tiny_bert_cls_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vision_dirs(tmp_path_factory) -> dict[str, Path]:
     """Tiny ResNet (a classifier), ConvNeXt (features, a preprocessor config) and ViT (a
-    classifier) folders holding config.json only, so they are built with random weights."""
-    from transformers import ConvNextConfig, ConvNextImageProcessorPil, ResNetConfig, ViTConfig
+    classifier) folders with their seeded random weights."""
+    from transformers import (
+        AutoModel,
+        AutoModelForImageClassification,
+        ConvNextConfig,
+        ConvNextImageProcessorPil,
+        ResNetConfig,
+        ViTConfig,
+    )
 
     root = tmp_path_factory.mktemp("vision")
-    ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3,
-                 architectures=["ResNetForImageClassification"]).save_pretrained(root / "resnet")
-    ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2,
-                   image_size=32).save_pretrained(root / "convnext")
+    save_seeded(root / "resnet", ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3,
+        architectures=["ResNetForImageClassification"]), AutoModelForImageClassification)
+    save_seeded(root / "convnext", ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1],
+                                                  num_stages=2, image_size=32), AutoModel)
     ConvNextImageProcessorPil(size={"shortest_edge": 28}, crop_pct=0.875,
                               image_mean=[0.485, 0.456, 0.406],
                               image_std=[0.229, 0.224, 0.225]).save_pretrained(root / "convnext")
-    ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-              image_size=32, patch_size=8, num_labels=3,
-              architectures=["ViTForImageClassification"]).save_pretrained(root / "vit")
+    save_seeded(root / "vit", ViTConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        image_size=32, patch_size=8, num_labels=3, architectures=["ViTForImageClassification"]),
+        AutoModelForImageClassification)
     return {name: root / name for name in ("resnet", "convnext", "vit")}
 
 

@@ -126,7 +126,7 @@ def test_study_records_machine_and_settings(tiny_study):
     assert "texts" not in study.config["workload"]
     assert study.config["workload"]["data"]["path"] == str(data.resolve())
     assert study.settings.workload.texts[0] == data.read_text().splitlines()[0]
-    assert study.config["model"]["random_weights"] is True
+    assert study.config["model"]["random_weights"] is False
     logs = {p.name for p in (tiny_study.folder / "logs").iterdir()}
     # One log per process: screening, the objective points, then the corpus job.
     assert {f"torch_eager_fp32.{phase}.log" for phase in ("screen", "objective", "corpus")

@@ -186,7 +186,7 @@ def _write_text_model(folder: Path, bert: Path) -> None:
          helper.make_node("Cast", ["ids"], ["hidden"], to=TensorProto.FLOAT)],
         "text", inputs, [output])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    shutil.copytree(bert, folder, ignore=shutil.ignore_patterns("config.json"))
+    shutil.copytree(bert, folder, ignore=shutil.ignore_patterns("config.json", "*.safetensors"))
     onnx.save(model, folder / "model.onnx")
 
 

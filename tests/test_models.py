@@ -28,9 +28,9 @@ def test_demo_loads_the_bundled_minilm():
     assert loaded.info()["parameters"] > 20_000_000
 
 
-def test_hf_dir_without_weights_builds_random_weights(tiny_bert_dir):
+def test_hf_dir_loads_its_weights(tiny_bert_dir):
     loaded = load_model(f"hf:{tiny_bert_dir}")
-    assert loaded.random_weights is True
+    assert loaded.random_weights is False
     assert loaded.name == tiny_bert_dir.name
     assert (loaded.kind, loaded.task, loaded.model_type) == ("text", "feature-extraction", "bert")
     assert (loaded.num_heads, loaded.hidden_size, loaded.max_length) == (2, 32, 128)
@@ -38,21 +38,40 @@ def test_hf_dir_without_weights_builds_random_weights(tiny_bert_dir):
     out, enc = _run(loaded)
     assert out.shape == (2, enc["input_ids"].shape[1], 32)
     info = loaded.info()
-    assert info["random_weights"] is True and info["spec"] == f"hf:{tiny_bert_dir}"
+    assert info["random_weights"] is False and info["spec"] == f"hf:{tiny_bert_dir}"
 
 
-def test_random_weights_are_the_same_on_every_load(tiny_bert_dir):
-    first, _ = _run(load_model(f"hf:{tiny_bert_dir}"))
-    second, _ = _run(load_model(f"hf:{tiny_bert_dir}"))
-    torch.testing.assert_close(first, second, rtol=0, atol=0)
+def test_hf_dir_without_weights_is_refused_in_one_sentence(tiny_bert_config_dir):
+    with pytest.raises(HastenError) as refused:
+        load_model(f"hf:{tiny_bert_config_dir}")
+    message = str(refused.value)
+    assert message == (f"{tiny_bert_config_dir} holds no weights (model.safetensors or "
+                       "pytorch_model.bin, sharded or not); save them there with "
+                       "model.save_pretrained, or pass `random_weights` to measure the "
+                       "architecture with seeded random weights.")
+    # Tokenizer and config only (a trial that runs an artifact on disk) need no weights.
+    assert load_model(f"hf:{tiny_bert_config_dir}", with_weights=False).module is None
+
+
+def test_random_weights_when_asked_are_the_same_on_every_load(tiny_bert_config_dir,
+                                                               tiny_bert_dir):
+    first = load_model(f"hf:{tiny_bert_config_dir}", random_weights=True)
+    assert first.random_weights is True and first.info()["random_weights"] is True
+    second = load_model(f"hf:{tiny_bert_config_dir}", random_weights=True)
+    torch.testing.assert_close(_run(first)[0], _run(second)[0], rtol=0, atol=0)
+    # The shared fixtures saved exactly these seeded weights.
+    torch.testing.assert_close(_run(first)[0], _run(load_model(f"hf:{tiny_bert_dir}"))[0],
+                               rtol=0, atol=0)
+    # Asked for, random weights never replace saved ones.
+    assert load_model(f"hf:{tiny_bert_dir}", random_weights=True).random_weights is False
 
 
 @pytest.mark.parametrize("safe", [True, False])
-def test_hf_dir_loads_its_saved_weights_in_either_format(tiny_bert_dir, tmp_path, safe):
+def test_hf_dir_loads_its_saved_weights_in_either_format(tiny_bert_config_dir, tmp_path, safe):
     # pytorch_model.bin (still common) loads as safetensors does: never silently random.
-    source = load_model(f"hf:{tiny_bert_dir}")
+    source = load_model(f"hf:{tiny_bert_config_dir}", random_weights=True)
     folder = tmp_path / "saved"
-    for p in tiny_bert_dir.iterdir():
+    for p in tiny_bert_config_dir.iterdir():
         (folder / p.name).parent.mkdir(exist_ok=True)
         (folder / p.name).write_bytes(p.read_bytes())
     with torch.no_grad():
@@ -246,10 +265,10 @@ def test_absolute_spec_makes_paths_absolute(tiny_bert_dir, cnn_file, monkeypatch
         ("vit", "image-classification", (32, 32), (2, 3)),
     ],
 )
-def test_hf_image_models_build_random_weights(tiny_vision_dirs, name, task, size, out):
+def test_hf_image_models_load(tiny_vision_dirs, name, task, size, out):
     loaded = load_model(f"hf:{tiny_vision_dirs[name]}")
     assert (loaded.kind, loaded.task, loaded.model_type) == ("image", task, name)
-    assert loaded.input_names == ["pixel_values"] and loaded.random_weights
+    assert loaded.input_names == ["pixel_values"] and not loaded.random_weights
     assert loaded.image["size"] == list(size) and loaded.image["channels"] == 3
     assert loaded.example_inputs["pixel_values"].shape == (1, 3, *size)
     with torch.inference_mode():
@@ -275,6 +294,16 @@ def test_hf_image_task_and_shape_can_be_forced(tiny_vision_dirs):
         load_model(f"hf:{tiny_vision_dirs['resnet']}", task="sequence-classification")
     with pytest.raises(HastenError, match="must be 3xHxW"):
         load_model(f"hf:{tiny_vision_dirs['resnet']}", input_shape=(1, 32, 32))
+
+
+def test_hf_image_model_without_weights_needs_random_weights(tiny_vision_dirs, tmp_path):
+    (tmp_path / "config.json").write_bytes((tiny_vision_dirs["vit"] / "config.json").read_bytes())
+    with pytest.raises(HastenError, match="holds no weights .* pass `random_weights`"):
+        load_model(f"hf:{tmp_path}")
+    loaded = load_model(f"hf:{tmp_path}", random_weights=True)
+    assert loaded.random_weights and loaded.info()["random_weights"]
+    with torch.inference_mode():
+        assert loaded.module(loaded.example_inputs["pixel_values"]).shape == (1, 3)
 
 
 def test_hf_image_model_without_weights_keeps_its_inputs(tiny_vision_dirs):

@@ -46,7 +46,7 @@ def optimize_inference(model: str = "demo", *, report: bool = True, executor: st
     `per_machine_type` one study per machine type of the cluster is run, at once, and returned
     as a list, with a page comparing them (NAME.machine-types.html beside their folders).
     `options` are those of hasten.infer.run.optimize_inference (data, batch_sizes, max_drop,
-    time_budget_s, ...).
+    time_budget_s, random_weights for a folder without saved weights, ...).
     """
     executors = executors_for(executor, ray_address, ray_share, ray_shared_path, machine_type,
                               per_machine_type, options.get("device", "cpu"))

@@ -154,6 +154,9 @@ def infer(
                                    "decoder, at most this relative rise of perplexity."),
     calibration_samples: int = typer.Option(None, help="Samples static int8 calibrates on "
                                             "(default 128; all there are, when fewer)."),
+    random_weights: bool = typer.Option(False, help="Measure an hf: folder that holds no "
+                                        "weights (a config only) with seeded random weights: "
+                                        "speeds only; the output and the export say so."),
     quick: bool = typer.Option(False, help="Fewer candidates and points: about two minutes."),
     out: Path = typer.Option(Path("hasten-runs"), help="Folder that holds study folders."),
     name: str = typer.Option(None, help="Study name (default: the model's name)."),
@@ -196,7 +199,8 @@ def infer(
                 seq_lengths=_numbers(seq_lengths, "--seq-lengths"),
                 prompt_lengths=_numbers(prompt_lengths, "--prompt-lengths"),
                 new_tokens=new_tokens, max_drop=max_drop,
-                calibration_samples=calibration_samples, quick=quick, out=out, name=name,
+                calibration_samples=calibration_samples, random_weights=random_weights,
+                quick=quick, out=out, name=name,
                 fresh=fresh, device=device, trial_timeout_s=trial_timeout,
                 time_budget_s=parse_duration(budget) if budget else None, progress=progress,
                 log=log, report=not no_report, executor=executor, ray_address=ray_address,

@@ -17,8 +17,9 @@ SETTINGS = {
     "batch_size", "batch_sizes", "calibration_samples", "column", "data", "device", "devices",
     "evaluate", "executor", "fresh", "image_size", "input_shape", "keras_backend",
     "label_column", "machine_type", "max_drop", "mean", "memory_budget_mb", "model", "name",
-    "out", "per_machine_type", "quick", "ray_address", "ray_share", "ray_shared_path",
-    "samples", "seq_lengths", "std", "steps", "task", "time_budget_s", "trial_timeout_s",
+    "out", "per_machine_type", "quick", "random_weights", "ray_address", "ray_share",
+    "ray_shared_path", "samples", "seq_lengths", "std", "steps", "task", "time_budget_s",
+    "trial_timeout_s",
 }
 
 

@@ -125,21 +125,25 @@ def load_model(
     task: str | None = None,
     input_shape: tuple[int, ...] | None = None,
     with_weights: bool = True,
+    random_weights: bool = False,
 ) -> LoadedModel:
     """Turn a model spec into a loaded model in eval mode.
 
     `with_weights=False` skips building a Hugging Face module (tokenizer and config only), for
     trials that run an artifact already on disk; their input names then come from the study.
+    A Hugging Face folder without saved weights is refused unless `random_weights` asks for it
+    to be built from its config with seeded random weights.
     """
     if input_shape is not None:
         input_shape = tuple(input_shape)
     if spec == "demo":
-        loaded = _load_hf(demo_model_dir(), "demo", task or "feature-extraction", with_weights)
+        loaded = _load_hf(demo_model_dir(), "demo", task or "feature-extraction", with_weights,
+                          random_weights=False)
         loaded.name = "demo-minilm"
         return loaded
     prefix, _, rest = spec.partition(":")
     if prefix == "hf" and rest:
-        return _load_hf(Path(rest), spec, task, with_weights, input_shape)
+        return _load_hf(Path(rest), spec, task, with_weights, random_weights, input_shape)
     if prefix == "py" and rest:
         return _load_py(spec, rest, input_shape)
     if prefix == "onnx" and rest:
@@ -150,7 +154,8 @@ def load_model(
 
 
 def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool,
-             input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+             random_weights: bool, input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+    """A Hugging Face folder's text or image model, as load_model describes."""
     import transformers
 
     if not path.is_dir():
@@ -160,7 +165,8 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool,
         )
     config = _read_config(path)
     if _is_image_config(config):
-        return _load_hf_image(path, spec, config, task, with_weights, input_shape)
+        return _load_hf_image(path, spec, config, task, with_weights, random_weights,
+                              input_shape)
     task = task or _task_from_config(config)
     if task not in TEXT_TASKS:
         raise HastenError(
@@ -177,7 +183,7 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool,
         if task == "feature-extraction"
         else transformers.AutoModelForSequenceClassification
     )
-    model, has_weights = _hf_module(path, auto, config, with_weights)
+    model, has_weights = _hf_module(path, auto, config, with_weights, random_weights)
     input_names = list(tokenizer.model_input_names)
     if model is not None:
         input_names = [n for n in input_names if n in _forward_args(model)]
@@ -226,16 +232,35 @@ def _read_config(path: Path) -> Any:
                           "save the model's config again (config.save_pretrained).") from exc
 
 
-def _hf_module(path: Path, auto: Any, config: Any, with_weights: bool) -> tuple[Any, bool]:
-    """The folder's model (None when `with_weights` is off) and whether it has saved weights
-    (safetensors, sharded or not, or PyTorch's pytorch_model*.bin, which transformers loads
-    with weights_only=True); without them it is built from the config with seeded random
-    weights."""
+def weight_files(folder: Path) -> list[Path]:
+    """A Hugging Face folder's saved weights: safetensors (sharded or not), else PyTorch's
+    pytorch_model*.bin (which transformers loads with weights_only=True)."""
+    return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+
+
+def check_weights(folder: Path, random_weights: bool) -> list[Path]:
+    """The folder's weight files; a folder without any is refused in one sentence unless
+    `random_weights` asks for the model to be built from its config with random weights, so
+    that nobody measures (and exports) random weights without knowing it."""
+    files = weight_files(folder)
+    if not files and not random_weights:
+        raise HastenError(f"{folder} holds no weights (model.safetensors or pytorch_model.bin, "
+                          "sharded or not); save them there with model.save_pretrained, or "
+                          "pass `random_weights` to measure the architecture with seeded random "
+                          "weights.")
+    return files
+
+
+def _hf_module(path: Path, auto: Any, config: Any, with_weights: bool,
+               random_weights: bool) -> tuple[Any, bool]:
+    """The folder's model (None when `with_weights` is off) and whether it has saved weights;
+    without them it is built from the config with seeded random weights, when
+    `random_weights` asks for that (check_weights)."""
     from safetensors import SafetensorError
 
-    files = sorted(path.glob("*.safetensors")) or sorted(path.glob("pytorch_model*.bin"))
     if not with_weights:
-        return None, bool(files)
+        return None, bool(weight_files(path))
+    files = check_weights(path, random_weights)
     if files:
         try:
             return auto.from_pretrained(path, local_files_only=True), True
@@ -258,7 +283,7 @@ def _is_image_config(config: Any) -> bool:
 
 
 def _load_hf_image(path: Path, spec: str, config: Any, task: str | None, with_weights: bool,
-                   input_shape: tuple[int, ...] | None) -> LoadedModel:
+                   random_weights: bool, input_shape: tuple[int, ...] | None) -> LoadedModel:
     """A vision model (ResNet, ConvNeXt, ViT...) fed `pixel_values` (N, C, H, W); its image
     size comes from `input_shape`, else preprocessor_config.json, else its config, else 224."""
     import transformers
@@ -281,7 +306,7 @@ def _load_hf_image(path: Path, spec: str, config: Any, task: str | None, with_we
         prep.update(size=list(input_shape[1:]), shortest_edge=None)
     auto = (transformers.AutoModelForImageClassification if task == "image-classification"
             else transformers.AutoModel)
-    model, has_weights = _hf_module(path, auto, config, with_weights)
+    model, has_weights = _hf_module(path, auto, config, with_weights, random_weights)
     key = "logits" if task == "image-classification" else "pooler_output"
     example = _sample((channels, *prep["size"]))
     return LoadedModel(

@@ -1,5 +1,6 @@
-"""Tiny decoders built from configs (random weights, saved with a small byte-level BPE
-tokenizer trained on the demo corpus): a Llama-style one and a GPT-2-style one."""
+"""Tiny decoders built from configs (seeded random weights, saved with a small byte-level BPE
+tokenizer trained on the demo corpus): a Llama-style one and a GPT-2-style one; and the
+Llama-style one's config without weights."""
 
 from __future__ import annotations
 
@@ -69,3 +70,9 @@ def llama_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory) -> Path:
     return make_decoder(tmp_path_factory.mktemp("gpt2"), "gpt2")
+
+
+@pytest.fixture(scope="module")
+def llama_config_dir(tmp_path_factory) -> Path:
+    """The tiny Llama-style decoder's config and tokenizer, without weights."""
+    return make_decoder(tmp_path_factory.mktemp("llama-config"), "llama", weights=False)

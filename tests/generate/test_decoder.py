@@ -30,6 +30,10 @@ def test_a_decoder_without_a_tokenizer_is_one_sentence(tmp_path, decoder_factory
         load_decoder(folder)
 
 
-def test_a_decoder_without_weights_says_so(tmp_path, decoder_factory):
-    decoder = load_decoder(decoder_factory(tmp_path / "config-only", weights=False))
-    assert not decoder.has_weights
+def test_a_decoder_without_weights_is_refused_unless_asked(tmp_path, decoder_factory):
+    folder = decoder_factory(tmp_path / "config-only", weights=False)
+    with pytest.raises(HastenError, match=r"holds no weights \(model.safetensors or "
+                       r"pytorch_model.bin, sharded or not\); .* or pass `random_weights`"):
+        load_decoder(folder)
+    decoder = load_decoder(folder, random_weights=True)
+    assert not decoder.has_weights and decoder.parameters > 0

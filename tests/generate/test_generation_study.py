@@ -1,6 +1,7 @@
 """The generation study end to end on a tiny Llama-style decoder: every trial in its own
 process, fidelity against fp32, the points timed, the leaders confirmed, the report written,
-a second run resumed; and bad settings as one sentence."""
+a second run resumed; bad settings as one sentence; a folder without weights refused unless
+random weights are asked for, and then said."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import json
 import math
 
 import pytest
+from rich.console import Console
+from test_cli import _one_error_line, hasten
 
 from hasten import api
 from hasten.errors import HastenError
 from hasten.generate import backends
 from hasten.generate.study import GenerateStudy
+from hasten.report import generate as view
 
 MENU = ("torch/eager/fp32", "torch/eager/attention-eager")
 
@@ -96,3 +100,35 @@ def test_a_second_run_resumes_without_new_trials(finished, llama_dir, small_menu
 def test_bad_settings_are_one_sentence(llama_dir, tmp_path, small_menu, changes, message):
     with pytest.raises(HastenError, match=message):
         _study(llama_dir, tmp_path, **changes)
+
+
+@pytest.fixture(scope="module")
+def random_study(llama_config_dir, tmp_path_factory):
+    """The baseline alone on a decoder folder without weights, random weights asked for."""
+    with pytest.MonkeyPatch.context() as patch:
+        baseline = backends.load_all()[backends.BASELINE]
+        patch.setattr(backends, "load_all", lambda: {backends.BASELINE: baseline})
+        return _study(llama_config_dir, tmp_path_factory.mktemp("runs"), prompt_lengths=[16],
+                      batch_sizes=[1], quick=True, random_weights=True)
+
+
+def test_a_decoder_without_weights_is_refused_in_one_sentence(llama_config_dir, tmp_path):
+    with pytest.raises(HastenError, match=r"holds no weights .*; save them there with "
+                       "model.save_pretrained, or pass `random_weights`"):
+        _study(llama_config_dir, tmp_path)
+    line = _one_error_line(hasten("infer", "--model", f"hf:{llama_config_dir}", "--quick",
+                                  "--out", str(tmp_path / "runs")))
+    assert f"{llama_config_dir} holds no weights" in line and "--random-weights" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_random_weights_asked_for_are_said_everywhere(random_study, tmp_path):
+    assert random_study.finished and random_study.settings.model["has_weights"] is False
+    console = Console(record=True, width=400)
+    view.render(random_study, console)
+    said = "Random weights: the model was built from its config with seeded random weights"
+    assert console.export_text().splitlines()[1].startswith(said)
+    html = (random_study.folder / "report.html").read_text()
+    assert f'<p class="banner warn" id="random-weights">{said}' in html
+    out = random_study.export(tmp_path / "fast", candidate=backends.BASELINE)
+    assert json.loads((out / "candidate.json").read_text())["random_weights"] is True

@@ -1,6 +1,7 @@
 """A decoder language model in a Hugging Face folder: recognised by its config (an
-architecture ending in ForCausalLM), checked (a tokenizer, saved weights or not), and built
-as a transformers module in the dtype and attention a candidate asks for."""
+architecture ending in ForCausalLM), checked (a tokenizer, saved weights unless random ones
+were asked for), and built as a transformers module in the dtype and attention a candidate
+asks for."""
 
 from __future__ import annotations
 
@@ -68,10 +69,12 @@ class Decoder:
         return cls(**stored)
 
 
-def load_decoder(folder: Path, name: str | None = None) -> Decoder:
+def load_decoder(folder: Path, name: str | None = None,
+                 random_weights: bool = False) -> Decoder:
     """Check a decoder's folder (config, tokenizer, weights) and describe it; one sentence
-    says what is missing."""
-    from hasten.models import _read_config, _tokenizer
+    says what is missing. A folder without saved weights is refused unless `random_weights`
+    asks for it to be built from its config with seeded random weights."""
+    from hasten.models import _read_config, _tokenizer, check_weights
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -81,7 +84,7 @@ def load_decoder(folder: Path, name: str | None = None) -> Decoder:
     if _tokenizer(folder) is None:
         raise HastenError(f"{folder} holds a decoder without a tokenizer; save the model's "
                           "tokenizer there (tokenizer.save_pretrained).")
-    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    weights = check_weights(folder, random_weights)
     module = build_module(folder, torch.float32, None) if weights else _from_config(config)
     text = getattr(config, "get_text_config", lambda: config)()
     eos = getattr(text, "eos_token_id", None)
@@ -96,6 +99,7 @@ def load_decoder(folder: Path, name: str | None = None) -> Decoder:
 
 
 def _from_config(config: Any) -> torch.nn.Module:
+    """The decoder its config describes, with seeded random weights (the same every time)."""
     import transformers
 
     torch.manual_seed(0)
@@ -110,17 +114,17 @@ def build_module(folder: str | Path, dtype: torch.dtype = torch.float32,
                  attention: str | None = None) -> torch.nn.Module:
     """The folder's decoder as a transformers module in eval mode, in `dtype`, with the
     attention implementation `attention` (transformers' default when None). A folder without
-    weights gets seeded random ones: the same every time, so that trials agree."""
+    weights (which a study takes only when `random_weights` asks for it: load_decoder) gets
+    seeded random ones: the same every time, so that trials agree."""
     import transformers
 
-    from hasten.models import _read_config
+    from hasten.models import _read_config, weight_files
 
     folder = Path(folder)
     options = {"dtype": dtype}
     if attention:
         options["attn_implementation"] = attention
-    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
-    if weights:
+    if weight_files(folder):
         try:
             module = transformers.AutoModelForCausalLM.from_pretrained(
                 folder, local_files_only=True, **options)

@@ -80,6 +80,7 @@ def export_candidate(study, name: str, out: Path) -> Path:
         _copy(Path(source), out / target)
     recipe = {"candidate": name, "study": str(study.folder), "settings": row["settings"],
               "threads": settings.threads,
+              "random_weights": not settings.model["has_weights"],
               "continuations": {"prompts": prompts.tolist(),
                                 "new_tokens": settings.workload.new_tokens,
                                 "tokens": continuations.tolist()},

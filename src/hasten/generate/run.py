@@ -57,6 +57,7 @@ def optimize_generation(
     prompt_lengths: list[int] | None = None,
     new_tokens: int = DEFAULT_NEW_TOKENS,
     max_drop: float = 0.01,
+    random_weights: bool = False,
     quick: bool = False,
     out: str | Path = "hasten-runs",
     name: str | None = None,
@@ -73,7 +74,9 @@ def optimize_generation(
     """Run (or resume) a generation study of a decoder (`demo-decoder`, or hf:DIR of a
     ...ForCausalLM) and return it. `max_drop` is the largest relative increase of perplexity
     on held-out text a candidate may cost; `budget_s` is how long each point is timed and
-    `time_budget_s` bounds the whole study (the demo decoder's one-time training included)."""
+    `time_budget_s` bounds the whole study (the demo decoder's one-time training included).
+    A folder without saved weights is refused unless `random_weights` asks for seeded random
+    ones (the decoder's `has_weights` records it, and the report and the export say so)."""
     executor = executor or LocalExecutor()
     log = log or (lambda _: None)
     if task is not None and task != TASK:
@@ -84,7 +87,7 @@ def optimize_generation(
         raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
     deadline = Deadline(time_budget_s, shares=SHARES)
     folder, texts, source = _model_and_texts(absolute_spec(model), data, column, log)
-    decoder = load_decoder(folder, "demo-decoder" if model == DEMO else None)
+    decoder = load_decoder(folder, "demo-decoder" if model == DEMO else None, random_weights)
     workload = _workload(decoder, batch_sizes, prompt_lengths, new_tokens, quick, source)
     windows = cut_windows(workload, token_stream(tokenizer(folder), texts, workload.needed()),
                           source.get("path") or "The demo's held-out text")

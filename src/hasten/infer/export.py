@@ -40,7 +40,8 @@ def export_candidate(study, name: str, out: Path, trust_code: bool = False) -> P
     recipe = {"candidate": name, "spec": settings.spec, "task": settings.task,
               "input_shape": settings.input_shape, "passes": row["passes"],
               "runtime": row["runtime"], "settings": row["settings"],
-              "input_names": settings.model["input_names"]}
+              "input_names": settings.model["input_names"],
+              "random_weights": bool(settings.model.get("random_weights"))}
     if any(passes.REGISTRY[p].calibrates and not passes.REGISTRY[p].output_file
            for p in row["passes"]):
         # An in-memory candidate that calibrates is rebuilt on the study's own data.

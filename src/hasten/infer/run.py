@@ -57,6 +57,7 @@ def optimize_inference(
     seq_lengths: list[int] | None = None,
     max_drop: float = 0.01,
     calibration_samples: int = 128,
+    random_weights: bool = False,
     quick: bool = False,
     out: str | Path = "hasten-runs",
     name: str | None = None,
@@ -78,6 +79,9 @@ def optimize_inference(
     baseline failed. `time_budget_s` bounds the study's wall time (default
     DEFAULT_TIME_BUDGET_S for the mode; math.inf for none); `budget_s` is how long each
     workload point is measured. `executor` runs the trials (default: local processes).
+    A Hugging Face folder without saved weights is refused unless `random_weights` asks for
+    it to be built from its config with seeded random weights (the model's info records it,
+    and the report and the export say so).
     """
     executor = executor or LocalExecutor()
     if time_budget_s is None:
@@ -85,7 +89,7 @@ def optimize_inference(
     if not time_budget_s > 0:
         raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
     model = absolute_spec(model)
-    loaded = load_model(model, task, input_shape)
+    loaded = load_model(model, task, input_shape, random_weights=random_weights)
     workload = _workload(loaded, data, column, label_column, batch_sizes, seq_lengths, quick)
     workload.calibration_samples = calibration_samples
     if data is not None and loaded.kind != "text":

@@ -35,7 +35,8 @@ def build(study: Path, settings: InferSettings, chain: tuple[str, ...], one_time
     t0 = time.perf_counter()
     calibrating = any(passes.REGISTRY[p].calibrates for p in chain[start:])
     model = load_model(settings.spec, settings.task, settings.input_shape,
-                       with_weights=artifact is None or calibrating)
+                       with_weights=artifact is None or calibrating,
+                       random_weights=settings.model.get("random_weights", False))
     model.input_names = settings.model["input_names"]
     one_time["load_s"] = time.perf_counter() - t0
     if artifact is None:

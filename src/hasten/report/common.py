@@ -40,6 +40,17 @@ def machine_line(machine: dict) -> str:
     return f"{machine['cpu']}, {machine['cores']} cores ({flags}){gpu}"
 
 
+def random_weights_note(model: dict) -> str:
+    """The sentence that says a study's model was built with seeded random weights (an
+    inference study's `random_weights`, a decoder's `has_weights` off), or "" when it has its
+    own: its speeds hold, its fidelity figures compare random models."""
+    if not model.get("random_weights") and model.get("has_weights", True):
+        return ""
+    return ("Random weights: the model was built from its config with seeded random weights, "
+            "as asked (its folder holds none): speeds only; fidelity figures compare random "
+            "models, and an export carries random weights.")
+
+
 def speedup_title(study: Study) -> str:
     """What the ranked table's numbers are, and what the speedup is measured against."""
     seq = parse_point(study.screen_point).get("seq")

@@ -10,8 +10,15 @@ from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from hasten.generate.study import GenerateStudy
-from hasten.report.common import machine_line, mb, ms
-from hasten.report.html import machine_card, page, partial_banner, status_badge, table
+from hasten.report.common import machine_line, mb, ms, random_weights_note
+from hasten.report.html import (
+    machine_card,
+    page,
+    partial_banner,
+    random_weights_banner,
+    status_badge,
+    table,
+)
 
 STATUS_STYLE = {"ok": "green", "outside tolerance": "yellow", "failed": "red",
                 "skipped": "dim", "pending": "dim", "cut": "dim"}
@@ -107,6 +114,9 @@ def render(study: GenerateStudy, console: Console) -> None:
     recommendations."""
     console.print(f"[bold]{rich_escape(study.settings.model['name'])}[/] on "
                   f"{rich_escape(machine_line(study.machine))}")
+    random_weights = random_weights_note(study.settings.model)
+    if random_weights:
+        console.print(f"[yellow]{rich_escape(random_weights)}[/]")
     grid = Table(title=title(study))
     names = headers(study)
     for h in names:
@@ -157,6 +167,7 @@ def render_html(study: GenerateStudy) -> str:
         f"{escape(machine_line(study.machine))} &middot; study folder "
         f"<code>{escape(str(study.folder))}</code></p>",
         partial_banner(study, study.table()),
+        random_weights_banner(study.settings.model),
         f'<section id="recommendations"><h2>Recommendations</h2><ul class="plain">{recs}'
         "</ul></section>",
         ('<section id="confirmation"><h2>Confirmed in alternating rounds</h2>'

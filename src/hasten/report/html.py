@@ -16,6 +16,7 @@ from hasten.report.common import (
     confirmation_cells,
     export_command,
     machine_line,
+    random_weights_note,
     ranked_cells,
     ranked_headers,
     recommendation_detail,
@@ -167,6 +168,13 @@ def partial_banner(study: Study, rows: list[dict]) -> str:
             "later, or the same study command to resume it.</p>")
 
 
+def random_weights_banner(model: dict) -> str:
+    """The banner of a study whose model has seeded random weights (any kind); "" when it has
+    its own."""
+    note = random_weights_note(model)
+    return f'<p class="banner warn" id="random-weights">{escape(note)}</p>' if note else ""
+
+
 def render(study: Study) -> str:
     """The whole report of one study as an HTML document."""
     rows = study.table()
@@ -178,6 +186,7 @@ def render(study: Study) -> str:
         f"{escape(machine_line(study.machine))} &middot; study folder "
         f"<code>{escape(str(study.folder))}</code></p>",
         partial_banner(study, rows),
+        random_weights_banner(study.settings.model),
         f'<p class="banner warn">{escape(BUSY_WARNING.format(n=busy))}</p>' if busy else "",
         '<section id="recommendations"><h2>Recommendations</h2>'
         f"{_recommendations(study)}</section>",

@@ -17,6 +17,7 @@ from hasten.report.common import (
     export_command,
     machine_line,
     ms,
+    random_weights_note,
     ranked_cells,
     ranked_headers,
     reasons,
@@ -33,6 +34,9 @@ def render(study: Study, console: Console) -> None:
     """Machine line, ranked table, dataset-pass table, skipped candidates, recommendations."""
     console.print(f"[bold]{escape(study.settings.model['name'])}[/] on "
                   f"{escape(machine_line(study.machine))}")
+    random_weights = random_weights_note(study.settings.model)
+    if random_weights:
+        console.print(f"[yellow]{escape(random_weights)}[/]")
     table = Table(title=speedup_title(study))
     table.add_column("candidate", no_wrap=True)
     for header in ranked_headers(study):
