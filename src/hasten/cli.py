@@ -303,7 +303,9 @@ def train(
 @app.command()
 def export(
     study: Path = typer.Argument(..., help="A study folder, e.g. hasten-runs/demo-minilm."),
-    objective: str = typer.Option("latency", help="latency, throughput, memory or size."),
+    objective: str = typer.Option("latency", help="latency, throughput, corpus, memory or "
+                                  "size; for a decoder latency, ttft, throughput, memory or "
+                                  "size."),
     candidate: str = typer.Option(None, help="Export this candidate instead of the best."),
     out: Path = typer.Option(Path("fast"), help="Folder to write the artifact to: a new or "
                              "empty one, or one hasten exported to before."),
@@ -312,10 +314,15 @@ def export(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Write a study's best (or chosen) candidate with a loading snippet that runs as is."""
+    from hasten.api import open_study
+    from hasten.generate.study import GenerateStudy
     from hasten.infer.study import Study
 
     def go() -> None:
-        folder = Study(study).export(out, objective, candidate, trust_code=trust_code)
+        opened = open_study(study)
+        # A training study is refused by Study in its own sentence.
+        chosen = opened if isinstance(opened, GenerateStudy) else Study(study)
+        folder = chosen.export(out, objective, candidate, trust_code=trust_code)
         # Plain print: a path is neither wrapped nor read as markup.
         print(f"Wrote {folder}; run it with: python {folder / 'load.py'}")
 
@@ -477,6 +484,8 @@ def numerics_audit(
     batch_size: int = typer.Option(16, help="Batch size."),
     steps: int = typer.Option(8, help="Training steps for a recipe."),
     max_drop: float = typer.Option(0.01, help="Tolerance for the confirmation runs."),
+    random_weights: bool = typer.Option(False, help="Audit a model folder without weights "
+                                        "with seeded random weights."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole audit as JSON."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
@@ -495,6 +504,7 @@ def numerics_audit(
                 model or "demo", data=data, column=column, task=task,
                 input_shape=parse_shape(input_shape) if input_shape else None,
                 samples=samples, batch_size=batch_size, max_drop=max_drop,
+                random_weights=random_weights,
             )
         _show(result, as_json, render_audit)
 

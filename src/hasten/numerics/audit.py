@@ -128,13 +128,16 @@ def audit_model(
     samples: int = 256,
     batch_size: int = 16,
     max_drop: float = 0.01,
+    random_weights: bool = False,
 ) -> dict:
-    """Audit a model spec's forward pass in fp32 on real batches; no gradients."""
+    """Audit a model spec's forward pass in fp32 on real batches; no gradients. A folder
+    without weights is refused unless `random_weights` (ranges of a random model say little
+    about a trained one)."""
     started = time.perf_counter()
     if samples < 1 or batch_size < 1:
         raise HastenError("`samples` and `batch_size` must be at least 1.")
     check_max_drop(max_drop)
-    loaded = load_model(spec, task, input_shape)
+    loaded = load_model(spec, task, input_shape, random_weights=random_weights)
     if not loaded.is_torch:
         raise HastenError("The audit hooks into PyTorch modules; an onnx: model cannot be "
                           "audited. Give the PyTorch model (hf: or py:) instead.")
