@@ -43,7 +43,7 @@ SHARES = {"screen": 0.6, "full": 0.85}
 # --quick screens these only (the baseline, and the likeliest winners of each runtime).
 QUICK = ("torch/eager/fp32", "torch/eager/bf16", "openvino/stateful/f32",
          "openvino/stateful/bf16", "openvino/stateful/int8-weights",
-         "torchao/compile/int8-weight-only")
+         "torchao/compile/int8-weight-only", "ctranslate2/generator/int8")
 TRIAL = "hasten.generate.trial"
 
 

@@ -1,7 +1,7 @@
 """Generation backends: each candidate of the generation study turns the decoder into a
 Generator, which computes teacher-forced logits (for fidelity) and greedy continuations with a
 KV cache (for timing). Candidates are offered by the module of their technique (pytorch,
-torchao, openvino), as the inference study's passes are."""
+torchao, openvino, ctranslate2), as the inference study's passes are."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class Candidate:
 
 CANDIDATES: dict[str, Candidate] = {}
 BASELINE = "torch/eager/fp32"
-MODULES = ("pytorch", "torchao", "openvino")
+MODULES = ("pytorch", "torchao", "openvino", "ctranslate2")
 
 
 def offer(candidate: Candidate) -> Candidate:
