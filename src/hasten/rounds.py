@@ -15,7 +15,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from hasten.errors import describe_error
 from hasten.forkserver import parent_bound
@@ -180,3 +182,33 @@ def run(study: Path, points: list[str], baseline: str, module: str,
             form.close()
     done = store.meta("confirmation")
     store.set_meta("confirmation", {**done, "results": {**done.get("results", {}), **results}})
+
+
+def replies() -> TextIO:
+    """A worker's channel to the confirmation process, the original stdout; from here on,
+    whatever the libraries print goes to the log (stderr) instead of into the replies."""
+    reply = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return reply
+
+
+def serve(reply: TextIO, time_one: Callable[[str], float]) -> None:
+    """Say the worker is ready, then answer each request `POINT N` with the median of N
+    timings `time_one(POINT)` (s)."""
+    reply.write("ready\n")
+    for line in sys.stdin:
+        point, calls = line.split()
+        reply.write(f"{statistics.median(time_one(point) for _ in range(int(calls)))}\n")
+
+
+def main(run: Callable[[Path, list[str]], None],
+         worker: Callable[[Path, str, list[str]], None]) -> None:
+    """A confirm module's entry point: `STUDY_DIR confirm confirm POINTS` runs the rounds,
+    `STUDY_DIR CANDIDATE worker POINTS` one form's worker."""
+    study, name, phase, points = sys.argv[1:5]
+    chosen = [p for p in points.split(",") if p]
+    if phase == "worker":
+        worker(Path(study), name, chosen)
+    else:
+        run(Path(study), chosen)

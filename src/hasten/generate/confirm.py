@@ -10,9 +10,6 @@ same module with the phase `worker` and the candidate's name.
 
 from __future__ import annotations
 
-import os
-import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -86,9 +83,7 @@ def worker(study: Path, name: str, points: list[str]) -> None:
     """One form in this process, built as its trial builds it and warmed at each point; each
     request `POINT N` is answered with the median time per output token (s) of N pairs of
     generations there."""
-    reply = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    reply = rounds.replies()
     store = Store(study, readonly=True)
     settings = GenerateSettings.from_dict(store.meta("config"))
     row = next(c for c in store.candidates() if c["name"] == name)
@@ -100,27 +95,20 @@ def worker(study: Path, name: str, points: list[str]) -> None:
     for ids in prompts.values():
         generator.generate(ids, 1)
         generator.generate(ids, new)
-    reply.write("ready\n")
-    for line in sys.stdin:
-        point, calls = line.split()
-        samples = []
-        for _ in range(int(calls)):
-            t0 = time.perf_counter()
-            generator.generate(prompts[point], 1)
-            t1 = time.perf_counter()
-            generator.generate(prompts[point], new)
-            t2 = time.perf_counter()
-            samples.append(per_token(t1 - t0, t2 - t1, new))
-        reply.write(f"{statistics.median(samples)}\n")
+
+    def pair(point: str) -> float:
+        """One pair of generations: the time per output token after the first (s)."""
+        t0 = time.perf_counter()
+        generator.generate(prompts[point], 1)
+        t1 = time.perf_counter()
+        generator.generate(prompts[point], new)
+        return per_token(t1 - t0, time.perf_counter() - t1, new)
+
+    rounds.serve(reply, pair)
 
 
 def main() -> None:
-    study, name, phase, points = sys.argv[1:5]
-    chosen = [p for p in points.split(",") if p]
-    if phase == "worker":
-        worker(Path(study), name, chosen)
-    else:
-        run(Path(study), chosen)
+    rounds.main(run, worker)
 
 
 if __name__ == "__main__":

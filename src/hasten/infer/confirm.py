@@ -10,9 +10,6 @@ point are the study's meta `confirmation.plan`. A worker is the same module with
 from __future__ import annotations
 
 import importlib
-import os
-import statistics
-import sys
 from pathlib import Path
 
 from hasten import rounds
@@ -38,9 +35,7 @@ def worker(study: Path, name: str, points: list[str]) -> None:
     """One form in this process: build it as its trial does, warm it at each point, then
     answer each request `POINT N` with the median of N calls there (s). Replies go to the
     original stdout; whatever the libraries print goes to the log (stderr)."""
-    reply = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    reply = rounds.replies()
     store = Store(study, readonly=True)
     settings = InferSettings.from_dict(store.meta("config"))
     row = next(c for c in store.candidates() if c["name"] == name)
@@ -59,21 +54,11 @@ def worker(study: Path, name: str, points: list[str]) -> None:
     for batch in batches.values():
         runner(batch)
         runner(batch)
-    reply.write("ready\n")
-    for line in sys.stdin:
-        point, calls = line.split()
-        batch = batches[point]
-        samples = [clock.time(lambda b=batch: runner(b)) for _ in range(int(calls))]
-        reply.write(f"{statistics.median(samples)}\n")
+    rounds.serve(reply, lambda point: clock.time(lambda b=batches[point]: runner(b)))
 
 
 def main() -> None:
-    study, name, phase, points = sys.argv[1:5]
-    chosen = [p for p in points.split(",") if p]
-    if phase == "worker":
-        worker(Path(study), name, chosen)
-    else:
-        run(Path(study), chosen)
+    rounds.main(run, worker)
 
 
 if __name__ == "__main__":

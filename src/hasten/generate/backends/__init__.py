@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +84,27 @@ class Candidate:
         if self.library and importlib.util.find_spec(self.library) is None:
             return f"needs the {self.library} package (pip install {self.library})"
         return self.available(decoder, device)
+
+
+def ensure_folder(folder: Path, done: str, write: Callable[[Path], None]) -> Path:
+    """`folder` holding a converted model (its file `done` there): reused when there, else
+    written by `write` into a temporary sibling renamed into place, so that a trial killed half
+    way leaves no half model and a trial running at the same time keeps the first one
+    finished. Each conversion then runs once per study."""
+    if (folder / done).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write(scratch)
+        try:
+            os.replace(scratch, folder)
+        except OSError:
+            if not (folder / done).is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
 
 
 CANDIDATES: dict[str, Candidate] = {}

@@ -9,16 +9,20 @@ tokens."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hasten.generate.backends import BuildContext, Candidate, Export, Generator, offer
+from hasten.generate.backends import (
+    BuildContext,
+    Candidate,
+    Export,
+    Generator,
+    ensure_folder,
+    offer,
+)
 from hasten.generate.decoder import Decoder, build_module
 
 MODEL = "model.bin"
@@ -48,30 +52,10 @@ def _convert(folder: str, target: Path, quantization: str) -> None:
     config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
-def _ensure(folder: Path, write: Callable[[Path], None]) -> Path:
-    """`folder` holding a converted model: reused when there, else written by `write` into a
-    temporary sibling renamed into place, so that a trial killed half way leaves no half model
-    and a trial running at the same time keeps the first one finished."""
-    if (folder / MODEL).is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        write(scratch)
-        try:
-            os.replace(scratch, folder)
-        except OSError:
-            if not (folder / MODEL).is_file():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return folder
-
-
 def _model(ctx: BuildContext) -> Path:
     """The folder of the candidate's converted model (converted once per study)."""
     quantization = ctx.settings["quantization"]
-    return _ensure(ctx.work / FOLDERS[quantization],
+    return ensure_folder(ctx.work / FOLDERS[quantization], MODEL,
                    lambda to: _convert(ctx.decoder.folder, to, quantization))
 
 

@@ -12,9 +12,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +20,14 @@ from typing import Any
 import torch
 
 from hasten.errors import HastenError
-from hasten.generate.backends import BuildContext, Candidate, Export, Generator, offer
+from hasten.generate.backends import (
+    BuildContext,
+    Candidate,
+    Export,
+    Generator,
+    ensure_folder,
+    offer,
+)
 from hasten.generate.decoder import Decoder, build_module
 from hasten.machine import native_half
 
@@ -221,26 +225,6 @@ def _folder(settings: dict) -> str:
             f"-r{settings['ratio']}")
 
 
-def _ensure(folder: Path, write: Callable[[Path], None]) -> Path:
-    """`folder` holding an IR: reused when there, else written by `write` into a temporary
-    sibling renamed into place, so that a trial killed half way leaves no half IR and a trial
-    running at the same time keeps the first one finished."""
-    if (folder / IR).is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        write(scratch)
-        try:
-            os.replace(scratch, folder)
-        except OSError:
-            if not (folder / IR).is_file():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return folder
-
-
 class OpenVINOGenerator(Generator):
     """A stateful IR compiled for the CPU, run by ov_generate (the code an export ships)."""
 
@@ -272,13 +256,14 @@ def _ir(ctx: BuildContext) -> tuple[Path, list[str]]:
     """The folder of the candidate's IR (converted, and compressed, once per study) and the
     notes on it."""
     settings = _checked(ctx.settings)
-    folder = _ensure(ctx.work / "openvino-f32", lambda to: _convert(ctx.decoder.folder, to))
+    folder = ensure_folder(ctx.work / "openvino-f32", IR,
+                           lambda to: _convert(ctx.decoder.folder, to))
     notes = ["OpenVINO stateful KV cache"]
     if settings["weights"] == "f32":
         notes.append(_weights_note(settings))
     else:
         source = folder
-        folder = _ensure(ctx.work / _folder(settings),
+        folder = ensure_folder(ctx.work / _folder(settings), IR,
                          lambda to: _compress(source, to, settings))
         notes += json.loads((folder / NOTES).read_text())
     return folder, notes

@@ -17,7 +17,14 @@ from typing import Any
 
 import torch
 
-from hasten.generate.backends import BuildContext, Candidate, Export, Generator, offer
+from hasten.generate.backends import (
+    BuildContext,
+    Candidate,
+    Export,
+    Generator,
+    ensure_folder,
+    offer,
+)
 from hasten.generate.backends.torch_generate import (
     DTYPES,
     compile_config,
@@ -112,9 +119,8 @@ def export(ctx: BuildContext, generator: Generator) -> Export:
     recipe the study measured."""
     from hasten.generate.backends import torch_generate
 
-    saved = ctx.work / "torch-export"
-    if not (saved / "config.json").is_file():
-        build_module(ctx.decoder.folder).save_pretrained(saved)
+    saved = ensure_folder(ctx.work / "torch-export", "config.json",
+                          lambda to: build_module(ctx.decoder.folder).save_pretrained(to))
     recipe = generator.recipe
     code = ["import sys", "", "import torch", "", "sys.path.insert(0, str(here))",
             "import torch_generate  # noqa: E402  (beside this file)", "",
