@@ -4,6 +4,9 @@ Llama-style one's config without weights."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +57,23 @@ def make_decoder(folder: Path, kind: str = "llama", weights: bool = True,
     if tokenizer:
         save_tokenizer(folder)
     return folder
+
+
+def run_outside_hasten(out: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """Run an export's load.py where hasten is not importable (a package of that name that
+    refuses shadows it), as a user without hasten would."""
+    blocker = cwd / "blocker" / "hasten"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('load.py imported hasten')\n")
+    return subprocess.run([sys.executable, str(out / "load.py")], capture_output=True,
+                          text=True, cwd=cwd, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(blocker.parent)})
+
+
+@pytest.fixture
+def outside_hasten():
+    """run_outside_hasten, for the export tests."""
+    return run_outside_hasten
 
 
 @pytest.fixture

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -30,18 +27,13 @@ def study(llama_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", MENU)
-def test_load_py_produces_the_tokens_the_study_measured(study, tmp_path, name):
+def test_load_py_produces_the_tokens_the_study_measured(study, tmp_path, name,
+                                                        outside_hasten):
     out = study.export(tmp_path / "fast", candidate=name)
     recipe = json.loads((out / "candidate.json").read_text())
     assert recipe["candidate"] == name
     assert len(recipe["continuations"]["tokens"][0]) == 6
-    # hasten is not importable where load.py runs: a package of that name that refuses.
-    blocker = tmp_path / "blocker" / "hasten"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('load.py imported hasten')\n")
-    run = subprocess.run([sys.executable, str(out / "load.py")], capture_output=True,
-                         text=True, cwd=tmp_path, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(blocker.parent)})
+    run = outside_hasten(out, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "same tokens as the study: yes" in run.stdout
     # The baseline's own continuations are the reference the study kept.

@@ -8,10 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -207,8 +204,8 @@ def test_the_generation_loop_needs_only_numpy_and_ctranslate2() -> None:
     assert imported <= {"__future__", "json", "pathlib", "numpy", "ctranslate2"}
 
 
-def test_load_py_produces_the_tokens_the_study_measured(llama_dir: Path,
-                                                        tmp_path: Path) -> None:
+def test_load_py_produces_the_tokens_the_study_measured(llama_dir: Path, tmp_path: Path,
+                                                        outside_hasten) -> None:
     """A tiny study of the baseline and int8; the exported int8 model's load.py, run where
     hasten cannot be imported, generates the tokens the study measured."""
     with pytest.MonkeyPatch.context() as patch:
@@ -222,12 +219,6 @@ def test_load_py_produces_the_tokens_the_study_measured(llama_dir: Path,
     assert recipe["candidate"] == INT8
     assert len(recipe["continuations"]["tokens"][0]) == 6
     assert (out / "model" / "model.bin").is_file() and (out / "ct2_generate.py").is_file()
-    # hasten is not importable where load.py runs: a package of that name that refuses.
-    blocker = tmp_path / "blocker" / "hasten"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('load.py imported hasten')\n")
-    run = subprocess.run([sys.executable, str(out / "load.py")], capture_output=True,
-                         text=True, cwd=tmp_path, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(blocker.parent)})
+    run = outside_hasten(out, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "same tokens as the study: yes" in run.stdout
