@@ -83,6 +83,8 @@ def test_compile_candidates_on_the_cnn(cnn_spec, build_candidate, reference_outp
         reference = reference_outputs(cnn_spec, batches)
         metrics = fidelity.compare(reference, outputs, masks, loaded.task)
         _check(metrics, name, max(float(r.abs().max()) for r in reference))
+    # Freezing stays with its candidate: left on, it broke a decoder compiled later in the process.
+    assert not torch._inductor.config.freezing
 
 
 def test_openvino_runs_in_the_precision_it_was_asked_for(tiny_bert_spec, build_candidate,

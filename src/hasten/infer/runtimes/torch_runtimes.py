@@ -16,7 +16,10 @@ def _context(artifact: Artifact, device: str):
     return torch.autocast(device_type=device, dtype=artifact.autocast)
 
 
-def _module_runner(module, artifact: Artifact, device: str) -> Runner:
+def _module_runner(module, artifact: Artifact, device: str,
+                   config=contextlib.nullcontext) -> Runner:
+    """Moves the inputs to the artifact's device, dtype and layout, then calls `module` without
+    autograd, under the artifact's autocast and within `config()`."""
     dtype = artifact.dtype
     layout = torch.channels_last if artifact.channels_last else torch.contiguous_format
 
@@ -26,7 +29,7 @@ def _module_runner(module, artifact: Artifact, device: str) -> Runner:
         ]
         moved = [t.contiguous(memory_format=layout) if t.dim() == 4 and t.is_floating_point()
                  else t for t in moved]
-        with torch.inference_mode(), _context(artifact, device):
+        with torch.inference_mode(), _context(artifact, device), config():
             return module(*moved)
 
     return run
@@ -61,11 +64,15 @@ def torchscript(artifact: Artifact, settings: dict, threads: int, device: str) -
 def compile_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     """torch.compile (inductor); the first call compiles and is reported as a one-time cost.
     With the freezing setting, inductor folds the weights as constants, which quantized graphs
-    need to reach int8 kernels with prepacked weights."""
+    need to reach int8 kernels with prepacked weights. Freezing is switched on only around this
+    module's calls (dynamo reads it when tracing, inductor when compiling): set for good in
+    inductor's config, it outlived the candidate and broke a decoder compiled later in the
+    same process."""
     torch.set_num_threads(threads)
-    if settings.get("freezing"):
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True
     module = torch.compile(artifact.module.to(device), mode=settings.get("mode"))
-    return _module_runner(module, artifact, device)
+    if not settings.get("freezing"):
+        return _module_runner(module, artifact, device)
+    import torch._inductor.config as inductor_config
+
+    return _module_runner(module, artifact, device,
+                          lambda: inductor_config.patch(freezing=True))
