@@ -13,7 +13,10 @@ import json
 import math
 import random
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -53,13 +56,7 @@ def demo_corpus(minimum: int = 1000) -> list[str]:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        docs = [module.__doc__]
-        for _, member in inspect.getmembers(module):
-            if inspect.isclass(member) or inspect.isfunction(member):
-                docs.append(member.__doc__)
-                if inspect.isclass(member):
-                    docs.extend(getattr(m, "__doc__", None) for m in vars(member).values())
-        for doc in docs:
+        for doc in docstrings(module, lambda m: inspect.isclass(m) or inspect.isfunction(m)):
             for sentence in _sentences(doc):
                 seen.setdefault(sentence)
     sentences = list(seen)
@@ -70,6 +67,26 @@ def demo_corpus(minimum: int = 1000) -> list[str]:
         )
     random.Random(0).shuffle(sentences)
     return sentences
+
+
+def docstrings(module: ModuleType, members: Callable[[object], bool]) -> list[str | None]:
+    """The docstrings of `module`, of the members `members` accepts and of what those classes
+    hold, less anything defined outside the standard library (transformers adds a method to
+    logging.Logger), so that a corpus never depends on what the process imported first."""
+    docs = [module.__doc__]
+    for _, member in inspect.getmembers(module):
+        if members(member) and _stdlib(member):
+            docs.append(member.__doc__)
+            if inspect.isclass(member):
+                docs.extend(getattr(m, "__doc__", None) for m in vars(member).values()
+                            if _stdlib(m))
+    return docs
+
+
+def _stdlib(thing: object) -> bool:
+    """Whether `thing` was defined in the standard library, or does not say where."""
+    module = getattr(thing, "__module__", None)
+    return not isinstance(module, str) or module.partition(".")[0] in sys.stdlib_module_names
 
 
 def _sentences(doc: object) -> list[str]:

@@ -26,25 +26,26 @@ from typing import Any
 
 import torch
 
-from hasten.data import _sentences, demo_corpus
+from hasten.data import CORPUS_MODULES, _sentences, docstrings
 from hasten.errors import HastenError
 from hasten.folders import MARKER, marker, write_whole
 from hasten.machine import usable_cores
 
 # Bumped whenever the recipe (the texts, the tokenizer, the model or its training) changes, so
 # that a cached decoder is never one another recipe made.
-VERSION = 1
+VERSION = 2
 KIND = "demo-decoder"  # the kind in a built decoder's marker
 EOS = "<|endoftext|>"
 HELD_OUT = 0.15  # the last share of the demo texts, never trained on
 PROGRESS_S = 20  # seconds between progress lines
+MINIMUM_TEXTS = 8000  # fewer sentences mean a Python without docstrings (-OO); 13,237 on 3.11
 # Sustained fp32 training throughput of one core, in FLOP/s, for the time a build announces:
 # measured on a 2-core Xeon (Sapphire Rapids) and rounded down.
 FLOPS_PER_CORE = 5e10
 
-# More standard-library modules whose documentation the demo decoder also reads (beside
-# hasten.data's CORPUS_MODULES), and the language reference's topics from pydoc_data: the
-# docstrings alone are too few tokens to train on and to hold out enough of.
+# More standard-library modules whose documentation the demo decoder reads beside hasten.data's
+# CORPUS_MODULES, and the language reference's topics from pydoc_data: the demo corpus alone is
+# too few tokens to train on and to hold out enough of.
 EXTRA_MODULES = (
     "builtins os.path collections.abc email.message email.utils email.header email.parser "
     "email.generator email.policy email.headerregistry email.charset logging.handlers "
@@ -67,17 +68,17 @@ class Recipe:
     of steps (never a wall-clock budget, so that every machine trains the same model)."""
 
     vocab: int = 4096
-    hidden: int = 256
+    hidden: int = 128
     layers: int = 4
     heads: int = 4
     kv_heads: int = 2
-    intermediate: int = 688
+    intermediate: int = 344
     positions: int = 1024  # a prompt of 512 tokens and 64 new ones fit
     window: int = 640  # tokens a training sequence holds
-    batch: int = 8
-    steps: int = 150
-    lr: float = 2e-3
-    warmup: int = 15
+    batch: int = 2
+    steps: int = 1300
+    lr: float = 4e-3
+    warmup: int = 50
     weight_decay: float = 0.1
     seed: int = 0
 
@@ -95,34 +96,25 @@ def demo_texts() -> tuple[list[str], list[str]]:
 
 @functools.cache
 def _texts() -> tuple[str, ...]:
-    """hasten's demo corpus and the sentences of EXTRA_MODULES and pydoc_data's topics,
-    de-duplicated and shuffled in a fixed order: the same on every machine with this Python."""
+    """The sentences of the documentation of CORPUS_MODULES, EXTRA_MODULES and pydoc_data's
+    topics, de-duplicated, sorted, then shuffled by a fixed seed: the same on every machine
+    with this Python, whatever else the process imported first."""
     import pydoc_data.topics
 
-    seen = dict.fromkeys(demo_corpus())
+    docs: list[str | None] = list(pydoc_data.topics.topics.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name in EXTRA_MODULES:
+        for name in (*CORPUS_MODULES, *EXTRA_MODULES):
             with contextlib.suppress(ImportError):
-                for doc in _docstrings(importlib.import_module(name)):
-                    seen.update(dict.fromkeys(_sentences(doc)))
-    for topic in pydoc_data.topics.topics.values():
-        seen.update(dict.fromkeys(_sentences(topic)))
-    texts = list(seen)
+                docs += docstrings(importlib.import_module(name),
+                                   lambda m: inspect.isclass(m) or inspect.isroutine(m))
+    texts = sorted({sentence for doc in docs for sentence in _sentences(doc)})
+    if len(texts) < MINIMUM_TEXTS:
+        raise HastenError(f"Only {len(texts)} sentences of documentation were found on this "
+                          f"Python (the demo decoder needs {MINIMUM_TEXTS}); is it running "
+                          "with -OO?")
     random.Random(0).shuffle(texts)
     return tuple(texts)
-
-
-def _docstrings(module: Any) -> list[str | None]:
-    """The docstrings of a module, its functions (built-in ones too), its classes and what
-    they hold."""
-    docs = [module.__doc__]
-    for _, member in inspect.getmembers(module):
-        if inspect.isclass(member) or inspect.isroutine(member):
-            docs.append(member.__doc__)
-            if inspect.isclass(member):
-                docs.extend(getattr(m, "__doc__", None) for m in vars(member).values())
-    return docs
 
 
 def cache_dir() -> Path:

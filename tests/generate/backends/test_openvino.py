@@ -130,15 +130,16 @@ def test_senseless_int4_settings_are_refused(setup: Setup, settings: dict, match
         setup.build("openvino/stateful/int4-weights", **settings)
 
 
-def test_bf16_runs_only_on_a_cpu_with_bf16(setup: Setup) -> None:
+@pytest.mark.parametrize("name", ["openvino/stateful/bf16", "openvino/stateful/int8-weights-bf16"])
+def test_bf16_runs_only_on_a_cpu_with_bf16(setup: Setup, name: str) -> None:
     """Without native bf16 the candidate says why it cannot run; with it, it runs in bf16
     (the compile checks the plugin took the hint) close to f32."""
-    reason = CANDIDATES["openvino/stateful/bf16"].skip_reason(setup.decoder, "cpu")
+    reason = CANDIDATES[name].skip_reason(setup.decoder, "cpu")
     if not native_half("bf16"):
         assert reason and "bf16" in reason
         pytest.skip(reason)
     assert reason is None
-    bf16 = setup.build("openvino/stateful/bf16")
+    bf16 = setup.build(name)
     assert "inference precision: bf16 (KV cache too)" in bf16.notes
     assert _cosine(bf16.logits(setup.prompt), setup.logits) > 0.99
     assert bf16.generate(setup.prompt, NEW_TOKENS).shape == (2, NEW_TOKENS)
@@ -151,12 +152,14 @@ def test_bf16_says_why_without_bf16(setup: Setup, monkeypatch: pytest.MonkeyPatc
     reason = CANDIDATES["openvino/stateful/bf16"].skip_reason(setup.decoder, "cpu")
     assert reason == ("this CPU has no native bf16 arithmetic, so OpenVINO's CPU plugin would "
                       "run f32 instead")
+    assert CANDIDATES["openvino/stateful/int8-weights-bf16"].skip_reason(
+        setup.decoder, "cpu") == reason
     assert CANDIDATES["openvino/stateful/f32"].skip_reason(setup.decoder, "cpu") is None
 
 
 def test_openvino_runs_on_the_cpu_only(setup: Setup) -> None:
     """Every OpenVINO candidate refuses another device with the same sentence."""
-    assert len(OPENVINO) == 4
+    assert len(OPENVINO) == 5
     for name in OPENVINO:
         assert CANDIDATES[name].skip_reason(setup.decoder, "cuda") == (
             "hasten runs OpenVINO on the CPU only")

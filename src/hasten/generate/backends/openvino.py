@@ -325,5 +325,8 @@ offer(Candidate("openvino/stateful/bf16", "openvino", {"weights": "f32", "precis
 offer(Candidate("openvino/stateful/int8-weights", "openvino",
                 {"weights": "int8", "precision": "f32"}, build,
                 available=_available(nncf=True), library="openvino", export=export))
+offer(Candidate("openvino/stateful/int8-weights-bf16", "openvino",
+                {"weights": "int8", "precision": "bf16"}, build,
+                available=_available(bf16=True, nncf=True), library="openvino", export=export))
 offer(Candidate("openvino/stateful/int4-weights", "openvino", {**INT4, "precision": "f32"},
                 build, available=_available(nncf=True), library="openvino", export=export))

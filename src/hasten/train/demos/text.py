@@ -20,7 +20,7 @@ import transformers
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from hasten.data import _sentences
+from hasten.data import _sentences, docstrings
 from hasten.errors import HastenError
 from hasten.models import demo_model_dir
 
@@ -80,14 +80,13 @@ def _module_sentences(name: str) -> list[str]:
         module = importlib.import_module(name)
     except ImportError:
         return []
-    docs = [module.__doc__]
-    for _, member in inspect.getmembers(module):
+
+    def own(member: object) -> bool:
         owner = getattr(member, "__module__", None) or ""
-        if (inspect.isclass(member) or inspect.isfunction(member)) and (
-                owner == name or owner.startswith(name + ".")):
-            docs.append(member.__doc__)
-            if inspect.isclass(member):
-                docs.extend(getattr(m, "__doc__", None) for m in vars(member).values())
+        return (inspect.isclass(member) or inspect.isfunction(member)) and (
+            owner == name or owner.startswith(name + "."))
+
+    docs = docstrings(module, own)
     return [s for doc in docs for s in _sentences(doc)]
 
 
