@@ -78,7 +78,7 @@ def _run_study(root: Path) -> TrainStudy:
     recipe.write_text(RECIPE)
     chosen = [(c, q) for c, q in candidates.menu() if c.name in ("32-true", "16-mixed")]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run, "menu", lambda: chosen)
+        mp.setattr(candidates, "menu", lambda: chosen)
         mp.setattr(run, "CONVERGE", 0)  # only fp32 and the precision modes train to the end
         return run.optimize_training(recipe, steps=10, batch_size=8, budget_s=0.3,
                                      memory_budget_mb=1, out=root / "runs", name="tiny",

@@ -13,7 +13,8 @@ from test_cli import _one_error_line, hasten
 
 from hasten.measure import memory_noise_mb
 from hasten.train import candidates, run, runner
-from hasten.train.candidates import HALF_MODES, combine, speed_group
+from hasten.train.candidates import HALF_MODES, combine
+from hasten.train.families import TORCH
 from hasten.train.outcome import SEEDS
 from hasten.train.run import optimize_training
 from hasten.train.study import TrainStudy
@@ -239,7 +240,7 @@ def test_recommendation_names_fabric_and_code_lines(cnn_study):
 
 
 def only(*names: str):
-    """The training menu restricted to these candidates (run.menu's replacement)."""
+    """The training menu restricted to these candidates (candidates.menu's replacement)."""
     chosen = [(c, in_quick) for c, in_quick in candidates.menu() if c.name in names]
     return lambda: chosen
 
@@ -254,7 +255,7 @@ def test_a_study_resumes_without_rerunning(cnn_study, tmp_path):
 
 def test_a_candidate_that_goes_nan_is_reported_not_fatal(tmp_path, monkeypatch):
     keep = {"32-true", "16-true", "bf16-true"}
-    monkeypatch.setattr(run, "menu", only(*keep))
+    monkeypatch.setattr(candidates, "menu", only(*keep))
     recipe = write(tmp_path, "overflow.py", OVERFLOW_RECIPE)
     study = optimize_training(recipe, steps=8, batch_size=16, out=tmp_path / "runs",
                               budget_s=0.2, audit=False, report=False)
@@ -267,7 +268,7 @@ def test_a_candidate_that_goes_nan_is_reported_not_fatal(tmp_path, monkeypatch):
 
 
 def test_batch_size_search_finds_the_largest_batch_under_the_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(run, "menu", only("32-true"))
+    monkeypatch.setattr(candidates, "menu", only("32-true"))
     recipe = write(tmp_path, "wide.py", WIDE_RECIPE)
     # Each sample holds about half a MiB of activations and gradients, so the budget is
     # crossed at a few hundred samples, where a step is quick on any CPU.
@@ -296,7 +297,7 @@ def test_batch_size_search_finds_the_largest_batch_under_the_budget(tmp_path, mo
 
 
 def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, monkeypatch):
-    monkeypatch.setattr(run, "menu", only("32-true", "32-true/adamw-fused"))
+    monkeypatch.setattr(candidates, "menu", only("32-true", "32-true/adamw-fused"))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
     kwargs = dict(steps=4, batch_size=16, out=tmp_path / "runs", budget_s=0.2,
                   memory_budget_mb=64 * 1024, report=False)
@@ -356,7 +357,7 @@ def test_a_run_stopped_at_what_the_budget_left_is_cut_not_failed(tmp_path):
 
 
 def test_two_processes_train_through_ddp_on_gloo(tmp_path, monkeypatch):
-    monkeypatch.setattr(run, "menu", only("32-true"))
+    monkeypatch.setattr(candidates, "menu", only("32-true"))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
     study = optimize_training(recipe, steps=6, batch_size=16, devices=2, out=tmp_path / "runs",
                               budget_s=0.2, memory_budget_mb=1.0, audit=False, report=False)
@@ -395,7 +396,7 @@ def test_bad_settings_are_one_sentence(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_precision_modes_with_grad_scaler(tmp_path, monkeypatch):
     keep = {"32-true", "32-true/tf32", "16-mixed", "bf16-mixed", "32-true/pinned-memory"}
-    monkeypatch.setattr(run, "menu", only(*keep))
+    monkeypatch.setattr(candidates, "menu", only(*keep))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
     study = optimize_training(recipe, steps=8, batch_size=32, device="cuda",
                               out=tmp_path / "runs", budget_s=0.3, audit=False, report=False)
@@ -424,9 +425,9 @@ def test_combine_takes_one_switch_of_each_kind():
     assert c.accumulation == 1 and not c.converges
     assert by_name["32-true/accumulate-4"].accumulation == 4
     assert by_name["32-true/qat-int8"].converges and by_name["32-true/length-grouped"].converges
-    assert speed_group(by_name["32-true/accumulate-4"]) is None
-    assert speed_group(by_name["32-true/checkpointing"]) is None
-    assert speed_group(by_name["32-true/attention-eager"]) == "attention"
+    assert TORCH.speed_group(by_name["32-true/accumulate-4"]) is None
+    assert TORCH.speed_group(by_name["32-true/checkpointing"]) is None
+    assert TORCH.speed_group(by_name["32-true/attention-eager"]) == "attention"
 
 
 def test_the_combined_candidate_builds_on_a_passing_mode(cnn_study):
@@ -502,7 +503,7 @@ def test_only_candidates_that_beat_fp32_on_speed_or_memory_train_to_the_end(tmp_
         speed, peak = figures[name]
         store.put_trial(name, "speed", "speed", "ok", latency={"p50": 1.0}, throughput=speed,
                         items=1, peak_mb=peak)
-    assert run.worth_training(store, "32-true", run.TORCH) == [
+    assert run.worth_training(store, "32-true", TORCH) == [
         "32-true/adamw-fused", "32-true/adamw-foreach", "32-true/channels-last",
         "32-true/checkpointing", "32-true/qat-int8"]
     store.close()

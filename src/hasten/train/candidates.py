@@ -90,12 +90,6 @@ def lr_warmup_steps(steps: int) -> int:
     return max(1, round(LR_WARMUP_SHARE * steps))
 
 
-def speed_group(c: TrainCandidate) -> str | None:
-    """Which speed-only group a single-switch candidate belongs to, or None."""
-    uses = c.uses()
-    return uses[0].group if len(uses) == 1 and c.batch_size is None else None
-
-
 def combine(precision: str, winners: list[TrainCandidate]) -> TrainCandidate:
     """The precision mode with every winning switch at once, named by its switches."""
     return TrainCandidate(precision, tuple(s for w in winners for s in w.switches))

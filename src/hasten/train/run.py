@@ -5,13 +5,11 @@ fastest for the study's steps against fp32 and evaluate them."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +22,11 @@ from hasten.errors import HastenError
 from hasten.executors import Deadline, Executor, LocalExecutor
 from hasten.folders import study_folder
 from hasten.measure import memory_noise_mb
-from hasten.train import switches
-from hasten.train.candidates import (
-    BASELINE,
-    HALF_MODES,
-    TrainCandidate,
-    batch_candidate,
-    combine,
-    menu,
-    skip_reason,
-    speed_group,
-)
+from hasten.train import families
 from hasten.train.demos import DEMOS as DEMO_RECIPES
 from hasten.train.demos import KERAS_DEMOS
-from hasten.train.keras import candidates as keras_candidates
+from hasten.train.families import TORCH, Family, family
 from hasten.train.outcome import (
-    SEEDS,
     SLOW_STEP_S,
     TOO_SLOW,
     phase_kind,
@@ -47,13 +34,10 @@ from hasten.train.outcome import (
     seed_point,
     too_slow_to_train,
 )
-from hasten.train.recipe import Recipe, is_keras_recipe, load_recipe
+from hasten.train.recipe import is_keras_recipe
 from hasten.train.settings import TrainSettings
 from hasten.train.study import TrainStudy
 
-RUNNER = "hasten.train.runner"
-KERAS_RUNNER = "hasten.train.keras.runner"
-KERAS_BACKENDS = ("tensorflow", "torch")
 # Besides fp32, every precision mode, QAT and the larger batch, this many of the candidates
 # faster than fp32 (and the lightest of those lighter than it) train to the end and are
 # evaluated.
@@ -81,48 +65,6 @@ DEMOS = {
 }
 # What `hasten train` runs without a recipe: the demos the core install can run.
 DEFAULT_DEMOS = ("digits", "text")
-
-
-@dataclass(frozen=True)
-class Family:
-    """What differs between a PyTorch and a Keras study's candidates; the study's phases are
-    the same for both (hasten.train.candidates, hasten.train.keras.candidates)."""
-
-    baseline: str
-    modes: tuple[str, ...]
-    candidate: type
-    batch_candidate: Callable
-    combine: Callable
-    speed_group: Callable
-    half_type: Callable[[str], str]
-    runtime: str
-    runner: str
-    word: str  # how messages name the baseline
-    seeds: int  # convergence runs of fp32 and of a candidate that would be recommended
-
-
-TORCH = Family(BASELINE, HALF_MODES, TrainCandidate, batch_candidate, combine, speed_group,
-               lambda mode: "fp16" if mode.startswith("16") else "bf16", "fabric", RUNNER, "fp32",
-               SEEDS)
-KERAS = Family(keras_candidates.BASELINE, keras_candidates.HALF_MODES,
-               keras_candidates.KerasCandidate, keras_candidates.batch_candidate,
-               keras_candidates.combine, keras_candidates.speed_group,
-               keras_candidates.half_type, "keras", KERAS_RUNNER, "float32", 1)
-
-
-def family(settings: TrainSettings) -> Family:
-    """The candidates of a study's kind: Keras when it has a Keras backend, else PyTorch."""
-    return KERAS if settings.keras_backend else TORCH
-
-
-def tensorflow_installed() -> bool:
-    """Whether TensorFlow can be imported here (it is not imported to find out)."""
-    return importlib.util.find_spec("tensorflow") is not None
-
-
-def default_keras_backend() -> str:
-    """tensorflow when it is installed, else torch (Keras 3 runs on PyTorch too)."""
-    return "tensorflow" if tensorflow_installed() else "torch"
 
 
 def optimize_training(
@@ -167,51 +109,45 @@ def optimize_training(
     if time_budget_s is not None and not time_budget_s > 0:
         raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
     executor = executor or LocalExecutor()
-    backend = keras_backend or default_keras_backend()
-    if backend not in KERAS_BACKENDS:
+    backend = keras_backend or families.default_keras_backend()
+    if backend not in families.KERAS_BACKENDS:
         raise HastenError(f"`keras_backend` must be tensorflow or torch, not {backend!r}.")
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = backend
-    if is_keras_recipe(recipe):
-        return _optimize_keras(recipe, backend, steps=steps, batch_size=batch_size,
-                               evaluate=evaluate, devices=devices,
-                               memory_budget_mb=memory_budget_mb, max_drop=max_drop, out=out,
-                               name=name, fresh=fresh, device=device, budget_s=budget_s,
-                               time_budget_s=time_budget_s, quick=quick,
-                               trial_timeout_s=trial_timeout_s, progress=progress, log=log,
-                               report=report, executor=executor)
-    if keras_backend:
-        raise HastenError("`keras_backend` is for Keras recipes; this recipe's model() returns "
-                          "a PyTorch module.")
-    loaded = load_recipe(recipe)
+    fam = families.KERAS if is_keras_recipe(recipe) else families.TORCH
+    fam.refuse(keras_backend, backend, device, devices)
+    loaded = fam.load(recipe)
     if evaluate is None:
-        evaluate = loaded.eval_data is not None and loaded.evaluate is not None
+        evaluate = fam.has_eval(loaded)
     folder = study_folder(out, loaded.path.stem if name is None else name, executor.suffix)
     settings = TrainSettings(
         device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
-        budget_s=budget_s, baseline=BASELINE, model={}, recipe=str(loaded.path), steps=steps,
-        batch_size=batch_size, eval=evaluate, devices=devices,
+        budget_s=budget_s, baseline=fam.baseline, model={}, recipe=str(loaded.path),
+        steps=steps, batch_size=batch_size, eval=evaluate, devices=devices,
         memory_budget_mb=math.inf if memory_budget_mb is None else memory_budget_mb,
+        keras_backend=backend if fam is families.KERAS else None,
     )
     settings.check()
     if memory_budget_mb is None:
         # The budget a resumed study was started with, else what the device has free now.
         previous = None if fresh else stored_settings(folder, TrainSettings)
         memory_budget_mb = previous.memory_budget_mb if previous else free_memory_mb(device)
-    settings = dataclasses.replace(settings, memory_budget_mb=memory_budget_mb,
-                                   model=_check_recipe(loaded, batch_size, evaluate))
-    engine = Engine(folder, settings, module=RUNNER, kind_of=phase_kind, fresh=fresh,
+    facts, save = fam.check(loaded, batch_size, evaluate)
+    settings = dataclasses.replace(settings, memory_budget_mb=memory_budget_mb, model=facts)
+    engine = Engine(folder, settings, module=fam.runner, kind_of=phase_kind, fresh=fresh,
                     trial_timeout_s=trial_timeout_s, log=log, executor=executor)
-    for i, (c, in_quick) in enumerate(menu()):
-        engine.register(i, c.name, [], "fabric", c.settings(),
-                        skip_reason(c, settings, in_quick))
+    save(folder)
+    for i, (c, in_quick) in enumerate(fam.menu()):
+        engine.register(i, c.name, [], fam.runtime, c.settings(),
+                        fam.skip_reason(c, settings, in_quick))
     progress = progress or (lambda *_: None)
 
     def work() -> None:
-        deadline = _deadline(time_budget_s)
-        if audit and (engine.store.meta("audit") or {"cut": True}).get("cut"):
+        deadline = Deadline(math.inf if time_budget_s is None else time_budget_s,
+                            shares=SHARES)
+        if audit and fam.audits and (engine.store.meta("audit") or {"cut": True}).get("cut"):
             progress("auditing the recipe's numerics", 0, 1)
-            ran = (engine.launch(BASELINE, "audit", [], cap_s=deadline.left("audit"))
+            ran = (engine.launch(fam.baseline, "audit", [], cap_s=deadline.left("audit"))
                    if deadline.allows("audit") else None)
             if ran is None or ran.cut:
                 engine.store.set_meta("audit", {"error": deadline.cut("not audited"),
@@ -224,97 +160,11 @@ def optimize_training(
     return engine.run(work, TrainStudy, report)
 
 
-def _optimize_keras(recipe: str | Path, backend: str, *, steps: int, batch_size: int,
-                    evaluate: bool | None, devices: int, memory_budget_mb: float | None,
-                    max_drop: float, out: str | Path, name: str | None, fresh: bool,
-                    device: str, budget_s: float, time_budget_s: float | None, quick: bool,
-                    trial_timeout_s: float | None, progress: Progress | None, log: Log | None,
-                    report: Callable[[TrainStudy], object] | None,
-                    executor: Executor) -> TrainStudy:
-    """The training study of a Keras recipe: the same engine, phases, rows and reports as a
-    PyTorch study's, with Keras candidates run by hasten.train.keras.runner. Every trial starts
-    from the weights saved here once, in the study folder."""
-    from hasten.train.keras import recipe as keras_recipe
-    from hasten.train.keras.runner import WEIGHTS
-
-    if backend == "tensorflow" and not tensorflow_installed():
-        raise HastenError("The tensorflow backend needs TensorFlow, which is not installed: "
-                          "pip install 'hasten[keras]', or use `keras_backend` torch.")
-    if devices != 1 or device != "cpu":
-        raise HastenError("A Keras study trains in one process on the CPU; leave `devices` at "
-                          "1 and `device` at cpu.")
-    loaded = keras_recipe.load_keras_recipe(recipe)
-    if evaluate is None:
-        evaluate = loaded.has_eval
-    folder = study_folder(out, loaded.path.stem if name is None else name, executor.suffix)
-    settings = TrainSettings(
-        device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
-        budget_s=budget_s, baseline=KERAS.baseline, model={}, recipe=str(loaded.path),
-        steps=steps, batch_size=batch_size, eval=evaluate, devices=devices,
-        memory_budget_mb=math.inf if memory_budget_mb is None else memory_budget_mb,
-        keras_backend=backend,
-    )
-    settings.check()
-    if memory_budget_mb is None:
-        previous = None if fresh else stored_settings(folder, TrainSettings)
-        memory_budget_mb = previous.memory_budget_mb if previous else free_memory_mb(device)
-    facts, model = keras_recipe.check(loaded, batch_size, evaluate)
-    settings = dataclasses.replace(settings, memory_budget_mb=memory_budget_mb, model=facts)
-    engine = Engine(folder, settings, module=KERAS_RUNNER, kind_of=phase_kind, fresh=fresh,
-                    trial_timeout_s=trial_timeout_s, log=log, executor=executor)
-    if not (folder / WEIGHTS).is_file():  # saved whole: under a temporary name, then renamed
-        partial = folder / f"partial.{WEIGHTS}"
-        model.save_weights(partial)
-        partial.replace(folder / WEIGHTS)
-    for i, (c, in_quick) in enumerate(keras_candidates.menu()):
-        engine.register(i, c.name, [], "keras", c.settings(),
-                        keras_candidates.skip_reason(c, backend, facts, quick, in_quick))
-    progress = progress or (lambda *_: None)
-
-    def work() -> None:
-        _run(engine, Launcher(engine, _deadline(time_budget_s)), progress)
-        progress("done", 1, 1)
-
-    return engine.run(work, TrainStudy, report)
-
-
-def _deadline(time_budget_s: float | None) -> Deadline:
-    """The study's time budget from now, shared out over its steps (SHARES)."""
-    return Deadline(math.inf if time_budget_s is None else time_budget_s, shares=SHARES)
-
-
 def free_memory_mb(device: str) -> float:
     """The memory the device has free now: the default memory budget."""
     if device == "cuda":
         return torch.cuda.mem_get_info()[0] / 2**20
     return psutil.virtual_memory().available / 2**20
-
-
-def _check_recipe(recipe: Recipe, batch_size: int, evaluate: bool) -> dict:
-    """Build the model, run one small training step and one evaluation batch in fp32, so a
-    recipe whose data does not fit its model fails here in one sentence, not in every trial."""
-    torch.manual_seed(0)
-    module = recipe.build_model().train()
-    optimizer = recipe.build_optimizer(module)
-    size = len(recipe.train_dataset())
-    if size < batch_size:
-        raise HastenError(f"{recipe.path.name}: train_data() holds {size} samples, fewer than "
-                          f"one batch of {batch_size}; lower `batch_size`.")
-    batch = next(recipe.batches(min(batch_size, 2), 1))
-    loss = recipe.compute_loss(module, batch)
-    if not loss.requires_grad:
-        raise HastenError(f"{recipe.path.name}: the loss does not depend on the model's "
-                          "trainable parameters, so nothing would train.")
-    if not torch.isfinite(loss.detach()).all():
-        raise HastenError(f"{recipe.path.name}: the loss is {loss.item()} at step 1 in plain "
-                          "fp32; fix the loss, the data or the learning rate first.")
-    loss.backward()
-    if evaluate:
-        loader = torch.utils.data.DataLoader(recipe.eval_dataset(), batch_size=2)
-        module.eval()
-        with torch.no_grad():
-            recipe.evaluate_batch(module, next(iter(loader)))
-    return {**switches.describe(module, optimizer, recipe.train_dataset()), "train_size": size}
 
 
 class Launcher:
@@ -384,13 +234,13 @@ def _speeds(store) -> dict[str, float]:
 
 
 def _candidates(store, fam: Family) -> dict:
-    return {c["name"]: fam.candidate.from_settings(c["settings"]) for c in store.candidates()}
+    return {c["name"]: fam.candidate(c["settings"]) for c in store.candidates()}
 
 
 def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
     store, settings = engine.store, engine.settings
     baseline, fam = settings.baseline, family(settings)
-    runnable = {c["name"]: fam.candidate.from_settings(c["settings"])
+    runnable = {c["name"]: fam.candidate(c["settings"])
                 for c in store.candidates() if not c["skipped_reason"]}
     total = len(runnable)
     for i in range(total):
@@ -500,7 +350,7 @@ def _skip_if_built_on_slow(engine: Engine, name: str) -> bool:
     speed run would cost as much and show the same), with the reason; True when skipped."""
     store = engine.store
     row = next(c for c in store.candidates() if c["name"] == name)
-    precision = family(engine.settings).candidate.from_settings(row["settings"]).precision
+    precision = family(engine.settings).candidate(row["settings"]).precision
     speeds = _speeds(store)
     if name == precision or precision not in _too_slow(speeds, engine.settings):
         return False

@@ -10,8 +10,7 @@ from pathlib import Path
 from hasten.engine import StudyRecord
 from hasten.errors import HastenError
 from hasten.measure import least_memory, memory_noise_mb
-from hasten.train import candidates
-from hasten.train.keras import candidates as keras_candidates
+from hasten.train.families import family
 from hasten.train.outcome import metric_range
 from hasten.train.settings import TrainSettings
 
@@ -42,17 +41,12 @@ class TrainStudy(StudyRecord):
         self.budget = self.meta.get("budget") or {}
         # A Keras study's backend (tensorflow or torch), None for a PyTorch study.
         self.keras_backend = self.settings.keras_backend
-        self.precision_modes = (
-            (keras_candidates.BASELINE, *keras_candidates.HALF_MODES) if self.keras_backend
-            else (candidates.BASELINE, f"{candidates.BASELINE}/tf32", *candidates.HALF_MODES))
+        self.family = family(self.settings)
+        self.precision_modes = self.family.precision_modes
 
     def code(self, settings: dict) -> list[str]:
         """The lines that set up the candidate with these stored settings."""
-        if self.keras_backend:
-            return keras_candidates.code_lines(
-                keras_candidates.KerasCandidate.from_settings(settings), self.keras_backend)
-        return candidates.code_lines(candidates.TrainCandidate.from_settings(settings),
-                                     self.settings.device, self.settings.devices)
+        return self.family.code_lines(self.family.candidate(settings), self.settings)
 
     def table(self) -> list[dict]:
         """One row per candidate, ranked: converged and passing first, fastest first."""

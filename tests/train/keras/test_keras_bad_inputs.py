@@ -72,9 +72,9 @@ def test_each_bad_input_is_one_sentence_and_exit_2(tmp_path):
 
 
 def test_tensorflow_missing_is_said(tmp_path, monkeypatch):
-    from hasten.train import run
+    from hasten.train import families
 
-    monkeypatch.setattr(run, "tensorflow_installed", lambda: False)
+    monkeypatch.setattr(families, "tensorflow_installed", lambda: False)
     recipe = _recipe(tmp_path, "good", MODEL + DATA.format(
         features=4, loss='"sparse_categorical_crossentropy"'))
     result = _invoke(["train", recipe, "--keras-backend", "tensorflow",

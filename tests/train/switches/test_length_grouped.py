@@ -126,7 +126,7 @@ def run_settings(**fields):
 def test_a_study_measures_it_against_random_batches(tmp_path, monkeypatch):
     chosen = [(c, q) for c, q in candidates.menu()
               if c.name in ("32-true", "32-true/length-grouped")]
-    monkeypatch.setattr(run, "menu", lambda: chosen)
+    monkeypatch.setattr(candidates, "menu", lambda: chosen)
     monkeypatch.setattr(run, "CONVERGE", 0)
     recipe = tmp_path / "bag.py"
     recipe.write_text(RECIPE)

@@ -104,12 +104,6 @@ def batch_candidate(precision: str, batch_size: int) -> KerasCandidate:
     return KerasCandidate(precision, (), batch_size)
 
 
-def speed_group(c: KerasCandidate) -> str | None:
-    """Which speed-only group a single-switch candidate belongs to, or None."""
-    uses = c.uses()
-    return uses[0].group if len(uses) == 1 and c.batch_size is None else None
-
-
 def combine(precision: str, winners: list[KerasCandidate]) -> KerasCandidate:
     """The policy with every winning switch at once."""
     return KerasCandidate(precision, tuple(s for w in winners for s in w.switches))
