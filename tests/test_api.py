@@ -455,6 +455,7 @@ def test_classification_with_labels(tmp_path, tiny_bert_cls_dir, sentences, only
         ({"batch_sizes": [8, 5000]}, "Batch sizes must be between 1 and 4096"),
         ({"seq_lengths": [1]}, "Sequence lengths must be between 2 and 128"),
         ({"seq_lengths": [16, 1000]}, "Sequence lengths must be between 2 and 128"),
+        ({"max_length": 129}, "`max_length` must be between 2 and 128 tokens for this model"),
         ({"column": "review", "data": "reviews.csv"}, "does not exist"),
         ({"calibration_samples": 0}, "`calibration_samples` must be at least 1"),
     ],

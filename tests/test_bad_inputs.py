@@ -95,6 +95,8 @@ CASES = [
          "--budget takes a duration such as 8m"),
     case("sequence length 100000", "infer --model {text} --seq-lengths 100000",
          "Sequence lengths must be between 2 and 512"),
+    case("max length 1", "infer --model {text} --max-length 1",
+         "--max-length must be between 2 and 512 tokens"),
     case("max drop 2", "infer --model py:{root}/cnn.py:build --max-drop 2",
          "--max-drop must be between 0 and 1"),
     case("input shape 0x0", "infer --model py:{root}/cnn.py:build_module_only --input-shape 0x0",

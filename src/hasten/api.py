@@ -26,7 +26,7 @@ from hasten.train.study import TrainStudy
 # Options of the inference study that a decoder's generation study does not take, and the
 # reverse; a CLI or API call passes None for one it was not given.
 ENCODER_OPTIONS = ("label_column", "input_shape", "image_size", "mean", "std", "seq_lengths",
-                   "calibration_samples")
+                   "max_length", "calibration_samples")
 DECODER_OPTIONS = ("prompt_lengths", "new_tokens")
 
 

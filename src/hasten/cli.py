@@ -145,6 +145,9 @@ def infer(
                             "model's config, else 1)."),
     batch_sizes: str = typer.Option(None, help="Batch sizes to measure (default 1,8,32,64)."),
     seq_lengths: str = typer.Option(None, help="Sequence lengths for text (default 32,128)."),
+    max_length: int = typer.Option(None, help="Where texts are cut, in tokens, for the "
+                                   "fidelity check and the corpus passes (default: all the "
+                                   "model attends to, at most 512)."),
     prompt_lengths: str = typer.Option(None, help="Decoders: prompt lengths in tokens "
                                        "(default 128,512, those the model fits)."),
     new_tokens: int = typer.Option(None, help="Decoders: tokens generated greedily after "
@@ -196,7 +199,7 @@ def infer(
                 image_size=parse_size(image_size) if image_size else None,
                 mean=_numbers(mean, "--mean", float), std=_numbers(std, "--std", float),
                 batch_sizes=_numbers(batch_sizes, "--batch-sizes"),
-                seq_lengths=_numbers(seq_lengths, "--seq-lengths"),
+                seq_lengths=_numbers(seq_lengths, "--seq-lengths"), max_length=max_length,
                 prompt_lengths=_numbers(prompt_lengths, "--prompt-lengths"),
                 new_tokens=new_tokens, max_drop=max_drop,
                 calibration_samples=calibration_samples, random_weights=random_weights,
@@ -358,6 +361,10 @@ def compare(
                                          "machines), or more: e.g. hasten-runs/my-model@* for "
                                          "its machine types side by side."),
     html: Path = typer.Option(None, help="Also write the comparison as an HTML file."),
+    fail_above: float = typer.Option(None, help="Exit with code 1 when a candidate at a point "
+                                     "is more than this many times slower in the second study "
+                                     "than in the first, beyond both runs' spread (1.1: 10% "
+                                     "slower), for CI."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Two studies side by side: ratios per candidate and point, and which exceed the spread;
@@ -365,13 +372,21 @@ def compare(
     from hasten.report import compare as comparing
     from hasten.report.html import write
 
+    regressed: list[dict] = []
+
     def go() -> None:
         if len(folders) < 2:
             raise HastenError("compare takes two study folders or more.")
+        if fail_above is not None and (len(folders) != 2 or not fail_above >= 1):
+            raise HastenError("--fail-above takes two study folders and a ratio of at least 1 "
+                              f"(1.1 allows 10% slower), not {len(folders)} folders and "
+                              f"{fail_above}.")
         if len(folders) == 2:
             result = comparing.compare(*folders)
             comparing.render_terminal(result, _wide_console())
             page = comparing.render_html
+            if fail_above is not None:
+                regressed.extend(result.regressions(fail_above))
         else:
             result = comparing.compare_types(folders)
             comparing.render_types_terminal(result, _wide_console())
@@ -380,6 +395,11 @@ def compare(
             print(f"Wrote {write(page(result), html)}")
 
     _guard(debug, go)
+    for m in regressed:
+        print(f"Regressed: {m['candidate']} at {m['point']}, {m['ratio']:.2f}x the first "
+              f"study's latency (more than {fail_above}x, beyond both runs' spread)")
+    if regressed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -5,6 +5,7 @@ random weights are asked for, and then said."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -132,3 +133,41 @@ def test_random_weights_asked_for_are_said_everywhere(random_study, tmp_path):
     assert f'<p class="banner warn" id="random-weights">{said}' in html
     out = random_study.export(tmp_path / "fast", candidate=backends.BASELINE)
     assert json.loads((out / "candidate.json").read_text())["random_weights"] is True
+
+
+@pytest.fixture(scope="module")
+def tuned_study(llama_dir, tmp_path_factory):
+    """The baseline and eager attention, which declares two tuned variants: sdpa again, and one
+    thread."""
+    with pytest.MonkeyPatch.context() as patch:
+        every = backends.load_all()
+        eager = dataclasses.replace(every["torch/eager/attention-eager"],
+                                    tuned={"sdpa": {"attention": "sdpa"}, **backends.ONE_THREAD})
+        menu = {backends.BASELINE: every[backends.BASELINE], eager.name: eager}
+        patch.setattr(backends, "load_all", lambda: menu)
+        out = tmp_path_factory.mktemp("runs")
+        study = _study(llama_dir, out, prompt_lengths=[16], batch_sizes=[1])
+        return study, _study(llama_dir, out, prompt_lengths=[16], batch_sizes=[1])
+
+
+def test_tuned_variants_are_screened_measured_and_exported(tuned_study, tmp_path):
+    study, again = tuned_study
+    names = [c["name"] for c in study.candidates]
+    one_thread = "torch/eager/attention-eager/1-thread"
+    expected = ["torch/eager/attention-eager/sdpa"]
+    if study.settings.threads > 1:  # on one thread, that variant is the candidate itself
+        expected.append(one_thread)
+    assert names[2:] == expected  # after the menu, each once
+    settings = {c["name"]: c["settings"] for c in study.candidates}
+    assert settings[expected[0]] == {"dtype": "fp32", "attention": "sdpa"}
+    rows = {r["candidate"]: r for r in study.table()}
+    for name in expected:
+        assert rows[name]["status"] == "ok" and rows[name]["passed"], rows[name]
+    assert abs(rows[expected[0]]["fidelity"]["perplexity_increase"]) < 1e-6
+    assert [c["name"] for c in again.candidates] == names  # resumed: registered once
+    out = study.export(tmp_path / "fast", candidate=expected[-1])
+    recipe = json.loads((out / "candidate.json").read_text())
+    assert recipe["candidate"] == expected[-1]
+    assert recipe["threads"] == backends.threads_of(settings[expected[-1]],
+                                                    study.settings.threads)
+    assert f"threads = {recipe['threads']}\n" in (out / "load.py").read_text()

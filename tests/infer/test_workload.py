@@ -257,3 +257,15 @@ def test_hf_image_models_run_on_an_image_folder(tiny_vision_dirs, image_folder, 
     with torch.inference_mode():
         out = model.module(*batch)
     assert out.shape[0] == 2 and torch.isfinite(out).all()
+
+
+def test_texts_are_cut_where_asked_else_where_the_model_stops(bert):
+    from hasten.infer.run import _workload as build
+
+    long = " ".join(["word"] * 400)
+    for asked, cut in ((None, bert.max_length), (16, 16)):
+        workload = build(bert, None, None, None, [2], [16], True, asked)
+        assert workload.max_length == cut
+        workload.texts = [long, long]
+        (batch,), _ = eval_batches(bert, workload)
+        assert batch[0].shape == (2, cut)

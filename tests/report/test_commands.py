@@ -47,3 +47,18 @@ def test_an_unwritable_html_path_is_one_error_line(study_at, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"error: Cannot write {target}: {tmp_path / 'a-file'} is a file, not a folder."]
+
+
+def test_compare_fails_above_a_ratio_for_ci(study_at):
+    a, same, slower = study_at("a"), study_at("same"), study_at("slower", scale=1.3)
+    proc = hasten("compare", str(a.folder), str(same.folder), "--fail-above", "1.1")
+    assert proc.returncode == 0, proc.stderr
+    assert "Regressed" not in proc.stdout
+    proc = hasten("compare", str(a.folder), str(slower.folder), "--fail-above", "1.1")
+    assert proc.returncode == 1, proc.stderr
+    regressed = [line for line in proc.stdout.splitlines() if line.startswith("Regressed: ")]
+    assert regressed and all("1.30x the first study's latency" in line for line in regressed)
+    assert hasten("compare", str(slower.folder), str(a.folder), "--fail-above",
+                  "1.1").returncode == 0  # faster is not a regression
+    proc = hasten("compare", str(a.folder), str(slower.folder), "--fail-above", "0.5")
+    assert proc.returncode == 2 and "a ratio of at least 1" in proc.stderr

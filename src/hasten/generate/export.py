@@ -60,17 +60,18 @@ def export_candidate(study, name: str, out: Path) -> Path:
         finished = sorted(n for n, r in study.results.items() if r["status"] == "ok")
         raise HastenError(f"{name} is not a finished candidate of {study.folder}; choose one of "
                           f"{', '.join(finished) or 'none yet'}.")
-    candidate = backends.load_all().get(name)
+    candidate = backends.find(name)
     if candidate is None or candidate.export is None:
         raise HastenError(f"{name} cannot be exported yet; export another candidate.")
     settings = study.settings
+    threads = backends.threads_of(row["settings"], settings.threads)
     tokens = Tokens(study.folder, settings.workload.data.get("tokens_sha256"))
     generator = build(study.folder, settings, row, tokens)
     prompts = tokens.continuations()
     continuations = generator.generate(prompts, settings.workload.new_tokens)
     exported = candidate.export(backends.BuildContext(
         Decoder.from_dict(settings.model), study.folder / "artifacts" / "generate",
-        row["settings"], settings.threads), generator)
+        row["settings"], threads), generator)
     folders.claim(out, "export", "`out` folder")
     folders.clear(out)
     names = ["candidate.json", "load.py", "tokenizer", *exported.files]
@@ -79,7 +80,7 @@ def export_candidate(study, name: str, out: Path) -> Path:
     for target, source in exported.files.items():
         _copy(Path(source), out / target)
     recipe = {"candidate": name, "study": str(study.folder), "settings": row["settings"],
-              "threads": settings.threads,
+              "threads": threads,
               "random_weights": not settings.model["has_weights"],
               "continuations": {"prompts": prompts.tolist(),
                                 "new_tokens": settings.workload.new_tokens,
@@ -88,7 +89,7 @@ def export_candidate(study, name: str, out: Path) -> Path:
                             if name in (c := study.confirmed(p))}}
     folders.write_whole(out / "candidate.json", json.dumps(recipe, indent=2))
     folders.write_whole(out / "load.py", LOAD_PY.format(
-        name=name, study=study.folder.name, threads=settings.threads,
+        name=name, study=study.folder.name, threads=threads,
         code="\n".join(exported.code), new_tokens=settings.workload.new_tokens,
         requires=", ".join(exported.requires)))
     return out

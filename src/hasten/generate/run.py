@@ -193,6 +193,9 @@ class GenerateRun:
         for i, name in enumerate(others):
             self.progress(f"screening {name}", i, len(others))
             self.screen_one(name)
+            for variant in self.variants(name):
+                self.progress(f"screening {variant} (tuned)", i, len(others))
+                self.screen_one(variant)
         survivors = self.survivors()
         for i, name in enumerate(survivors):
             self.progress(f"measuring {name}", i, len(survivors))
@@ -229,6 +232,26 @@ class GenerateRun:
             return
         self.log(name, [self.screen])
         self.deadline.record("screen", time.monotonic() - started)
+
+    def variants(self, name: str) -> list[str]:
+        """The tuned variants of a candidate that ran (whether or not it kept fidelity: int4
+        with smaller groups may keep what plain int4 lost), registered after the menu when new;
+        screened right after it, so that a budget spent on the long tail still tunes the
+        likeliest winners. A variant asking for the threads the study has is the candidate."""
+        candidate = backends.load_all().get(name)
+        if candidate is None or self.store.results().get(name, {}).get("status") != "ok":
+            return []
+        registered = [c["name"] for c in self.store.candidates()]
+        variants = []
+        for label, overrides in candidate.tuned.items():
+            if overrides.get("threads", 0) >= self.settings.threads:
+                continue
+            variants.append(f"{name}/{label}")
+            if variants[-1] not in registered:
+                registered.append(variants[-1])
+                self.engine.register(len(registered) - 1, variants[-1], [], candidate.runtime,
+                                     {**candidate.settings, **overrides}, None)
+        return variants
 
     def survivors(self) -> list[str]:
         """The passing candidates, fastest decode at the screening point first."""

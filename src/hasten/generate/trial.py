@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from hasten.engine import record_failure
-from hasten.errors import describe_error
+from hasten.errors import HastenError, describe_error
 from hasten.generate import backends, fidelity
 from hasten.generate.backends import BuildContext, Generator
 from hasten.generate.decoder import Decoder
@@ -38,12 +38,17 @@ ARTIFACTS = "artifacts/generate"
 
 def build(study: Path, settings: GenerateSettings, row: dict, tokens: Tokens) -> Generator:
     """The candidate's generator, built from the study's decoder and the row's settings."""
-    candidate = backends.load_all()[row["name"]]
+    candidate = backends.find(row["name"])
+    if candidate is None:
+        raise HastenError(f"{row['name']} is not a candidate this hasten offers; update hasten "
+                          "or start the study again with --fresh.")
     work = study / ARTIFACTS
     work.mkdir(parents=True, exist_ok=True)
     calibration = [tokens.prompts(f"b1/p{p}") for p in settings.workload.prompt_lengths]
     return candidate.build(BuildContext(Decoder.from_dict(settings.model), work,
-                                        row["settings"], settings.threads, calibration))
+                                        row["settings"],
+                                        backends.threads_of(row["settings"], settings.threads),
+                                        calibration))
 
 
 def time_point(generator: Generator, prompts: torch.Tensor, new_tokens: int,

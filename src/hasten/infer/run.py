@@ -55,6 +55,7 @@ def optimize_inference(
     std: list[float] | None = None,
     batch_sizes: list[int] | None = None,
     seq_lengths: list[int] | None = None,
+    max_length: int | None = None,
     max_drop: float = 0.01,
     calibration_samples: int = 128,
     random_weights: bool = False,
@@ -79,6 +80,8 @@ def optimize_inference(
     baseline failed. `time_budget_s` bounds the study's wall time (default
     DEFAULT_TIME_BUDGET_S for the mode; math.inf for none); `budget_s` is how long each
     workload point is measured. `executor` runs the trials (default: local processes).
+    `max_length` is where texts are cut, in tokens, for the fidelity check and the passes over
+    the corpus (default: all the model attends to, at most 512).
     A Hugging Face folder without saved weights is refused unless `random_weights` asks for
     it to be built from its config with seeded random weights (the model's info records it,
     and the report and the export say so).
@@ -90,7 +93,8 @@ def optimize_inference(
         raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
     model = absolute_spec(model)
     loaded = load_model(model, task, input_shape, random_weights=random_weights)
-    workload = _workload(loaded, data, column, label_column, batch_sizes, seq_lengths, quick)
+    workload = _workload(loaded, data, column, label_column, batch_sizes, seq_lengths, quick,
+                         max_length)
     workload.calibration_samples = calibration_samples
     if data is not None and loaded.kind != "text":
         _add_images(loaded, workload, Path(data), column or label_column, image_size, mean, std)
@@ -119,7 +123,7 @@ def optimize_inference(
 
 
 def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_lengths,
-              quick: bool) -> Workload:
+              quick: bool, max_length: int | None) -> Workload:
     batch_sizes = list(batch_sizes or ((1, 8) if quick else DEFAULT_BATCH_SIZES))
     if not batch_sizes or any(b < 1 or b > 4096 for b in batch_sizes):
         raise HastenError(f"Batch sizes must be between 1 and 4096, not {batch_sizes}.")
@@ -145,10 +149,13 @@ def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_l
                 f"Sequence lengths must be between 2 and {model.max_length} for this model, "
                 f"not {seq_lengths}."
             )
+    if max_length is not None and not 2 <= max_length <= model.max_length:
+        raise HastenError(f"`max_length` must be between 2 and {model.max_length} tokens for "
+                          f"this model, not {max_length}.")
     return Workload(
         texts=texts, labels=labels, batch_sizes=sorted(set(batch_sizes)),
         seq_lengths=sorted(set(seq_lengths or [])), eval_samples=128 if quick else 256,
-        dataset_batch_size=max(batch_sizes), max_length=min(128, model.max_length),
+        dataset_batch_size=max(batch_sizes), max_length=max_length or model.max_length,
         data=source,
     )
 

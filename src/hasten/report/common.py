@@ -161,7 +161,8 @@ def recommendation_detail(study: Study, objective: str, row: dict) -> str:
     if not job:
         return ""
     text = (f"{job['items_per_s']:,.0f} items/s over the corpus sorted by length, batch "
-            f"{job['batch_size']}, each batch padded to its longest text")
+            f"{job['batch_size']}, each batch padded to its longest text (texts cut at "
+            f"{study.settings.workload.max_length} tokens)")
     if job["gain"]:
         text += (f"; {job['gain']:.2f}x the naive job ({study.baseline} unsorted at batch "
                  f"{study.settings.workload.dataset_batch_size})")

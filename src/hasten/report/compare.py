@@ -39,6 +39,11 @@ class Comparison:
     matched: list[dict] = field(default_factory=list)
     only: dict[str, list[str]] = field(default_factory=dict)
 
+    def regressions(self, threshold: float) -> list[dict]:
+        """The matched rows more than `threshold` times slower in the second study than in
+        the first, by more than both runs' spread (a slowdown within it may be noise)."""
+        return [m for m in self.matched if m["ratio"] > threshold and m["beyond_spread"]]
+
 
 def _labels(a: Study, b: Study) -> tuple[str, str]:
     if a.folder.name != b.folder.name:

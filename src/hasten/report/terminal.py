@@ -109,8 +109,10 @@ def _dataset(study: Study, rows: list[dict], console: Console) -> None:
     passes = list(dataset_passes(rows))
     if not passes:
         return
-    table = Table(title=f"Dataset pass over {len(study.settings.workload.texts)} texts, "
-                  "items/s (sorted by length: each batch padded to its longest text)")
+    workload = study.settings.workload
+    table = Table(title=f"Dataset pass over {len(workload.texts)} texts cut at "
+                  f"{workload.max_length} tokens, items/s (sorted by length: each batch padded "
+                  "to its longest text)")
     for col in ("candidate", "batch", "unsorted", "sorted by length", "gain"):
         table.add_column(col, justify="left" if col == "candidate" else "right")
     for row, batch, u, s in passes:

@@ -54,6 +54,8 @@ SHARES = {"audit": 0.3, "speed": 0.5, "modes": 0.7, "probe": 0.75, "combine": 0.
 CUTS = {"speed": "not timed", "modes": "timed, not trained to the end",
         "probe": "the batch-size search stopped here", "combine": "not timed",
         "final": "timed, not trained to the end"}
+# What a meta key holds before its phase has decided (a stored None is a decision).
+UNDECIDED = object()
 # The bundled demo recipes and the settings `hasten train` runs them with: together within
 # ten minutes on two cores.
 DEMOS = {
@@ -418,8 +420,8 @@ def _combine(engine: Engine, launch: Launcher, progress: Progress, precision: st
     """Measure the fastest precision mode with every speed-only switch that beat fp32 by more
     than 5% on its own (the fastest of each kind): the one-line configuration to try first."""
     store, fam = engine.store, family(engine.settings)
-    combined = store.meta("combined", "")
-    if combined == "":
+    combined = store.meta("combined", UNDECIDED)  # None once decided that there is none
+    if combined is UNDECIDED:
         speeds = _speeds(store)
         base = speeds.get(fam.baseline)
         rows = _candidates(store, fam)

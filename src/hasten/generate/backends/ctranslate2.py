@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from hasten.generate.backends import (
+    ONE_THREAD,
     BuildContext,
     Candidate,
     Export,
@@ -134,10 +135,13 @@ def _available(compute_type: str) -> Callable[[Decoder, str], str | None]:
 
 offer(Candidate("ctranslate2/generator/int8", "ctranslate2",
                 {"quantization": "int8", "compute_type": "int8"}, build,
-                available=_available("int8"), library="ctranslate2", export=export))
+                available=_available("int8"), library="ctranslate2", export=export,
+                tuned=ONE_THREAD))
 offer(Candidate("ctranslate2/generator/int8-bf16", "ctranslate2",
                 {"quantization": "int8", "compute_type": "int8_bfloat16"}, build,
-                available=_available("int8_bfloat16"), library="ctranslate2", export=export))
+                available=_available("int8_bfloat16"), library="ctranslate2", export=export,
+                tuned=ONE_THREAD))
 offer(Candidate("ctranslate2/generator/f32", "ctranslate2",
                 {"quantization": "float32", "compute_type": "float32"}, build,
-                available=_available("float32"), library="ctranslate2", export=export))
+                available=_available("float32"), library="ctranslate2", export=export,
+                tuned=ONE_THREAD))

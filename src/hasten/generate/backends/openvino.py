@@ -21,6 +21,7 @@ import torch
 
 from hasten.errors import HastenError
 from hasten.generate.backends import (
+    ONE_THREAD,
     BuildContext,
     Candidate,
     Export,
@@ -40,6 +41,10 @@ INPUTS = ("input_ids", "attention_mask", "position_ids", "logits_to_keep")
 # widths are multiples of 128), every eligible layer in int4 (NNCF's default ratio; embeddings
 # and the output projection stay int8, NNCF's backup precision).
 INT4 = {"weights": "int4", "mode": "asym", "group_size": 128, "ratio": 1.0}
+# What the study tunes once int4 has run: smaller groups and a fifth of the layers kept in int8
+# (NNCF's and optimum-intel's usual choices for decoders that lose too much in plain int4).
+INT4_TUNED = {"g64": {"group_size": 64}, "r0.8": {"ratio": 0.8},
+              "g64-r0.8": {"group_size": 64, "ratio": 0.8}}
 
 
 class _Step(torch.nn.Module):
@@ -324,9 +329,12 @@ offer(Candidate("openvino/stateful/bf16", "openvino", {"weights": "f32", "precis
                 build, available=_available(bf16=True), library="openvino", export=export))
 offer(Candidate("openvino/stateful/int8-weights", "openvino",
                 {"weights": "int8", "precision": "f32"}, build,
-                available=_available(nncf=True), library="openvino", export=export))
+                available=_available(nncf=True), library="openvino", export=export,
+                tuned=ONE_THREAD))
 offer(Candidate("openvino/stateful/int8-weights-bf16", "openvino",
                 {"weights": "int8", "precision": "bf16"}, build,
-                available=_available(bf16=True, nncf=True), library="openvino", export=export))
+                available=_available(bf16=True, nncf=True), library="openvino", export=export,
+                tuned=ONE_THREAD))
 offer(Candidate("openvino/stateful/int4-weights", "openvino", {**INT4, "precision": "f32"},
-                build, available=_available(nncf=True), library="openvino", export=export))
+                build, available=_available(nncf=True), library="openvino", export=export,
+                tuned=INT4_TUNED))
