@@ -88,8 +88,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--eval-length", type=int, default=EVAL_LENGTH,
                         help="tokens in each teacher-forced window")
-    parser.add_argument("--threads", type=int, help="threads for every form (default: those "
-                        "the export's study measured with)")
+    parser.add_argument("--threads", type=int, help="threads for every peer (default: "
+                        "torch's here, one per core); the export runs on those its load.py "
+                        "names")
     parser.add_argument("--skip", action="append", default=[],
                         help="leave out the forms whose name contains this (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -97,7 +98,7 @@ def main() -> None:
 
     recipe = _recipe(args.hasten)
     model_dir = args.model or _demo_decoder()
-    threads = args.threads or recipe.get("threads") or torch.get_num_threads()
+    threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     prompt_len, new_tokens = args.prompt_length, args.new_tokens
     if new_tokens < 2:
@@ -307,7 +308,8 @@ def _eager(model_dir: Path) -> Form:
 def _hasten(folder: Path, recipe: dict) -> Form:
     """The export as a user runs it: its load.py imported by path, its `generate_ids` timed;
     for the logits, the OpenVINO IR through ov_generate on a request of the model load.py
-    compiled (threads as the study measured), or the transformers module load.py built."""
+    compiled (threads as the study measured), the CTranslate2 model load.py loaded, or the
+    transformers module load.py built."""
     spec = importlib.util.spec_from_file_location("hasten_export_load", folder / "load.py")
     module: ModuleType = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -329,6 +331,9 @@ def _hasten(folder: Path, recipe: dict) -> Form:
             return torch.from_numpy(ov_generate.logits(request, ids.numpy()))
 
         return Form("hasten", generate, logits, notes)
+    if (folder / "ct2_generate.py").is_file():  # a CTranslate2 model in model/
+        return Form("hasten", generate,
+                    lambda ids: torch.from_numpy(module.model.logits(ids.numpy())), notes)
     if (folder / "model").is_dir():
         return Form("hasten", generate, _hf_logits(module.model), notes)
     raise SystemExit(f"{folder} holds neither model.xml nor model/: an export this script does "

@@ -7,6 +7,7 @@ a generation study confirmed must hold outside it.
 
 import importlib.util
 import json
+import sqlite3
 import statistics
 import sys
 import time
@@ -23,7 +24,10 @@ prompt = windows["prompts"]["128"][:1]
 N = 64
 from transformers import AutoModelForCausalLM, GenerationConfig  # noqa: E402
 
-torch.set_num_threads(load.threads)
+# Eager fp32 on the threads the study's baseline ran on (the export's own may be fewer).
+config = sqlite3.connect(study / "study.sqlite").execute(
+    "SELECT value FROM meta WHERE key = 'config'").fetchone()[0]
+torch.set_num_threads(json.loads(config)["threads"])
 eager = AutoModelForCausalLM.from_pretrained(model_dir).eval()
 eager.generation_config.eos_token_id = None
 ids = torch.tensor(prompt)

@@ -171,3 +171,21 @@ def test_tuned_variants_are_screened_measured_and_exported(tuned_study, tmp_path
     assert recipe["threads"] == backends.threads_of(settings[expected[-1]],
                                                     study.settings.threads)
     assert f"threads = {recipe['threads']}\n" in (out / "load.py").read_text()
+
+
+def test_an_unconfirmed_lead_within_the_noise_is_not_recommended(finished, monkeypatch):
+    """Time to first token is never confirmed: a candidate whose lead over the baseline is
+    within either side's spread does not displace it; one beyond it does."""
+    at = finished.objective_point("ttft")
+
+    def rows(eager_ttft: float) -> list[dict]:
+        points = {"torch/eager/fp32": {"ttft": 10.0, "ttft_iqr": 0.5, "tpot": 1.0},
+                  "torch/eager/attention-eager": {"ttft": eager_ttft, "ttft_iqr": 0.3,
+                                                  "tpot": 1.0}}
+        return [{"candidate": n, "status": "ok", "passed": True, "points": {at: p}}
+                for n, p in points.items()]
+
+    monkeypatch.setattr(finished, "table", lambda: rows(9.7))
+    assert finished.best("ttft")["candidate"] == "torch/eager/fp32"
+    monkeypatch.setattr(finished, "table", lambda: rows(9.0))
+    assert finished.best("ttft")["candidate"] == "torch/eager/attention-eager"

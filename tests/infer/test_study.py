@@ -310,7 +310,8 @@ def test_the_corpus_job_at_the_best_batch_size_against_the_naive_job(tmp_path):
     assert study.corpus_job(by["wrong"]) is None
     assert recommendation_detail(study, "corpus", by["fast"]) == (
         "700 items/s over the corpus sorted by length, batch 8, each batch padded to its "
-        "longest text; 7.00x the naive job (torch/eager/fp32 unsorted at batch 32)")
+        "longest text (texts cut at 128 tokens); 7.00x the naive job (torch/eager/fp32 "
+        "unsorted at batch 32)")
     buffer = io.StringIO()
     render(study, Console(file=buffer, width=250))
     assert "corpus: fast (700 items/s over the corpus sorted by length, batch 8" in (

@@ -114,7 +114,13 @@ class GenerateStudy(StudyRecord):
                                                   r["candidate"]))
         key = "ttft" if objective == "ttft" else "tpot"
         timed = [r for r in rows if at in r["points"]]
-        return min(timed, key=lambda r: (r["points"][at][key], r["candidate"])) if timed else None
+        if not timed:
+            return None
+        best = min(timed, key=lambda r: (r["points"][at][key], r["candidate"]))
+        base = next((r for r in timed if r["candidate"] == self.baseline), None)
+        if base is not None and not _beats(best["points"][at], base["points"][at], key):
+            return base  # no candidate is faster than the baseline by more than the noise
+        return best
 
     def export(self, out: str | Path, objective: str = "latency",
                candidate: str | None = None, trust_code: bool = False) -> Path:
@@ -143,3 +149,10 @@ class GenerateStudy(StudyRecord):
                 "time_budget_s": (None if self.budget.get("seconds") == math.inf
                                   else self.budget.get("seconds")),
                 "recommendations": {k: v and v["candidate"] for k, v in best.items()}}
+
+
+def _beats(figures: dict, base: dict, key: str) -> bool:
+    """Whether a point's `key` time is below the baseline's by more than either run's spread
+    (interquartile range), as `hasten compare` judges a difference."""
+    spread = max(figures.get(f"{key}_iqr") or 0.0, base.get(f"{key}_iqr") or 0.0)
+    return base[key] - figures[key] > spread
