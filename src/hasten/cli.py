@@ -365,6 +365,7 @@ def compare(
                                      "is more than this many times slower in the second study "
                                      "than in the first, beyond both runs' spread (1.1: 10% "
                                      "slower), for CI."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Two studies side by side: ratios per candidate and point, and which exceed the spread;
@@ -383,21 +384,21 @@ def compare(
                               f"{fail_above}.")
         if len(folders) == 2:
             result = comparing.compare(*folders)
-            comparing.render_terminal(result, _wide_console())
-            page = comparing.render_html
+            render, page = comparing.render_terminal, comparing.render_html
             if fail_above is not None:
                 regressed.extend(result.regressions(fail_above))
         else:
             result = comparing.compare_types(folders)
-            comparing.render_types_terminal(result, _wide_console())
-            page = comparing.render_types_html
+            render, page = comparing.render_types_terminal, comparing.render_types_html
+        _show(result.to_dict(), as_json, lambda _, console: render(result, console))
         if html:
-            print(f"Wrote {write(page(result), html)}")
+            print(f"Wrote {write(page(result), html)}", file=said)
 
+    said = sys.stderr if as_json else sys.stdout  # stdout holds nothing but the JSON
     _guard(debug, go)
     for m in regressed:
         print(f"Regressed: {m['candidate']} at {m['point']}, {m['ratio']:.2f}x the first "
-              f"study's latency (more than {fail_above}x, beyond both runs' spread)")
+              f"study's latency (more than {fail_above}x, beyond both runs' spread)", file=said)
     if regressed:
         raise typer.Exit(1)
 

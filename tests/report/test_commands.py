@@ -62,3 +62,21 @@ def test_compare_fails_above_a_ratio_for_ci(study_at):
                   "1.1").returncode == 0  # faster is not a regression
     proc = hasten("compare", str(a.folder), str(slower.folder), "--fail-above", "0.5")
     assert proc.returncode == 2 and "a ratio of at least 1" in proc.stderr
+
+
+def test_compare_prints_json_and_keeps_other_lines_off_stdout(study_at, tmp_path):
+    import json
+
+    a, slower = study_at("a"), study_at("slower", scale=1.3)
+    proc = hasten("compare", str(a.folder), str(slower.folder), "--json", "--fail-above", "1.1",
+                  "--html", str(tmp_path / "c.html"))
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert data["studies"] == [str(a.folder), str(slower.folder)]
+    assert data["matched"] and all(abs(m["ratio"] - 1.3) < 1e-9 for m in data["matched"])
+    assert "Regressed: " in proc.stderr and "Wrote " in proc.stderr
+    third = study_at("third", scale=0.5)
+    proc = hasten("compare", str(a.folder), str(slower.folder), str(third.folder), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert rows and all(len(r["p50"]) == 3 for r in rows)

@@ -39,6 +39,13 @@ class Comparison:
     matched: list[dict] = field(default_factory=list)
     only: dict[str, list[str]] = field(default_factory=dict)
 
+    def to_dict(self) -> dict:
+        """The comparison as plain data (`hasten compare --json`)."""
+        return {"studies": [str(self.a.folder), str(self.b.folder)], "labels": list(self.labels),
+                "machine_differences": self.machine_differences,
+                "setting_differences": self.setting_differences, "matched": self.matched,
+                "only": self.only}
+
     def regressions(self, threshold: float) -> list[dict]:
         """The matched rows more than `threshold` times slower in the second study than in
         the first, by more than both runs' spread (a slowdown within it may be noise)."""
@@ -190,6 +197,11 @@ class TypeComparison:
     studies: list[Study]
     labels: list[str]
     rows: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The comparison as plain data (`hasten compare --json`)."""
+        return {"studies": [str(s.folder) for s in self.studies], "labels": self.labels,
+                "rows": self.rows}
 
 
 def compare_types(studies: list[Study | str | Path]) -> TypeComparison:
