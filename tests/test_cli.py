@@ -56,7 +56,6 @@ def empty_file(tmp_path_factory) -> Path:
         ("batch size 0", "Batch sizes must be between 1 and 4096, not [0]"),
         ("batch sizes not numbers", "--batch-sizes takes comma-separated integers"),
         ("bad input shape", "--input-shape '3by16' is not a shape"),
-        ("hub id", "never downloads"),
         ("empty image folder", "holds no images"),
         ("bad image size", "--image-size '16by16' is not a size"),
     ],
@@ -72,7 +71,6 @@ def test_bad_input_is_one_error_line(case, message, tmp_path, tiny_bert_spec, cn
         "batch sizes not numbers": ["--model", f"py:{cnn_file}:build", "--batch-sizes", "a,b"],
         "bad input shape": ["--model", f"py:{cnn_file}:build_module_only",
                             "--input-shape", "3by16"],
-        "hub id": ["--model", "hf:sentence-transformers/all-MiniLM-L6-v2"],
         "empty image folder": ["--model", f"py:{cnn_file}:build", "--data", str(tmp_path)],
         "bad image size": ["--model", f"py:{cnn_file}:build", "--image-size", "16by16"],
     }[case]

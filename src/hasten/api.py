@@ -16,6 +16,7 @@ from hasten.generate.decoder import is_decoder
 from hasten.generate.study import GenerateStudy
 from hasten.infer import run as infer_run
 from hasten.infer.study import Study
+from hasten.models import absolute_spec
 from hasten.report import write_report
 from hasten.report.compare import Comparison
 from hasten.report.compare import compare as compare_studies
@@ -50,6 +51,7 @@ def optimize_inference(model: str = "demo", *, report: bool = True, executor: st
     """
     executors = executors_for(executor, ray_address, ray_share, ray_shared_path, machine_type,
                               per_machine_type, options.get("device", "cpu"))
+    model = absolute_spec(model)  # a Hub id is downloaded (or found in the cache) once, here
     decoder = model == generate_run.DEMO or is_decoder(model, options.get("task"))
     given = {k: v for k, v in options.items()
              if v is not None or k not in ENCODER_OPTIONS + DECODER_OPTIONS}

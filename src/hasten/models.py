@@ -9,6 +9,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +144,8 @@ def load_model(
         return loaded
     prefix, _, rest = spec.partition(":")
     if prefix == "hf" and rest:
-        return _load_hf(Path(rest), spec, task, with_weights, random_weights, input_shape)
+        folder = Path(absolute_spec(spec).partition(":")[2])  # a Hub id: its cached snapshot
+        return _load_hf(folder, spec, task, with_weights, random_weights, input_shape)
     if prefix == "py" and rest:
         return _load_py(spec, rest, input_shape)
     if prefix == "onnx" and rest:
@@ -160,8 +162,8 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool,
 
     if not path.is_dir():
         raise HastenError(
-            f"{spec} is not a model directory on this machine; hasten never downloads models, "
-            "so pass the path of a local Hugging Face model directory."
+            f"{spec} is not a model folder on this machine; pass the path of a Hugging Face "
+            "model folder, or a Hub id such as hf:ORG/NAME."
         )
     config = _read_config(path)
     if _is_image_config(config):
@@ -458,12 +460,60 @@ def _sample(shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def absolute_spec(spec: str) -> str:
-    """The spec with its file or folder made absolute, so it loads from any directory."""
+    """The spec with its file or folder made absolute, so it loads from any directory; a
+    Hugging Face Hub id (hf:ORG/NAME[@REVISION]) that is not a folder here becomes the folder
+    of its snapshot in huggingface_hub's cache, downloaded when it is not there."""
     prefix, _, rest = spec.partition(":")
     if prefix in ("hf", "onnx") and rest and Path(rest).exists():
         return f"{prefix}:{Path(rest).resolve()}"
+    if prefix == "hf" and HUB_ID.fullmatch(rest):
+        return f"hf:{hub_folder(rest)}"
     if prefix == "py" and rest:
         file, _, factory = rest.rpartition(":")
         if file and Path(file).exists():
             return f"py:{Path(file).resolve()}:{factory}"
     return spec
+
+
+# ORG/NAME with an optional @REVISION (a branch, tag or commit).
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(@[\w./-]+)?")
+# What a snapshot fetches: configs, tokenizers and weights, never code (`trust_remote_code` is
+# never passed, so a repository's Python files would not run anyway). PyTorch .bin weights
+# only when the repository has no safetensors.
+HUB_FILES = ("*.json", "*.txt", "*.model", "*.tiktoken")
+HUB_WEIGHTS = (("*.safetensors",), ("pytorch_model*.bin",))
+
+
+def hub_folder(hub_id: str) -> Path:
+    """The local folder of a Hub model ORG/NAME[@REVISION] in huggingface_hub's cache: what
+    the cache holds, downloaded first when online. HF_ENDPOINT, HF_HOME, HF_HUB_OFFLINE and
+    the token variables work as they do for transformers."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo, _, revision = hub_id.partition("@")
+    try:
+        for weights in HUB_WEIGHTS:
+            folder = Path(snapshot_download(repo, revision=revision or None,
+                                            allow_patterns=[*HUB_FILES, *weights]))
+            if any(folder.glob(weights[0])):
+                break
+    except RepositoryNotFoundError:
+        raise HastenError(f"{repo} is neither a folder here nor a model on "
+                          f"{constants.ENDPOINT} (a private one needs HF_TOKEN).") from None
+    except RevisionNotFoundError:
+        raise HastenError(f"{repo} has no revision {revision!r}; give a branch, tag or "
+                          "commit it has.") from None
+    except LocalEntryNotFoundError:
+        raise HastenError(f"{repo} is not in the Hugging Face cache and cannot be downloaded "
+                          "now (offline, or HF_HUB_OFFLINE is set); fetch it once online "
+                          f"(hf download {repo}) or pass a local folder.") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise HastenError(f"Downloading {repo} failed ({' '.join(str(exc).split())[:200]}); "
+                          "check the network or HF_ENDPOINT, or pass a local folder.") from None
+    return folder
