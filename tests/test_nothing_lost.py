@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -134,8 +135,12 @@ def test_export_writes_only_into_its_own_folder_and_keeps_the_users_files(spy_st
     assert "was not made by hasten" in line
     assert (theirs / "model.onnx").read_text() == "the user's own model"
     out = tmp_path / "fast"
-    assert hasten("export", str(spy_study), "--out", str(out), home=home,
-                  RAN_FILE=str(spy[1])).returncode == 0
+    proc = hasten("export", str(spy_study), "--out", str(out), "--json", home=home,
+                  RAN_FILE=str(spy[1]))
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["folder"] == str(out) and printed["candidate"]
+    assert printed["candidate"] == json.loads((out / "candidate.json").read_text())["candidate"]
     (out / "Dockerfile").write_text("FROM python")  # the user adds a file of their own
     (out / "load.py").write_text("half")
     assert hasten("export", str(spy_study), "--out", str(out), home=home,

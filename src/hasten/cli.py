@@ -314,6 +314,8 @@ def export(
                              "empty one, or one hasten exported to before."),
     trust_code: bool = typer.Option(False, help="Run the Python file a py: model names even "
                                     "though this study was not made by this account."),
+    as_json: bool = typer.Option(False, "--json", help="Print the folder and its "
+                                 "candidate.json as JSON."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Write a study's best (or chosen) candidate with a loading snippet that runs as is."""
@@ -326,6 +328,10 @@ def export(
         # A training study is refused by Study in its own sentence.
         chosen = opened if isinstance(opened, GenerateStudy) else Study(study)
         folder = chosen.export(out, objective, candidate, trust_code=trust_code)
+        if as_json:
+            recipe = json.loads((folder / "candidate.json").read_text())
+            print(json.dumps({"folder": str(folder), **recipe}, indent=2))
+            return
         # Plain print: a path is neither wrapped nor read as markup.
         print(f"Wrote {folder}; run it with: python {folder / 'load.py'}")
 
@@ -338,6 +344,7 @@ def report(
     open_it: bool = typer.Option(False, "--open", help="Open the report in a web browser."),
     out: Path = typer.Option(None, help="Write the report to this file instead of report.html "
                              "in the study folder (for a folder you may not write to)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report's path as JSON."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Write a study's self-contained HTML report (report.html in its folder) from its store;
@@ -348,7 +355,7 @@ def report(
 
     def go() -> None:
         path = write_report(open_study(study), out)
-        print(f"Wrote {path}")
+        print(json.dumps({"report": str(path)}) if as_json else f"Wrote {path}")
         if open_it:
             webbrowser.open(path.resolve().as_uri())
 

@@ -80,3 +80,12 @@ def test_compare_prints_json_and_keeps_other_lines_off_stdout(study_at, tmp_path
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)["rows"]
     assert rows and all(len(r["p50"]) == 3 for r in rows)
+
+
+def test_report_prints_json_when_asked(study_at):
+    import json
+
+    study = study_at()
+    proc = hasten("report", str(study.folder), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"report": str(study.folder / "report.html")}
