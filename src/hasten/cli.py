@@ -381,6 +381,7 @@ def compare(
     from hasten.report.html import write
 
     regressed: list[dict] = []
+    said = sys.stderr if as_json else sys.stdout  # stdout holds nothing but the JSON
 
     def go() -> None:
         if len(folders) < 2:
@@ -401,7 +402,6 @@ def compare(
         if html:
             print(f"Wrote {write(page(result), html)}", file=said)
 
-    said = sys.stderr if as_json else sys.stdout  # stdout holds nothing but the JSON
     _guard(debug, go)
     for m in regressed:
         print(f"Regressed: {m['candidate']} at {m['point']}, {m['ratio']:.2f}x the first "

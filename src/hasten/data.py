@@ -60,13 +60,19 @@ def demo_corpus(minimum: int = 1000) -> list[str]:
             for sentence in _sentences(doc):
                 seen.setdefault(sentence)
     sentences = list(seen)
+    require_sentences(sentences, minimum)
+    random.Random(0).shuffle(sentences)
+    return sentences
+
+
+def require_sentences(sentences: list[str], minimum: int) -> None:
+    """Refuse a corpus of fewer than `minimum` sentences: a Python run with -OO has no
+    docstrings to read."""
     if len(sentences) < minimum:
         raise HastenError(
             f"Only {len(sentences)} sentences of documentation were found on this Python "
             f"(at least {minimum} are needed); is it running with -OO?"
         )
-    random.Random(0).shuffle(sentences)
-    return sentences
 
 
 def docstrings(module: ModuleType, members: Callable[[object], bool]) -> list[str | None]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from hasten.data import CORPUS_MODULES, _sentences, docstrings
+from hasten.data import CORPUS_MODULES, _sentences, docstrings, require_sentences
 from hasten.errors import HastenError
 from hasten.folders import MARKER, marker, write_whole
 from hasten.machine import usable_cores
@@ -109,10 +109,7 @@ def _texts() -> tuple[str, ...]:
                 docs += docstrings(importlib.import_module(name),
                                    lambda m: inspect.isclass(m) or inspect.isroutine(m))
     texts = sorted({sentence for doc in docs for sentence in _sentences(doc)})
-    if len(texts) < MINIMUM_TEXTS:
-        raise HastenError(f"Only {len(texts)} sentences of documentation were found on this "
-                          f"Python (the demo decoder needs {MINIMUM_TEXTS}); is it running "
-                          "with -OO?")
+    require_sentences(texts, MINIMUM_TEXTS)
     random.Random(0).shuffle(texts)
     return tuple(texts)
 

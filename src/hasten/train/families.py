@@ -117,7 +117,8 @@ class TorchFamily(Family):
         torch.manual_seed(0)
         module = loaded.build_model().train()
         optimizer = loaded.build_optimizer(module)
-        size = len(loaded.train_dataset())
+        dataset = loaded.train_dataset()
+        size = len(dataset)
         if size < batch_size:
             raise HastenError(f"{loaded.path.name}: train_data() holds {size} samples, fewer "
                               f"than one batch of {batch_size}; lower `batch_size`.")
@@ -135,7 +136,7 @@ class TorchFamily(Family):
             module.eval()
             with torch.no_grad():
                 loaded.evaluate_batch(module, next(iter(loader)))
-        facts = switches.describe(module, optimizer, loaded.train_dataset())
+        facts = switches.describe(module, optimizer, dataset)
         return {**facts, "train_size": size}, lambda folder: None
 
     def candidate(self, settings: dict) -> candidates.TrainCandidate:
