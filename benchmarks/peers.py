@@ -3,7 +3,7 @@ demo model (MiniLM), side by side in one process, timed in interleaved rounds.
 
     python3 -m venv .venv-bench
     .venv-bench/bin/pip install -c constraints.txt -e '.[bench]'
-    .venv/bin/hasten infer && .venv/bin/hasten export hasten-runs/demo --out /tmp/hasten-fast
+    .venv/bin/hasten infer && .venv/bin/hasten export hasten-runs/demo --to /tmp/hasten-fast
     .venv-bench/bin/python benchmarks/peers.py /tmp/hasten-fast [--json peers.json]
 
 The peers need an older transformers than hasten's core, so they live in their own virtual

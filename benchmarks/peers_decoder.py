@@ -3,7 +3,7 @@ from the peers, on the same model and prompts, side by side in one process, time
 alternating rounds (issue 27, item 7).
 
     .venv/bin/hasten infer --demo decoder
-    .venv/bin/hasten export hasten-runs/demo-decoder --out /tmp/dec-fast
+    .venv/bin/hasten export hasten-runs/demo-decoder --to /tmp/dec-fast
     .venv-bench/bin/python benchmarks/peers_decoder.py /tmp/dec-fast [--model DECODER_DIR] \\
         [--prompt-length 128] [--new-tokens 64] [--rounds 10] [--skip NAME] [--json out.json]
 

@@ -27,7 +27,7 @@ def timed(**options) -> tuple[float, object]:
     started = time.perf_counter()
     # No time budget: under one, both runs would fill it and their wall times say nothing.
     study = hasten.optimize_inference("demo", out=HERE / "runs", fresh=True, quick=True,
-                                      time_budget_s=math.inf, report=False, **options)
+                                      budget_s=math.inf, report=False, **options)
     return time.perf_counter() - started, study
 
 

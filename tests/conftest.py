@@ -364,7 +364,7 @@ def build_candidate(tmp_path_factory):
             dataset_batch_size=2, max_length=128,
         )
         settings = InferSettings(device="cpu", max_drop=0.01, quick=False, threads=1,
-                                 budget_s=1.0, baseline=search.BASELINE,
+                                 point_s=1.0, baseline=search.BASELINE,
                                  model={"input_names": loaded.input_names}, spec=spec,
                                  task=None, input_shape=None, workload=workload)
         if spec not in folders:

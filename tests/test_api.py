@@ -159,7 +159,7 @@ def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, c
     only_candidates(BASE, "torch/eager/int8-dynamic", "onnx/ort/all")
     kwargs = dict(quick=True, batch_sizes=[1, 2], out=tmp_path, name="budget")
     # The baseline always runs; after it, nothing fits a budget of a millisecond.
-    study = hasten.optimize_inference(cnn_spec, time_budget_s=0.001, **kwargs)
+    study = hasten.optimize_inference(cnn_spec, budget_s=0.001, **kwargs)
     rows = _rows(study)
     assert study.finished and rows[BASE]["status"] == "ok"
     assert set(rows[BASE]["points"]) == {"b1", "b2"}
@@ -167,8 +167,8 @@ def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, c
         assert (rows[name]["status"], rows[name]["reason"]) == (
             "pending", "not screened: the study's time budget of 0.001 s was spent; run the "
             "same command again (or with a larger time budget) to go on")
-    assert study.to_dict()["time_budget_s"] == 0.001
-    study = hasten.optimize_inference(cnn_spec, time_budget_s=math.inf, **kwargs)
+    assert study.to_dict()["budget_s"] == 0.001
+    study = hasten.optimize_inference(cnn_spec, budget_s=math.inf, **kwargs)
     rows = _rows(study)
     assert {r["status"] for r in rows.values() if r["status"] != "skipped"} == {"ok"}
     assert study.budget == {"seconds": math.inf, "cut": {}}
@@ -292,7 +292,7 @@ def test_a_build_the_time_budget_stops_is_cut_not_failed(tmp_path, only_candidat
     (tmp_path / "hangs.py").write_text(HANGS_WHEN_COMPILED)
     started = time.monotonic()
     study = hasten.optimize_inference(f"py:{tmp_path / 'hangs.py'}:build", quick=True,
-                                      batch_sizes=[2], out=tmp_path / "runs", time_budget_s=60)
+                                      batch_sizes=[2], out=tmp_path / "runs", budget_s=60)
     # The export would hang for an hour, and its own time limit is at least 120 s; the build
     # stops at half of what the screening's share (60%, 36 s) has left, which leaves a slow CPU
     # time for the baseline, and the other candidate its screening.
@@ -396,7 +396,7 @@ def test_the_fastest_chain_of_a_runtime_is_tuned_after_screening(tmp_path, cnn_s
 
 def test_an_onnx_file_study(tmp_path, cnn_onnx, only_candidates):
     only_candidates(BASE, search.ONNX_BASELINE, "onnx/ort/all")
-    study = hasten.optimize_inference(f"onnx:{cnn_onnx}", batch_sizes=[1, 2], budget_s=0.5,
+    study = hasten.optimize_inference(f"onnx:{cnn_onnx}", batch_sizes=[1, 2], point_s=0.5,
                                       out=tmp_path)
     rows = _rows(study)
     assert study.baseline == search.ONNX_BASELINE

@@ -146,11 +146,11 @@ CASES = [
     case("report foreign database", "report {root}/foreign-db", "not a hasten study database"),
     case("report other columns", "report {root}/other-columns-db",
          "another version of hasten"),
-    case("export unknown objective", "export {root}/study --objective fastest --out {root}/fast",
+    case("export unknown objective", "export {root}/study --objective fastest --to {root}/fast",
          "Unknown objective 'fastest'"),
     case("export unknown candidate", "export {root}/study --candidate onnx/ort/best "
-         "--out {root}/fast", "onnx/ort/best is not a finished candidate"),
-    case("export out under a regular file", "export {root}/study --out {root}/texts.txt/fast",
+         "--to {root}/fast", "onnx/ort/best is not a finished candidate"),
+    case("export out under a regular file", "export {root}/study --to {root}/texts.txt/fast",
          "cannot be created"),
     case("compare with future schema", "compare {root}/study {root}/future-db",
          f"schema version {SCHEMA_VERSION + 1}"),
@@ -243,7 +243,7 @@ def _fake_study(folder: Path) -> None:
     store.set_meta("config", {
         "kind": "infer", "spec": "py:cnn.py:build", "task": None, "input_shape": None,
         "workload": workload.to_dict(), "max_drop": 0.01, "quick": True, "device": "cpu",
-        "threads": 1, "budget_s": 1.0, "baseline": "torch/eager/fp32",
+        "threads": 1, "point_s": 1.0, "baseline": "torch/eager/fp32",
         "model": {"spec": "py:cnn.py:build", "name": "cnn", "kind": "tensor", "task": "tensor",
                   "input_names": ["input_0"], "model_type": None, "parameters": 127,
                   "random_weights": False}})

@@ -88,7 +88,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_export_of_a_folder_that_is_no_study(tmp_path):
-    line = _one_error_line(hasten("export", str(tmp_path), "--out", str(tmp_path / "fast")))
+    line = _one_error_line(hasten("export", str(tmp_path), "--to", str(tmp_path / "fast")))
     assert "is not a hasten study folder" in line
 
 

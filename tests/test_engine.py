@@ -20,14 +20,14 @@ from hasten.train.settings import TrainSettings
 def infer_settings(**fields) -> InferSettings:
     workload = Workload(texts=["One text.", "Two texts."], labels=None, batch_sizes=[1, 2],
                         seq_lengths=[16], eval_samples=2, dataset_batch_size=2, max_length=32)
-    base = dict(device="cpu", max_drop=0.01, quick=True, threads=2, budget_s=1.0,
+    base = dict(device="cpu", max_drop=0.01, quick=True, threads=2, point_s=1.0,
                 baseline="torch/eager/fp32", model={"kind": "text"}, spec="demo", task=None,
                 input_shape=None, workload=workload)
     return InferSettings(**{**base, **fields})
 
 
 def train_settings(**fields) -> TrainSettings:
-    base = dict(device="cpu", max_drop=0.01, quick=False, threads=2, budget_s=1.0,
+    base = dict(device="cpu", max_drop=0.01, quick=False, threads=2, point_s=1.0,
                 baseline="32-true", model={"train_size": 64}, recipe="r.py", steps=10,
                 batch_size=8, eval=True, devices=1, memory_budget_mb=512.0)
     return TrainSettings(**{**base, **fields})

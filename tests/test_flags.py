@@ -7,14 +7,8 @@ import math
 import pytest
 
 from hasten.errors import HastenError
-from hasten.flags import (
-    flag,
-    parse_duration,
-    parse_memory,
-    parse_shape,
-    parse_size,
-    with_flags,
-)
+from hasten.flags import parse_duration, parse_memory, parse_shape, parse_size
+from hasten.options import flag, with_flags
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("8m", 480.0), ("90s", 90.0), ("1h", 3600.0),
@@ -26,7 +20,7 @@ def test_durations(text, seconds):
 
 @pytest.mark.parametrize("text", ["", "8 minutes", "-5m", "0", "inf", "m", "1.5.2s"])
 def test_bad_durations_are_one_sentence(text):
-    with pytest.raises(HastenError, match=r"^`time_budget_s` takes a duration such as 8m"):
+    with pytest.raises(HastenError, match=r"^`budget_s` takes a duration such as 8m"):
         parse_duration(text)
 
 
@@ -62,8 +56,8 @@ def test_bad_image_sizes(text):
 
 
 def test_settings_are_shown_as_their_flags():
-    assert flag("max_drop") == "--max-drop" and flag("time_budget_s") == "--budget"
+    assert flag("max_drop") == "--max-drop" and flag("budget_s") == "--budget"
     assert with_flags("`max_drop` must be between 0 and 1; set `fresh` to start over.") == (
         "--max-drop must be between 0 and 1; set --fresh to start over.")
     # A backticked name that no flag sets, or a command, stays as it is.
-    assert with_flags("see `hasten report` and `budget_s`") == "see `hasten report` and `budget_s`"
+    assert with_flags("see `hasten report` and `point_s`") == "see `hasten report` and `point_s`"

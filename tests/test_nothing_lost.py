@@ -130,12 +130,12 @@ def test_export_writes_only_into_its_own_folder_and_keeps_the_users_files(spy_st
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     (theirs / "model.onnx").write_text("the user's own model")
-    line = one_sentence(hasten("export", str(spy_study), "--out", str(theirs), home=home,
+    line = one_sentence(hasten("export", str(spy_study), "--to", str(theirs), home=home,
                                RAN_FILE=str(spy[1])))
     assert "was not made by hasten" in line
     assert (theirs / "model.onnx").read_text() == "the user's own model"
     out = tmp_path / "fast"
-    proc = hasten("export", str(spy_study), "--out", str(out), "--json", home=home,
+    proc = hasten("export", str(spy_study), "--to", str(out), "--json", home=home,
                   RAN_FILE=str(spy[1]))
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
@@ -143,7 +143,7 @@ def test_export_writes_only_into_its_own_folder_and_keeps_the_users_files(spy_st
     assert printed["candidate"] == json.loads((out / "candidate.json").read_text())["candidate"]
     (out / "Dockerfile").write_text("FROM python")  # the user adds a file of their own
     (out / "load.py").write_text("half")
-    assert hasten("export", str(spy_study), "--out", str(out), home=home,
+    assert hasten("export", str(spy_study), "--to", str(out), home=home,
                   RAN_FILE=str(spy[1])).returncode == 0
     assert (out / "Dockerfile").read_text() == "FROM python"
     assert "def " in (out / "load.py").read_text() or "import" in (out / "load.py").read_text()
@@ -185,7 +185,7 @@ search.CANDIDATES = tuple(c for c in search.CANDIDATES if c.name in ("torch/eage
                                                                      "onnx/ort/all"))
 import hasten
 hasten.optimize_inference(sys.argv[1], quick=True, out=sys.argv[2], name="cnn", report=False,
-                          time_budget_s=float("inf"))
+                          budget_s=float("inf"))
 """
 
 
@@ -255,12 +255,12 @@ def test_a_foreign_study_is_not_exported_without_trust(spy_study, spy, tmp_path)
     copied = tmp_path / "downloaded"
     shutil.copytree(spy_study, copied)
     stranger = tmp_path / "stranger-home"
-    line = one_sentence(hasten("export", str(copied), "--out", str(tmp_path / "out"),
+    line = one_sentence(hasten("export", str(copied), "--to", str(tmp_path / "out"),
                                home=stranger, RAN_FILE=str(ran)))
     assert str(model) in line and "--trust-code" in line
     assert ran.read_text() == before  # the file did not run
     assert not (tmp_path / "out").exists()
-    trusted = hasten("export", str(copied), "--out", str(tmp_path / "out"), "--trust-code",
+    trusted = hasten("export", str(copied), "--to", str(tmp_path / "out"), "--trust-code",
                      home=stranger, RAN_FILE=str(ran))
     assert trusted.returncode == 0, trusted.stderr
     assert len(ran.read_text()) > len(before)
@@ -271,7 +271,7 @@ def test_reading_a_study_writes_nothing_to_it(spy_study, spy, tmp_path):
     shutil.copytree(spy_study, copied)
     before = snapshot(copied)
     report = tmp_path / "elsewhere" / "report.html"
-    for args in (["report", str(copied), "--out", str(report)],
+    for args in (["report", str(copied), "--to", str(report)],
                  ["compare", str(copied), str(spy_study)]):
         proc = hasten(*args, RAN_FILE=str(spy[1]))
         assert proc.returncode == 0, proc.stderr
@@ -314,7 +314,7 @@ def test_a_read_only_study_folder_can_be_reported(spy_study, tmp_path):
     with read_only(copied) as view:
         with pytest.raises(OSError):
             (view / "probe").write_text("")
-        proc = hasten("report", str(view), "--out", str(report))
+        proc = hasten("report", str(view), "--to", str(report))
         assert proc.returncode == 0, proc.stderr
         line = one_sentence(hasten("report", str(view)))
         assert "report.html" in line

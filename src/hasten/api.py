@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from hasten.engine import Log, Progress
 from hasten.errors import HastenError
 from hasten.executors import Executor, LocalExecutor
 from hasten.generate import run as generate_run
@@ -17,6 +18,15 @@ from hasten.generate.study import GenerateStudy
 from hasten.infer import run as infer_run
 from hasten.infer.study import Study
 from hasten.models import absolute_spec
+from hasten.options import (
+    DECODER_OPTIONS,
+    ENCODER_OPTIONS,
+    RAY_OPTIONS,
+    InferOptions,
+    StudyOptions,
+    TrainOptions,
+    signature,
+)
 from hasten.report import write_report
 from hasten.report.compare import Comparison
 from hasten.report.compare import compare as compare_studies
@@ -24,17 +34,9 @@ from hasten.store import Store
 from hasten.train import run as train_run
 from hasten.train.study import TrainStudy
 
-# Options of the inference study that a decoder's generation study does not take, and the
-# reverse; a CLI or API call passes None for one it was not given.
-ENCODER_OPTIONS = ("label_column", "input_shape", "image_size", "mean", "std", "seq_lengths",
-                   "max_length", "calibration_samples")
-DECODER_OPTIONS = ("prompt_lengths", "new_tokens")
 
-
-def optimize_inference(model: str = "demo", *, report: bool = True, executor: str = "local",
-                       ray_address: str | None = None, ray_share: bool = False,
-                       ray_shared_path: str | Path | None = None,
-                       machine_type: str | None = None, per_machine_type: bool = False,
+def optimize_inference(model: str = "demo", *, report: bool = True,
+                       progress: Progress | None = None, log: Log | None = None,
                        **options: Any) -> Study | GenerateStudy | list:
     """Run (or resume) an inference study of `model`, a model spec, and return it; a decoder
     language model (`demo-decoder`, or an hf: folder of a ...ForCausalLM, or `task`
@@ -43,26 +45,24 @@ def optimize_inference(model: str = "demo", *, report: bool = True, executor: st
     Every candidate runs in its own process; finished trials are kept in the study folder's
     database, so running the same call again resumes instead of starting over. With `report`,
     the study folder gets its HTML report when the study ends, also when its baseline failed.
-    `executor` "ray" runs the trials on a Ray cluster (see `executors_for`); with
-    `per_machine_type` one study per machine type of the cluster is run, at once, and returned
-    as a list, with a page comparing them (NAME.machine-types.html beside their folders).
-    `options` are those of hasten.infer.run.optimize_inference (data, batch_sizes, max_drop,
-    time_budget_s, random_weights for a folder without saved weights, ...).
+    `options` are those of hasten.options.InferOptions, the flags of `hasten infer` by the
+    same names (`budget_s` is `--budget`, in seconds). `executor` "ray" runs the trials on a
+    Ray cluster (see `executors_for`); with `per_machine_type` one study per machine type of
+    the cluster is run, at once, and returned as a list, with a page comparing them
+    (NAME.machine-types.html beside their folders).
     """
-    executors = executors_for(executor, ray_address, ray_share, ray_shared_path, machine_type,
-                              per_machine_type, options.get("device", "cpu"))
+    chosen = InferOptions.of(options, "optimize_inference")
+    executors = executors_for(chosen)
     model = absolute_spec(model)  # a Hub id is downloaded (or found in the cache) once, here
-    decoder = model == generate_run.DEMO or is_decoder(model, options.get("task"))
-    given = {k: v for k, v in options.items()
-             if v is not None or k not in ENCODER_OPTIONS + DECODER_OPTIONS}
-    wrong = [k for k in (ENCODER_OPTIONS if decoder else DECODER_OPTIONS) if k in given]
+    decoder = model == generate_run.DEMO or is_decoder(model, chosen.task)
+    wrong = chosen.changed(ENCODER_OPTIONS if decoder else DECODER_OPTIONS)
     if wrong:
         raise HastenError(f"`{wrong[0]}` does not apply to {model}, "
                           f"{'a decoder' if decoder else 'which is not a decoder'}; "
                           f"leave it out.")
     run = generate_run.optimize_generation if decoder else infer_run.optimize_inference
-    studies = _each(run, model, executors, report, given)
-    if not per_machine_type:
+    studies = _each(run, model, chosen, executors, report, progress, log)
+    if not chosen.per_machine_type:
         return studies[0]
     if report and studies:
         from hasten.report import compare as comparing
@@ -74,70 +74,70 @@ def optimize_inference(model: str = "demo", *, report: bool = True, executor: st
     return studies
 
 
-def optimize_training(recipe: str | Path, *, report: bool = True, executor: str = "local",
-                      ray_address: str | None = None, ray_share: bool = False,
-                      ray_shared_path: str | Path | None = None,
-                      machine_type: str | None = None, per_machine_type: bool = False,
+def optimize_training(recipe: str | Path, *, report: bool = True,
+                      progress: Progress | None = None, log: Log | None = None,
                       **options: Any) -> TrainStudy | list[TrainStudy]:
     """Run (or resume) a training study of a recipe file and return it; loading the recipe
-    runs its code. `executor` and the Ray options are those of `optimize_inference` (a list
-    of studies, one per machine type, with `per_machine_type`); `options` are those of
-    hasten.train.run.optimize_training (steps, batch_size, max_drop, memory_budget_mb, ...)."""
-    executors = executors_for(executor, ray_address, ray_share, ray_shared_path, machine_type,
-                              per_machine_type, options.get("device", "cpu"))
-    studies = _each(train_run.optimize_training, recipe, executors, report, options)
-    return studies if per_machine_type else studies[0]
+    runs its code. `options` are those of hasten.options.TrainOptions, the flags of `hasten
+    train` by the same names; `executor` and the Ray options are those of
+    `optimize_inference` (a list of studies, one per machine type, with
+    `per_machine_type`)."""
+    chosen = TrainOptions.of(options, "optimize_training")
+    studies = _each(train_run.optimize_training, recipe, chosen, executors_for(chosen),
+                    report, progress, log)
+    return studies if chosen.per_machine_type else studies[0]
 
 
-def executors_for(executor: str, ray_address: str | None = None, ray_share: bool = False,
-                  ray_shared_path: str | Path | None = None, machine_type: str | None = None,
-                  per_machine_type: bool = False, device: str = "cpu") -> list[Executor]:
-    """Where a study's trials run: "local" (processes on this machine), or "ray": a Ray
-    cluster at `ray_address` ("auto": the one this machine belongs to; default: a local one
-    started here), on nodes of `machine_type` (needed when the cluster has several), each
-    trial holding a whole node unless `ray_share`; one executor per machine type with
-    `per_machine_type`. `ray_shared_path` is a folder mounted at the same path on every node
-    (the study folder in it): artifacts are read there instead of shipped."""
-    if executor == "local":
-        given = [f"`{n}`" for n, v in (("ray_address", ray_address), ("ray_share", ray_share),
-                                      ("ray_shared_path", ray_shared_path),
-                                      ("machine_type", machine_type),
-                                      ("per_machine_type", per_machine_type)) if v]
+optimize_inference.__signature__ = signature(optimize_inference, InferOptions)
+optimize_training.__signature__ = signature(optimize_training, TrainOptions)
+
+
+def executors_for(options: StudyOptions) -> list[Executor]:
+    """Where a study's trials run, by its options: `executor` "local" (processes on this
+    machine), or "ray": a Ray cluster at `ray_address` ("auto": the one this machine belongs
+    to; default: a local one started here), on nodes of `machine_type` (needed when the
+    cluster has several), each trial holding a whole node unless `ray_share`; one executor
+    per machine type with `per_machine_type`. `ray_shared_path` is a folder mounted at the
+    same path on every node (the study folder in it): artifacts are read there instead of
+    shipped."""
+    o = options
+    if o.executor == "local":
+        given = [f"`{n}`" for n in o.changed(RAY_OPTIONS)]
         if given:
             raise HastenError(f"{', '.join(given)} only apply to `executor` ray.")
         return [LocalExecutor()]
-    if executor != "ray":
-        raise HastenError(f"`executor` must be local or ray, not {executor!r}.")
+    if o.executor != "ray":
+        raise HastenError(f"`executor` must be local or ray, not {o.executor!r}.")
     try:
         from hasten import ray_executor
     except ImportError as exc:
         raise HastenError("`executor` ray needs Ray: pip install 'hasten[ray]'.") from exc
-    options = dict(share=ray_share, shared_path=ray_shared_path, device=device)
-    if not per_machine_type:
-        return [ray_executor.RayExecutor(ray_address, machine_type=machine_type, **options)]
-    if machine_type:
+    common = dict(share=o.ray_share, shared_path=o.ray_shared_path, device=o.device)
+    if not o.per_machine_type:
+        return [ray_executor.RayExecutor(o.ray_address, machine_type=o.machine_type, **common)]
+    if o.machine_type:
         raise HastenError("Give `machine_type` or `per_machine_type`, not both.")
-    ray_executor.connect(ray_address)
+    ray_executor.connect(o.ray_address)
     types = ray_executor.cluster_types()
-    return [ray_executor.RayExecutor(ray_address, machine_type=name, per_type=True,
-                                     types=types, **options) for name in sorted(types)]
+    return [ray_executor.RayExecutor(o.ray_address, machine_type=name, per_type=True,
+                                     types=types, **common) for name in sorted(types)]
 
 
-def _each(run: Callable, target: Any, executors: list[Executor], report: bool,
-          options: dict) -> list:
+def _each(run: Callable, target: Any, options: StudyOptions, executors: list[Executor],
+          report: bool, progress: Progress | None, log: Log | None) -> list:
     """Run one study per executor, at once when there are several (each machine type is its
     own set of nodes), each log line marked with its study's machine type."""
     writer = write_report if report else None
     if len(executors) == 1:
-        return [run(target, report=writer, executor=executors[0], **options)]
+        return [run(target, options, report=writer, executor=executors[0], progress=progress,
+                    log=log)]
 
     def one(executor: Executor):
-        log, progress = options.get("log"), options.get("progress")
         mark = executor.suffix
-        return run(target, report=writer, executor=executor, **{
-            **options, "log": log and (lambda line: log(f"{mark}  {line}")),
-            "progress": progress and (lambda what, done, total:
-                                      progress(f"{mark}  {what}", done, total))})
+        return run(target, options, report=writer, executor=executor,
+                   log=log and (lambda line: log(f"{mark}  {line}")),
+                   progress=progress and (lambda what, done, total:
+                                          progress(f"{mark}  {what}", done, total)))
 
     with ThreadPoolExecutor(len(executors)) as pool:
         futures = [pool.submit(one, e) for e in executors]

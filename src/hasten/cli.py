@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect
 import json
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -14,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hasten.errors import HastenError
-from hasten.flags import with_flags
+from hasten.options import InferOptions, StudyOptions, TrainOptions, flag, with_flags
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=None,
                   help="Make PyTorch models train and infer faster, with proof.")
@@ -105,83 +110,89 @@ def _guard(debug: bool, fn) -> None:
         raise typer.Exit(130) from None
 
 
-# Where trials run: the same flags on `infer` and `train`.
-EXECUTOR = typer.Option("local", help="Where trials run: local (processes on this machine) or "
-                        "ray (a Ray cluster; pip install 'hasten[ray]').")
-RAY_ADDRESS = typer.Option(None, help="The Ray cluster to attach to, e.g. auto (default: start "
-                           "a local one).")
-MACHINE_TYPE = typer.Option(None, help="The cluster's machine type to measure on (needed when "
-                            "it has several).")
-PER_MACHINE_TYPE = typer.Option(False, help="One study per machine type of the cluster "
-                                "(NAME@TYPE), at once, and a page comparing them.")
-RAY_SHARE = typer.Option(False, help="Let trials share a node (smoke runs): each holds one CPU "
-                         "instead of the whole node.")
-RAY_SHARED_PATH = typer.Option(None, help="A folder mounted at the same path on every node, "
-                               "holding --out: nodes read artifacts there instead of through "
-                               "the object store.")
+# A command's own flags that follow a study's options in its help.
+LAST = ("as_json", "no_report", "debug")
+
+
+def _flag_type(options: type, name: str, how) -> type:
+    """The type the command line reads an option as: text for one it parses itself, else the
+    option's own type without None."""
+    if how.parse is not None:
+        return str
+    kinds = [k for k in typing.get_args(typing.get_type_hints(options)[name])
+             if k is not type(None)] or [typing.get_type_hints(options)[name]]
+    return kinds[0]
+
+
+def with_options(options: type[StudyOptions]) -> Callable:
+    """Give a command a flag for each option of a study, declared in hasten.options, and hand
+    it those the user gave, read into their types, as `given`."""
+    base = {f.name for f in dataclasses.fields(StudyOptions)}
+    # The study's own options first, then those every study has; only those with a flag.
+    declared = {f.name: f for f in sorted(dataclasses.fields(options), key=lambda f: f.name in base)
+                if f.metadata["flag"].cli}
+
+    def decorate(fn: Callable) -> Callable:
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for p in inspect.signature(fn).parameters.values() if p.name != "given"]
+        params, types = [], {}
+        for name, f in declared.items():
+            how = f.metadata["flag"]
+            option = typer.Option(f.default if how.parse is None else None,
+                                  *[n for n in (flag(name), how.short) if n], help=how.help,
+                                  metavar=how.metavar)
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                            default=option))
+            types[name] = _flag_type(options, name, how)
+        # The command's own flags that say how to show the result come last.
+        first = [p for p in own if p.name not in LAST]
+        last = [p for p in own if p.name in LAST]
+
+        @functools.wraps(fn)
+        def command(context: typer.Context, **kwargs: Any) -> None:
+            raw = {n: kwargs.pop(n) for n in declared}
+            # Only what the user gave: a demo's own settings stand where a flag was not given.
+            chosen = {n: v for n, v in raw.items()
+                      if context.get_parameter_source(n).name != "DEFAULT"}
+            given: dict[str, Any] = {}
+
+            def read() -> None:
+                for n, v in chosen.items():
+                    how = declared[n].metadata["flag"]
+                    given[n] = how.parse(v) if how.parse and v is not None else v
+
+            _guard(kwargs.get("debug", False), read)
+            fn(given=given, **kwargs)
+
+        context = inspect.Parameter("context", inspect.Parameter.KEYWORD_ONLY,
+                                    annotation=typer.Context)
+        command.__signature__ = inspect.Signature([context] + first + params + last)
+        command.__annotations__ = {**typing.get_type_hints(fn), **types,
+                                   "context": typer.Context}
+        command.__annotations__.pop("given", None)
+        return command
+
+    return decorate
 
 
 @app.command()
+@with_options(InferOptions)
 def infer(
-    model: str = typer.Option("demo", help="Model spec: demo, demo-decoder, hf:DIR, "
+    given: dict,
+    model: str = typer.Option("demo", "--model", "-m", metavar="SPEC", help="Model spec: demo, "
+                              "demo-decoder, hf:DIR or hf:ORG/NAME[@REVISION] (a Hub id), "
                               "py:FILE:FACTORY (runs that file's code), onnx:FILE. A decoder "
                               "language model (a ...ForCausalLM) gets the generation study."),
-    demo: str = typer.Option(None, help="Run a bundled demo instead of --model: minilm (the "
-                             "sentence encoder) or decoder (a small Llama-style decoder, "
-                             "trained once on the demo corpus and kept in your cache)."),
-    data: Path = typer.Option(None, help="Text data (.txt, one per line; .csv; .jsonl), or for "
-                              "image models a folder of images (DIR/<label>/<image> for labels)."),
-    column: str = typer.Option(None, help="Text column of a .csv or .jsonl file."),
-    label_column: str = typer.Option(None, help="Integer label column, to measure accuracy."),
-    task: str = typer.Option(None, help="feature-extraction or sequence-classification; "
-                             "image-classification or image-feature-extraction; "
-                             "text-generation."),
-    input_shape: str = typer.Option(None, help="Input shape without batch, e.g. 3x224x224."),
-    image_size: str = typer.Option(None, help="Resize images to this size, e.g. 224 or 224x160 "
-                                   "(default: the model's config or input)."),
-    mean: str = typer.Option(None, help="Per-channel mean to normalize images, e.g. "
-                             "0.485,0.456,0.406 (default: the model's config, else 0)."),
-    std: str = typer.Option(None, help="Per-channel std to normalize images (default: the "
-                            "model's config, else 1)."),
-    batch_sizes: str = typer.Option(None, help="Batch sizes to measure (default 1,8,32,64)."),
-    seq_lengths: str = typer.Option(None, help="Sequence lengths for text (default 32,128)."),
-    max_length: int = typer.Option(None, help="Where texts are cut, in tokens, for the "
-                                   "fidelity check and the corpus passes (default: all the "
-                                   "model attends to, at most 512)."),
-    prompt_lengths: str = typer.Option(None, help="Decoders: prompt lengths in tokens "
-                                       "(default 128,512, those the model fits)."),
-    new_tokens: int = typer.Option(None, help="Decoders: tokens generated greedily after "
-                                   "each prompt (default 64)."),
-    max_drop: float = typer.Option(0.01, help="Tolerance: pooled cosine >= 1-max_drop, or at "
-                                   "most this relative drop of accuracy with labels; for a "
-                                   "decoder, at most this relative rise of perplexity."),
-    calibration_samples: int = typer.Option(None, help="Samples static int8 calibrates on "
-                                            "(default 128; all there are, when fewer)."),
-    random_weights: bool = typer.Option(False, help="Measure an hf: folder that holds no "
-                                        "weights (a config only) with seeded random weights: "
-                                        "speeds only; the output and the export say so."),
-    quick: bool = typer.Option(False, help="Fewer candidates and points: about two minutes."),
-    out: Path = typer.Option(Path("hasten-runs"), help="Folder that holds study folders."),
-    name: str = typer.Option(None, help="Study name (default: the model's name)."),
-    fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    budget: str = typer.Option(None, help="How long the study may take, e.g. 8m, 90s or "
-                               "none (default 8m; 2m with --quick); run it again to go on."),
-    trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
-                                        "(default: 30 times the baseline's own, at least 120)."),
-    executor: str = EXECUTOR,
-    ray_address: str = RAY_ADDRESS,
-    machine_type: str = MACHINE_TYPE,
-    per_machine_type: bool = PER_MACHINE_TYPE,
-    ray_share: bool = RAY_SHARE,
-    ray_shared_path: Path = RAY_SHARED_PATH,
+    demo: str = typer.Option(None, metavar="NAME", help="Run a bundled demo instead of "
+                             "--model: minilm (the sentence encoder) or decoder (a small "
+                             "Llama-style decoder, trained once on the demo corpus and kept "
+                             "in your cache)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Run the inference study: every candidate measured, checked and ranked."""
     from hasten.api import optimize_inference
-    from hasten.flags import parse_duration, parse_shape, parse_size
     from hasten.generate.study import GenerateStudy
     from hasten.report import generate as generate_view
     from hasten.report.terminal import render
@@ -192,24 +203,9 @@ def infer(
         if demo is not None and model != "demo":
             raise HastenError("Give --model or --demo, not both.")
         with _progress_bar() as (progress, log):
-            study = optimize_inference(
-                INFER_DEMOS[demo] if demo else model, data=data, column=column,
-                label_column=label_column, task=task,
-                input_shape=parse_shape(input_shape) if input_shape else None,
-                image_size=parse_size(image_size) if image_size else None,
-                mean=_numbers(mean, "--mean", float), std=_numbers(std, "--std", float),
-                batch_sizes=_numbers(batch_sizes, "--batch-sizes"),
-                seq_lengths=_numbers(seq_lengths, "--seq-lengths"), max_length=max_length,
-                prompt_lengths=_numbers(prompt_lengths, "--prompt-lengths"),
-                new_tokens=new_tokens, max_drop=max_drop,
-                calibration_samples=calibration_samples, random_weights=random_weights,
-                quick=quick, out=out, name=name,
-                fresh=fresh, device=device, trial_timeout_s=trial_timeout,
-                time_budget_s=parse_duration(budget) if budget else None, progress=progress,
-                log=log, report=not no_report, executor=executor, ray_address=ray_address,
-                machine_type=machine_type, per_machine_type=per_machine_type,
-                ray_share=ray_share, ray_shared_path=ray_shared_path,
-            )
+            study = optimize_inference(INFER_DEMOS[demo] if demo else model,
+                                       report=not no_report, progress=progress, log=log,
+                                       **given)
         for one in study if isinstance(study, list) else [study]:
             view = generate_view.render if isinstance(one, GenerateStudy) else render
             _show_study(one, as_json, view, not no_report)
@@ -222,52 +218,20 @@ INFER_DEMOS = {"minilm": "demo", "decoder": "demo-decoder"}
 
 
 @app.command()
+@with_options(TrainOptions)
 def train(
-    recipe: Path = typer.Argument(None, help="A training recipe file, PyTorch or Keras (runs "
-                                  "that file's code); default: the bundled digits CNN and "
-                                  "MiniLM text demos."),
-    demo: str = typer.Option(None, help="Run one bundled demo instead: digits, text or "
-                             "keras-digits (needs Keras)."),
-    keras_backend: str = typer.Option(None, help="Keras recipes: tensorflow or torch "
-                                      "(default: tensorflow when installed, else torch)."),
-    steps: int = typer.Option(None, help="Steps fp32, the precision modes and the fastest "
-                               "candidates train for before evaluation (default 100; the demos "
-                               "set their own)."),
-    batch_size: int = typer.Option(None, help="Batch size per process (default 32; the demos "
-                                   "set their own)."),
-    evaluate: bool = typer.Option(None, "--eval/--no-eval", help="Evaluate with the recipe's "
-                                  "eval_data() and evaluate() (default: when it has them)."),
-    devices: int = typer.Option(1, help="Processes to train with through Fabric's DDP "
-                                "strategy (gloo on a CPU)."),
-    memory_budget: str = typer.Option(None, help="Memory the batch-size search may fill, e.g. "
-                                      "4GiB (default: the device's free memory)."),
-    max_drop: float = typer.Option(0.01, help="Tolerance: the eval metric (else the final loss) "
-                                   "at most this much worse than fp32's, relative."),
-    quick: bool = typer.Option(False, help="Fewer candidates: the precision modes and the "
-                               "switches most likely to pay (the text demo's default)."),
-    out: Path = typer.Option(Path("hasten-runs"), help="Folder that holds study folders."),
-    name: str = typer.Option(None, help="Study name (default: the recipe's file name; the "
-                             "demos are demo-digits and demo-text)."),
-    fresh: bool = typer.Option(False, help="Start the study over instead of resuming."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    budget: str = typer.Option(None, help="How long each study may take, e.g. 10m, 90s or "
-                               "none (default none; the demos 3m and 6m); run it again to go "
-                               "on."),
-    trial_timeout: float = typer.Option(None, help="Seconds one trial process may run "
-                                        "(default: 30 times fp32's own, at least 120)."),
-    executor: str = EXECUTOR,
-    ray_address: str = RAY_ADDRESS,
-    machine_type: str = MACHINE_TYPE,
-    per_machine_type: bool = PER_MACHINE_TYPE,
-    ray_share: bool = RAY_SHARE,
-    ray_shared_path: Path = RAY_SHARED_PATH,
+    given: dict,
+    recipe: Path = typer.Argument(None, metavar="RECIPE", help="A training recipe file, "
+                                  "PyTorch or Keras (runs that file's code); default: the "
+                                  "bundled digits CNN and MiniLM text demos."),
+    demo: str = typer.Option(None, metavar="NAME", help="Run one bundled demo instead: digits, "
+                             "text or keras-digits (needs Keras)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Run the training study: precision modes and training tricks measured against fp32."""
     from hasten.api import optimize_training
-    from hasten.flags import parse_duration, parse_memory
     from hasten.report.train_terminal import render
     from hasten.train.run import DEFAULT_DEMOS, DEMOS
 
@@ -276,27 +240,14 @@ def train(
             raise HastenError("Give a recipe or --demo, not both.")
         if demo is not None and demo not in DEMOS:
             raise HastenError(f"--demo takes {', '.join(DEMOS)}, not {demo!r}.")
-        runs = ([(recipe, {}, name)] if recipe is not None else
-                [(DEMOS[d][0], DEMOS[d][1], name or f"demo-{d}")
+        # A demo's own settings, then what the user gave.
+        runs = ([(recipe, {})] if recipe is not None else
+                [(DEMOS[d][0], {**DEMOS[d][1], "name": f"demo-{d}"})
                  for d in ([demo] if demo else DEFAULT_DEMOS)])
-        memory = parse_memory(memory_budget) if memory_budget else None
-        seconds = parse_duration(budget) if budget else None
-        for path, settings, study_name in runs:
+        for path, settings in runs:
             with _progress_bar() as (progress, log):
-                study = optimize_training(
-                    path, steps=settings.get("steps", 100) if steps is None else steps,
-                    batch_size=(settings.get("batch_size", 32) if batch_size is None
-                                else batch_size),
-                    evaluate=evaluate, devices=devices, memory_budget_mb=memory,
-                    max_drop=max_drop, quick=quick or settings.get("quick", False), out=out,
-                    name=study_name, fresh=fresh, device=device,
-                    time_budget_s=settings.get("time_budget_s") if seconds is None else seconds,
-                    trial_timeout_s=trial_timeout, keras_backend=keras_backend,
-                    progress=progress, log=log,
-                    report=not no_report, executor=executor, ray_address=ray_address,
-                    machine_type=machine_type, per_machine_type=per_machine_type,
-                    ray_share=ray_share, ray_shared_path=ray_shared_path,
-                )
+                study = optimize_training(path, report=not no_report, progress=progress,
+                                          log=log, **{**settings, **given})
             for one in study if isinstance(study, list) else [study]:
                 _show_study(one, as_json, render, not no_report)
 
@@ -305,18 +256,22 @@ def train(
 
 @app.command()
 def export(
-    study: Path = typer.Argument(..., help="A study folder, e.g. hasten-runs/demo-minilm."),
-    objective: str = typer.Option("latency", help="latency, throughput, corpus, memory or "
-                                  "size; for a decoder latency, ttft, throughput, memory or "
-                                  "size."),
-    candidate: str = typer.Option(None, help="Export this candidate instead of the best."),
-    out: Path = typer.Option(Path("fast"), help="Folder to write the artifact to: a new or "
-                             "empty one, or one hasten exported to before."),
-    trust_code: bool = typer.Option(False, help="Run the Python file a py: model names even "
-                                    "though this study was not made by this account."),
+    study: Path = typer.Argument(..., metavar="STUDY",
+                                 help="A study folder, e.g. hasten-runs/demo-minilm."),
+    objective: str = typer.Option("latency", metavar="OBJECTIVE",
+                                  help="latency, throughput, corpus, memory or size; for a "
+                                       "decoder latency, ttft, throughput, memory or size."),
+    candidate: str = typer.Option(None, metavar="NAME",
+                                  help="Export this candidate instead of the best."),
+    to: Path = typer.Option(Path("fast"), "--to", "-t", metavar="DIR", help="Folder to write "
+                            "the artifact to: a new or empty one, or one hasten exported to "
+                            "before."),
+    trust_code: bool = typer.Option(False, "--trust-code",
+                                    help="Run the Python file a py: model names even though this "
+                                         "study was not made by this account."),
     as_json: bool = typer.Option(False, "--json", help="Print the folder and its "
                                  "candidate.json as JSON."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Write a study's best (or chosen) candidate with a loading snippet that runs as is."""
     from hasten.api import open_study
@@ -327,7 +282,7 @@ def export(
         opened = open_study(study)
         # A training study is refused by Study in its own sentence.
         chosen = opened if isinstance(opened, GenerateStudy) else Study(study)
-        folder = chosen.export(out, objective, candidate, trust_code=trust_code)
+        folder = chosen.export(to, objective, candidate, trust_code=trust_code)
         if as_json:
             recipe = json.loads((folder / "candidate.json").read_text())
             print(json.dumps({"folder": str(folder), **recipe}, indent=2))
@@ -340,12 +295,14 @@ def export(
 
 @app.command()
 def report(
-    study: Path = typer.Argument(..., help="A study folder, e.g. hasten-runs/demo-minilm."),
+    study: Path = typer.Argument(..., metavar="STUDY",
+                                 help="A study folder, e.g. hasten-runs/demo-minilm."),
     open_it: bool = typer.Option(False, "--open", help="Open the report in a web browser."),
-    out: Path = typer.Option(None, help="Write the report to this file instead of report.html "
-                             "in the study folder (for a folder you may not write to)."),
+    to: Path = typer.Option(None, "--to", "-t", metavar="FILE", help="Write the report to this "
+                            "file instead of report.html in the study folder (for a folder "
+                            "you may not write to)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report's path as JSON."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Write a study's self-contained HTML report (report.html in its folder) from its store;
     the study itself is only read."""
@@ -354,7 +311,7 @@ def report(
     from hasten.api import open_study, write_report
 
     def go() -> None:
-        path = write_report(open_study(study), out)
+        path = write_report(open_study(study), to)
         print(json.dumps({"report": str(path)}) if as_json else f"Wrote {path}")
         if open_it:
             webbrowser.open(path.resolve().as_uri())
@@ -364,16 +321,19 @@ def report(
 
 @app.command()
 def compare(
-    folders: list[Path] = typer.Argument(..., help="Two study folders (from other runs or "
-                                         "machines), or more: e.g. hasten-runs/my-model@* for "
-                                         "its machine types side by side."),
-    html: Path = typer.Option(None, help="Also write the comparison as an HTML file."),
-    fail_above: float = typer.Option(None, help="Exit with code 1 when a candidate at a point "
-                                     "is more than this many times slower in the second study "
-                                     "than in the first, beyond both runs' spread (1.1: 10% "
-                                     "slower), for CI."),
+    folders: list[Path] = typer.Argument(..., metavar="STUDY",
+                                         help="Two study folders (from other runs or machines), "
+                                              "or more: e.g. hasten-runs/my-model@* for its "
+                                              "machine types side by side."),
+    html: Path = typer.Option(None, metavar="FILE",
+                              help="Also write the comparison as an HTML file."),
+    fail_above: float = typer.Option(None, metavar="RATIO",
+                                     help="Exit with code 1 when a candidate at a point is more "
+                                          "than this many times slower in the second study than "
+                                          "in the first, beyond both runs' spread (1.1: 10% "
+                                          "slower), for CI."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Two studies side by side: ratios per candidate and point, and which exceed the spread;
     three or more: each one's latency and speedup over its own baseline, a column each."""
@@ -412,18 +372,27 @@ def compare(
 
 @app.command()
 def lint(
-    paths: list[Path] = typer.Argument(None, help="Python files and folders to read."),
-    output_format: str = typer.Option("text", "--format", help="text, json or sarif."),
-    fix: bool = typer.Option(False, help="Apply the safe fixes to the files."),
-    diff: bool = typer.Option(False, help="Show the safe fixes as a diff; change nothing."),
-    select: str = typer.Option(None, help="Only these rule codes or prefixes, comma-separated "
-                               "(replaces [tool.hasten.lint] select)."),
-    ignore: str = typer.Option(None, help="Leave out these rule codes or prefixes, "
-                               "comma-separated (added to [tool.hasten.lint] ignore)."),
-    explain: str = typer.Option(None, help="Explain a rule code, e.g. HST103, and exit."),
-    recipe: Path = typer.Option(None, help="A hasten train recipe: its findings and which "
-                                "candidate of its study measures each (read, not run)."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    paths: list[Path] = typer.Argument(None, metavar="PATH",
+                                       help="Python files and folders to read."),
+    output_format: str = typer.Option("text", "--format", metavar="FORMAT",
+                                      help="text, json or sarif."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON (the same as "
+                                 "--format json)."),
+    fix: bool = typer.Option(False, "--fix", help="Apply the safe fixes to the files."),
+    diff: bool = typer.Option(False, "--diff",
+                              help="Show the safe fixes as a diff; change nothing."),
+    select: str = typer.Option(None, metavar="CODES",
+                               help="Only these rule codes or prefixes, comma-separated (replaces"
+                                    " [tool.hasten.lint] select)."),
+    ignore: str = typer.Option(None, metavar="CODES",
+                               help="Leave out these rule codes or prefixes, comma-separated "
+                                    "(added to [tool.hasten.lint] ignore)."),
+    explain: str = typer.Option(None, metavar="CODE",
+                                help="Explain a rule code, e.g. HST103, and exit."),
+    recipe: Path = typer.Option(None, metavar="RECIPE",
+                                help="A hasten train recipe: its findings and which candidate of "
+                                     "its study measures each (read, not run)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Read training and inference code for the performance checklist, without running it;
     each finding names the hasten candidate that measures its fix. Exit 1 with findings."""
@@ -434,8 +403,11 @@ def lint(
         if explain:
             print(run.explain(explain))
             return
-        if output_format not in output.FORMATS:
-            raise HastenError(f"--format takes {', '.join(output.FORMATS)}, not {output_format}.")
+        chosen_format = "json" if as_json else output_format
+        if as_json and output_format not in ("text", "json"):
+            raise HastenError(f"Give --json or --format {output_format}, not both.")
+        if chosen_format not in output.FORMATS:
+            raise HastenError(f"--format takes {', '.join(output.FORMATS)}, not {chosen_format}.")
         if bool(paths) == bool(recipe):
             raise HastenError("Give the files to lint, or --recipe, not both nor neither.")
         chosen, _ = config.from_pyproject((paths or [recipe])[0])
@@ -452,8 +424,8 @@ def lint(
         report = run.lint(paths, chosen, fix=fix or diff, write=not diff)
         if diff:
             sys.stdout.write("".join(report.diffs))
-        sys.stdout.write(output.RENDER[output_format](report))
-        if output_format == "text" and report.findings:
+        sys.stdout.write(output.RENDER[chosen_format](report))
+        if chosen_format == "text" and report.findings:
             fixable = sum(f.fixable for f in report.findings)
             n = len(report.findings)
             err.print(f"{n} finding{'' if n == 1 else 's'}"
@@ -484,9 +456,9 @@ def numerics_formats(
 
 @numerics.command("value", context_settings={"ignore_unknown_options": True})
 def numerics_value(
-    x: str = typer.Argument(..., help="A value: 0.1, -3.75, 1e-8, 1/3 or 2^-24."),
+    x: str = typer.Argument(..., metavar="X", help="A value: 0.1, -3.75, 1e-8, 1/3 or 2^-24."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """The nearest value to X in every format, its error, spacing, and what happens to it."""
     from hasten.numerics.formats import explain_value, parse_value
@@ -500,22 +472,29 @@ def numerics_value(
 
 @numerics.command("audit")
 def numerics_audit(
-    recipe: Path = typer.Argument(None, help="A training recipe (runs that file's code): "
-                                  "adds gradients and optimizer updates."),
-    model: str = typer.Option(None, help="Model spec to audit forward only (default demo): "
-                              "demo, hf:DIR, py:FILE:FACTORY (runs that file's code)."),
-    data: Path = typer.Option(None, help="Text data: .txt (one per line), .csv or .jsonl."),
-    column: str = typer.Option(None, help="Text column of a .csv or .jsonl file."),
-    task: str = typer.Option(None, help="feature-extraction or sequence-classification."),
-    input_shape: str = typer.Option(None, help="Input shape without batch, e.g. 3x224x224."),
-    samples: int = typer.Option(256, help="Samples to run through the model."),
-    batch_size: int = typer.Option(16, help="Batch size."),
-    steps: int = typer.Option(8, help="Training steps for a recipe."),
-    max_drop: float = typer.Option(0.01, help="Tolerance for the confirmation runs."),
-    random_weights: bool = typer.Option(False, help="Audit a model folder without weights "
-                                        "with seeded random weights."),
+    recipe: Path = typer.Argument(None, metavar="RECIPE",
+                                  help="A training recipe (runs that file's code): adds gradients"
+                                       " and optimizer updates."),
+    model: str = typer.Option(None, metavar="SPEC",
+                              help="Model spec to audit forward only (default demo): demo, "
+                                   "hf:DIR, py:FILE:FACTORY (runs that file's code)."),
+    data: Path = typer.Option(None, metavar="FILE",
+                              help="Text data: .txt (one per line), .csv or .jsonl."),
+    column: str = typer.Option(None, metavar="NAME", help="Text column of a .csv or .jsonl file."),
+    task: str = typer.Option(None, metavar="TASK",
+                             help="feature-extraction or sequence-classification."),
+    input_shape: str = typer.Option(None, metavar="SHAPE",
+                                    help="Input shape without batch, e.g. 3x224x224."),
+    samples: int = typer.Option(256, metavar="N", help="Samples to run through the model."),
+    batch_size: int = typer.Option(16, metavar="N", help="Batch size."),
+    steps: int = typer.Option(8, metavar="N", help="Training steps for a recipe."),
+    max_drop: float = typer.Option(0.01, metavar="FRACTION",
+                                   help="Tolerance for the confirmation runs."),
+    random_weights: bool = typer.Option(False, "--random-weights",
+                                        help="Audit a model folder without weights with seeded "
+                                             "random weights."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole audit as JSON."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Run in fp32 with hooks; report per module what fp16 and bf16 would do, and a verdict."""
     from hasten.flags import parse_shape

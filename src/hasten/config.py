@@ -10,6 +10,9 @@ from typing import ClassVar, Self
 from hasten.errors import HastenError
 
 DEVICES = ("cpu", "cuda")
+# Stored settings renamed since they were first written, old name: new name; a study folder
+# written before is read with the new names (`point_s` was `budget_s` until 2026-12).
+RENAMED = {"budget_s": "point_s"}
 
 
 def check_max_drop(max_drop: float) -> None:
@@ -20,8 +23,9 @@ def check_max_drop(max_drop: float) -> None:
 
 @dataclass(frozen=True)
 class Settings:
-    """What every study is run with. `kind` names the study ("infer" or "train"); `model` is
-    what hasten found out about the model, stored so that reports need not load it again."""
+    """What every study is run with. `kind` names the study ("infer", "train" or
+    "generate"); `point_s` is how long each point (or speed run) is timed; `model` is what
+    hasten found out about the model, stored so that reports need not load it again."""
 
     kind: ClassVar[str] = ""
 
@@ -29,7 +33,7 @@ class Settings:
     max_drop: float
     quick: bool
     threads: int
-    budget_s: float
+    point_s: float
     baseline: str
     model: dict
 
@@ -44,8 +48,8 @@ class Settings:
                 raise HastenError("`device` cuda was asked for, but PyTorch sees no CUDA "
                                   "GPU here.")
         check_max_drop(self.max_drop)
-        if not self.budget_s > 0:
-            raise HastenError(f"`budget_s` must be more than 0 s, not {self.budget_s}.")
+        if not self.point_s > 0:
+            raise HastenError(f"`point_s` must be more than 0 s, not {self.point_s}.")
 
     def to_dict(self) -> dict:
         """The settings as stored with the study (JSON types only)."""
@@ -55,9 +59,15 @@ class Settings:
             out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
         return out
 
+    @staticmethod
+    def upgrade(stored: dict) -> dict:
+        """Stored settings with the names this version gives them."""
+        return {RENAMED.get(k, k): v for k, v in stored.items()}
+
     @classmethod
     def from_dict(cls, stored: dict) -> Self:
         """The settings a study folder holds; settings of another kind are refused."""
+        stored = cls.upgrade(stored)
         if stored.get("kind") != cls.kind:
             raise HastenError(f"These settings are of a {stored.get('kind') or 'unknown'} "
                               f"study, not of a {cls.kind} study.")

@@ -84,7 +84,7 @@ class Engine:
                               f"this run would measure on {kind['name']}; speeds from two "
                               "machine types are never mixed in one study: set `name` to keep "
                               "both, or `fresh` to start it over.")
-        if previous is not None and previous != settings.to_dict():
+        if previous is not None and settings.upgrade(previous) != settings.to_dict():
             self.store.close()
             raise HastenError(f"{folder} holds a study with other settings; set `fresh` to "
                               "start it over, or `name` to keep both.")

@@ -1,37 +1,13 @@
-"""The command line's own vocabulary: what its flags take (durations, memory sizes, shapes,
-image sizes) and which flag sets each library setting. The library's errors name settings in
-backticks (`max_drop`); the command line shows them as its flags (--max-drop)."""
+"""The command line's own vocabulary: how it reads what its flags take (durations, memory
+sizes, shapes, image sizes, lists of numbers). Which flag sets which option is declared with
+the option (hasten.options)."""
 
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Callable
 
 from hasten.errors import HastenError
-
-# Settings whose flag is not the setting's name with dashes.
-RENAMED = {"time_budget_s": "--budget", "trial_timeout_s": "--trial-timeout",
-           "memory_budget_mb": "--memory-budget", "evaluate": "--eval/--no-eval"}
-# The settings the command line has a flag for.
-SETTINGS = {
-    "batch_size", "batch_sizes", "calibration_samples", "column", "data", "device", "devices",
-    "evaluate", "executor", "fresh", "image_size", "input_shape", "keras_backend",
-    "label_column", "machine_type", "max_drop", "max_length", "mean", "memory_budget_mb",
-    "model", "name",
-    "out", "per_machine_type", "quick", "random_weights", "ray_address", "ray_share",
-    "ray_shared_path", "samples", "seq_lengths", "std", "steps", "task", "time_budget_s",
-    "trial_timeout_s",
-}
-
-
-def flag(setting: str) -> str:
-    """The flag that sets a library setting."""
-    return RENAMED.get(setting, "--" + setting.replace("_", "-"))
-
-
-def with_flags(message: str) -> str:
-    """A library message with each `setting` it names shown as the flag that sets it."""
-    return re.sub(r"`([a-z_]+)`", lambda m: flag(m[1]) if m[1] in SETTINGS else m[0], message)
 
 
 def parse_duration(text: str) -> float:
@@ -46,9 +22,10 @@ def parse_duration(text: str) -> float:
     except (ValueError, KeyError):
         value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise HastenError(f"`time_budget_s` takes a duration such as 8m, 90s or 1h (or none for no "
+        raise HastenError(f"`budget_s` takes a duration such as 8m, 90s or 1h (or none for no "
                           f"limit), not {text!r}.")
     return value
+
 
 def parse_memory(text: str) -> float:
     """A memory size such as 4GiB, 512MiB, 2G or 1500 (MiB) in MiB."""
@@ -64,6 +41,7 @@ def parse_memory(text: str) -> float:
         raise HastenError(f"`memory_budget_mb` takes a size such as 4GiB, not {text!r}.")
     return value
 
+
 def parse_size(text: str) -> tuple[int, int]:
     """'224' -> (224, 224); '224x160' -> (224, 160), height then width."""
     try:
@@ -74,6 +52,7 @@ def parse_size(text: str) -> tuple[int, int]:
         raise HastenError(f"`image_size` {text!r} is not a size; write it like 224 or 224x160.")
     return (size[0], size[-1])
 
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """'3x224x224' -> (3, 224, 224)."""
     try:
@@ -83,3 +62,21 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if not shape or any(d <= 0 for d in shape):
         raise HastenError(f"`input_shape` {text!r} is not a shape; write it like 3x224x224.")
     return shape
+
+
+def integers(setting: str) -> Callable[[str], list[int]]:
+    """A reader of comma-separated integers, such as 1,8,32, for `setting`."""
+    return lambda text: _numbers(text, setting, int)
+
+
+def floats(setting: str) -> Callable[[str], list[float]]:
+    """A reader of comma-separated numbers, such as 0.5,0.5,0.5, for `setting`."""
+    return lambda text: _numbers(text, setting, float)
+
+
+def _numbers(text: str, setting: str, kind: type) -> list:
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        what = "integers, such as 1,8,32" if kind is int else "numbers, such as 0.5,0.5,0.5"
+        raise HastenError(f"`{setting}` takes comma-separated {what}.") from None

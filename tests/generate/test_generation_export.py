@@ -22,7 +22,7 @@ def study(llama_dir, tmp_path_factory):
         patch.setattr(backends, "load_all", lambda: {n: every[n] for n in MENU})
         return api.optimize_inference(
             f"hf:{llama_dir}", prompt_lengths=[16], new_tokens=6, batch_sizes=[1],
-            out=tmp_path_factory.mktemp("runs"), budget_s=0.2, time_budget_s=math.inf,
+            out=tmp_path_factory.mktemp("runs"), point_s=0.2, budget_s=math.inf,
             report=False)
 
 

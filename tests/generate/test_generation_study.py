@@ -32,7 +32,7 @@ def small_menu(monkeypatch):
 def _study(llama_dir, out, **changes):
     return api.optimize_inference(f"hf:{llama_dir}", **{
         "prompt_lengths": [16, 24], "new_tokens": 6, "batch_sizes": [1, 2], "out": out,
-        "budget_s": 0.2, "time_budget_s": math.inf, **changes})
+        "point_s": 0.2, "budget_s": math.inf, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ def test_export_the_best_candidate_from_the_command_line(tiny_study, tmp_path):
     best = tiny_study.study.best("latency")["candidate"]
     out = tmp_path / "fast"
     proc = subprocess.run([str(Path(sys.executable).with_name("hasten")), "export",
-                           str(tiny_study.folder), "--objective", "latency", "--out", str(out)],
+                           str(tiny_study.folder), "--objective", "latency", "--to", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Wrote" in proc.stdout and "load.py" in proc.stdout
@@ -114,7 +114,7 @@ def test_only_finished_candidates_export(tiny_study, tmp_path):
 
 def test_export_an_onnx_file_baseline(tmp_path, cnn_onnx, only_candidates):
     only_candidates(search.ONNX_BASELINE)
-    study = hasten.optimize_inference(f"onnx:{cnn_onnx}", batch_sizes=[1, 2], budget_s=0.5,
+    study = hasten.optimize_inference(f"onnx:{cnn_onnx}", batch_sizes=[1, 2], point_s=0.5,
                                       out=tmp_path / "runs")
     out = study.export(tmp_path / "fast")
     assert json.loads((out / "candidate.json").read_text())["candidate"] == (

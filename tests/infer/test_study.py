@@ -29,7 +29,7 @@ def make_study(folder, batch_sizes=(1, 8), seq=16, threads=2):
     store.set_meta("config", {"kind": "infer", "spec": "demo", "task": None, "input_shape": None,
                               "workload": workload.to_dict(), "max_drop": 0.01,
                               "quick": True, "device": "cpu", "threads": threads,
-                              "budget_s": 1.0, "baseline": BASE,
+                              "point_s": 1.0, "baseline": BASE,
                               "model": {"name": "fake", "kind": "text",
                                         "input_names": ["input_ids"]}})
     store.set_meta("machine", MACHINE)
@@ -255,7 +255,7 @@ def test_what_the_time_budget_left_out_is_shown_with_its_reason(tmp_path):
     assert "later: not screened: the study's time budget of 8 min was spent" in text
     document = html.render(study)
     assert "measured at the screening point only: the study&#x27;s time budget" in document
-    assert study.to_dict()["time_budget_s"] == 480.0
+    assert study.to_dict()["budget_s"] == 480.0
 
 
 def test_throughput_is_judged_at_each_candidates_ideal_batch_size(tmp_path):

@@ -15,7 +15,7 @@ def config(tiny_bert_spec, sentences):
     loaded = load_model(tiny_bert_spec)
     workload = Workload(texts=sentences, labels=None, batch_sizes=[1, 2], seq_lengths=[16],
                         eval_samples=16, dataset_batch_size=2, max_length=128)
-    return InferSettings(device="cpu", max_drop=0.01, quick=True, threads=1, budget_s=1.0,
+    return InferSettings(device="cpu", max_drop=0.01, quick=True, threads=1, point_s=1.0,
                          baseline="torch/eager/fp32", model={"input_names": loaded.input_names},
                          spec=tiny_bert_spec, task=None, input_shape=None, workload=workload)
 

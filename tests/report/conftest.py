@@ -31,7 +31,7 @@ def write_study(folder: Path, model: str = "fake", finished: bool = True, scale:
     store.set_meta("config", {"kind": "infer", "spec": f"py:{model}.py:build", "task": None,
                               "input_shape": None, "workload": workload.to_dict(),
                               "max_drop": 0.01, "quick": True, "device": "cpu", "threads": 2,
-                              "budget_s": 1.0, "baseline": BASE,
+                              "point_s": 1.0, "baseline": BASE,
                               "model": {"name": model, "kind": "text",
                                         "input_names": ["input_ids"]}})
     store.set_meta("machine", {**MACHINE, "cpu": cpu})

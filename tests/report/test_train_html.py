@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hasten.options import TrainOptions
 from hasten.report import write_report
 from hasten.report.common import mb, ms
 from hasten.report.train_html import render
@@ -80,9 +81,9 @@ def _run_study(root: Path) -> TrainStudy:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(candidates, "menu", lambda: chosen)
         mp.setattr(run, "CONVERGE", 0)  # only fp32 and the precision modes train to the end
-        return run.optimize_training(recipe, steps=10, batch_size=8, budget_s=0.3,
-                                     memory_budget_mb=1, out=root / "runs", name="tiny",
-                                     report=write_report)
+        return run.optimize_training(recipe, TrainOptions(
+            steps=10, batch_size=8, point_s=0.3, memory_budget_mb=1, out=root / "runs",
+            name="tiny"), report=write_report)
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import pytest
 import torch
 from test_cli import _one_error_line, hasten
 
+from hasten.api import optimize_training
 from hasten.measure import memory_noise_mb
 from hasten.train import candidates, run, runner
 from hasten.train.candidates import HALF_MODES, combine
 from hasten.train.families import TORCH
 from hasten.train.outcome import SEEDS
-from hasten.train.run import optimize_training
 from hasten.train.study import TrainStudy
 
 # A small CNN with two repeated residual blocks and a linear head: every switch applies to it.
@@ -143,7 +143,7 @@ def cnn_study(tmp_path_factory) -> TrainStudy:
     folder = tmp_path_factory.mktemp("cnn")
     recipe = write(folder, "cnn.py", CNN_RECIPE)
     return optimize_training(recipe, steps=12, batch_size=32, out=folder / "runs",
-                             budget_s=0.3, memory_budget_mb=64 * 1024, report=False)
+                             point_s=0.3, memory_budget_mb=64 * 1024, report=False)
 
 
 def rows(study: TrainStudy) -> dict[str, dict]:
@@ -248,7 +248,7 @@ def only(*names: str):
 def test_a_study_resumes_without_rerunning(cnn_study, tmp_path):
     before = {t["candidate"] + t["point"]: t["finished"] for t in cnn_study.trials}
     again = optimize_training(cnn_study.config["recipe"], steps=12, batch_size=32,
-                              out=cnn_study.folder.parent, budget_s=0.3,
+                              out=cnn_study.folder.parent, point_s=0.3,
                               memory_budget_mb=64 * 1024, report=False)
     assert {t["candidate"] + t["point"]: t["finished"] for t in again.trials} == before
 
@@ -258,7 +258,7 @@ def test_a_candidate_that_goes_nan_is_reported_not_fatal(tmp_path, monkeypatch):
     monkeypatch.setattr(candidates, "menu", only(*keep))
     recipe = write(tmp_path, "overflow.py", OVERFLOW_RECIPE)
     study = optimize_training(recipe, steps=8, batch_size=16, out=tmp_path / "runs",
-                              budget_s=0.2, audit=False, report=False)
+                              point_s=0.2, audit=False, report=False)
     table = rows(study)
     assert study.finished
     assert table["16-true"]["status"] == "diverged"
@@ -274,7 +274,7 @@ def test_batch_size_search_finds_the_largest_batch_under_the_budget(tmp_path, mo
     # crossed at a few hundred samples, where a step is quick on any CPU.
     budget = 120.0
     study = optimize_training(recipe, steps=2, batch_size=64, out=tmp_path / "runs",
-                              budget_s=0.2, memory_budget_mb=budget, audit=False, report=False)
+                              point_s=0.2, memory_budget_mb=budget, audit=False, report=False)
     search = study.batch_search
     probes = {p["batch_size"]: p for p in search["probes"]}
     largest = search["largest"]
@@ -299,9 +299,9 @@ def test_batch_size_search_finds_the_largest_batch_under_the_budget(tmp_path, mo
 def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(candidates, "menu", only("32-true", "32-true/adamw-fused"))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
-    kwargs = dict(steps=4, batch_size=16, out=tmp_path / "runs", budget_s=0.2,
+    kwargs = dict(steps=4, batch_size=16, out=tmp_path / "runs", point_s=0.2,
                   memory_budget_mb=64 * 1024, report=False)
-    study = optimize_training(recipe, time_budget_s=0.001, **kwargs)
+    study = optimize_training(recipe, budget_s=0.001, **kwargs)
     table = rows(study)
     spent = "the study's time budget of 0.001 s was spent; run the same command again"
     assert study.audit is None and study.audit_error.startswith(f"not audited: {spent}")
@@ -315,14 +315,14 @@ def test_the_time_budget_cuts_with_reasons_and_the_same_call_goes_on(tmp_path, m
     assert not study.batch_search["finished"]
     assert study.batch_search["stopped"].startswith(
         f"batch 32: the batch-size search stopped here: {spent}")
-    assert study.to_dict()["time_budget_s"] == 0.001
+    assert study.to_dict()["budget_s"] == 0.001
     before = {t["point"]: t["finished"] for t in study.trials if t["candidate"] == "32-true"}
-    study = optimize_training(recipe, time_budget_s=math.inf, **kwargs)
+    study = optimize_training(recipe, budget_s=math.inf, **kwargs)
     table = rows(study)
     assert {t["point"]: t["finished"] for t in study.trials
             if t["candidate"] == "32-true" and t["point"] in before} == before
     assert all(r["status"] != "pending" and not r["budget_cut"] for r in table.values()), table
-    assert study.batch_search["finished"] and study.to_dict()["time_budget_s"] is None
+    assert study.batch_search["finished"] and study.to_dict()["budget_s"] is None
     assert study.audit["verdict"] and study.audit_error is None
 
 
@@ -360,7 +360,7 @@ def test_two_processes_train_through_ddp_on_gloo(tmp_path, monkeypatch):
     monkeypatch.setattr(candidates, "menu", only("32-true"))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
     study = optimize_training(recipe, steps=6, batch_size=16, devices=2, out=tmp_path / "runs",
-                              budget_s=0.2, memory_budget_mb=1.0, audit=False, report=False)
+                              point_s=0.2, memory_budget_mb=1.0, audit=False, report=False)
     base = rows(study)["32-true"]
     assert base["status"] == "ok"
     assert base["speed"]["count"] == 10
@@ -399,7 +399,7 @@ def test_cuda_precision_modes_with_grad_scaler(tmp_path, monkeypatch):
     monkeypatch.setattr(candidates, "menu", only(*keep))
     recipe = write(tmp_path, "cnn.py", CNN_RECIPE)
     study = optimize_training(recipe, steps=8, batch_size=32, device="cuda",
-                              out=tmp_path / "runs", budget_s=0.3, audit=False, report=False)
+                              out=tmp_path / "runs", point_s=0.3, audit=False, report=False)
     table = rows(study)
     assert all(table[n]["status"] not in ("failed", "pending") for n in keep), table
     assert table["16-mixed"]["speed"]["scales"] and "peak_gpu_mb" in table["32-true"]["speed"]
@@ -513,7 +513,7 @@ def _settings(**fields):
     """Training settings for the tests that call the study's steps directly."""
     from hasten.train.settings import TrainSettings
 
-    base = dict(device="cpu", max_drop=0.01, quick=False, threads=2, budget_s=1.0,
+    base = dict(device="cpu", max_drop=0.01, quick=False, threads=2, point_s=1.0,
                 baseline="32-true", model={}, recipe="r.py", steps=60, batch_size=16,
                 eval=False, devices=1, memory_budget_mb=1.0)
     return TrainSettings(**{**base, **fields})

@@ -28,11 +28,11 @@ from hasten.generate.workload import (
     write_tokens,
 )
 from hasten.models import absolute_spec
+from hasten.options import InferOptions
 
 DEMO = "demo-decoder"
 DEFAULT_PROMPT_LENGTHS = (128, 512)
 DEFAULT_BATCH_SIZES = {False: (1, 8), True: (1, 4)}
-DEFAULT_NEW_TOKENS = 64
 DEFAULT_TIME_BUDGET_S = {False: 480.0, True: 180.0}
 # The fidelity check: held-out windows read teacher-forced, and prompts continued greedily.
 EVAL_WINDOWS = {False: 16, True: 8}
@@ -55,65 +55,51 @@ TRIAL = "hasten.generate.trial"
 
 
 def optimize_generation(
-    model: str = DEMO,
+    model: str,
+    options: InferOptions,
     *,
-    data: str | Path | None = None,
-    column: str | None = None,
-    task: str | None = None,
-    batch_sizes: list[int] | None = None,
-    prompt_lengths: list[int] | None = None,
-    new_tokens: int = DEFAULT_NEW_TOKENS,
-    max_drop: float = 0.01,
-    random_weights: bool = False,
-    quick: bool = False,
-    out: str | Path = "hasten-runs",
-    name: str | None = None,
-    fresh: bool = False,
-    device: str = "cpu",
-    budget_s: float | None = None,
-    time_budget_s: float | None = None,
-    trial_timeout_s: float | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
     report: Callable[[GenerateStudy], object] | None = None,
     executor: Executor | None = None,
 ) -> GenerateStudy:
     """Run (or resume) a generation study of a decoder (`demo-decoder`, or hf:DIR of a
-    ...ForCausalLM) and return it. `max_drop` is the largest relative increase of perplexity
-    on held-out text a candidate may cost; `budget_s` is how long each point is timed and
-    `time_budget_s` bounds the whole study (the demo decoder's one-time training included).
-    A folder without saved weights is refused unless `random_weights` asks for seeded random
-    ones (the decoder's `has_weights` records it, and the report and the export say so)."""
+    ...ForCausalLM) and return it, with the options that apply to a decoder (hasten.api
+    refuses the others). `max_drop` is the largest relative increase of perplexity on held-out
+    text a candidate may cost; `point_s` is how long each point is timed and `budget_s` bounds
+    the whole study (the demo decoder's one-time training included). A folder without saved
+    weights is refused unless `random_weights` asks for seeded random ones (the decoder's
+    `has_weights` records it, and the report and the export say so)."""
+    o = options
     executor = executor or LocalExecutor()
     log = log or (lambda _: None)
-    if task is not None and task != TASK:
-        raise HastenError(f"A decoder's task is {TASK}, not {task!r}.")
-    if time_budget_s is None:
-        time_budget_s = DEFAULT_TIME_BUDGET_S[quick]
-    if not time_budget_s > 0:
-        raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
+    if o.task is not None and o.task != TASK:
+        raise HastenError(f"A decoder's task is {TASK}, not {o.task!r}.")
+    o.check_budget()
     # The budget counts from here, the demo decoder's one-time training included: it bounds
     # the command the user waits for.
-    deadline = Deadline(time_budget_s, shares=SHARES)
-    folder, texts, source = _model_and_texts(absolute_spec(model), data, column, log)
-    decoder = load_decoder(folder, "demo-decoder" if model == DEMO else None, random_weights)
-    workload = _workload(decoder, batch_sizes, prompt_lengths, new_tokens, quick, source)
+    deadline = Deadline(DEFAULT_TIME_BUDGET_S[o.quick] if o.budget_s is None else o.budget_s,
+                        shares=SHARES)
+    folder, texts, source = _model_and_texts(absolute_spec(model), o.data, o.column, log)
+    decoder = load_decoder(folder, "demo-decoder" if model == DEMO else None, o.random_weights)
+    workload = _workload(decoder, o.batch_sizes, o.prompt_lengths, o.new_tokens, o.quick,
+                         source)
     windows = cut_windows(workload, token_stream(tokenizer(folder), texts, workload.needed()),
                           source.get("path") or "The demo's held-out text")
     workload.data["tokens_sha256"] = windows_sha256(windows)
     settings = GenerateSettings(
-        device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
-        budget_s=budget_s or (1.0 if quick else 2.0), baseline=backends.BASELINE,
+        device=o.device, max_drop=o.max_drop, quick=o.quick, threads=executor.threads(),
+        point_s=o.point_s or (1.0 if o.quick else 2.0), baseline=backends.BASELINE,
         model=decoder.to_dict(), spec=model if model == DEMO else absolute_spec(model),
         workload=workload)
     settings.check()
-    engine = Engine(study_folder(out, name or decoder.name, executor.suffix), settings,
-                    module=TRIAL, kind_of=lambda _: "generate", fresh=fresh,
-                    trial_timeout_s=trial_timeout_s, log=log, executor=executor)
+    engine = Engine(study_folder(o.out, o.name or decoder.name, executor.suffix), settings,
+                    module=TRIAL, kind_of=lambda _: "generate", fresh=o.fresh,
+                    trial_timeout_s=o.trial_timeout_s, log=log, executor=executor)
     write_tokens(engine.folder, windows)
     for i, candidate in enumerate(backends.load_all().values()):
-        reason = candidate.skip_reason(decoder, device)
-        if reason is None and quick and candidate.name not in QUICK:
+        reason = candidate.skip_reason(decoder, o.device)
+        if reason is None and o.quick and candidate.name not in QUICK:
             reason = "not in --quick, which measures the likeliest winners only"
         engine.register(i, candidate.name, [], candidate.runtime, candidate.settings, reason)
     return engine.run(lambda: GenerateRun(engine, deadline, progress or (lambda *_: None)).run(),

@@ -13,7 +13,7 @@ from hasten.generate.workload import GenerateWorkload
 
 @dataclass(frozen=True)
 class GenerateSettings(Settings):
-    """A generation study's settings; `budget_s` is how long each point is timed and
+    """A generation study's settings; `point_s` is how long each point is timed and
     `max_drop` the largest relative increase of perplexity a candidate may cost."""
 
     kind: ClassVar[str] = "generate"

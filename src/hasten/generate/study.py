@@ -122,7 +122,7 @@ class GenerateStudy(StudyRecord):
             return base  # no candidate is faster than the baseline by more than the noise
         return best
 
-    def export(self, out: str | Path, objective: str = "latency",
+    def export(self, to: str | Path, objective: str = "latency",
                candidate: str | None = None, trust_code: bool = False) -> Path:
         """Write the chosen candidate (default: the best for `objective`) with a load.py whose
         generate() produces the tokens the study measured. `trust_code` is accepted for the
@@ -134,7 +134,7 @@ class GenerateStudy(StudyRecord):
             if best is None:
                 raise HastenError(f"No candidate in {self.folder} passed for {objective!r}.")
             candidate = best["candidate"]
-        return export_candidate(self, candidate, Path(out))
+        return export_candidate(self, candidate, Path(to))
 
     def recommendations(self) -> dict[str, dict | None]:
         return {objective: self.best(objective) for objective in OBJECTIVES}
@@ -146,7 +146,7 @@ class GenerateStudy(StudyRecord):
                 "settings": self.settings.to_dict(), "machine": self.machine,
                 "candidates": self.table(), "confirmation": self.confirmation,
                 # None for no limit: JSON has no infinity.
-                "time_budget_s": (None if self.budget.get("seconds") == math.inf
+                "budget_s": (None if self.budget.get("seconds") == math.inf
                                   else self.budget.get("seconds")),
                 "recommendations": {k: v and v["candidate"] for k, v in best.items()}}
 

@@ -124,7 +124,7 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
         try:
             memory.restart()
             timed = time_point(generator, tokens.prompts(point), settings.workload.new_tokens,
-                               settings.budget_s)
+                               settings.point_s)
             latency = {**timed.pop("tpot"), "load_avg": os.getloadavg()[0]}
             store.put_trial(name, point, KIND, "ok", latency=latency,
                             throughput=timed["decode_tokens_per_s"],

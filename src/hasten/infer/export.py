@@ -195,7 +195,7 @@ def load_runner(folder: Path) -> tuple[Runner, list[torch.Tensor]]:
                          seq_lengths=[], eval_samples=2, dataset_batch_size=2, max_length=128))
     settings = InferSettings(
         device="cpu", max_drop=recipe.get("max_drop", 0.01), quick=True,
-        threads=usable_cores(), budget_s=1.0, baseline=recipe["candidate"],
+        threads=usable_cores(), point_s=1.0, baseline=recipe["candidate"],
         model={"input_names": recipe["input_names"]}, spec=recipe["spec"], task=recipe["task"],
         input_shape=recipe["input_shape"], workload=workload)
     with tempfile.TemporaryDirectory() as study:

@@ -27,6 +27,7 @@ from hasten.infer.settings import InferSettings
 from hasten.infer.study import Study
 from hasten.infer.workload import Workload, parse_point, point_inputs, point_kind
 from hasten.models import LoadedModel, absolute_spec, load_model
+from hasten.options import InferOptions
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
 DEFAULT_SEQ_LENGTHS = (32, 128)
@@ -43,30 +44,9 @@ TRIAL = "hasten.infer.trial"
 
 
 def optimize_inference(
-    model: str = "demo",
+    model: str,
+    options: InferOptions,
     *,
-    data: str | Path | None = None,
-    column: str | None = None,
-    label_column: str | None = None,
-    task: str | None = None,
-    input_shape: tuple[int, ...] | None = None,
-    image_size: tuple[int, int] | None = None,
-    mean: list[float] | None = None,
-    std: list[float] | None = None,
-    batch_sizes: list[int] | None = None,
-    seq_lengths: list[int] | None = None,
-    max_length: int | None = None,
-    max_drop: float = 0.01,
-    calibration_samples: int = 128,
-    random_weights: bool = False,
-    quick: bool = False,
-    out: str | Path = "hasten-runs",
-    name: str | None = None,
-    fresh: bool = False,
-    device: str = "cpu",
-    budget_s: float | None = None,
-    time_budget_s: float | None = None,
-    trial_timeout_s: float | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
     report: Callable[[Study], object] | None = None,
@@ -77,8 +57,8 @@ def optimize_inference(
     Every candidate runs in its own process; finished trials are kept in the study folder's
     database, so running the same call again resumes instead of starting over. `report`, a
     writer of the HTML report (hasten.api passes one), runs when the study ends, also when its
-    baseline failed. `time_budget_s` bounds the study's wall time (default
-    DEFAULT_TIME_BUDGET_S for the mode; math.inf for none); `budget_s` is how long each
+    baseline failed. The options' `budget_s` bounds the study's wall time (default
+    DEFAULT_TIME_BUDGET_S for the mode; math.inf for none); `point_s` is how long each
     workload point is measured. `executor` runs the trials (default: local processes).
     `max_length` is where texts are cut, in tokens, for the fidelity check and the passes over
     the corpus (default: all the model attends to, at most 512).
@@ -86,39 +66,38 @@ def optimize_inference(
     it to be built from its config with seeded random weights (the model's info records it,
     and the report and the export say so).
     """
+    o = options
     executor = executor or LocalExecutor()
-    if time_budget_s is None:
-        time_budget_s = DEFAULT_TIME_BUDGET_S[quick]
-    if not time_budget_s > 0:
-        raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
+    o.check_budget()
+    budget_s = DEFAULT_TIME_BUDGET_S[o.quick] if o.budget_s is None else o.budget_s
     model = absolute_spec(model)
-    loaded = load_model(model, task, input_shape, random_weights=random_weights)
-    workload = _workload(loaded, data, column, label_column, batch_sizes, seq_lengths, quick,
-                         max_length)
-    workload.calibration_samples = calibration_samples
-    if data is not None and loaded.kind != "text":
-        _add_images(loaded, workload, Path(data), column or label_column, image_size, mean, std)
-    elif (image_size, mean, std) != (None, None, None):
+    loaded = load_model(model, o.task, o.input_shape, random_weights=o.random_weights)
+    workload = _workload(loaded, o.data, o.column, o.label_column, o.batch_sizes,
+                         o.seq_lengths, o.quick, o.max_length)
+    workload.calibration_samples = o.calibration_samples
+    if o.data is not None and loaded.kind != "text":
+        _add_images(loaded, workload, Path(o.data), o.column or o.label_column, o.image_size,
+                    o.mean, o.std)
+    elif (o.image_size, o.mean, o.std) != (None, None, None):
         raise HastenError("`image_size`, `mean` and `std` say how to prepare an image folder; "
                           "give one as `data` to a model that takes images.")
     settings = InferSettings(
-        device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
-        budget_s=budget_s or (1.0 if quick else 3.0), baseline=search.baseline_name(loaded),
-        model=loaded.info(), spec=model, task=task,
-        input_shape=list(input_shape) if input_shape else None, workload=workload,
+        device=o.device, max_drop=o.max_drop, quick=o.quick, threads=executor.threads(),
+        point_s=o.point_s or (1.0 if o.quick else 3.0), baseline=search.baseline_name(loaded),
+        model=loaded.info(), spec=model, task=o.task,
+        input_shape=list(o.input_shape) if o.input_shape else None, workload=workload,
     )
     settings.check()
     _check_forward(loaded, workload)
-    folder = study_folder(out, loaded.name if name is None else name, executor.suffix)
-    engine = Engine(folder, settings,
-                    module=TRIAL, kind_of=point_kind, fresh=fresh,
-                    trial_timeout_s=trial_timeout_s, log=log, executor=executor)
+    folder = study_folder(o.out, loaded.name if o.name is None else o.name, executor.suffix)
+    engine = Engine(folder, settings, module=TRIAL, kind_of=point_kind, fresh=o.fresh,
+                    trial_timeout_s=o.trial_timeout_s, log=log, executor=executor)
     _keep_samples(engine, workload)
     for i, candidate in enumerate(search.CANDIDATES):
         engine.register(i, candidate.name, list(search.chain_for(candidate, loaded)),
                         candidate.runtime, candidate.settings,
-                        search.skip_reason(candidate, loaded, device, quick))
-    return engine.run(lambda: _run(engine, loaded, Deadline(time_budget_s),
+                        search.skip_reason(candidate, loaded, o.device, o.quick))
+    return engine.run(lambda: _run(engine, loaded, Deadline(budget_s),
                                    progress or (lambda *_: None)), Study, report)
 
 

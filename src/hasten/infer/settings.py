@@ -12,7 +12,7 @@ from hasten.infer.workload import Workload
 
 @dataclass(frozen=True)
 class InferSettings(Settings):
-    """An inference study's settings; `budget_s` is how long each workload point is timed."""
+    """An inference study's settings; `point_s` is how long each workload point is timed."""
 
     kind: ClassVar[str] = "infer"
 

@@ -228,11 +228,11 @@ class Study(StudyRecord):
             "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},
             "confirmation": self.confirmation,
             # None for no limit: JSON has no infinity.
-            "time_budget_s": (None if self.budget.get("seconds") == math.inf
+            "budget_s": (None if self.budget.get("seconds") == math.inf
                               else self.budget.get("seconds")),
         }
 
-    def export(self, out: str | Path, objective: str = "latency",
+    def export(self, to: str | Path, objective: str = "latency",
                candidate: str | None = None, trust_code: bool = False) -> Path:
         """Write the chosen candidate's artifact and a loading snippet that runs as is. A
         `py:` model is imported to export it: refused for a study this account did not make,
@@ -244,4 +244,4 @@ class Study(StudyRecord):
             if best is None:
                 raise HastenError(f"No candidate in {self.folder} passed for {objective!r}.")
             candidate = best["candidate"]
-        return export_candidate(self, candidate, Path(out), trust_code)
+        return export_candidate(self, candidate, Path(to), trust_code)

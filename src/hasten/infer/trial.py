@@ -111,7 +111,7 @@ def run(study: Path, name: str, phase: str, points: list[str]) -> None:
         traceback.print_exc()
         return
     clock = Clock(cuda=device == "cuda")
-    budget = Budget(seconds=settings.budget_s)
+    budget = Budget(seconds=settings.point_s)
     corpus_runner = None
     for point in points:
         try:

@@ -113,9 +113,9 @@ def reasons(rows: list[dict]) -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 CONFIRM_HEADERS = ["point", "candidate", "measured alone", "confirmed (range)", "rounds"]
-CONFIRM_TITLE = ("The baseline and each objective's leaders timed again in one process, in "
-                 "alternating rounds, so that drift hits them alike; the recommendations rank "
-                 "by these speedups")
+CONFIRM_TITLE = ("The baseline and each objective's leaders timed again, each in a worker "
+                 "process of its own, in alternating rounds, so that drift hits them alike; the "
+                 "recommendations rank by these speedups")
 
 
 def confirmation_cells(study: Study, rows: list[dict]) -> list[list[str]]:
@@ -171,7 +171,7 @@ def recommendation_detail(study: Study, objective: str, row: dict) -> str:
 
 def export_command(study: Study, objective: str) -> str:
     """The command that writes a study's recommended candidate for an objective."""
-    return f"hasten export {study.folder} --objective {objective} --out fast/"
+    return f"hasten export {study.folder} --objective {objective} --to fast/"
 
 
 BUSY_WARNING = ("{n} measurements ran while other work loaded this machine; their numbers are "

@@ -24,7 +24,7 @@ SETTINGS = (("model", lambda s: s.settings.model["name"]), ("spec", lambda s: s.
             ("corpus size", lambda s: len(_corpus(s))),
             ("max drop", lambda s: s.settings.max_drop), ("quick", lambda s: s.settings.quick),
             ("device", lambda s: s.settings.device), ("threads", lambda s: s.settings.threads),
-            ("budget per point (s)", lambda s: s.settings.budget_s))
+            ("time per point (s)", lambda s: s.settings.point_s))
 
 
 @dataclass

@@ -22,6 +22,7 @@ from hasten.errors import HastenError
 from hasten.executors import Deadline, Executor, LocalExecutor
 from hasten.folders import study_folder
 from hasten.measure import memory_noise_mb
+from hasten.options import TrainOptions
 from hasten.train import families
 from hasten.train.demos import DEMOS as DEMO_RECIPES
 from hasten.train.demos import KERAS_DEMOS
@@ -60,34 +61,21 @@ UNDECIDED = object()
 # ten minutes on two cores.
 DEMOS = {
     "digits": (DEMO_RECIPES["digits"], {"batch_size": 64, "steps": 150,
-                                        "time_budget_s": 180.0}),
+                                        "budget_s": 180.0}),
     "text": (DEMO_RECIPES["text"], {"batch_size": 16, "steps": 60, "quick": True,
-                                    "time_budget_s": 360.0}),
+                                    "budget_s": 360.0}),
     "keras-digits": (KERAS_DEMOS["keras-digits"], {"batch_size": 64, "steps": 150}),
 }
+# How long each speed run is timed, in seconds, unless `point_s` says.
+POINT_S = 3.0
 # What `hasten train` runs without a recipe: the demos the core install can run.
 DEFAULT_DEMOS = ("digits", "text")
 
 
 def optimize_training(
     recipe: str | Path,
+    options: TrainOptions,
     *,
-    steps: int = 100,
-    batch_size: int = 32,
-    evaluate: bool | None = None,
-    devices: int = 1,
-    memory_budget_mb: float | None = None,
-    max_drop: float = 0.01,
-    out: str | Path = "hasten-runs",
-    name: str | None = None,
-    fresh: bool = False,
-    device: str = "cpu",
-    budget_s: float = 3.0,
-    time_budget_s: float | None = None,
-    quick: bool = False,
-    audit: bool = True,
-    trial_timeout_s: float | None = None,
-    keras_backend: str | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
     report: Callable[[TrainStudy], object] | None = None,
@@ -97,47 +85,48 @@ def optimize_training(
 
     Loading the recipe runs its code. `evaluate` None means: evaluate when the recipe defines
     eval_data() and evaluate(). Finished runs are kept in the study folder's database, so the
-    same call again resumes. `time_budget_s` bounds the study's wall time from this call (None:
-    no bound; fp32's own runs are never cut); each run's time limit is `trial_timeout_s`, else
-    a multiple of fp32's own time for the same phase; `log` gets one line per finished run;
-    `report`, a writer of the HTML report (hasten.api passes one), runs at the end; `executor`
-    runs the trials (default: local processes).
+    same call again resumes. The options' `budget_s` bounds the study's wall time from this
+    call (None: no bound; fp32's own runs are never cut); each run's time limit is
+    `trial_timeout_s`, else a multiple of fp32's own time for the same phase; `log` gets one
+    line per finished run; `report`, a writer of the HTML report (hasten.api passes one), runs
+    at the end; `executor` runs the trials (default: local processes).
 
     A recipe whose model() returns a keras.Model is a Keras recipe: its candidates are dtype
     policies and Keras switches, each trial runs on `keras_backend` (tensorflow or torch;
     default tensorflow when installed, else torch), which reaches Keras before the recipe is
     imported.
     """
-    if time_budget_s is not None and not time_budget_s > 0:
-        raise HastenError(f"`time_budget_s` must be more than 0 s, not {time_budget_s}.")
+    o = options
+    o.check_budget()
     executor = executor or LocalExecutor()
-    backend = keras_backend or families.default_keras_backend()
+    backend = o.keras_backend or families.default_keras_backend()
     if backend not in families.KERAS_BACKENDS:
         raise HastenError(f"`keras_backend` must be tensorflow or torch, not {backend!r}.")
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = backend
     fam = families.KERAS if is_keras_recipe(recipe) else families.TORCH
-    fam.refuse(keras_backend, backend, device, devices)
+    fam.refuse(o.keras_backend, backend, o.device, o.devices)
     loaded = fam.load(recipe)
-    if evaluate is None:
-        evaluate = fam.has_eval(loaded)
-    folder = study_folder(out, loaded.path.stem if name is None else name, executor.suffix)
+    evaluate = fam.has_eval(loaded) if o.evaluate is None else o.evaluate
+    folder = study_folder(o.out, loaded.path.stem if o.name is None else o.name,
+                          executor.suffix)
     settings = TrainSettings(
-        device=device, max_drop=max_drop, quick=quick, threads=executor.threads(),
-        budget_s=budget_s, baseline=fam.baseline, model={}, recipe=str(loaded.path),
-        steps=steps, batch_size=batch_size, eval=evaluate, devices=devices,
-        memory_budget_mb=math.inf if memory_budget_mb is None else memory_budget_mb,
+        device=o.device, max_drop=o.max_drop, quick=o.quick, threads=executor.threads(),
+        point_s=o.point_s or POINT_S, baseline=fam.baseline, model={}, recipe=str(loaded.path),
+        steps=o.steps, batch_size=o.batch_size, eval=evaluate, devices=o.devices,
+        memory_budget_mb=math.inf if o.memory_budget_mb is None else o.memory_budget_mb,
         keras_backend=backend if fam is families.KERAS else None,
     )
     settings.check()
+    memory_budget_mb = o.memory_budget_mb
     if memory_budget_mb is None:
         # The budget a resumed study was started with, else what the device has free now.
-        previous = None if fresh else stored_settings(folder, TrainSettings)
-        memory_budget_mb = previous.memory_budget_mb if previous else free_memory_mb(device)
-    facts, save = fam.check(loaded, batch_size, evaluate)
+        previous = None if o.fresh else stored_settings(folder, TrainSettings)
+        memory_budget_mb = previous.memory_budget_mb if previous else free_memory_mb(o.device)
+    facts, save = fam.check(loaded, o.batch_size, evaluate)
     settings = dataclasses.replace(settings, memory_budget_mb=memory_budget_mb, model=facts)
-    engine = Engine(folder, settings, module=fam.runner, kind_of=phase_kind, fresh=fresh,
-                    trial_timeout_s=trial_timeout_s, log=log, executor=executor)
+    engine = Engine(folder, settings, module=fam.runner, kind_of=phase_kind, fresh=o.fresh,
+                    trial_timeout_s=o.trial_timeout_s, log=log, executor=executor)
     save(folder)
     for i, (c, in_quick) in enumerate(fam.menu()):
         engine.register(i, c.name, [], fam.runtime, c.settings(),
@@ -145,9 +134,8 @@ def optimize_training(
     progress = progress or (lambda *_: None)
 
     def work() -> None:
-        deadline = Deadline(math.inf if time_budget_s is None else time_budget_s,
-                            shares=SHARES)
-        if audit and fam.audits and (engine.store.meta("audit") or {"cut": True}).get("cut"):
+        deadline = Deadline(math.inf if o.budget_s is None else o.budget_s, shares=SHARES)
+        if o.audit and fam.audits and (engine.store.meta("audit") or {"cut": True}).get("cut"):
             progress("auditing the recipe's numerics", 0, 1)
             ran = (engine.launch(fam.baseline, "audit", [], cap_s=deadline.left("audit"))
                    if deadline.allows("audit") else None)

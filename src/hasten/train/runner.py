@@ -225,7 +225,7 @@ def _speed(store: Store, name: str, trainer: Trainer, settings: TrainSettings,
     clock = Clock(cuda=settings.device == "cuda")
     first = clock.time(trainer.step)
     probe = point.startswith("probe")
-    budget = Budget(warmup=0, min_reps=MIN_TIMED_STEPS, max_reps=50, seconds=settings.budget_s,
+    budget = Budget(warmup=0, min_reps=MIN_TIMED_STEPS, max_reps=50, seconds=settings.point_s,
                     rel_tol=0.05)
     fp32 = next((t["latency"]["p50"] for t in store.trials() if t["point"] == "speed"
                  and t["candidate"] == settings.baseline and t["status"] == "ok"), None)

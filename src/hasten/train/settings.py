@@ -11,7 +11,7 @@ from hasten.errors import HastenError
 
 @dataclass(frozen=True)
 class TrainSettings(Settings):
-    """A training study's settings; `budget_s` is how long each speed run is timed, and
+    """A training study's settings; `point_s` is how long each speed run is timed, and
     `model` what the recipe's model offers the switches (hasten.train.switches.describe).
     `keras_backend` (tensorflow or torch) is set for a Keras recipe only: every trial runs
     Keras on it."""

@@ -175,7 +175,7 @@ class TrainStudy(StudyRecord):
             "audit": self.audit, "batch_search": self.batch_search,
             "busy_points": self.busy_points(), "combined": self.combined,
             "noise": self.noise(),
-            "time_budget_s": (None if self.budget.get("seconds", math.inf) == math.inf
+            "budget_s": (None if self.budget.get("seconds", math.inf) == math.inf
                               else self.budget["seconds"]),
             "candidates": self.table(),
             "recommendations": {k: (v["candidate"] if v else None) for k, v in recs.items()},

@@ -213,7 +213,7 @@ def test_load_py_produces_the_tokens_the_study_measured(llama_dir: Path, tmp_pat
         patch.setattr(backends, "load_all", lambda: {n: every[n] for n in (BASELINE, INT8)})
         study = api.optimize_inference(
             f"hf:{llama_dir}", prompt_lengths=[16], new_tokens=6, batch_sizes=[1],
-            out=tmp_path / "runs", budget_s=0.2, time_budget_s=math.inf, report=False)
+            out=tmp_path / "runs", point_s=0.2, budget_s=math.inf, report=False)
         out = study.export(tmp_path / "fast", candidate=INT8)
     recipe = json.loads((out / "candidate.json").read_text())
     assert recipe["candidate"] == INT8

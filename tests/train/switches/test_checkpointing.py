@@ -12,7 +12,7 @@ from hasten.train.settings import TrainSettings
 from hasten.train.switches import REGISTRY
 
 SWITCH = REGISTRY["checkpointing"]
-SETTINGS = TrainSettings(device="cpu", max_drop=0.01, quick=False, threads=1, budget_s=1.0,
+SETTINGS = TrainSettings(device="cpu", max_drop=0.01, quick=False, threads=1, point_s=1.0,
                          baseline="32-true", model={}, recipe="r.py", steps=10, batch_size=8,
                          eval=False, devices=1, memory_budget_mb=1.0)
 

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 import torch
 
+from hasten.options import TrainOptions
 from hasten.train import candidates, run
 from hasten.train.switches import length_grouped
 from hasten.train.switches.length_grouped import LengthGroupedSampler, lengths, trim_padding
@@ -117,7 +118,7 @@ def test_what_the_switch_needs(tmp_path):
 def run_settings(**fields):
     from hasten.train.settings import TrainSettings
 
-    base = dict(device="cpu", max_drop=0.01, quick=False, threads=2, budget_s=1.0,
+    base = dict(device="cpu", max_drop=0.01, quick=False, threads=2, point_s=1.0,
                 baseline="32-true", model={}, recipe="r.py", steps=10, batch_size=16,
                 eval=False, devices=1, memory_budget_mb=1.0)
     return TrainSettings(**{**base, **fields})
@@ -130,8 +131,9 @@ def test_a_study_measures_it_against_random_batches(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "CONVERGE", 0)
     recipe = tmp_path / "bag.py"
     recipe.write_text(RECIPE)
-    study = run.optimize_training(recipe, steps=20, batch_size=32, budget_s=0.2, audit=False,
-                                  memory_budget_mb=1.0, out=tmp_path / "runs")
+    study = run.optimize_training(recipe, TrainOptions(
+        steps=20, batch_size=32, point_s=0.2, audit=False, memory_budget_mb=1.0,
+        out=tmp_path / "runs"))
     rows = {r["candidate"]: r for r in study.table()}
     grouped = rows["32-true/length-grouped"]
     # It always trains to the end, so that the convergence run shows what it costs.

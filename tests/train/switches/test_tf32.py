@@ -11,7 +11,7 @@ SWITCH = REGISTRY["tf32"]
 
 
 def test_tf32_is_refused_on_the_cpu():
-    settings = TrainSettings(device="cpu", max_drop=0.01, quick=False, threads=1, budget_s=1.0,
+    settings = TrainSettings(device="cpu", max_drop=0.01, quick=False, threads=1, point_s=1.0,
                              baseline="32-true", model={}, recipe="r.py", steps=10,
                              batch_size=8, eval=False, devices=1, memory_budget_mb=1.0)
     assert SWITCH.unavailable({}, settings) == (

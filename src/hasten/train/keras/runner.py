@@ -185,7 +185,7 @@ def _speed(store: Store, name: str, model: Any, data: tuple, settings: TrainSett
         if len(timed) >= limit["most"] or s.diverged():
             return True
         return len(timed) >= max(MIN_TIMED_STEPS if not probe else PROBE_STEPS, 1) and \
-            sum(timed) * s.per_call >= settings.budget_s
+            sum(timed) * s.per_call >= settings.point_s
 
     steps = Steps(keras, c.steps_per_execution, want)
     fit(model, *data, batch_size, steps, warmup + MAX_TIMED_STEPS)
