@@ -113,3 +113,16 @@ def test_a_trial_keeps_its_kind_and_its_details_apart_from_its_timing(tmp_path):
     assert trials["speed"]["details"] == {"losses": [2.3, 2.1], "diverged": None}
     assert trials["probe-b64"]["details"] is None
     store.close()
+
+
+def test_trials_are_asked_of_the_database_by_candidate_point_kind_and_status(tmp_path):
+    store = Store(tmp_path)
+    store.put_trial("a", "speed", "speed", "ok", latency={"p50": 1.0})
+    store.put_trial("a", "seed-0", "converge", "failed", error="nan")
+    store.put_trial("b", "speed", "speed", "ok", latency={"p50": 2.0})
+    assert [t["point"] for t in store.trials("a")] == ["speed", "seed-0"]
+    assert [t["candidate"] for t in store.trials(point="speed")] == ["a", "b"]
+    assert [t["point"] for t in store.trials("a", status="ok")] == ["speed"]
+    assert [t["error"] for t in store.trials(kind="converge")] == ["nan"]
+    assert store.trials("c") == [] and len(store.trials()) == 3
+    store.close()

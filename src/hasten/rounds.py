@@ -171,8 +171,8 @@ def run(study: Path, points: list[str], baseline: str, module: str,
                 continue
             try:
                 summary = summarize(confirm(names, forms, point, calls=calls), baseline)
-                check_alone(summary, {t["candidate"]: t["latency"] for t in store.trials()
-                                      if t["point"] == point and t["status"] == "ok"})
+                check_alone(summary, {t["candidate"]: t["latency"] for t in
+                                      store.trials(point=point, status="ok")})
                 results[point] = {"candidates": summary}
             except Exception as exc:
                 results[point] = {"error": describe_error(exc)}

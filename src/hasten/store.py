@@ -11,6 +11,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from hasten.errors import HastenError
 
@@ -35,6 +36,53 @@ CREATE TABLE IF NOT EXISTS trials (
     PRIMARY KEY (candidate, point)
 );
 """
+
+
+class CandidateRow(TypedDict):
+    """A candidate as registered: its place in the menu, the passes and runtime that build
+    it, its settings, and why it cannot run here (None when it can)."""
+
+    name: str
+    position: int
+    passes: list[str]
+    runtime: str
+    settings: dict
+    skipped_reason: str | None
+
+
+class Result(TypedDict):
+    """How a candidate ended: its status and error, its fidelity against the baseline and
+    whether that passed (with the reason when not), its one-time costs, artifact size and the
+    notes its passes left."""
+
+    candidate: str
+    status: str
+    error: str | None
+    fidelity: dict | None
+    passed: bool | None
+    gate_reason: str | None
+    one_time: dict | None
+    size_bytes: int | None
+    notes: list[str] | None
+    finished: float
+
+
+class Trial(TypedDict):
+    """One trial: a candidate at a point, of a kind (latency, corpus, speed, probe, converge,
+    generate), its status and error, its timing statistics (`latency`: p50, p90, ... in ms),
+    throughput, items, peak memory and what else it recorded (`details`)."""
+
+    candidate: str
+    point: str
+    kind: str
+    status: str
+    error: str | None
+    latency: dict | None
+    throughput: float | None
+    items: int | None
+    peak_mb: float | None
+    details: dict | None
+    finished: float
 
 
 class Store:
@@ -123,7 +171,7 @@ class Store:
             (name, position, json.dumps(passes), runtime, json.dumps(settings), skipped_reason),
         )
 
-    def candidates(self) -> list[dict]:
+    def candidates(self) -> list[CandidateRow]:
         rows = self.db.execute("SELECT * FROM candidates ORDER BY position").fetchall()
         return [
             {**dict(r), "passes": json.loads(r["passes"]), "settings": json.loads(r["settings"])}
@@ -140,7 +188,7 @@ class Store:
              json.dumps(one_time), size_bytes, json.dumps(notes or []), time.time()),
         )
 
-    def results(self) -> dict[str, dict]:
+    def results(self) -> dict[str, Result]:
         out = {}
         for r in self.db.execute("SELECT * FROM results").fetchall():
             row = dict(r)
@@ -164,8 +212,15 @@ class Store:
              peak_mb, json.dumps(details), time.time()),
         )
 
-    def trials(self) -> list[dict]:
-        rows = self.db.execute("SELECT * FROM trials ORDER BY finished").fetchall()
+    def trials(self, candidate: str | None = None, *, point: str | None = None,
+               kind: str | None = None, status: str | None = None) -> list[Trial]:
+        """The trial rows in the order they finished, only those matching each filter given
+        (asked of the database, not scanned here)."""
+        given = {k: v for k, v in (("candidate", candidate), ("point", point), ("kind", kind),
+                                   ("status", status)) if v is not None}
+        where = " AND ".join(f"{k} = ?" for k in given)
+        rows = self.db.execute(f"SELECT * FROM trials {'WHERE ' + where if where else ''} "
+                               "ORDER BY finished", tuple(given.values())).fetchall()
         return [{**dict(r), "latency": json.loads(r["latency"]) if r["latency"] else None,
                  "details": json.loads(r["details"]) if r["details"] else None} for r in rows]
 

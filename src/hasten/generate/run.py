@@ -242,9 +242,8 @@ class GenerateRun:
     def survivors(self) -> list[str]:
         """The passing candidates, fastest decode at the screening point first."""
         results, screened = self.store.results(), {}
-        for t in self.store.trials():
-            if t["point"] == self.screen and t["status"] == "ok":
-                screened[t["candidate"]] = t["latency"]["p50"]
+        for t in self.store.trials(point=self.screen, status="ok"):
+            screened[t["candidate"]] = t["latency"]["p50"]
         return sorted((n for n, r in results.items() if n != self.baseline
                        and r["status"] == "ok" and r["passed"] and n in screened),
                       key=lambda n: screened[n])
@@ -268,7 +267,7 @@ class GenerateRun:
 
     def log(self, name: str, points: list[str]) -> None:
         """One plain line per finished trial."""
-        trials = {t["point"]: t for t in self.store.trials() if t["candidate"] == name}
+        trials = {t["point"]: t for t in self.store.trials(name)}
         for p in points:
             t = trials.get(p)
             if t is None:

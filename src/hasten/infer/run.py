@@ -249,8 +249,8 @@ class InferRun:
 
     def screened(self) -> dict[str, float]:
         """Each screened candidate's median latency at the screening point."""
-        return {t["candidate"]: t["latency"]["p50"] for t in self.store.trials()
-                if t["point"] == self.screen and t["status"] == "ok"}
+        return {t["candidate"]: t["latency"]["p50"]
+                for t in self.store.trials(point=self.screen, status="ok")}
 
     def screened_fully(self, name: str) -> bool:
         """Whether a candidate's screening is done: it failed, or it has its screening point
@@ -353,8 +353,7 @@ class InferRun:
         the leaders the corpus job, at its ideal batch size too."""
         if name not in self.with_dataset:
             return list(self.latency_points)
-        measured = {t["point"]: t for t in self.store.trials()
-                    if t["candidate"] == name and t["status"] == "ok"}
+        measured = {t["point"]: t for t in self.store.trials(name, status="ok")}
         ideal = search.ideal_point(measured, parse_point(self.screen)["seq"])
         return list(self.latency_points) + self.settings.workload.dataset_points(
             self.model.kind, ideal and parse_point(ideal)["batch"])
@@ -431,7 +430,7 @@ def _confirm(engine: Engine, progress: Progress) -> None:
 
 def log_trials(store, name: str, points: list[str], log: Log) -> None:
     """One plain line per finished trial: candidate, point, median latency and status."""
-    trials = {t["point"]: t for t in store.trials() if t["candidate"] == name}
+    trials = {t["point"]: t for t in store.trials(name)}
     for point in points:
         t = trials.get(point)
         if t is None:

@@ -143,8 +143,7 @@ def metric_range(runs: list[dict], fp32: list[dict]) -> dict | None:
 
 def runs_of(store, name: str) -> list[dict]:
     """A candidate's convergence runs (one per seed), as summaries, in seed order."""
-    trials = sorted((t for t in store.trials() if t["candidate"] == name
-                     and t["kind"] == "converge" and t["status"] == "ok"),
+    trials = sorted(store.trials(name, kind="converge", status="ok"),
                     key=lambda t: seed_of(t["point"]))
     out = []
     for t in trials:

@@ -37,6 +37,7 @@ from hasten.train.outcome import (
 )
 from hasten.train.recipe import is_keras_recipe
 from hasten.train.settings import TrainSettings
+from hasten.train.state import TrainState
 from hasten.train.study import TrainStudy
 
 # Besides fp32, every precision mode, QAT and the larger batch, this many of the candidates
@@ -55,8 +56,6 @@ SHARES = {"audit": 0.3, "speed": 0.5, "modes": 0.7, "probe": 0.75, "combine": 0.
 CUTS = {"speed": "not timed", "modes": "timed, not trained to the end",
         "probe": "the batch-size search stopped here", "combine": "not timed",
         "final": "timed, not trained to the end"}
-# What a meta key holds before its phase has decided (a stored None is a decision).
-UNDECIDED = object()
 # The bundled demo recipes and the settings `hasten train` runs them with: together within
 # ten minutes on two cores.
 DEMOS = {
@@ -132,22 +131,9 @@ def optimize_training(
         engine.register(i, c.name, [], fam.runtime, c.settings(),
                         fam.skip_reason(c, settings, in_quick))
     progress = progress or (lambda *_: None)
-
-    def work() -> None:
-        deadline = Deadline(math.inf if o.budget_s is None else o.budget_s, shares=SHARES)
-        if o.audit and fam.audits and (engine.store.meta("audit") or {"cut": True}).get("cut"):
-            progress("auditing the recipe's numerics", 0, 1)
-            ran = (engine.launch(fam.baseline, "audit", [], cap_s=deadline.left("audit"))
-                   if deadline.allows("audit") else None)
-            if ran is None or ran.cut:
-                engine.store.set_meta("audit", {"error": deadline.cut("not audited"),
-                                                "cut": True})
-            elif ran.reason:
-                engine.store.set_meta("audit", {"error": ran.reason})
-        _run(engine, Launcher(engine, deadline), progress)
-        progress("done", 1, 1)
-
-    return engine.run(work, TrainStudy, report)
+    budget_s = math.inf if o.budget_s is None else o.budget_s
+    return engine.run(lambda: TrainRun(engine, budget_s, progress,
+                                       audit=o.audit and fam.audits).run(), TrainStudy, report)
 
 
 def free_memory_mb(device: str) -> float:
@@ -198,8 +184,8 @@ class Launcher:
         if ran.cut:
             return self.cut(name, phase, f"{CUTS[share]} (stopped in its {phase} run)")
         self.deadline.record(share, time.monotonic() - started)
-        for trial in engine.store.trials():
-            if trial["candidate"] != name or trial["point"] in before:
+        for trial in engine.store.trials(name):
+            if trial["point"] in before:
                 continue
             if trial["status"] != "ok":
                 engine.log(f"{name}  {trial['point']}  failed: {trial['error']}")
@@ -211,56 +197,18 @@ class Launcher:
 
 def _diverged(store, name: str) -> str:
     """Why a candidate's speed run did not stay finite."""
-    trial = next((t for t in store.trials() if t["candidate"] == name and t["kind"] == "speed"),
-                 None)
+    trial = next(iter(store.trials(name, kind="speed")), None)
     return ((trial or {}).get("details") or {}).get("diverged") or "its loss was not finite"
 
 
 def _speeds(store) -> dict[str, float]:
     """Samples per second of every candidate whose speed run finished and stayed finite."""
-    return {t["candidate"]: t["throughput"] for t in store.trials()
-            if t["kind"] == "speed" and t["status"] == "ok"
-            and not (t["details"] or {}).get("diverged")}
+    return {t["candidate"]: t["throughput"] for t in store.trials(kind="speed", status="ok")
+            if not (t["details"] or {}).get("diverged")}
 
 
 def _candidates(store, fam: Family) -> dict:
     return {c["name"]: fam.candidate(c["settings"]) for c in store.candidates()}
-
-
-def _run(engine: Engine, launch: Launcher, progress: Progress) -> None:
-    store, settings = engine.store, engine.settings
-    baseline, fam = settings.baseline, family(settings)
-    runnable = {c["name"]: fam.candidate(c["settings"])
-                for c in store.candidates() if not c["skipped_reason"]}
-    total = len(runnable)
-    for i in range(total):
-        # Ordered again after each run: fp32's own step time decides where emulated modes go.
-        name = speed_order(runnable, settings, _step_s(store, baseline))[0]
-        del runnable[name]
-        progress(f"timing {name}", i, total)
-        if name not in store.results() and not _skip_if_built_on_slow(engine, name):
-            launch(name, "speed", "speed")
-        if name == baseline and store.results()[name]["status"] != "ok":
-            raise HastenError(f"The {fam.word} baseline failed: "
-                              f"{store.results()[name]['error']}. "
-                              f"See {store.folder / 'logs'} for details.")
-        if name == baseline and baseline not in _speeds(store):
-            raise HastenError(f"The {fam.word} baseline diverged while timed "
-                              f"({_diverged(store, name)}); fix the loss, the data or the "
-                              "learning rate first.")
-    # fp32 and every precision mode train to the end first (some models converge in only one
-    # of them); the batch-size search and the combined candidate build on the fastest mode that
-    # kept accuracy.
-    speeds = _speeds(store)
-    slow = _too_slow(speeds, settings)
-    store.set_meta("too_slow", slow)
-    _converge(engine, launch, progress,
-              [baseline, *(m for m in fam.modes if m in speeds and m not in slow)], "modes")
-    precision = fastest_passing_mode(store, fam)
-    _search_batch_size(engine, launch, progress, precision)
-    _combine(engine, launch, progress, precision)
-    _converge(engine, launch, progress, worth_training(store, baseline, fam), "final")
-    _seed_recommendations(engine, launch, progress)
 
 
 def speed_order(candidates: dict[str, Any], settings: TrainSettings,
@@ -278,9 +226,8 @@ def speed_order(candidates: dict[str, Any], settings: TrainSettings,
 
 def _step_s(store, baseline: str) -> float | None:
     """fp32's median step time in seconds, once its speed run has finished."""
-    return next((t["latency"]["p50"] / 1000 for t in store.trials()
-                 if t["candidate"] == baseline and t["point"] == "speed"
-                 and t["status"] == "ok"), None)
+    return next((t["latency"]["p50"] / 1000
+                 for t in store.trials(baseline, point="speed", status="ok")), None)
 
 
 def emulated(precision: str, settings: TrainSettings) -> str | None:
@@ -300,9 +247,8 @@ def worth_training(store, baseline: str, fam: Family) -> list[str]:
     beats fp32 on neither could not be recommended."""
     speeds = _speeds(store)
     rows = _candidates(store, fam)
-    peaks = {t["candidate"]: t["peak_mb"] for t in store.trials()
-             if t["kind"] == "speed" and t["status"] == "ok"}
-    combined = store.meta("combined")
+    peaks = {t["candidate"]: t["peak_mb"] for t in store.trials(kind="speed", status="ok")}
+    combined = TrainState.read(store.meta).combined
     always = [n for n in speeds if rows[n].converges or n == combined]
     others = [n for n in speeds if n != baseline and n not in always and n not in fam.modes]
     faster = sorted((n for n in others if speeds[n] > speeds[baseline]),
@@ -352,50 +298,6 @@ def _skip_if_built_on_slow(engine: Engine, name: str) -> bool:
     return True
 
 
-def _converge(engine: Engine, launch: Launcher, progress: Progress, names: list[str],
-              share: str) -> None:
-    """Train each candidate for the study's steps from fp32's start, and evaluate it; fp32
-    with several seeds, whose spread each candidate is judged against."""
-    store, settings = engine.store, engine.settings
-    for i, name in enumerate(names):
-        progress(f"training {name} for {settings.steps} steps", i, len(names))
-        seeds = family(settings).seeds if name == settings.baseline else 1
-        for k in range(seeds):
-            if seed_point(k) not in store.done_points(name):
-                launch(name, seed_point(k), share)
-        outcome = store.results()[name].get("fidelity") or {}
-        if name == settings.baseline and not math.isfinite(outcome.get("final_loss", math.nan)):
-            why = outcome.get("diverged") or outcome.get("error") or "no final loss"
-            raise HastenError(f"The {family(settings).word} baseline failed to train for the "
-                              f"study's steps ({why}); fix the recipe first, see "
-                              f"{store.folder / 'logs'}.")
-
-
-def _seed_recommendations(engine: Engine, launch: Launcher, progress: Progress) -> None:
-    """Train each candidate whose verdict matters with fp32's number of seeds: those that would
-    be recommended, so that a recommendation never rests on one lucky run, and those that
-    could be (they beat fp32 beyond its spread) but one run left at "cannot tell". Their
-    verdicts then cover all their runs, and a new recommendation gets the same (twice at
-    most)."""
-    store, settings = engine.store, engine.settings
-    seeds = family(settings).seeds
-    for _ in range(2):
-        study = TrainStudy(store.folder)
-        chosen = {r["candidate"] for r in study.recommendations().values()
-                  if r and r["candidate"] != settings.baseline}
-        chosen |= {r["candidate"] for r in study.table()
-                   if r["status"] == "cannot tell" and study.beats_fp32(r)}
-        todo = sorted(n for n in chosen if len(runs_of(store, n)) < seeds)
-        if not todo:
-            return
-        for i, name in enumerate(todo):
-            progress(f"training {name} with {seeds} seeds", i, len(todo))
-            for k in range(1, seeds):
-                if seed_point(k) not in store.done_points(name):
-                    if launch(name, seed_point(k), "final"):
-                        return
-
-
 def fastest_passing_mode(store, fam: Family = TORCH) -> str:
     """The precision mode with the most samples per second among those that kept accuracy."""
     speeds, results = _speeds(store), store.results()
@@ -404,115 +306,233 @@ def fastest_passing_mode(store, fam: Family = TORCH) -> str:
     return max(passing, key=lambda m: speeds[m], default=fam.baseline)
 
 
-def _combine(engine: Engine, launch: Launcher, progress: Progress, precision: str) -> None:
-    """Measure the fastest precision mode with every speed-only switch that beat fp32 by more
-    than 5% on its own (the fastest of each kind): the one-line configuration to try first."""
-    store, fam = engine.store, family(engine.settings)
-    combined = store.meta("combined", UNDECIDED)  # None once decided that there is none
-    if combined is UNDECIDED:
-        speeds = _speeds(store)
-        base = speeds.get(fam.baseline)
-        rows = _candidates(store, fam)
-        best: dict[str, str] = {}
-        for name, c in rows.items():
-            group = fam.speed_group(c)
-            if (group and c.precision == fam.baseline and name in speeds
-                    and speeds[name] > 1.05 * base
-                    and speeds[name] > speeds.get(best.get(group, ""), 0)):
-                best[group] = name
-        combined = None
-        if best:
-            c = fam.combine(precision, [rows[n] for n in best.values()])
-            if c.name not in rows:
-                combined = c.name
-                engine.register(len(rows), c.name, [], fam.runtime, c.settings(), None)
-        store.set_meta("combined", combined)
-    if combined and combined not in store.results():
-        progress(f"timing {combined}", 0, 1)
-        launch(combined, "speed", "combine")
+class TrainRun:
+    """The training study's phases, in order, over one state: the engine and its store, the
+    time budget (`budget_s` from now) and its launcher, the progress callback and what the
+    study decided so far (TrainState), which each phase reads and keeps as it goes so that the
+    same call resumes."""
 
+    def __init__(self, engine: Engine, budget_s: float, progress: Progress, audit: bool):
+        self.engine, self.store, self.settings = engine, engine.store, engine.settings
+        self.fam = family(self.settings)
+        deadline = Deadline(budget_s, shares=SHARES)
+        self.launch = Launcher(engine, deadline)
+        self.deadline, self.progress, self.audits = deadline, progress, audit
+        self.state = TrainState.read(self.store.meta)
 
-def _search_batch_size(engine: Engine, launch: Launcher, progress: Progress,
-                       precision: str) -> None:
-    """Double the batch size of the precision mode while a probe fits the memory budget, then
-    bisect between the last fit and the first miss; measure the winner."""
-    store = engine.store
-    done = store.meta("batch_search")
-    if done is None or not done.get("finished"):
-        done = _probe_batch_sizes(engine, launch, progress, precision)
-        store.set_meta("batch_search", done)
-    if done.get("candidate") and done["candidate"] not in store.results():
-        progress(f"timing {done['candidate']}", 0, 1)
-        launch(done["candidate"], "speed", "probe")
+    def run(self) -> None:
+        """Audit, time every candidate, train fp32 and the precision modes to the end, search
+        the batch size and combine the best switches on the fastest mode that kept accuracy,
+        train the candidates that could win to the end, and repeat the seeds of those
+        recommended."""
+        if self.audits and self.state.needs_audit():
+            self.audit()
+        self.time_all()
+        self.train_modes()
+        precision = fastest_passing_mode(self.store, self.fam)
+        self.search_batch_size(precision)
+        self.combine(precision)
+        self.converge(worth_training(self.store, self.settings.baseline, self.fam), "final")
+        self.seed_recommendations()
+        self.progress("done", 1, 1)
 
-
-def _probe_batch_sizes(engine: Engine, launch: Launcher, progress: Progress,
-                       precision: str) -> dict:
-    """The batch-size search's probes and its summary; not `finished` when the time budget
-    stopped it (the same command again goes on from the probes done)."""
-    store, settings = engine.store, engine.settings
-    budget = settings.memory_budget_mb
-    limit = settings.model["train_size"] // settings.devices
-    probes: dict[int, dict] = {}
-
-    def probe(size: int) -> dict | str:
-        """The probe's result, or the reason the time budget left it out."""
-        point = f"probe-b{size}"
-        progress(f"batch-size search: {precision} at batch {size}", len(probes), len(probes) + 1)
-        if point not in store.done_points(precision):
-            why = launch(precision, point, "probe")
-            if why:
-                return why
-        trial = next(t for t in store.trials() if t["candidate"] == precision
-                     and t["point"] == point)
-        memory = trial["peak_mb"] if trial["status"] == "ok" else None
-        fits = trial["status"] == "ok" and memory <= budget
-        result = {"batch_size": size, "fits": fits, "memory_mb": memory,
-                  "step_s": trial["latency"]["p50"] / 1000 if trial["status"] == "ok" else None,
-                  "error": trial["error"]}
-        probes[size] = result
-        return result
-
-    best, miss, stopped, cut = settings.batch_size, None, None, None
-    size = best
-    while True:
-        size *= 2
-        if size > limit:
-            stopped = f"the next size, {size}, is more than the {limit} training samples"
-            break
-        result = probe(size)
-        if isinstance(result, str):
-            cut = f"batch {size}: {result}"
-            break
-        if not result["fits"]:
-            miss = size
-            break
-        best = size
-        if result["step_s"] > PROBE_STEP_LIMIT_S:
-            stopped = (f"one step at batch {size} took {result['step_s']:.1f} s; larger batches "
-                       "were not probed")
-            break
-    while not cut and miss is not None and miss - best > max(8, best // 4):
-        middle = (best + miss) // 2 // 8 * 8 or (best + miss) // 2
-        result = probe(middle)
-        if isinstance(result, str):
-            cut = f"batch {middle}: {result}"
-        elif result["fits"]:
-            best = middle
+    def audit(self) -> None:
+        """The numerics audit of the recipe (its trial keeps its verdict), or why it did not
+        run."""
+        self.progress("auditing the recipe's numerics", 0, 1)
+        ran = (self.engine.launch(self.fam.baseline, "audit", [],
+                                  cap_s=self.deadline.left("audit"))
+               if self.deadline.allows("audit") else None)
+        if ran is None or ran.cut:
+            self.state.audit = {"error": self.deadline.cut("not audited"), "cut": True}
+        elif ran.reason:
+            self.state.audit = {"error": ran.reason}
         else:
-            miss = middle
-    if cut:
-        stopped = cut
-    elif miss is not None:
-        stopped = (f"batch {miss} does not fit the budget of {budget:.0f} MiB"
-                   + (f" ({probes[miss]['error']})" if probes[miss]["error"] else ""))
-    summary = {"precision": precision, "budget_mb": budget, "largest": best,
-               "stopped": stopped, "probes": sorted(probes.values(),
-                                                    key=lambda p: p["batch_size"]),
-               "finished": not cut}
-    if not cut and best > settings.batch_size:
-        fam = family(settings)
-        c = fam.batch_candidate(precision, best)
-        summary["candidate"] = c.name
-        engine.register(len(store.candidates()), c.name, [], fam.runtime, c.settings(), None)
-    return summary
+            self.state = TrainState.read(self.store.meta)
+            return
+        self.state.save(self.store, "audit")
+
+    def time_all(self) -> None:
+        """Time every candidate that can run here, fp32 first; stop when fp32 fails."""
+        store, settings, fam = self.store, self.settings, self.fam
+        baseline = settings.baseline
+        runnable = {c["name"]: fam.candidate(c["settings"])
+                    for c in store.candidates() if not c["skipped_reason"]}
+        total = len(runnable)
+        for i in range(total):
+            # Ordered again after each run: fp32's own step time decides where emulated modes
+            # go.
+            name = speed_order(runnable, settings, _step_s(store, baseline))[0]
+            del runnable[name]
+            self.progress(f"timing {name}", i, total)
+            if name not in store.results() and not _skip_if_built_on_slow(self.engine, name):
+                self.launch(name, "speed", "speed")
+            if name == baseline and store.results()[name]["status"] != "ok":
+                raise HastenError(f"The {fam.word} baseline failed: "
+                                  f"{store.results()[name]['error']}. "
+                                  f"See {store.folder / 'logs'} for details.")
+            if name == baseline and baseline not in _speeds(store):
+                raise HastenError(f"The {fam.word} baseline diverged while timed "
+                                  f"({_diverged(store, name)}); fix the loss, the data or the "
+                                  "learning rate first.")
+
+    def train_modes(self) -> None:
+        """fp32 and every precision mode train to the end first (some models converge in only
+        one of them); those too slow to win here are left out, with why."""
+        speeds = _speeds(self.store)
+        self.state.too_slow = _too_slow(speeds, self.settings)
+        self.state.save(self.store, "too_slow")
+        self.converge([self.settings.baseline, *(m for m in self.fam.modes if m in speeds
+                                                 and m not in self.state.too_slow)], "modes")
+
+    def converge(self, names: list[str], share: str) -> None:
+        """Train each candidate for the study's steps from fp32's start, and evaluate it; fp32
+        with several seeds, whose spread each candidate is judged against."""
+        store, settings = self.store, self.settings
+        for i, name in enumerate(names):
+            self.progress(f"training {name} for {settings.steps} steps", i, len(names))
+            seeds = self.fam.seeds if name == settings.baseline else 1
+            for k in range(seeds):
+                if seed_point(k) not in store.done_points(name):
+                    self.launch(name, seed_point(k), share)
+            outcome = store.results()[name].get("fidelity") or {}
+            if name == settings.baseline and not math.isfinite(outcome.get("final_loss",
+                                                                            math.nan)):
+                why = outcome.get("diverged") or outcome.get("error") or "no final loss"
+                raise HastenError(f"The {self.fam.word} baseline failed to train for the "
+                                  f"study's steps ({why}); fix the recipe first, see "
+                                  f"{store.folder / 'logs'}.")
+
+    def seed_recommendations(self) -> None:
+        """Train each candidate whose verdict matters with fp32's number of seeds: those that
+        would be recommended, so that a recommendation never rests on one lucky run, and those
+        that could be (they beat fp32 beyond its spread) but one run left at "cannot tell".
+        Their verdicts then cover all their runs, and a new recommendation gets the same (twice
+        at most)."""
+        store, settings, seeds = self.store, self.settings, self.fam.seeds
+        for _ in range(2):
+            study = TrainStudy(store.folder)
+            chosen = {r["candidate"] for r in study.recommendations().values()
+                      if r and r["candidate"] != settings.baseline}
+            chosen |= {r["candidate"] for r in study.table()
+                       if r["status"] == "cannot tell" and study.beats_fp32(r)}
+            todo = sorted(n for n in chosen if len(runs_of(store, n)) < seeds)
+            if not todo:
+                return
+            for i, name in enumerate(todo):
+                self.progress(f"training {name} with {seeds} seeds", i, len(todo))
+                for k in range(1, seeds):
+                    if seed_point(k) not in store.done_points(name):
+                        if self.launch(name, seed_point(k), "final"):
+                            return
+
+    def combine(self, precision: str) -> None:
+        """Measure the fastest precision mode with every speed-only switch that beat fp32 by
+        more than 5% on its own (the fastest of each kind): the one-line configuration to try
+        first."""
+        store, fam, state = self.store, self.fam, self.state
+        if not state.combined_decided:
+            speeds = _speeds(store)
+            base = speeds.get(fam.baseline)
+            rows = _candidates(store, fam)
+            best: dict[str, str] = {}
+            for name, c in rows.items():
+                group = fam.speed_group(c)
+                if (group and c.precision == fam.baseline and name in speeds
+                        and speeds[name] > 1.05 * base
+                        and speeds[name] > speeds.get(best.get(group, ""), 0)):
+                    best[group] = name
+            if best:
+                c = fam.combine(precision, [rows[n] for n in best.values()])
+                if c.name not in rows:
+                    state.combined = c.name
+                    self.engine.register(len(rows), c.name, [], fam.runtime, c.settings(), None)
+            state.combined_decided = True
+            state.save(store, "combined")
+        if state.combined and state.combined not in store.results():
+            self.progress(f"timing {state.combined}", 0, 1)
+            self.launch(state.combined, "speed", "combine")
+
+    def search_batch_size(self, precision: str) -> None:
+        """Double the batch size of the precision mode while a probe fits the memory budget,
+        then bisect between the last fit and the first miss; measure the winner."""
+        state = self.state
+        if state.batch_search is None or not state.batch_search.get("finished"):
+            state.batch_search = self.probe_batch_sizes(precision)
+            state.save(self.store, "batch_search")
+        chosen = state.batch_search.get("candidate")
+        if chosen and chosen not in self.store.results():
+            self.progress(f"timing {chosen}", 0, 1)
+            self.launch(chosen, "speed", "probe")
+
+    def probe_batch_sizes(self, precision: str) -> dict:
+        """The batch-size search's probes and its summary; not `finished` when the time budget
+        stopped it (the same command again goes on from the probes done)."""
+        store, settings, progress = self.store, self.settings, self.progress
+        budget = settings.memory_budget_mb
+        limit = settings.model["train_size"] // settings.devices
+        probes: dict[int, dict] = {}
+
+        def probe(size: int) -> dict | str:
+            """The probe's result, or the reason the time budget left it out."""
+            point = f"probe-b{size}"
+            progress(f"batch-size search: {precision} at batch {size}", len(probes),
+                     len(probes) + 1)
+            if point not in store.done_points(precision):
+                why = self.launch(precision, point, "probe")
+                if why:
+                    return why
+            trial = store.trials(precision, point=point)[0]
+            memory = trial["peak_mb"] if trial["status"] == "ok" else None
+            fits = trial["status"] == "ok" and memory <= budget
+            result = {"batch_size": size, "fits": fits, "memory_mb": memory,
+                      "step_s": (trial["latency"]["p50"] / 1000 if trial["status"] == "ok"
+                                 else None),
+                      "error": trial["error"]}
+            probes[size] = result
+            return result
+
+        best, miss, stopped, cut = settings.batch_size, None, None, None
+        size = best
+        while True:
+            size *= 2
+            if size > limit:
+                stopped = f"the next size, {size}, is more than the {limit} training samples"
+                break
+            result = probe(size)
+            if isinstance(result, str):
+                cut = f"batch {size}: {result}"
+                break
+            if not result["fits"]:
+                miss = size
+                break
+            best = size
+            if result["step_s"] > PROBE_STEP_LIMIT_S:
+                stopped = (f"one step at batch {size} took {result['step_s']:.1f} s; larger "
+                           "batches were not probed")
+                break
+        while not cut and miss is not None and miss - best > max(8, best // 4):
+            middle = (best + miss) // 2 // 8 * 8 or (best + miss) // 2
+            result = probe(middle)
+            if isinstance(result, str):
+                cut = f"batch {middle}: {result}"
+            elif result["fits"]:
+                best = middle
+            else:
+                miss = middle
+        if cut:
+            stopped = cut
+        elif miss is not None:
+            stopped = (f"batch {miss} does not fit the budget of {budget:.0f} MiB"
+                       + (f" ({probes[miss]['error']})" if probes[miss]["error"] else ""))
+        summary = {"precision": precision, "budget_mb": budget, "largest": best,
+                   "stopped": stopped, "probes": sorted(probes.values(),
+                                                        key=lambda p: p["batch_size"]),
+                   "finished": not cut}
+        if not cut and best > settings.batch_size:
+            fam = family(settings)
+            c = fam.batch_candidate(precision, best)
+            summary["candidate"] = c.name
+            self.engine.register(len(store.candidates()), c.name, [], fam.runtime,
+                                 c.settings(), None)
+        return summary

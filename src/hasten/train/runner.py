@@ -227,8 +227,8 @@ def _speed(store: Store, name: str, trainer: Trainer, settings: TrainSettings,
     probe = point.startswith("probe")
     budget = Budget(warmup=0, min_reps=MIN_TIMED_STEPS, max_reps=50, seconds=settings.point_s,
                     rel_tol=0.05)
-    fp32 = next((t["latency"]["p50"] for t in store.trials() if t["point"] == "speed"
-                 and t["candidate"] == settings.baseline and t["status"] == "ok"), None)
+    fp32 = next((t["latency"]["p50"] for t in store.trials(settings.baseline, point="speed",
+                                                            status="ok")), None)
     for _ in range(0 if probe else WARMUP_STEPS - 1):
         last = clock.time(trainer.step)
         if (fp32 and name != settings.baseline and last > SLOW_STEP_S

@@ -13,6 +13,7 @@ from hasten.measure import least_memory, memory_noise_mb
 from hasten.train.families import family
 from hasten.train.outcome import metric_range
 from hasten.train.settings import TrainSettings
+from hasten.train.state import TrainState
 
 ORDER = {"ok": 0, "timed only": 1, "cannot tell": 2, "outside tolerance": 3, "diverged": 4,
          "failed": 5, "pending": 6, "skipped": 7}
@@ -28,15 +29,16 @@ class TrainStudy(StudyRecord):
     def __init__(self, folder: str | Path):
         super().__init__(folder)
         self.settings: TrainSettings
-        audit = self.meta.get("audit") or {}
+        self.state = TrainState.read(self.meta.get)
+        audit = self.state.audit or {}
         # The audit's verdict, or None; why its process failed, when it did.
-        self.audit = audit if "verdict" in audit else None
+        self.audit = self.state.audit_verdict()
         self.audit_error = audit.get("error")
         # Whether the time budget left the audit out (its error then says so).
         self.audit_cut = bool(audit.get("cut"))
-        self.batch_search = self.meta.get("batch_search")
-        self.combined = self.meta.get("combined")
-        self.too_slow = self.meta.get("too_slow") or {}
+        self.batch_search = self.state.batch_search
+        self.combined = self.state.combined
+        self.too_slow = self.state.too_slow
         # The time budget's seconds (inf: none) and what it left out, with the reasons.
         self.budget = self.meta.get("budget") or {}
         # A Keras study's backend (tensorflow or torch), None for a PyTorch study.

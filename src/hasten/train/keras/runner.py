@@ -169,8 +169,8 @@ def _speed(store: Store, name: str, model: Any, data: tuple, settings: TrainSett
            c: KerasCandidate, point: str, batch_size: int, keras: Any) -> None:
     probe = point.startswith("probe")
     warmup = 1 if probe else WARMUP_STEPS
-    fp32 = next((t["latency"]["p50"] for t in store.trials() if t["point"] == "speed"
-                 and t["candidate"] == settings.baseline and t["status"] == "ok"), None)
+    fp32 = next((t["latency"]["p50"] for t in store.trials(settings.baseline, point="speed",
+                                                            status="ok")), None)
     limit = {"most": PROBE_STEPS if probe else MAX_TIMED_STEPS}
 
     def want(s: Steps) -> bool:
