@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,10 +14,12 @@ from hasten import folders
 from hasten.data import tile, tokenize
 from hasten.errors import HastenError
 from hasten.infer import passes, runtimes
+from hasten.infer.passes import export_shapes
+from hasten.infer.passes.attention import IMPLEMENTATIONS
 from hasten.infer.runtimes import Runner
 from hasten.infer.settings import InferSettings
 from hasten.infer.trial import build
-from hasten.infer.workload import Workload
+from hasten.infer.workload import Workload, point_inputs
 from hasten.machine import usable_cores
 from hasten.models import LoadedModel, load_model
 
@@ -25,9 +28,10 @@ SAMPLE_TEXTS = ["hasten exported this model.", "It runs as is."]
 
 
 def export_candidate(study, name: str, out: Path, trust_code: bool = False) -> Path:
-    """Copy the candidate's artifact (or its recipe, for in-memory torch candidates) to `out`.
-    A `py:` model is imported to export it: refused for a study this account did not make,
-    unless `trust_code`."""
+    """Copy the candidate's artifact to `out` with a load.py that runs it without hasten (for
+    a PyTorch model in memory: the float model and the lines that rebuild the candidate, see
+    _torch_export). A `py:` model is imported to export it: refused for a study this account
+    did not make, unless `trust_code`."""
     row = next((c for c in study.candidates if c["name"] == name), None)
     if row is None or study.results.get(name, {}).get("status") != "ok":
         finished = sorted(n for n, r in study.results.items() if r["status"] == "ok")
@@ -90,7 +94,8 @@ def export_candidate(study, name: str, out: Path, trust_code: bool = False) -> P
         _copy_whole(model.onnx_path, out / "model.onnx")
         snippet = _file_snippet(row["runtime"], row["settings"], "model.onnx", model, corpus)
     else:
-        snippet = _torch_snippet(name, corpus)
+        files, snippet = _torch_export(study, row, out, corpus)
+        written += files
     folders.note_files(out, written)
     folders.write_whole(out / "load.py", snippet)
     return out
@@ -101,6 +106,14 @@ def _copy_whole(source: Path, target: Path) -> None:
     partial = target.with_name(f".{target.name}.partial")
     shutil.copy2(source, partial)
     partial.replace(target)
+
+
+def _write_whole(out: Path, name: str, write) -> None:
+    """Have `write(path)` write `name` (a file or a folder) in a temporary folder inside
+    `out`, then rename it into place."""
+    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as partial:
+        write(Path(partial) / name)
+        (Path(partial) / name).replace(out / name)
 
 
 def _inputs_code(model: LoadedModel) -> tuple[str, str]:
@@ -166,27 +179,193 @@ def _corpus_code(corpus: dict | None, tensors: str, call: str = "run") -> str:
     )
 
 
-def _torch_snippet(name: str, corpus: dict | None) -> str:
-    text = corpus is not None
-    return (
-        f'"""Rebuild the candidate {name} (a PyTorch module in memory) and run it once."""\n'
-        + ("import json\n" if text else "")
-        + "from pathlib import Path\n\n"
-        + ("from transformers import AutoTokenizer\n\n" if text else "")
-        + "from hasten.infer.export import load_runner\n\n"
-        "here = Path(__file__).parent\n"
-        "run, inputs = load_runner(here)\n"
-        + ("tokenizer = AutoTokenizer.from_pretrained(here / 'tokenizer')\n"
-           "input_names = json.loads((here / 'candidate.json').read_text())['input_names']\n"
-           if text else "")
-        + _corpus_code(corpus, "pt")
-        + "print(run(inputs).shape)\n"
-    )
+# What each in-memory PyTorch pass does to the model, as the lines load.py runs on `model`
+# (the float model with its weights loaded): (imports, lines). What a pass sets for the runner
+# (the inputs' dtype and layout, autocast) is read from the candidate as the study builds it,
+# and the runtime writes it (runtimes' module_snippet). A chain with a pass not here, such as
+# PT2E static int8 (calibrated, its layers in float chosen on the study's data), is saved
+# whole with torch.export instead.
+PASS_CODE: dict[str, tuple[str, list[str]]] = {
+    "fp16_weights": ("", ["model = model.to(torch.float16)"]),
+    "bf16_weights": ("", ["model = model.to(torch.bfloat16)"]),
+    "autocast_bf16": ("", []),
+    "autocast_fp16": ("", []),
+    "channels_last": ("", ["model = model.to(memory_format=torch.channels_last)"]),
+    "torch_int8_dynamic": ("", [
+        "model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, "
+        "dtype=torch.qint8)"]),
+    "torchao_int8_dynamic": (
+        "from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_\n",
+        ["quantize_(model, Int8DynamicActivationInt8WeightConfig())"]),
+    **{f"attention_{label}": ("", [f"model.set_attn_implementation({implementation!r})"])
+       for label, implementation in IMPLEMENTATIONS.items()},
+}
+
+# The transformers class that loads a Hugging Face model for each task.
+AUTO_CLASSES = {"feature-extraction": "AutoModel",
+                "sequence-classification": "AutoModelForSequenceClassification",
+                "image-classification": "AutoModelForImageClassification",
+                "image-feature-extraction": "AutoModel"}
+
+
+def _torch_export(study, row: dict, out: Path, corpus: dict | None) -> tuple[list[str], str]:
+    """Write what rebuilds an in-memory PyTorch candidate without hasten: the float model
+    (save_pretrained, or a `py:` model's file and its weights in safetensors) and the passes'
+    lines, or the whole candidate saved with torch.export. Returns the files written and
+    load.py."""
+    settings = study.settings
+    chain = tuple(row["passes"])
+    runtime = runtimes.REGISTRY[row["runtime"]]
+    if runtime.module_snippet is None:
+        raise HastenError(f"The runtime {row['runtime']} writes no load.py lines for a PyTorch "
+                          "module, so this candidate cannot be exported.")
+    # The candidate as a trial builds it: what its runner reads (input dtype, autocast,
+    # layout), and the module itself where it is saved whole.
+    with tempfile.TemporaryDirectory() as scratch:
+        built, workload, artifact = build(Path(scratch), settings, chain, {})
+    sample = (tokenize(built, SAMPLE_TEXTS, 16, workload.max_length) if built.kind == "text"
+              else point_inputs(built, workload, "b2")[0])
+    names = settings.model["input_names"]
+    lines = [f"input_names = {names!r}"] if built.kind != "tensor" else []
+    module, artifact.module = artifact.module, None  # the runner's facts are what stay
+    if all(p in PASS_CODE for p in chain):
+        module = built = None  # load.py rebuilds it from the float model
+        files, imports, forward = _float_model(settings, out, sample, lines)
+        for p in chain:
+            imports += PASS_CODE[p][0]
+            lines += PASS_CODE[p][1]
+    else:
+        files, imports, forward = _saved_whole(module, built, out, sample, lines)
+    if settings.device != "cpu":
+        lines.append(f"model = model.to({settings.device!r})")
+    run_imports, run_lines = runtime.module_snippet(
+        artifact, row["settings"], usable_cores(), settings.device,
+        any(t.is_floating_point() for t in sample))
+    if corpus is not None:
+        imports += "from transformers import AutoTokenizer\n"
+        inputs = ["tokenizer = AutoTokenizer.from_pretrained(here / 'tokenizer')",
+                  f"encoded = tokenizer({SAMPLE_TEXTS!r}, padding=True, return_tensors='pt')",
+                  "inputs = [encoded[name] for name in input_names]"]
+    else:
+        shapes = [list(t.shape[1:]) for t in sample]
+        inputs = [f"inputs = [torch.rand(2, *shape) for shape in {shapes!r}]"]
+    code = [*lines, *forward, *run_lines, "", "", *inputs]
+    return files, (
+        f'"""Rebuild the candidate {row["name"]} without hasten, from the files beside\n'
+        'this file, and run it once."""\n'
+        + _import_block("from pathlib import Path\n" + imports + run_imports)
+        + "\nhere = Path(__file__).parent\n" + "".join(line + "\n" for line in code)
+        + _corpus_code(corpus, "pt") + "\nprint(run(inputs).shape)\n")
+
+
+def _import_block(imports: str) -> str:
+    """Import lines, each once, the standard library's first: in each group `import` lines,
+    then `from` lines with the names imported from one module on one line, each sorted."""
+    groups: list[tuple[set, dict]] = [(set(), {}), (set(), {})]
+    for line in imports.splitlines():
+        module = line.split()[1]
+        plain, names = groups[module.partition(".")[0] not in sys.stdlib_module_names]
+        if line.startswith("from "):
+            imported = line.partition(" import ")[2]
+            names.setdefault(module, set()).update(n.strip() for n in imported.split(","))
+        else:
+            plain.add(line)
+    blocks = []
+    for plain, names in groups:
+        froms = [f"from {m} import {', '.join(sorted(names[m]))}" for m in sorted(names)]
+        blocks.append("".join(line + "\n" for line in [*sorted(plain), *froms]))
+    return "\n".join(block for block in blocks if block)
+
+
+def _float_model(settings, out: Path, sample: list[torch.Tensor], lines: list[str]
+                 ) -> tuple[list[str], str, list[str]]:
+    """Save the study's float model beside load.py: a Hugging Face model with
+    save_pretrained (safetensors), a `py:` model's weights in safetensors with a copy of its
+    file. Adds the lines that load it as `model` to `lines`; returns the files written, the
+    imports, and the lines that define forward(*inputs), the one tensor the study measured."""
+    from safetensors.torch import save_model
+
+    model = load_model(settings.spec, settings.task, settings.input_shape,
+                       random_weights=settings.model.get("random_weights", False))
+    inner = model.module.model  # the user's model inside the OutputAdapter
+    names = settings.model["input_names"]
+    with torch.inference_mode():
+        output = (inner(**dict(zip(names, sample, strict=True))) if model.kind != "tensor"
+                  else inner(*sample))
+    pick = _pick(output, model.module.output_key)
+    if model.kind != "tensor":
+        folders.note_files(out, ["model"])
+        _write_whole(out, "model", inner.save_pretrained)
+        auto = AUTO_CLASSES[model.task]
+        lines.append(f"model = {auto}.from_pretrained(here / 'model')")
+        return ["model"], f"import torch\nfrom transformers import {auto}\n", [
+            "", "", "def forward(*inputs):",
+            f"    return model(**dict(zip(input_names, inputs))){pick}", "", ""]
+    path, factory = settings.spec.removeprefix("py:").rsplit(":", 1)
+    code = Path(path).name if Path(path).name != "load.py" else "model_code.py"
+    folders.note_files(out, [code, "model.safetensors"])
+    _copy_whole(Path(path), out / code)
+    _write_whole(out, "model.safetensors", lambda path: save_model(inner, str(path)))
+    lines += [f"# The model's code: {factory}() in {code}, a copy of {path}.",
+              f"source = importlib.util.spec_from_file_location({Path(code).stem!r}, "
+              f"here / {code!r})",
+              "code = importlib.util.module_from_spec(source)",
+              "source.loader.exec_module(code)",
+              f"made = code.{factory}()",
+              "model = (made[0] if isinstance(made, tuple) else made).eval()",
+              "load_model(model, here / 'model.safetensors')"]
+    imports = "import importlib.util\nimport torch\nfrom safetensors.torch import load_model\n"
+    if not pick:
+        return [code, "model.safetensors"], imports, ["forward = model"]
+    return [code, "model.safetensors"], imports, [
+        "", "", "def forward(*inputs):", f"    return model(*inputs){pick}", "", ""]
+
+
+def _pick(output, key: str | None) -> str:
+    """The code that takes from a model's output the tensor hasten measures (as
+    hasten.models.first_tensor does): '' for a tensor, else an attribute or an index."""
+    if isinstance(output, torch.Tensor):
+        return ""
+    if key is not None and getattr(output, key, None) is not None:
+        return f".{key}"
+    if isinstance(output, dict):
+        return f"[{next(k for k, v in output.items() if isinstance(v, torch.Tensor))!r}]"
+    items = output.to_tuple() if hasattr(output, "to_tuple") else output
+    return f"[{next(i for i, v in enumerate(items) if isinstance(v, torch.Tensor))}]"
+
+
+def _saved_whole(module: torch.nn.Module, model: LoadedModel, out: Path,
+                 sample: list[torch.Tensor], lines: list[str]
+                 ) -> tuple[list[str], str, list[str]]:
+    """Save a built candidate whole with torch.export (its graph and its tensors, no pickle:
+    a candidate whose tensors torch.export would pickle is refused), for a chain with a pass
+    that has no plain lines (PT2E int8: calibrated, its float layers chosen on the study's
+    data). Adds the lines that load it as `model` to `lines`; returns the files written, the
+    imports and the line that defines `forward`."""
+    auto = tuple({axis: torch.export.Dim.AUTO for axis in shape}
+                 for shape in export_shapes(model))
+    with torch.no_grad():
+        program = torch.export.export(module, tuple(sample), dynamic_shapes=auto)
+    tensors = [*program.state_dict.values(), *program.constants.values()]
+    if any(type(t) not in (torch.Tensor, torch.nn.Parameter) for t in tensors):
+        raise HastenError("This candidate holds tensors that torch.export would save with "
+                          "pickle, so hasten does not export it; export another candidate.")
+    program.example_inputs = None  # torch.export would pickle them
+    folders.note_files(out, ["model.pt2"])
+    _write_whole(out, "model.pt2", lambda path: torch.export.save(program, path))
+    imports = "import torch\n"
+    lines.append("# The candidate as the study built it, saved with torch.export (its graph "
+                 "and weights).")
+    if any("quantized_decomposed" in str(node.target) for node in program.graph.nodes):
+        imports += "import torchao.quantization.pt2e  # noqa: F401 (the int8 ops the graph calls)\n"
+    lines.append("model = torch.export.load(here / 'model.pt2').module()")
+    return ["model.pt2"], imports, ["forward = model"]
 
 
 def load_runner(folder: Path) -> tuple[Runner, list[torch.Tensor]]:
     """Rebuild an exported candidate from its candidate.json with the chain the study applied
-    (hasten.infer.trial.build); return its runner and two example inputs."""
+    (hasten.infer.trial.build); return its runner and two example inputs. hasten's own runner
+    for an export, which its load.py does without."""
     recipe = json.loads((Path(folder) / "candidate.json").read_text())
     # Without the study's workload (only calibrating chains carry it), the sample inputs the
     # passes see come from the two texts of load.py (or the model's example inputs).

@@ -41,18 +41,27 @@ class Runtime:
     # not want what pays at one fixed shape. A runtime whose corpus settings differ has its
     # snippet define run_corpus(inputs) beside run(inputs).
     corpus_settings: Callable[[dict], dict] = _same_settings
+    # For runtimes that run a PyTorch module in memory, what `hasten export` writes into
+    # load.py after the lines that define `forward` (the module, called with the inputs as
+    # positional tensors): given the artifact (its input dtype, autocast and layout), the
+    # settings, the thread count, the device and whether the model takes float inputs, the
+    # imports and the code lines that define run(inputs), torch tensors in, the output out.
+    module_snippet: Callable[[Artifact, dict, int, str, bool], tuple[str, list[str]]] | None = None
 
 
 REGISTRY: dict[str, Runtime] = {}
 
 def register(name: str, accepts: tuple[str, ...], available=None, library: str | None = None,
              snippet: Callable[[dict, str, int], tuple[str, list[str]]] | None = None,
-             corpus_settings: Callable[[dict], dict] | None = None):
+             corpus_settings: Callable[[dict], dict] | None = None,
+             module_snippet: Callable[[Artifact, dict, int, str, bool],
+                                      tuple[str, list[str]]] | None = None):
     """Decorator that adds a runner builder to the registry as a runtime."""
 
     def wrap(fn):
         REGISTRY[name] = Runtime(name, accepts, fn, available or (lambda m, d, s: None),
-                                 library, snippet, corpus_settings or _same_settings)
+                                 library, snippet, corpus_settings or _same_settings,
+                                 module_snippet)
         return fn
 
     return wrap

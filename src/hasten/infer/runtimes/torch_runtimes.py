@@ -35,7 +35,39 @@ def _module_runner(module, artifact: Artifact, device: str,
     return run
 
 
-@register("eager", ("torch",))
+def _run_lines(artifact: Artifact, device: str, float_inputs: bool,
+               contexts: tuple[str, ...] = ()) -> list[str]:
+    """load.py's run(inputs), as _module_runner runs the module: the inputs moved to the
+    device, dtype and layout the candidate takes, then `forward` called without autograd,
+    under the candidate's autocast and `contexts`."""
+    lines = ["", "", "def run(inputs):"]
+    dtype = artifact.dtype if float_inputs and artifact.dtype != torch.float32 else None
+    if dtype is not None and device == "cpu":
+        lines.append(f"    inputs = [x.to({dtype}) if x.is_floating_point() else x "
+                     "for x in inputs]")
+    elif dtype is not None:
+        lines.append(f"    inputs = [x.to({device!r}, {dtype}) if x.is_floating_point() "
+                     f"else x.to({device!r}) for x in inputs]")
+    elif device != "cpu":
+        lines.append(f"    inputs = [x.to({device!r}) for x in inputs]")
+    if artifact.channels_last and float_inputs:
+        lines += ["    inputs = [x.contiguous(memory_format=torch.channels_last)",
+                  "              if x.dim() == 4 and x.is_floating_point() else x for x in inputs]"]
+    if artifact.autocast is not None:
+        contexts = (f"torch.autocast({device!r}, dtype={artifact.autocast})", *contexts)
+    lines += [f"    with {', '.join(('torch.inference_mode()', *contexts))}:",
+              "        return forward(*inputs)"]
+    return lines
+
+
+def _eager_snippet(artifact: Artifact, settings: dict, threads: int, device: str,
+                   float_inputs: bool) -> tuple[str, list[str]]:
+    """load.py's lines for the module in eager mode, on the threads measured."""
+    return "import torch\n", [f"torch.set_num_threads({threads})",
+                              *_run_lines(artifact, device, float_inputs)]
+
+
+@register("eager", ("torch",), module_snippet=_eager_snippet)
 def eager(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     torch.set_num_threads(threads)
     return _module_runner(artifact.module.to(device), artifact, device)
@@ -60,7 +92,28 @@ def torchscript(artifact: Artifact, settings: dict, threads: int, device: str) -
     return _module_runner(module, artifact, device)
 
 
-@register("compile", ("torch",), library="torch._inductor.compile_fx")
+def _compile_snippet(artifact: Artifact, settings: dict, threads: int, device: str,
+                     float_inputs: bool) -> tuple[str, list[str]]:
+    """load.py's lines for torch.compile with the mode measured, and inductor's freezing
+    switched on around the calls where the study did."""
+    mode = f", mode={settings['mode']!r}" if settings.get("mode") else ""
+    freezing = bool(settings.get("freezing"))
+    lines = [f"torch.set_num_threads({threads})",
+             "# The first call compiles (inductor); later calls run the compiled graph."]
+    if freezing:
+        lines += ["# Freezing: inductor folds the weights into the graph as constants, which an",
+                  "# int8 graph needs to reach int8 kernels with prepacked weights."]
+    lines += [f"forward = torch.compile(forward{mode})",
+              *_run_lines(artifact, device, float_inputs,
+                          ("inductor_config.patch(freezing=True)",) if freezing else ())]
+    imports = "import torch\n"
+    if freezing:
+        imports += "from torch._inductor import config as inductor_config\n"
+    return imports, lines
+
+
+@register("compile", ("torch",), library="torch._inductor.compile_fx",
+          module_snippet=_compile_snippet)
 def compile_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     """torch.compile (inductor); the first call compiles and is reported as a one-time cost.
     With the freezing setting, inductor folds the weights as constants, which quantized graphs
