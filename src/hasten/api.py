@@ -9,6 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from hasten import pt2
 from hasten.engine import Log, Progress
 from hasten.errors import HastenError
 from hasten.executors import Executor, LocalExecutor
@@ -35,12 +38,19 @@ from hasten.train import run as train_run
 from hasten.train.study import TrainStudy
 
 
-def optimize_inference(model: str = "demo", *, report: bool = True,
-                       progress: Progress | None = None, log: Log | None = None,
-                       **options: Any) -> Study | GenerateStudy | list:
-    """Run (or resume) an inference study of `model`, a model spec, and return it; a decoder
-    language model (`demo-decoder`, or an hf: folder of a ...ForCausalLM, or `task`
-    text-generation) gets the generation study (hasten.generate.run.optimize_generation).
+def optimize_inference(model: str | torch.nn.Module = "demo", *, example_inputs: Any = None,
+                       report: bool = True, progress: Progress | None = None,
+                       log: Log | None = None, **options: Any) -> Study | GenerateStudy | list:
+    """Run (or resume) an inference study of `model`, a model spec or an nn.Module, and return
+    it; a decoder language model (`demo-decoder`, or an hf: folder of a ...ForCausalLM, or
+    `task` text-generation) gets the generation study (hasten.generate.run.optimize_generation).
+
+    An nn.Module (one defined in a notebook too) is captured with torch.export on
+    `example_inputs` (a tensor, or a tuple of the positional tensors of one call), its batch
+    dimension dynamic, and saved in the study folder as a `pt2:` file that every trial loads;
+    the same module and inputs resume the study. `data` may then also be a DataLoader (or any
+    iterable of batches: the input tensors, then optionally a tensor of class labels), whose
+    samples the fidelity check uses; for a text model, a list of texts.
 
     Every candidate runs in its own process; finished trials are kept in the study folder's
     database, so running the same call again resumes instead of starting over. With `report`,
@@ -53,8 +63,9 @@ def optimize_inference(model: str = "demo", *, report: bool = True,
     """
     chosen = InferOptions.of(options, "optimize_inference")
     executors = executors_for(chosen)
-    model = absolute_spec(model)  # a Hub id is downloaded (or found in the cache) once, here
-    decoder = model == generate_run.DEMO or is_decoder(model, chosen.task)
+    model = _inference_target(model, example_inputs, chosen)
+    decoder = isinstance(model, str) and (model == generate_run.DEMO
+                                          or is_decoder(model, chosen.task))
     wrong = chosen.changed(ENCODER_OPTIONS if decoder else DECODER_OPTIONS)
     if wrong:
         raise HastenError(f"`{wrong[0]}` does not apply to {model}, "
@@ -72,6 +83,32 @@ def optimize_inference(model: str = "demo", *, report: bool = True,
         write(comparing.render_types_html(comparing.compare_types(studies)),
               first.parent / f"{first.name.rpartition('@')[0]}.machine-types.html")
     return studies
+
+
+def _inference_target(model: Any, example_inputs: Any, options: InferOptions) -> str | pt2.Exported:
+    """What an inference study runs on: a spec with its file made absolute (a Hub id is
+    downloaded, or found in the cache, once, here), or an nn.Module captured by torch.export
+    on its example inputs."""
+    if isinstance(model, str):
+        if example_inputs is not None:
+            raise HastenError("`example_inputs` go with a model given as an nn.Module; a spec "
+                              "brings its own (a py: factory's, or `input_shape`).")
+        return absolute_spec(model)
+    if not isinstance(model, torch.nn.Module):
+        raise HastenError(f"`model` must be a model spec or a torch.nn.Module, not a "
+                          f"{type(model).__name__}.")
+    if example_inputs is None:
+        raise HastenError("An nn.Module needs `example_inputs`, the inputs of one call (such as "
+                          "example_inputs=(torch.randn(1, 3, 224, 224),)), for torch.export "
+                          "to capture it.")
+    given = options.changed(("task", "input_shape", "random_weights"))
+    if given:
+        raise HastenError(f"`{given[0]}` does not apply to an nn.Module; its example_inputs "
+                          "say what it takes.")
+    if options.executor == "ray" and options.ray_shared_path is None:
+        raise HastenError("An nn.Module is saved in its study folder, which Ray nodes read only "
+                          "through `ray_shared_path`; set it, or give the model as a spec.")
+    return pt2.capture(model, example_inputs)
 
 
 def optimize_training(recipe: str | Path, *, report: bool = True,

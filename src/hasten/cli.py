@@ -181,8 +181,10 @@ def infer(
     given: dict,
     model: str = typer.Option("demo", "--model", "-m", metavar="SPEC", help="Model spec: demo, "
                               "demo-decoder, hf:DIR or hf:ORG/NAME[@REVISION] (a Hub id), "
-                              "py:FILE:FACTORY (runs that file's code), onnx:FILE. A decoder "
-                              "language model (a ...ForCausalLM) gets the generation study."),
+                              "py:FILE:FACTORY (runs that file's code), onnx:FILE, pt2:FILE (a "
+                              "program saved with torch.export.save, checked before it is "
+                              "loaded). A decoder language model (a ...ForCausalLM) gets the "
+                              "generation study."),
     demo: str = typer.Option(None, metavar="NAME", help="Run a bundled demo instead of "
                              "--model: minilm (the sentence encoder) or decoder (a small "
                              "Llama-style decoder, trained once on the demo corpus and kept "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -99,9 +99,10 @@ class InferOptions(StudyOptions):
     """What `hasten infer` and hasten.api.optimize_inference take: the data, the workload
     grid, and for a decoder language model the prompts and how many tokens to generate."""
 
-    data: Path | None = option(None, "Text data (.txt, one per line; .csv; .jsonl), or for "
-                               "image models a folder of images (DIR/<label>/<image> for "
-                               "labels).", short="-d", metavar="FILE|DIR")
+    # From Python also a list of texts, or batches of input tensors (hasten.api).
+    data: Path | list[str] | Iterable | None = option(
+        None, "Text data (.txt, one per line; .csv; .jsonl), or for image models a folder of "
+        "images (DIR/<label>/<image> for labels).", short="-d", metavar="FILE|DIR")
     column: str | None = option(None, "Text column of a .csv or .jsonl file.", metavar="NAME")
     label_column: str | None = option(None, "Integer label column, to measure accuracy.",
                                       metavar="NAME")

@@ -199,9 +199,10 @@ class FileCache:
 
     def refs(self, study: Path, shared: bool) -> dict[str, tuple[str, ray.ObjectRef]]:
         """Relative path -> (digest, object) of every file a trial may read: the reference
-        outputs, the samples (hasten.infer.workload.SAMPLES_FILE) and, without a shared path,
-        the artifacts (with one, the node reads them in place)."""
-        paths = [study / "reference.npz", study / "samples.json"]
+        outputs, the samples (hasten.infer.workload.SAMPLES_FILE, and INPUTS_FILE when the user
+        gave input tensors) and, without a shared path, the artifacts (with one, the node reads
+        them in place)."""
+        paths = [study / "reference.npz", study / "samples.json", study / "samples.safetensors"]
         if not shared:
             paths += [p for p in (study / "artifacts").rglob("*") if p.is_file()]
         out = {}

@@ -281,8 +281,9 @@ def _float_model(settings, out: Path, sample: list[torch.Tensor], lines: list[st
                  ) -> tuple[list[str], str, list[str]]:
     """Save the study's float model beside load.py: a Hugging Face model with
     save_pretrained (safetensors), a `py:` model's weights in safetensors with a copy of its
-    file. Adds the lines that load it as `model` to `lines`; returns the files written, the
-    imports, and the lines that define forward(*inputs), the one tensor the study measured."""
+    file, a `pt2:` program as its file. Adds the lines that load it as `model` to `lines`;
+    returns the files written, the imports, and the lines that define forward(*inputs), the
+    one tensor the study measured."""
     from safetensors.torch import save_model
 
     model = load_model(settings.spec, settings.task, settings.input_shape,
@@ -301,6 +302,15 @@ def _float_model(settings, out: Path, sample: list[torch.Tensor], lines: list[st
         return ["model"], f"import torch\nfrom transformers import {auto}\n", [
             "", "", "def forward(*inputs):",
             f"    return model(**dict(zip(input_names, inputs))){pick}", "", ""]
+    if settings.spec.startswith("pt2:"):
+        # A program captured by torch.export (an nn.Module given to the API): the file the
+        # study measured, which hasten checked before it loaded it (hasten.pt2).
+        folders.note_files(out, ["model.pt2"])
+        _copy_whole(Path(settings.spec.removeprefix("pt2:")), out / "model.pt2")
+        lines.append("model = torch.export.load(here / 'model.pt2').module()")
+        forward = ["forward = model"] if not pick else [
+            "", "", "def forward(*inputs):", f"    return model(*inputs){pick}", "", ""]
+        return ["model.pt2"], "import torch\n", forward
     path, factory = settings.spec.removeprefix("py:").rsplit(":", 1)
     code = Path(path).name if Path(path).name != "load.py" else "model_code.py"
     folders.note_files(out, [code, "model.safetensors"])

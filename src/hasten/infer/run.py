@@ -5,8 +5,9 @@ in alternating rounds. Each trial runs in its own process (hasten.infer.trial)."
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -25,9 +26,10 @@ from hasten.folders import study_folder
 from hasten.infer import artifacts, search
 from hasten.infer.settings import InferSettings
 from hasten.infer.study import Study
-from hasten.infer.workload import Workload, parse_point, point_inputs, point_kind
-from hasten.models import LoadedModel, absolute_spec, load_model
+from hasten.infer.workload import Workload, parse_point, point_inputs, point_kind, take_inputs
+from hasten.models import LoadedModel, absolute_spec, exported_model, load_model
 from hasten.options import InferOptions
+from hasten.pt2 import Exported
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
 DEFAULT_SEQ_LENGTHS = (32, 128)
@@ -44,7 +46,7 @@ TRIAL = "hasten.infer.trial"
 
 
 def optimize_inference(
-    model: str,
+    model: str | Exported,
     options: InferOptions,
     *,
     progress: Progress | None = None,
@@ -52,7 +54,9 @@ def optimize_inference(
     report: Callable[[Study], object] | None = None,
     executor: Executor | None = None,
 ) -> Study:
-    """Run (or resume) an inference study of `model`, a model spec, and return it.
+    """Run (or resume) an inference study of `model`, a model spec or an nn.Module captured
+    by torch.export (hasten.pt2.capture; saved in the study folder as a `pt2:` file, which
+    its trials load), and return it.
 
     Every candidate runs in its own process; finished trials are kept in the study folder's
     database, so running the same call again resumes instead of starting over. `report`, a
@@ -70,15 +74,26 @@ def optimize_inference(
     executor = executor or LocalExecutor()
     o.check_budget()
     budget_s = DEFAULT_TIME_BUDGET_S[o.quick] if o.budget_s is None else o.budget_s
-    model = absolute_spec(model)
-    loaded = load_model(model, o.task, o.input_shape, random_weights=o.random_weights)
+    exported = model if isinstance(model, Exported) else None
+    if exported is not None:
+        home = study_folder(Path(o.out).resolve(), o.name or exported.name, executor.suffix)
+        model = f"pt2:{exported.path(home)}"
+        loaded = exported_model(exported.program, exported.program.module(check_guards=False),
+                                model, exported.name)
+        if exported.note and log:
+            log(exported.note)
+    else:
+        model = absolute_spec(model)
+        loaded = load_model(model, o.task, o.input_shape, random_weights=o.random_weights)
     workload = _workload(loaded, o.data, o.column, o.label_column, o.batch_sizes,
-                         o.seq_lengths, o.quick, o.max_length)
+                         o.seq_lengths, o.quick, o.max_length, log)
     workload.calibration_samples = o.calibration_samples
-    if o.data is not None and loaded.kind != "text":
+    if _data_kind(o.data) == "batches":
+        _add_inputs(loaded, workload, o.data, o.column or o.label_column)
+    elif o.data is not None and loaded.kind != "text":
         _add_images(loaded, workload, Path(o.data), o.column or o.label_column, o.image_size,
                     o.mean, o.std)
-    elif (o.image_size, o.mean, o.std) != (None, None, None):
+    if (o.image_size, o.mean, o.std) != (None, None, None) and not workload.images:
         raise HastenError("`image_size`, `mean` and `std` say how to prepare an image folder; "
                           "give one as `data` to a model that takes images.")
     settings = InferSettings(
@@ -97,22 +112,68 @@ def optimize_inference(
         engine.register(i, candidate.name, list(search.chain_for(candidate, loaded)),
                         candidate.runtime, candidate.settings,
                         search.skip_reason(candidate, loaded, o.device, o.quick))
-    return engine.run(lambda: _run(engine, loaded, Deadline(budget_s),
-                                   progress or (lambda *_: None)), Study, report)
+
+    def work() -> None:
+        if exported is not None:
+            _save_exported(exported, model)
+        _run(engine, loaded, Deadline(budget_s), progress or (lambda *_: None))
+
+    return engine.run(work, Study, report)
+
+
+def _save_exported(exported: Exported, spec: str) -> None:
+    """Write a captured module into its study folder, once (a resumed study keeps the file
+    its trials loaded), and load it back as each trial will, so that a file the loader
+    refuses stops the study in one sentence before any trial."""
+    path = Path(spec.partition(":")[2])
+    if not path.is_file():
+        exported.save(path)
+    load_model(spec)
+
+
+def _data_kind(data: object) -> str | None:
+    """What `data` is: None, "file" (a data file or an image folder), "texts" (a list of
+    str) or "batches" (a DataLoader, or any other iterable of input batches)."""
+    if data is None:
+        return None
+    if isinstance(data, str | os.PathLike):
+        return "file"
+    if isinstance(data, list | tuple) and data and all(isinstance(t, str) for t in data):
+        return "texts"
+    if isinstance(data, Iterable):
+        return "batches"
+    raise HastenError(f"`data` must be a file or folder, a list of texts or batches of input "
+                      f"tensors (a DataLoader), not a {type(data).__name__}.")
 
 
 def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_lengths,
-              quick: bool, max_length: int | None) -> Workload:
+              quick: bool, max_length: int | None, log: Log | None = None) -> Workload:
+    """The workload's points and, for a text model, its texts (a sample of a data file, the
+    texts given, or the demo corpus)."""
     batch_sizes = list(batch_sizes or ((1, 8) if quick else DEFAULT_BATCH_SIZES))
     if not batch_sizes or any(b < 1 or b > 4096 for b in batch_sizes):
         raise HastenError(f"Batch sizes must be between 1 and 4096, not {batch_sizes}.")
+    if model.fixed_batch and batch_sizes != [model.fixed_batch]:
+        if log:
+            log(f"{model.name} takes batch {model.fixed_batch} only (its batch dimension is "
+                f"not dynamic), so the study measures that instead of {batch_sizes}.")
+        batch_sizes = [model.fixed_batch]
     texts, labels, source = [], None, {}
+    kind = _data_kind(data)
+    if kind in ("texts", "batches") and (kind == "texts") != (model.kind == "text"):
+        wanted = ("texts (a list of str, or a file)" if model.kind == "text"
+                  else "batches of input tensors (a DataLoader)")
+        raise HastenError(f"{model.name} takes {'text' if model.kind == 'text' else 'tensors'}; "
+                          f"give `data` as {wanted}.")
     if model.kind == "text":
-        if data is not None and Path(data).is_dir():
+        if kind == "file" and Path(data).is_dir():
             raise HastenError(f"{data} is a folder, and {model.name} takes text; pass a .txt, "
                               ".csv or .jsonl file.")
         limit = max(MAX_TEXTS[quick], BATCHES_PER_PASS * max(batch_sizes))
-        if data is not None:
+        if kind == "texts":
+            source = {"path": None, "given": "texts", "found": len(data)}
+            texts = [data[i] for i in sample_indices(len(data), limit)]
+        elif data is not None:
             texts, labels = read_texts(Path(data), column, label_column)
             source = {**describe_file(Path(data)), "column": column,
                       "label_column": label_column, "found": len(texts)}
@@ -137,6 +198,19 @@ def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_l
         dataset_batch_size=max(batch_sizes), max_length=max_length or model.max_length,
         data=source,
     )
+
+
+def _add_inputs(model: LoadedModel, workload: Workload, batches: Iterable,
+                column: str | None) -> None:
+    """Feed the workload from the user's batches of input tensors: as many samples as the
+    fidelity subset and calibration use (at least the largest batch), and their labels when
+    the batches carry them."""
+    if column:
+        raise HastenError("Labels in `data`'s batches come after the inputs; `column` and "
+                          "`label_column` are for text files.")
+    limit = max(workload.eval_samples + workload.calibration_samples, max(workload.batch_sizes))
+    workload.inputs, workload.labels = take_inputs(model, batches, limit)
+    workload.data = {"path": None, "given": "batches", "found": workload.rows()}
 
 
 def _keep_samples(engine: Engine, workload: Workload) -> None:
@@ -181,10 +255,13 @@ def _check_forward(model: LoadedModel, workload: Workload) -> None:
             f"The model's forward fails on the inputs ({type(exc).__name__}: {exc}); "
             "check `input_shape` or the data."
         ) from exc
-    classes = max(workload.labels) + 1 if workload.images and workload.labels else 0
+    classes = (max(workload.labels) + 1 if (workload.images or workload.inputs)
+               and workload.labels else 0)
     if classes and (out.dim() != 2 or out.shape[1] < classes):
-        raise HastenError(f"The image folder has {classes} class folders, and the model's output "
-                          f"is shaped {tuple(out.shape)}; accuracy needs one score per class.")
+        where = (f"The image folder has {classes} class folders" if workload.images
+                 else f"The labels in `data` go up to {classes - 1}")
+        raise HastenError(f"{where}, and the model's output is shaped {tuple(out.shape)}; "
+                          "accuracy needs one score per class.")
 
 
 def _run(engine: Engine, model: LoadedModel, deadline: Deadline, progress: Progress) -> None:

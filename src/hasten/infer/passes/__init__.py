@@ -105,6 +105,15 @@ def needs_torch_module(model: LoadedModel, device: str) -> str | None:
     return None if model.is_torch else "the model is an ONNX file, not a PyTorch module"
 
 
+def not_exported(why: str) -> Callable[[LoadedModel, str], str | None]:
+    """A check that refuses a program captured by torch.export (a `pt2:` model, whose layers
+    are graph operations rather than modules), `why` saying what the pass would miss."""
+    def check(model: LoadedModel, device: str) -> str | None:
+        return why if model.exported else None
+
+    return check
+
+
 def needs_package(name: str) -> Callable[[LoadedModel, str], str | None]:
     def check(model: LoadedModel, device: str) -> str | None:
         if importlib.util.find_spec(name) is None:

@@ -12,12 +12,16 @@ from hasten.infer.passes import (
     all_of,
     needs_package,
     needs_torch_module,
+    not_exported,
     register,
 )
 
 
-@register("torch_int8_dynamic", ("torch",), "torch", needs_torch_module, computes="int8",
-          quantizes="dynamic")
+@register("torch_int8_dynamic", ("torch",), "torch",
+          all_of(needs_torch_module, not_exported(
+              "torch.ao's dynamic int8 replaces nn.Linear modules, and an exported program's "
+              "layers are graph operations, so it would stay fp32")),
+          computes="int8", quantizes="dynamic")
 def torch_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     """torch.ao dynamic int8 quantization of every nn.Linear (fbgemm/onednn kernels, eager)."""
     with warnings.catch_warnings():
@@ -29,8 +33,10 @@ def torch_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
 
 
 @register("torchao_int8_dynamic", ("torch",), "torch",
-          all_of(needs_torch_module, needs_package("torchao")), computes="int8",
-          quantizes="dynamic")
+          all_of(needs_torch_module, needs_package("torchao"), not_exported(
+              "torchao's quantize_ replaces the weights of nn.Linear modules, and an exported "
+              "program's layers are graph operations, so it would stay fp32")),
+          computes="int8", quantizes="dynamic")
 def torchao_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     """torchao int8 weights with dynamically quantized int8 activations; meant for torch.compile."""
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_

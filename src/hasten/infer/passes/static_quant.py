@@ -20,6 +20,7 @@ from hasten.infer.passes import (
     export_shapes,
     needs_package,
     needs_torch_module,
+    not_exported,
     register,
 )
 from hasten.infer.passes.accuracy_aware import Int8Backend, quantize_within_tolerance
@@ -136,7 +137,10 @@ for _method in ORT_METHODS:
              quantizes="static")(_ort_static(_method))
 
 
-@register("ort_quantize_dynamic_aware", ("onnx",), "onnx", needs_package("onnxruntime"),
+@register("ort_quantize_dynamic_aware", ("onnx",), "onnx",
+          all_of(needs_package("onnxruntime"), not_exported(
+              "its accuracy search ranks nn.Linear and nn.Conv2d modules, which an exported "
+              "program has none of, so it would build onnx/ort/int8-dynamic again")),
           "model.onnx", calibrates=True, computes="int8", quantizes="dynamic",
           no_faster_than="ort_quantize_dynamic")
 def ort_quantize_dynamic_aware(artifact: Artifact, ctx: PassContext) -> Artifact:
@@ -168,8 +172,11 @@ def ort_quantize_dynamic_aware(artifact: Artifact, ctx: PassContext) -> Artifact
 
 
 @register("pt2e_int8_x86", ("torch",), "torch",
-          all_of(needs_torch_module, needs_package("torchao")), calibrates=True,
-          computes="int8", quantizes="static")
+          all_of(needs_torch_module, needs_package("torchao"), not_exported(
+              "torchao's x86 quantizer finds layers by the nn.Conv2d and nn.Linear modules they "
+              "came from, which exporting an exported program again no longer records, so it "
+              "would quantize nothing")),
+          calibrates=True, computes="int8", quantizes="static")
 def pt2e_int8_x86(artifact: Artifact, ctx: PassContext) -> Artifact:
     """PT2E static int8 with torchao's x86 inductor quantizer: export, calibrate, convert; the
     compile runtime then lowers the quantized graph to oneDNN int8 kernels. Accuracy-aware."""

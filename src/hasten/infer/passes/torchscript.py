@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from hasten.infer.passes import Artifact, PassContext, needs_torch_module, register
+from hasten.infer.passes import (
+    Artifact,
+    PassContext,
+    all_of,
+    needs_torch_module,
+    not_exported,
+    register,
+)
 
 
 def _save(module: torch.jit.ScriptModule, ctx: PassContext) -> Artifact:
@@ -22,7 +29,10 @@ def torchscript_trace(artifact: Artifact, ctx: PassContext) -> Artifact:
         return _save(traced, ctx)
 
 
-@register("torchscript_script", ("torch",), "torchscript", needs_torch_module, "model.pt")
+@register("torchscript_script", ("torch",), "torchscript",
+          all_of(needs_torch_module, not_exported(
+              "torch.jit.script compiles a module's Python source, and an exported program's "
+              "forward is generated code that it cannot compile")), "model.pt")
 def torchscript_script(artifact: Artifact, ctx: PassContext) -> Artifact:
     """Compile the model's Python source with torch.jit.script and freeze it."""
     adapter = artifact.module
