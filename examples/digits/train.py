@@ -15,14 +15,11 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from digits_data import SEED, split
 from model import DEFAULT_WEIGHTS, net
 from PIL import Image
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-SEED = 0
 EPOCHS = 15
 
 
@@ -32,11 +29,8 @@ def main(out: Path) -> float:
     # One thread: a model this small trains no faster on more, and it stays quick on a busy CPU.
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
-    digits = load_digits()
-    # The digits hold 0..16; as 8-bit pixels they are what the PNGs below store exactly.
-    pixels = np.round(digits.images * 255 / 16).astype(np.uint8)
-    train_x, held_x, train_y, held_y = train_test_split(
-        pixels, digits.target, test_size=0.3, random_state=SEED, stratify=digits.target)
+    # 8-bit pixels, which the PNGs below store exactly.
+    train_x, held_x, train_y, held_y = split()
     x = torch.tensor(train_x, dtype=torch.float32).unsqueeze(1) / 255
     y = torch.tensor(train_y)
     model = net()

@@ -1,6 +1,7 @@
 """The digits example: train.py trains a CNN on scikit-learn's real handwritten digits in
 seconds and writes a labelled held-out image folder; model.py loads it as a `py:` factory, and
-hasten's image pipeline reproduces the held-out accuracy that training printed."""
+hasten's image pipeline reproduces the held-out accuracy that training printed; recipe.py
+trains the same CNN through `hasten train`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from example_study import assert_measured, quick_study
 
 from hasten import images
 from hasten.errors import HastenError
@@ -62,3 +64,10 @@ def test_the_factory_without_weights_says_to_train(tmp_path, monkeypatch):
     monkeypatch.setenv("DIGITS_WEIGHTS", str(tmp_path / "missing.pt"))
     with pytest.raises(HastenError, match="run examples/digits/train.py first"):
         load_model(f"py:{EXAMPLE / 'model.py'}:build")
+
+
+def test_the_recipe_runs_a_quick_study(tmp_path):
+    """recipe.py trains the same CNN on the same split through `hasten train`."""
+    study = quick_study(EXAMPLE / "recipe.py", tmp_path, steps=4, batch_size=16, budget_s=40)
+    assert study["config"]["model"]["train_size"] == 1257  # 70% of the 1,797 digits
+    assert_measured(study, steps=4, metric="accuracy")
