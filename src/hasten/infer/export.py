@@ -15,7 +15,6 @@ from hasten.data import tile, tokenize
 from hasten.errors import HastenError
 from hasten.infer import passes, runtimes
 from hasten.infer.passes import export_shapes
-from hasten.infer.passes.attention import IMPLEMENTATIONS
 from hasten.infer.runtimes import Runner
 from hasten.infer.settings import InferSettings
 from hasten.infer.trial import build
@@ -179,28 +178,6 @@ def _corpus_code(corpus: dict | None, tensors: str, call: str = "run") -> str:
     )
 
 
-# What each in-memory PyTorch pass does to the model, as the lines load.py runs on `model`
-# (the float model with its weights loaded): (imports, lines). What a pass sets for the runner
-# (the inputs' dtype and layout, autocast) is read from the candidate as the study builds it,
-# and the runtime writes it (runtimes' module_snippet). A chain with a pass not here, such as
-# PT2E static int8 (calibrated, its layers in float chosen on the study's data), is saved
-# whole with torch.export instead.
-PASS_CODE: dict[str, tuple[str, list[str]]] = {
-    "fp16_weights": ("", ["model = model.to(torch.float16)"]),
-    "bf16_weights": ("", ["model = model.to(torch.bfloat16)"]),
-    "autocast_bf16": ("", []),
-    "autocast_fp16": ("", []),
-    "channels_last": ("", ["model = model.to(memory_format=torch.channels_last)"]),
-    "torch_int8_dynamic": ("", [
-        "model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, "
-        "dtype=torch.qint8)"]),
-    "torchao_int8_dynamic": (
-        "from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_\n",
-        ["quantize_(model, Int8DynamicActivationInt8WeightConfig())"]),
-    **{f"attention_{label}": ("", [f"model.set_attn_implementation({implementation!r})"])
-       for label, implementation in IMPLEMENTATIONS.items()},
-}
-
 # The transformers class that loads a Hugging Face model for each task.
 AUTO_CLASSES = {"feature-extraction": "AutoModel",
                 "sequence-classification": "AutoModelForSequenceClassification",
@@ -228,12 +205,13 @@ def _torch_export(study, row: dict, out: Path, corpus: dict | None) -> tuple[lis
     names = settings.model["input_names"]
     lines = [f"input_names = {names!r}"] if built.kind != "tensor" else []
     module, artifact.module = artifact.module, None  # the runner's facts are what stay
-    if all(p in PASS_CODE for p in chain):
+    # Each pass's own load.py lines (its `code`), else the candidate saved whole.
+    if all(passes.REGISTRY[p].code is not None for p in chain):
         module = built = None  # load.py rebuilds it from the float model
         files, imports, forward = _float_model(settings, out, sample, lines)
         for p in chain:
-            imports += PASS_CODE[p][0]
-            lines += PASS_CODE[p][1]
+            imports += passes.REGISTRY[p].code[0]
+            lines += passes.REGISTRY[p].code[1]
     else:
         files, imports, forward = _saved_whole(module, built, out, sample, lines)
     if settings.device != "cpu":

@@ -92,6 +92,10 @@ class Pass:
     # A pass whose model runs no faster than this one's in its place (the same int8 with some
     # layers kept in float): the search drops a candidate its sibling shows cannot win.
     no_faster_than: str | None = None
+    # What an export's load.py runs on `model` (the float model, loaded without hasten) to
+    # apply this pass: (imports, lines); None when it has none, and the export then saves the
+    # built candidate whole (hasten.infer.export).
+    code: tuple[str, list[str]] | None = None
 
 
 REGISTRY: dict[str, Pass] = {}
@@ -156,12 +160,13 @@ def register(
     computes: str | None = None,
     quantizes: str | None = None,
     no_faster_than: str | None = None,
+    code: tuple[str, list[str]] | None = None,
 ):
     """Decorator that adds a transform function to the registry as a pass."""
 
     def wrap(fn: Callable[[Artifact, PassContext], Artifact]) -> Callable:
         REGISTRY[name] = Pass(name, accepts, produces, fn, available, output_file, calibrates,
-                              computes, quantizes, no_faster_than)
+                              computes, quantizes, no_faster_than, code)
         return fn
 
     return wrap

@@ -55,7 +55,8 @@ def _switch(implementation: str):
 
 
 for _label, _implementation in IMPLEMENTATIONS.items():
-    register(f"attention_{_label}", ("torch",), "torch",
-             _available(_implementation))(_switch(_implementation))
+    register(f"attention_{_label}", ("torch",), "torch", _available(_implementation),
+             code=("", [f"model.set_attn_implementation({_implementation!r})"])
+             )(_switch(_implementation))
     offer(candidate(f"torch/eager/attention-{_label}", (f"attention_{_label}",), "eager",
                     in_quick=False))

@@ -32,7 +32,8 @@ def _conv2d_op(module: torch.nn.Module) -> bool:
     return False
 
 
-@register("channels_last", ("torch",), "torch", all_of(needs_torch_module, _has_conv2d))
+@register("channels_last", ("torch",), "torch", all_of(needs_torch_module, _has_conv2d),
+          code=("", ["model = model.to(memory_format=torch.channels_last)"]))
 def channels_last(artifact: Artifact, ctx: PassContext) -> Artifact:
     """Store 4-D weights and feed 4-D float inputs channels-last (NHWC), the layout oneDNN's and
     cuDNN's fastest convolution kernels read without transposing."""

@@ -20,19 +20,23 @@ def _cast(artifact: Artifact, dtype: torch.dtype, ctx: PassContext) -> Artifact:
     return Artifact("torch", module=module, dtype=dtype, notes=notes)
 
 
-@register("fp16_weights", ("torch",), "torch", needs_torch_module, computes="fp16")
+@register("fp16_weights", ("torch",), "torch", needs_torch_module, computes="fp16",
+          code=("", ["model = model.to(torch.float16)"]))
 def fp16_weights(artifact: Artifact, ctx: PassContext) -> Artifact:
     """Cast weights and float inputs to fp16 ("true" half precision)."""
     return _cast(artifact, torch.float16, ctx)
 
 
-@register("bf16_weights", ("torch",), "torch", needs_torch_module, computes="bf16")
+@register("bf16_weights", ("torch",), "torch", needs_torch_module, computes="bf16",
+          code=("", ["model = model.to(torch.bfloat16)"]))
 def bf16_weights(artifact: Artifact, ctx: PassContext) -> Artifact:
     """Cast weights and float inputs to bf16 ("true" half precision)."""
     return _cast(artifact, torch.bfloat16, ctx)
 
 
-@register("autocast_bf16", ("torch",), "torch", needs_torch_module, computes="bf16")
+# Autocast is the runner's (its runtime writes it into load.py), not the model's.
+@register("autocast_bf16", ("torch",), "torch", needs_torch_module, computes="bf16",
+          code=("", []))
 def autocast_bf16(artifact: Artifact, ctx: PassContext) -> Artifact:
     """Keep fp32 weights and run matrix work in bf16 under torch.autocast."""
     return Artifact("torch", module=artifact.module, autocast=torch.bfloat16,
@@ -45,7 +49,7 @@ def _cuda_only(model, device: str) -> str | None:
     )
 
 
-@register("autocast_fp16", ("torch",), "torch", _cuda_only, computes="fp16")
+@register("autocast_fp16", ("torch",), "torch", _cuda_only, computes="fp16", code=("", []))
 def autocast_fp16(artifact: Artifact, ctx: PassContext) -> Artifact:
     """Keep fp32 weights and run matrix work in fp16 under torch.autocast (CUDA)."""
     return Artifact("torch", module=artifact.module, autocast=torch.float16,

@@ -21,7 +21,9 @@ from hasten.infer.passes import (
           all_of(needs_torch_module, not_exported(
               "torch.ao's dynamic int8 replaces nn.Linear modules, and an exported program's "
               "layers are graph operations, so it would stay fp32")),
-          computes="int8", quantizes="dynamic")
+          computes="int8", quantizes="dynamic",
+          code=("", ["model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, "
+                     "dtype=torch.qint8)"]))
 def torch_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     """torch.ao dynamic int8 quantization of every nn.Linear (fbgemm/onednn kernels, eager)."""
     with warnings.catch_warnings():
@@ -36,7 +38,9 @@ def torch_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
           all_of(needs_torch_module, needs_package("torchao"), not_exported(
               "torchao's quantize_ replaces the weights of nn.Linear modules, and an exported "
               "program's layers are graph operations, so it would stay fp32")),
-          computes="int8", quantizes="dynamic")
+          computes="int8", quantizes="dynamic",
+          code=("from torchao.quantization import Int8DynamicActivationInt8WeightConfig, "
+                "quantize_\n", ["quantize_(model, Int8DynamicActivationInt8WeightConfig())"]))
 def torchao_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
     """torchao int8 weights with dynamically quantized int8 activations; meant for torch.compile."""
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
