@@ -282,31 +282,15 @@ def leaders_first(names: list[str], trials: list[dict], points: list[str]) -> li
 TUNE_FACTOR = 1.5
 
 
-# Runtime settings whose candidate costs minutes to build, tuned only in a study without a
-# time budget: torch.compile's max-autotune benchmarks GEMM templates while it compiles (111 s
-# for the demo's pt2e int8 on a 2-core Xeon, which then ran 17% slower).
-COSTLY_SETTINGS = {"max-autotune"}
-
-
-def setting_variants(runtime: str, threads: int) -> tuple[tuple[str, dict], ...]:
-    """The runtime settings searched after screening, as (label, settings) pairs, for this
-    many threads."""
-    streams = ((f"streams-{threads}", {"streams": threads}),) if threads > 1 else ()
-    return {
-        "openvino": (("static-shapes", {"shapes": "static"}), *streams),
-        "ort": (("no-spin", {"spinning": False}), ("block-base-4", {"block_base": 4})),
-        "compile": (("freezing", {"freezing": True}),
-                    ("max-autotune", {"mode": "max-autotune-no-cudagraphs"})),
-    }.get(runtime, ())
-
-
 def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float],
              threads: int, budgeted: bool = True) -> list[dict]:
     """New candidates: for each runtime with settings to search, its fastest passing menu
     candidate (not the baseline, which stays as it is) with each setting it does not have yet
     (the best chain with the best runtime settings). Under a time budget (`budgeted`), only
     where that candidate screened within TUNE_FACTOR of the fastest passing one, and without
-    the COSTLY_SETTINGS. Each carries its `base` candidate and the `extra` settings it adds."""
+    the costly settings. Each runtime declares its searchable settings
+    (hasten.infer.runtimes.Tuned). Each variant carries its `base` candidate and the `extra`
+    settings it adds."""
     menu = {c.name for c in CANDIDATES} - {BASELINE, ONNX_BASELINE}
     fastest: dict[str, dict] = {}
     for row in rows:
@@ -320,8 +304,9 @@ def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float
     for runtime, row in fastest.items():
         if budgeted and screen[row["name"]] > TUNE_FACTOR * best:
             continue
-        for label, extra in setting_variants(runtime, threads):
-            if budgeted and label in COSTLY_SETTINGS:
+        for tuned in runtimes.REGISTRY[runtime].tuned(threads):
+            label, extra = tuned.label, tuned.settings
+            if budgeted and tuned.costly:
                 continue
             if any(row["settings"].get(k) != v for k, v in extra.items()):
                 out.append({"name": f"{row['name']}/{label}", "passes": row["passes"],

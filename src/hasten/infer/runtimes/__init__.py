@@ -25,6 +25,21 @@ def _same_settings(settings: dict) -> dict:
 
 
 @dataclass(frozen=True)
+class Tuned:
+    """A runtime setting the search tries on the fastest candidate of its runtime after
+    screening: its label (the candidate's name gets /label), the settings it adds, and whether
+    it costs minutes to build (tried only in a study without a time budget)."""
+
+    label: str
+    settings: dict
+    costly: bool = False
+
+
+def _nothing_tuned(threads: int) -> tuple[Tuned, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
 class Runtime:
     name: str
     accepts: tuple[str, ...]
@@ -47,6 +62,9 @@ class Runtime:
     # settings, the thread count, the device and whether the model takes float inputs, the
     # imports and the code lines that define run(inputs), torch tensors in, the output out.
     module_snippet: Callable[[Artifact, dict, int, str, bool], tuple[str, list[str]]] | None = None
+    # Its searchable settings, for a study on this many threads (as Olive's passes declare
+    # their search values).
+    tuned: Callable[[int], tuple[Tuned, ...]] = _nothing_tuned
 
 
 REGISTRY: dict[str, Runtime] = {}
@@ -55,13 +73,14 @@ def register(name: str, accepts: tuple[str, ...], available=None, library: str |
              snippet: Callable[[dict, str, int], tuple[str, list[str]]] | None = None,
              corpus_settings: Callable[[dict], dict] | None = None,
              module_snippet: Callable[[Artifact, dict, int, str, bool],
-                                      tuple[str, list[str]]] | None = None):
+                                      tuple[str, list[str]]] | None = None,
+             tuned: Callable[[int], tuple[Tuned, ...]] | None = None):
     """Decorator that adds a runner builder to the registry as a runtime."""
 
     def wrap(fn):
         REGISTRY[name] = Runtime(name, accepts, fn, available or (lambda m, d, s: None),
                                  library, snippet, corpus_settings or _same_settings,
-                                 module_snippet)
+                                 module_snippet, tuned or _nothing_tuned)
         return fn
 
     return wrap

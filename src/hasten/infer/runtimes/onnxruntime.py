@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from hasten.infer.passes import Artifact
-from hasten.infer.runtimes import Runner, needs_package, register
+from hasten.infer.runtimes import Runner, Tuned, needs_package, register
 
 # The `level` setting and the member of ort.GraphOptimizationLevel it names.
 LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -55,7 +55,13 @@ def _snippet(settings: dict, file: str, threads: int) -> tuple[str, list[str]]:
     return "import onnxruntime as ort\n", lines
 
 
-@register("ort", ("onnx",), _available, library="onnxruntime", snippet=_snippet)
+def _tuned(threads: int) -> tuple[Tuned, ...]:
+    """Threads that sleep instead of spinning between calls, and a larger block base."""
+    return (Tuned("no-spin", {"spinning": False}), Tuned("block-base-4", {"block_base": 4}))
+
+
+@register("ort", ("onnx",), _available, library="onnxruntime", snippet=_snippet,
+          tuned=_tuned)
 def ort_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     import onnxruntime as ort
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hasten.infer.passes import Artifact
-from hasten.infer.runtimes import Runner, needs_package, register
+from hasten.infer.runtimes import Runner, Tuned, needs_package, register
 from hasten.machine import cpu_flags
 
 
@@ -89,8 +89,14 @@ def _corpus_settings(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k != "shapes"}
 
 
+def _tuned(threads: int) -> tuple[Tuned, ...]:
+    """Static shapes, and as many streams as threads where there are several."""
+    streams = (Tuned(f"streams-{threads}", {"streams": threads}),) if threads > 1 else ()
+    return (Tuned("static-shapes", {"shapes": "static"}), *streams)
+
+
 @register("openvino", ("openvino",), _available, library="openvino", snippet=_snippet,
-          corpus_settings=_corpus_settings)
+          corpus_settings=_corpus_settings, tuned=_tuned)
 def openvino_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     import openvino as ov
 

@@ -7,7 +7,7 @@ import contextlib
 import torch
 
 from hasten.infer.passes import Artifact
-from hasten.infer.runtimes import Runner, register
+from hasten.infer.runtimes import Runner, Tuned, register
 
 
 def _context(artifact: Artifact, device: str):
@@ -112,8 +112,15 @@ def _compile_snippet(artifact: Artifact, settings: dict, threads: int, device: s
     return imports, lines
 
 
+def _compile_tuned(threads: int) -> tuple[Tuned, ...]:
+    """Freezing, and max-autotune, which is costly: it benchmarks GEMM templates while it
+    compiles (111 s for the demo's pt2e int8 on a 2-core Xeon, which then ran 17% slower)."""
+    return (Tuned("freezing", {"freezing": True}),
+            Tuned("max-autotune", {"mode": "max-autotune-no-cudagraphs"}, costly=True))
+
+
 @register("compile", ("torch",), library="torch._inductor.compile_fx",
-          module_snippet=_compile_snippet)
+          module_snippet=_compile_snippet, tuned=_compile_tuned)
 def compile_runtime(artifact: Artifact, settings: dict, threads: int, device: str) -> Runner:
     """torch.compile (inductor); the first call compiles and is reported as a one-time cost.
     With the freezing setting, inductor folds the weights as constants, which quantized graphs
