@@ -189,3 +189,12 @@ def test_slower_is_false_without_a_float_model_to_time():
     backend = Int8Backend(lambda kept: "int8", lambda m, b: calls.append(m), float_model=None)
     assert accuracy_aware._slower(backend, "int8", []) is False
     assert calls == []
+
+
+def test_half_the_layers_is_tried_when_half_is_no_power_of_two():
+    # 3 of 6 layers fragile: 1 and 2 in float miss, 3 (half of 6, the limit) passes.
+    module, batches, simulated = _case(6, (0, 2, 5))
+    model, notes = _search(module, batches, simulated)
+    assert [len(kept) for kept in simulated.tried] == [0, 1, 2, 3]
+    assert set(simulated.tried[-1]) == {"layers.0", "layers.2", "layers.5"}
+    assert model is simulated.built[-1] and notes[1].startswith("kept in float (3 of 6 layers")

@@ -69,12 +69,14 @@ def _ir(module: torch.nn.Module, example: torch.Tensor, path) -> None:
 
 def test_openvino_convolution_flops_on_a_float_cnn(tmp_path):
     torch.manual_seed(0)
-    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 3))
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 6, 3, groups=2))
     _ir(cnn, torch.randn(2, 3, 16, 16), tmp_path / "cnn.xml")
     assert int8_share.openvino_share(tmp_path / "cnn.xml", [(1, 3, 16, 16)], 1) == (
         "int8 in 0 of 2 matrix ops as the runtime runs them, 0% of their FLOPs at 1x3x16x16")
-    # Each convolution: 2 x output elements x (input channels x 3 x 3).
-    expected = {(1, 4, 14, 14): 2 * 4 * 14 * 14 * 3 * 9, (1, 6, 12, 12): 2 * 6 * 12 * 12 * 4 * 9}
+    # Each convolution: 2 x output elements x (input channels per group x 3 x 3); the second
+    # is grouped (2 groups of 2 input channels), whatever the plugin names its layer.
+    expected = {(1, 4, 14, 14): 2 * 4 * 14 * 14 * 3 * 9, (1, 6, 12, 12): 2 * 6 * 12 * 12 * 2 * 9}
     core = ov.Core()
     model = core.read_model(str(tmp_path / "cnn.xml"))
     model.reshape({0: ov.PartialShape([1, 3, 16, 16])})

@@ -130,3 +130,32 @@ def test_eight_bit_adamw_recommends_bitsandbytes_on_cuda():
     assert EIGHT_BIT.code("cuda") == [
         "import bitsandbytes as bnb; optimizer = bnb.optim.AdamW8bit(model.parameters(), "
         "lr=lr)"]
+
+
+def test_an_update_they_would_change_is_refused():
+    module = _model()
+    found = {name: FUSED.facts(module, optimizer, None)["optimizer"] for name, optimizer in (
+        ("adam-wd", torch.optim.Adam(module.parameters(), lr=1e-3, weight_decay=0.01)),
+        ("amsgrad", torch.optim.AdamW(module.parameters(), amsgrad=True)),
+        ("group-wd", torch.optim.Adam([{"params": module[0].parameters(), "weight_decay": 0.1},
+                                       {"params": module[2].parameters()}])))}
+    assert found == {"adam-wd": "Adam with weight decay", "amsgrad": "AdamW with amsgrad",
+                     "group-wd": "Adam with weight decay"}
+    # Adam adds its weight decay to the gradient, AdamW decays the weights apart: another
+    # training, so a speed-only switch must not swap one for the other.
+    assert FUSED.unavailable({"optimizer": found["adam-wd"]}, settings()).startswith(
+        "the recipe trains with Adam with weight decay; an AdamW variant would change")
+
+
+@pytest.mark.parametrize("switch", [FOREACH, EIGHT_BIT])
+def test_the_recipes_parameter_groups_keep_their_settings(switch):
+    module = _model()
+    recipe = torch.optim.AdamW([
+        {"params": [module[0].weight, module[2].weight], "weight_decay": 0.1, "lr": 1e-2},
+        {"params": [module[0].bias, module[2].bias], "weight_decay": 0.0, "lr": 1e-3}],
+        betas=(0.8, 0.95))
+    built = switch.optimizer(recipe, module, "cpu")
+    assert [(g["lr"], g["weight_decay"], g["betas"]) for g in built.param_groups] == [
+        (1e-2, 0.1, (0.8, 0.95)), (1e-3, 0.0, (0.8, 0.95))]
+    assert [[id(p) for p in g["params"]] for g in built.param_groups] == [
+        [id(p) for p in g["params"]] for g in recipe.param_groups]

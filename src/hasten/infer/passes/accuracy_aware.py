@@ -99,7 +99,7 @@ def quantize_within_tolerance(backend: Int8Backend, module: torch.nn.Module | No
                               batches: list, masks: list, task: str, max_drop: float
                               ) -> tuple[object, list[str]]:
     """Quantize everything; while the output misses the tolerance, keep the most damaging
-    layers in float (1, 2, 4, ... up to half of them). Returns the model and notes that say
+    layers in float (1, 2, 4, ... and at last half of them). Returns the model and notes that say
     what was kept in float and why."""
     quantized = backend.quantize([])
     if module is None:
@@ -126,11 +126,12 @@ def quantize_within_tolerance(backend: Int8Backend, module: torch.nn.Module | No
             tried[k] = (model, *check(model), _slower(backend, model, batches[0]))
         return tried[k]
 
+    # 1, 2, 4, ... layers in float, the last try at the limit itself (half of them).
     k, low = 1, 0
-    while k <= limit and not (attempt(k)[1] or attempt(k)[3]):
-        low, k = k, k * 2
-    if k > limit:
-        notes.append(f"still outside tolerance with {low} of {len(ranked)} layers in float; "
+    while not (attempt(k)[1] or attempt(k)[3]) and k < limit:
+        low, k = k, min(k * 2, limit)
+    if not (attempt(k)[1] or attempt(k)[3]):
+        notes.append(f"still outside tolerance with {k} of {len(ranked)} layers in float; "
                      "every layer stays int8")
         return quantized, notes
     while k - low > 1 and attempt(k)[1]:  # the fewest layers in float that still pass

@@ -92,7 +92,10 @@ def _flops(op, layer: str) -> float:
         weights = op.input(1).get_partial_shape() if op.get_input_size() > 1 else None
         if weights is None or not weights.is_static:
             return 0.0
-        inner = math.prod(list(weights.to_shape())[2 if layer == "GroupConvolution" else 1:])
+        shape = list(weights.to_shape())
+        # Grouped weights carry the groups in front (G, O/G, I/G, k...): one more dimension
+        # than the input has, whatever the plugin calls the layer.
+        inner = math.prod(shape[2 if len(shape) == len(left.to_shape()) + 1 else 1:])
     else:
         inner = list(left.to_shape())[-1]
     return 2.0 * math.prod(list(out.to_shape())) * inner
