@@ -67,3 +67,15 @@ def test_why_each_is_refused(cnn_onnx, cnn_spec, monkeypatch):
     assert passes.REGISTRY["torchao_int8_dynamic"].available(load_model(cnn_spec), "cpu") == (
         "the package torchao is not installed (pip install torchao)")
     assert passes.REGISTRY["torch_int8_dynamic"].available(load_model(cnn_spec), "cpu") is None
+
+
+def test_a_model_without_linear_layers_is_refused_rather_than_measured_in_fp32(tmp_path):
+    # Convolutions only: dynamic int8 would leave every layer fp32 under an int8 name.
+    (tmp_path / "convs.py").write_text(
+        "import torch\n\n\ndef build():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),\n"
+        "                               torch.nn.Conv2d(4, 2, 3)), (torch.randn(1, 3, 8, 8),)\n")
+    convs = load_model(f"py:{tmp_path / 'convs.py'}:build")
+    for name in ("torch_int8_dynamic", "torchao_int8_dynamic"):
+        assert passes.REGISTRY[name].available(convs, "cpu") == (
+            "dynamic int8 quantizes nn.Linear layers, and this model has none")

@@ -15,12 +15,21 @@ from hasten.infer.passes import (
     not_exported,
     register,
 )
+from hasten.models import LoadedModel
+
+
+def _has_linear(model: LoadedModel, device: str) -> str | None:
+    """Dynamic int8 replaces nn.Linear layers (their weights): a model without one would run
+    in fp32 under an int8 name."""
+    if any(isinstance(m, torch.nn.Linear) for m in model.module.modules()):
+        return None
+    return "dynamic int8 quantizes nn.Linear layers, and this model has none"
 
 
 @register("torch_int8_dynamic", ("torch",), "torch",
           all_of(needs_torch_module, not_exported(
               "torch.ao's dynamic int8 replaces nn.Linear modules, and an exported program's "
-              "layers are graph operations, so it would stay fp32")),
+              "layers are graph operations, so it would stay fp32"), _has_linear),
           computes="int8", quantizes="dynamic",
           code=("", ["model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, "
                      "dtype=torch.qint8)"]))
@@ -37,7 +46,7 @@ def torch_int8_dynamic(artifact: Artifact, ctx: PassContext) -> Artifact:
 @register("torchao_int8_dynamic", ("torch",), "torch",
           all_of(needs_torch_module, needs_package("torchao"), not_exported(
               "torchao's quantize_ replaces the weights of nn.Linear modules, and an exported "
-              "program's layers are graph operations, so it would stay fp32")),
+              "program's layers are graph operations, so it would stay fp32"), _has_linear),
           computes="int8", quantizes="dynamic",
           code=("from torchao.quantization import Int8DynamicActivationInt8WeightConfig, "
                 "quantize_\n", ["quantize_(model, Int8DynamicActivationInt8WeightConfig())"]))
