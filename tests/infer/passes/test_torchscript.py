@@ -59,6 +59,27 @@ def test_a_model_answering_with_an_output_object_is_refused(cnn_spec, tmp_path):
     assert not (tmp_path / "model.pt").exists()
 
 
+class Pair(torch.nn.Module):
+    """A model whose forward answers with a tuple: its logits, then its features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.linear(x), x
+
+
+def test_a_scripted_model_answering_with_a_tuple_is_refused(tmp_path):
+    model = LoadedModel(spec="py:pair", name="pair", kind="tensor", task="tensor",
+                        input_names=["x"], module=OutputAdapter(Pair().eval(), ["x"], None),
+                        example_inputs={"x": torch.randn(2, 4)})
+    # Every other candidate answers with the adapter's one tensor; a scripted tuple would not.
+    with pytest.raises(RuntimeError, match="forward returns a tuple, not one tensor"):
+        _apply("torchscript_script", model, [torch.randn(2, 4)], tmp_path)
+    assert not (tmp_path / "model.pt").exists()
+
+
 def test_an_onnx_file_is_refused(cnn_onnx):
     model = load_model(f"onnx:{cnn_onnx}")
     for name in ("torchscript_trace", "torchscript_script"):

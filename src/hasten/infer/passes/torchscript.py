@@ -43,4 +43,11 @@ def torchscript_script(artifact: Artifact, ctx: PassContext) -> Artifact:
             "torch.jit.script compiled the model, but its Hugging Face output object cannot be "
             "reduced to one tensor in TorchScript; the trace candidate covers it"
         )
+    with torch.no_grad():
+        out = scripted(*ctx.sample_inputs)
+    if not isinstance(out, torch.Tensor):
+        raise RuntimeError(
+            f"torch.jit.script compiled the model, but its forward returns a "
+            f"{type(out).__name__}, not one tensor, and a scripted module cannot be reduced to "
+            "the one hasten measures; the trace candidate covers it")
     return _save(scripted, ctx)
