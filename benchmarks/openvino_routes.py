@@ -16,7 +16,7 @@ import nncf
 import openvino as ov
 import torch
 
-from hasten.data import demo_corpus, tokenize
+from hasten.data import demo_corpus
 from hasten.infer import passes
 from hasten.infer.passes import Artifact, PassContext
 from hasten.machine import cpu_flags, describe, usable_cores
@@ -30,9 +30,9 @@ def main() -> None:
     torch.set_num_threads(usable_cores())
     model = load_model("demo")
     texts = demo_corpus()
-    inputs = tokenize(model, texts[1000:1008], 128, 128)
-    check = [tokenize(model, texts[i:i + 8], 128, 128) for i in range(1008, 1072, 8)]
-    calibration = [tokenize(model, texts[i:i + 8], 128, 128) for i in range(256, 384, 8)]
+    inputs = model.tokenize(texts[1000:1008], 128, 128)
+    check = [model.tokenize(texts[i:i + 8], 128, 128) for i in range(1008, 1072, 8)]
+    calibration = [model.tokenize(texts[i:i + 8], 128, 128) for i in range(256, 384, 8)]
     mask = model.input_names.index("attention_mask")
     with torch.inference_mode():
         reference = [_pooled(model.module(*b), b[mask]) for b in check]

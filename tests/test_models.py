@@ -302,5 +302,49 @@ def test_hf_image_model_without_weights_needs_random_weights(tiny_vision_dirs, t
 
 def test_hf_image_model_without_weights_keeps_its_inputs(tiny_vision_dirs):
     loaded = load_model(f"hf:{tiny_vision_dirs['vit']}", with_weights=False)
-    assert loaded.module is None and loaded.tokenizer is None
+    assert loaded.module is None and loaded.beside_export() == {}
     assert loaded.example_inputs["pixel_values"].shape == (1, 3, 32, 32)
+
+
+def test_each_kind_of_model_names_its_points_and_axes(tiny_bert_dir, cnn_spec, tiny_vision_dirs):
+    text, tensor = load_model(f"hf:{tiny_bert_dir}"), load_model(cnn_spec)
+    image = load_model(f"hf:{tiny_vision_dirs['vit']}")
+    assert (text.point(8, 128), tensor.point(8, 128), image.point(8)) == ("b8/s128", "b8", "b8")
+    assert text.dynamic_axes()["input_ids"] == {0: "batch", 1: "sequence"}
+    assert tensor.dynamic_axes() == {name: {0: "batch"} for name in tensor.input_names}
+    assert (text.hugging_face, image.hugging_face, tensor.hugging_face) == (True, True, False)
+    assert (text.takes_text, image.takes_text, tensor.takes_text) == (True, False, False)
+
+
+def test_a_text_model_tokenizes_what_a_tensor_model_tiles(tiny_bert_dir, cnn_spec):
+    text, tensor = load_model(f"hf:{tiny_bert_dir}"), load_model(cnn_spec)
+    ids, types, mask = text.example_batch(["one", "two words here"], 3, 12, 128)
+    assert ids.shape == types.shape == mask.shape == (3, 12)
+    assert torch.equal(ids[0], ids[2]) and not torch.equal(ids[0], ids[1])  # cycled
+    assert torch.equal(text.attention_mask([ids, types, mask]), mask)
+    assert text.lengths(["one", "two words here"], 128) == [int(m.sum()) for m in mask[:2]]
+    (tiled,) = tensor.example_batch(["ignored"], 3, None, 128)
+    (example,) = tensor.example_inputs.values()
+    assert tiled.shape == (3, *example.shape[1:]) and torch.equal(tiled[2], example[0])
+    assert tensor.attention_mask([tiled]) is None
+    batches = tensor.random_batches(5, 2, seed=1)
+    assert [b[0].shape[0] for b in batches] == [2, 2, 2]
+    assert torch.equal(batches[0][0], tensor.random_batches(5, 2, seed=1)[0][0])
+
+
+def test_an_export_saves_the_tokenizer_beside_a_text_model_only(tiny_bert_dir, cnn_spec,
+                                                                 tmp_path):
+    text, tensor = load_model(f"hf:{tiny_bert_dir}"), load_model(cnn_spec)
+    assert tensor.beside_export() == {}
+    text.beside_export()["tokenizer"](tmp_path / "tokenizer")
+    assert (tmp_path / "tokenizer" / "tokenizer_config.json").is_file()
+    imports, lines = text.inputs_code(["a"])
+    assert "AutoTokenizer" in imports and "here / 'tokenizer'" in lines
+    assert "np.random.rand(2, *shape)" in tensor.inputs_code(["a"])[1]
+
+
+def test_an_image_model_prepares_images_as_its_config_says(tiny_vision_dirs, cnn_spec):
+    convnext = load_model(f"hf:{tiny_vision_dirs['convnext']}")
+    assert convnext.image_preparation() == convnext.image
+    prep = load_model(cnn_spec).image_preparation()
+    assert (prep["channels"], prep["size"], prep["mean"]) == (3, [16, 16], [0.0, 0.0, 0.0])

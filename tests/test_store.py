@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from hasten.store import Store
+import pytest
+
+from hasten.store import Meta, Store
 
 
 def _fill(store: Store) -> None:
@@ -26,7 +28,9 @@ def _fill(store: Store) -> None:
 
 def _check(store: Store) -> None:
     assert store.meta("config") == {"spec": "demo", "batch_sizes": [1, 8], "max_drop": 0.01}
-    assert store.meta("missing", "default") == "default"
+    assert store.meta(Meta.BUDGET, "default") == "default"
+    with pytest.raises(ValueError, match="'missing' is not a valid Meta"):
+        store.meta("missing")  # every key is declared in Meta
     candidates = store.candidates()
     assert [c["name"] for c in candidates] == [
         "torch/eager/fp32", "onnx/ort/all", "torch/eager/fp16-autocast"]

@@ -33,7 +33,7 @@ from hasten.options import (
 from hasten.report import write_report
 from hasten.report.compare import Comparison
 from hasten.report.compare import compare as compare_studies
-from hasten.store import Store
+from hasten.store import Meta, Store
 from hasten.train import run as train_run
 from hasten.train.study import TrainStudy
 
@@ -187,7 +187,7 @@ def open_study(folder: str | Path) -> Study | TrainStudy | GenerateStudy:
     if store_file.is_file():
         store = Store(Path(folder), readonly=True)
         try:
-            kind = (store.meta("config") or {}).get("kind")
+            kind = (store.meta(Meta.CONFIG) or {}).get("kind")
         finally:
             store.close()
         if kind == "train":

@@ -18,10 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-import torch
-
 from hasten.errors import HastenError
-from hasten.models import LoadedModel
 
 # Standard-library modules whose documentation strings make the demo corpus: real English
 # prose of naturally varying length that is on every machine with Python.
@@ -236,31 +233,3 @@ def _check_every_row(path: Path, rows: list[dict], column: str, flag: str) -> No
     if missing is not None:
         raise HastenError(f"Row {missing + 1} of {path} has no value in column {column!r}; "
                           f"fill it in, or choose another column with {flag}.")
-
-
-def tokenize(model: LoadedModel, texts: list[str], length: int | None, max_length: int) -> list:
-    """Tokenize to the model's inputs: padded to `length`, or to the longest text when None."""
-    enc = model.tokenizer(
-        texts,
-        padding="max_length" if length else "longest",
-        truncation=True,
-        max_length=length or max_length,
-        return_tensors="pt",
-    )
-    return [enc[name] for name in model.input_names]
-
-
-def attention_mask(model: LoadedModel, batch: list[torch.Tensor]) -> torch.Tensor | None:
-    """A text batch's attention mask, which pooling and fidelity weigh tokens by; else None."""
-    if model.kind == "text" and "attention_mask" in model.input_names:
-        return batch[model.input_names.index("attention_mask")]
-    return None
-
-
-def tile(model: LoadedModel, batch: int) -> list[torch.Tensor]:
-    """The model's example inputs repeated along the batch dimension to `batch` rows."""
-    out = []
-    for t in model.example_inputs.values():
-        index = torch.arange(batch) % t.shape[0]
-        out.append(t[index].contiguous())
-    return out

@@ -19,7 +19,7 @@ from hasten.errors import HastenError
 from hasten.executors import Executor, LocalExecutor, Ran, TimeLimits, timed_run
 from hasten.folders import open_study_folder
 from hasten.measure import busy_trials
-from hasten.store import Store, read_study
+from hasten.store import Meta, Store, read_study
 
 Progress = Callable[[str, int, int], None]  # (what is running, done, total)
 Log = Callable[[str], None]  # one line per finished trial
@@ -32,7 +32,7 @@ def stored_settings(folder: Path, kind: type[Settings]) -> Settings | None:
         return None
     store = Store(folder, readonly=True)
     try:
-        stored = store.meta("config")
+        stored = store.meta(Meta.CONFIG)
     finally:
         store.close()
     return kind.from_dict(stored) if stored and stored.get("kind") == kind.kind else None
@@ -69,14 +69,14 @@ class Engine:
         """Open the study's store and refuse a study measured elsewhere or with other
         settings."""
         self.store = Store(folder)
-        previous = self.store.meta("config")
+        previous = self.store.meta(Meta.CONFIG)
         executor = executor or LocalExecutor()
         kind = executor.machine_type()
         if previous is None:
-            self.store.set_meta("machine", executor.machine())
-            self.store.set_meta("machine_type", kind)
-        described = self.store.meta("machine")
-        stored = self.store.meta("machine_type") or (
+            self.store.set_meta(Meta.MACHINE, executor.machine())
+            self.store.set_meta(Meta.MACHINE_TYPE, kind)
+        described = self.store.meta(Meta.MACHINE)
+        stored = self.store.meta(Meta.MACHINE_TYPE) or (
             machine.machine_type(described) if described else kind)
         if stored != kind:
             self.store.close()
@@ -88,7 +88,7 @@ class Engine:
             self.store.close()
             raise HastenError(f"{folder} holds a study with other settings; set `fresh` to "
                               "start it over, or `name` to keep both.")
-        self.store.set_meta("config", settings.to_dict())
+        self.store.set_meta(Meta.CONFIG, settings.to_dict())
         self.executor = executor
 
     def register(self, position: int, name: str, passes: list[str], runtime: str,
@@ -127,7 +127,7 @@ class Engine:
         try:
             try:
                 work()
-                self.store.set_meta("finished", True)
+                self.store.set_meta(Meta.FINISHED, True)
             except HastenError:
                 self._close()
                 if report:
@@ -188,14 +188,14 @@ class StudyRecord:
         self.folder = Path(folder)
         stored = read_study(self.folder)
         self.meta = stored["meta"]
-        self.config = self.meta.get("config")
+        self.config = self.meta.get(Meta.CONFIG)
         if self.config is None:
             raise HastenError(f"{self.folder} holds a study that has not started yet.")
         if self.config.get("kind") != self.settings_type.kind:
             raise HastenError(f"{self.folder} {self.other_kind}")
         self.settings = self.settings_type.from_dict(self.config)
-        self.machine = self.meta.get("machine")
-        self.finished = bool(self.meta.get("finished", False))
+        self.machine = self.meta.get(Meta.MACHINE)
+        self.finished = bool(self.meta.get(Meta.FINISHED, False))
         self.candidates = stored["candidates"]
         self.results = stored["results"]
         self.trials = stored["trials"]

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from hasten import machine
 from hasten.forkserver import Child, ForkServer, parent_bound
-from hasten.store import Store
+from hasten.store import Meta, Store
 
 # Time limits follow the model: this many times what the baseline took for the same phase,
 # never under the floor. Before the baseline has run, its own phase gets the first limit.
@@ -40,13 +40,13 @@ class TimeLimits:
         """The limit for one run of this phase."""
         if self.fixed_s is not None:
             return self.fixed_s
-        took = self.store.meta("baseline_seconds", {}).get(phase)
+        took = self.store.meta(Meta.BASELINE_SECONDS, {}).get(phase)
         return FIRST_LIMIT_S if took is None else max(LIMIT_FLOOR_S, LIMIT_FACTOR * took)
 
     def record(self, phase: str, seconds: float) -> None:
         """Remember how long the baseline's run of this phase took."""
-        took = self.store.meta("baseline_seconds", {})
-        self.store.set_meta("baseline_seconds", {**took, phase: seconds})
+        took = self.store.meta(Meta.BASELINE_SECONDS, {})
+        self.store.set_meta(Meta.BASELINE_SECONDS, {**took, phase: seconds})
 
 
 # No one candidate's build or trial may take more than this share of what its phase has left:

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from hasten.errors import HastenError
+from hasten.store import Meta
 
 MARKER = ".hasten"  # in every folder hasten made: {"kind": "study" | "export", "id", "files"}
 LOCK = ".hasten.lock"  # in a study folder: locked (flock) while a run holds the study
@@ -68,7 +69,7 @@ def _legacy_study(folder: Path) -> bool:
         return False
     store = Store(folder, readonly=True)  # a database that is not a store: its own sentence
     try:
-        return store.meta("config") is not None
+        return store.meta(Meta.CONFIG) is not None
     finally:
         store.close()
 

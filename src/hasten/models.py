@@ -15,13 +15,13 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from hasten import pt2
 from hasten.errors import HastenError
-from hasten.images import check_sample_size, hf_preparation
+from hasten.images import check_sample_size, hf_preparation, image_input, preparation
 
 # Nothing is ever fetched from a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -75,27 +75,34 @@ def first_tensor(out: Any, key: str | None = None) -> torch.Tensor:
 
 @dataclass
 class LoadedModel:
-    """A model ready to measure, with what its workload needs."""
+    """A model ready to measure, with what its workload needs. One subclass per kind of input
+    (TextModel, ImageModel, TensorModel) holds what that kind does differently; whether it
+    runs as a PyTorch module or an ONNX file is its form (`is_torch`), not its kind."""
+
+    kind: ClassVar[str]
+    # A Hugging Face model: called with its inputs by name, saved with save_pretrained.
+    hugging_face: ClassVar[bool] = True
+    takes_text: ClassVar[bool] = False
 
     spec: str
     name: str
-    kind: str  # "text", "image" (pixel_values of a Hugging Face vision model) or "tensor"
     task: str
     input_names: list[str]
     module: torch.nn.Module | None = None
-    tokenizer: Any = None
     example_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     onnx_path: Path | None = None
     model_type: str | None = None
     num_heads: int | None = None
     hidden_size: int | None = None
-    max_length: int = 512
     random_weights: bool = False
-    image: dict | None = None  # how images are prepared for it (hasten.images), when known
     # A program captured by torch.export: its layers are graph operations, not nn.Linear or
     # nn.Conv2d modules, which some passes look for.
     exported: bool = False
     fixed_batch: int | None = None  # the one batch size it takes, when its batch is not dynamic
+    # The most tokens a sample may hold: a text model's own, from its config; the workload of
+    # a model that takes no text records this default. (Declared after the fields: TextModel
+    # makes it one, which keeps the place it has here.)
+    max_length: ClassVar[int] = 512
 
     @property
     def is_torch(self) -> bool:
@@ -114,6 +121,135 @@ class LoadedModel:
             "parameters": params,
             "random_weights": self.random_weights,
         }
+
+    def point(self, batch: int, seq: int | None = None) -> str:
+        """The name of the latency point of `batch` samples (of `seq` tokens, for text)."""
+        return f"b{batch}"
+
+    def example_batch(self, texts: list[str], batch: int, seq: int | None,
+                      max_length: int) -> list[torch.Tensor]:
+        """One batch of `batch` samples without data of its own: the example inputs tiled
+        (a text model tokenizes `texts` instead)."""
+        return self.tile(batch)
+
+    def tile(self, batch: int) -> list[torch.Tensor]:
+        """The example inputs repeated along the batch dimension to `batch` rows."""
+        return [t[torch.arange(batch) % t.shape[0]].contiguous()
+                for t in self.example_inputs.values()]
+
+    def random_batches(self, samples: int, batch_size: int,
+                       seed: int) -> list[list[torch.Tensor]]:
+        """Batches shaped like the example inputs: random normal floats, and integer inputs
+        cycled from the examples. All a model without data can be fed."""
+        gen = torch.Generator().manual_seed(seed)
+        batches = []
+        for _ in range(max(1, -(-samples // batch_size))):
+            rows = min(batch_size, samples)
+            batches.append([
+                torch.randn((rows, *t.shape[1:]), generator=gen, dtype=t.dtype)
+                if t.is_floating_point() else t[torch.arange(rows) % t.shape[0]]
+                for t in self.example_inputs.values()
+            ])
+        return batches
+
+    def attention_mask(self, batch: list[torch.Tensor]) -> torch.Tensor | None:
+        """The batch's attention mask, which pooling and fidelity weigh tokens by (text only)."""
+        return None
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """The inputs' dynamic axes for export: the batch (and a text model's sequence)."""
+        return {name: {0: "batch"} for name in self.input_names}
+
+    def image_preparation(self) -> dict:
+        """How an image folder is prepared for it (hasten.images): for the size and channels
+        of its example inputs, unless it knows better (a Hugging Face vision model)."""
+        return preparation(*image_input(self.example_inputs))
+
+    def beside_export(self) -> dict[str, Any]:
+        """What an export saves beside the model, by name: each entry writes itself to the
+        path it is given (a text model's tokenizer)."""
+        return {}
+
+    def inputs_code(self, texts: list[str]) -> tuple[str, str]:
+        """The import and the lines of a load.py that build two example inputs as NumPy
+        arrays (a text model's from `texts`, with the tokenizer exported beside it)."""
+        shapes = [list(t.shape[1:]) for t in self.example_inputs.values()]
+        return "import numpy as np\n", (
+            f"inputs = [np.random.rand(2, *shape).astype(np.float32) for shape in {shapes!r}]\n"
+        )
+
+
+@dataclass
+class TextModel(LoadedModel):
+    """A model fed token ids (and masks) from its tokenizer."""
+
+    kind: ClassVar[str] = "text"
+    takes_text: ClassVar[bool] = True
+
+    tokenizer: Any = None
+    max_length: int = 512
+
+    def point(self, batch: int, seq: int | None = None) -> str:
+        return f"b{batch}/s{seq}"
+
+    def example_batch(self, texts: list[str], batch: int, seq: int | None,
+                      max_length: int) -> list[torch.Tensor]:
+        return self.tokenize([texts[i % len(texts)] for i in range(batch)], seq, max_length)
+
+    def tokenize(self, texts: list[str], length: int | None, max_length: int) -> list:
+        """The texts as the model's inputs: padded to `length`, or to the longest when None."""
+        enc = self.tokenizer(
+            texts,
+            padding="max_length" if length else "longest",
+            truncation=True,
+            max_length=length or max_length,
+            return_tensors="pt",
+        )
+        return [enc[name] for name in self.input_names]
+
+    def lengths(self, texts: list[str], max_length: int) -> list[int]:
+        """Each text's length in tokens, cut at `max_length`."""
+        return [len(ids) for ids in self.tokenizer(texts, truncation=True,
+                                                    max_length=max_length)["input_ids"]]
+
+    def attention_mask(self, batch: list[torch.Tensor]) -> torch.Tensor | None:
+        if "attention_mask" in self.input_names:
+            return batch[self.input_names.index("attention_mask")]
+        return None
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        return {name: {0: "batch", 1: "sequence"} for name in self.input_names}
+
+    def beside_export(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer.save_pretrained}
+
+    def inputs_code(self, texts: list[str]) -> tuple[str, str]:
+        return "from transformers import AutoTokenizer\n", (
+            "tokenizer = AutoTokenizer.from_pretrained(here / 'tokenizer')\n"
+            f"encoded = tokenizer({texts!r}, padding=True, return_tensors='np')\n"
+            f"input_names = {self.input_names!r}\n"
+            "inputs = [encoded[name] for name in input_names]\n"
+        )
+
+
+@dataclass
+class ImageModel(LoadedModel):
+    """A Hugging Face vision model fed `pixel_values` (N, C, H, W)."""
+
+    kind: ClassVar[str] = "image"
+
+    image: dict | None = None  # how its preprocessor config prepares images, when known
+
+    def image_preparation(self) -> dict:
+        return self.image or super().image_preparation()
+
+
+@dataclass
+class TensorModel(LoadedModel):
+    """A module (py:, pt2:) or ONNX file fed tensors in order, shaped like its examples."""
+
+    kind: ClassVar[str] = "tensor"
+    hugging_face: ClassVar[bool] = False
 
 
 def demo_model_dir() -> Path:
@@ -201,10 +337,9 @@ def _load_hf(path: Path, spec: str, task: str | None, with_weights: bool,
     if model is not None:
         input_names = [n for n in input_names if n in _forward_args(model)]
     key = "last_hidden_state" if task == "feature-extraction" else "logits"
-    return LoadedModel(
+    return TextModel(
         spec=spec,
         name=path.resolve().name,
-        kind="text",
         task=task,
         input_names=input_names,
         module=OutputAdapter(model.eval(), input_names, key).eval() if model else None,
@@ -322,8 +457,8 @@ def _load_hf_image(path: Path, spec: str, config: Any, task: str | None, with_we
     model, has_weights = _hf_module(path, auto, config, with_weights, random_weights)
     key = "logits" if task == "image-classification" else "pooler_output"
     example = _sample((channels, *prep["size"]))
-    return LoadedModel(
-        spec=spec, name=path.resolve().name, kind="image", task=task,
+    return ImageModel(
+        spec=spec, name=path.resolve().name, task=task,
         input_names=["pixel_values"],
         module=OutputAdapter(model.eval(), ["pixel_values"], key).eval() if model else None,
         example_inputs={"pixel_values": example}, model_type=config.model_type,
@@ -397,10 +532,9 @@ def _load_py(spec: str, rest: str, input_shape: tuple[int, ...] | None) -> Loade
             f"not {type(model).__name__}."
         )
     inputs = _example_inputs(examples, input_shape, spec)
-    return LoadedModel(
+    return TensorModel(
         spec=spec,
         name=path.stem,
-        kind="tensor",
         task="tensor",
         input_names=list(inputs),
         module=OutputAdapter(model.eval(), list(inputs), None).eval(),
@@ -464,8 +598,8 @@ def exported_model(program: torch.export.ExportedProgram, module: torch.fx.Graph
     # thread): a cost of the packaging, not of the model, which the study feeds inputs shaped
     # like its examples.
     module.validate_inputs = False
-    return LoadedModel(
-        spec=spec, name=name, kind="tensor", task="tensor", input_names=names,
+    return TensorModel(
+        spec=spec, name=name, task="tensor", input_names=names,
         module=OutputAdapter(module.eval(), names, None).eval(), example_inputs=inputs,
         exported=True, fixed_batch=fixed,
     )
@@ -488,8 +622,8 @@ def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> Lo
                 f"{path} takes token ids but {path.parent} has no tokenizer; "
                 "save it beside the file."
             )
-        return LoadedModel(
-            spec=spec, name=path.stem, kind="text", task="feature-extraction",
+        return TextModel(
+            spec=spec, name=path.stem, task="feature-extraction",
             input_names=names, tokenizer=tokenizer, onnx_path=path.resolve(),
         )
     if len(names) != 1:
@@ -500,8 +634,8 @@ def _load_onnx(spec: str, path: Path, input_shape: tuple[int, ...] | None) -> Lo
             raise HastenError(f"{path} has dynamic input dimensions; pass `input_shape`.")
         input_shape = tuple(dims)
     example = _sample(input_shape)
-    return LoadedModel(
-        spec=spec, name=path.stem, kind="tensor", task="tensor", input_names=names,
+    return TensorModel(
+        spec=spec, name=path.stem, task="tensor", input_names=names,
         example_inputs={names[0]: example}, onnx_path=path.resolve(),
     )
 

@@ -24,6 +24,7 @@ from hasten import machine
 from hasten.errors import HastenError
 from hasten.executors import LocalExecutor, read_tail
 from hasten.folders import write_whole
+from hasten.store import Meta
 
 # A trial whose node is lost runs again on another node of its type, this many times.
 RETRIES = 2
@@ -342,9 +343,11 @@ def _bring_back(study: Path, back: dict, cache: FileCache, run: dict) -> None:
             for row in rows:
                 db.execute(f"INSERT OR REPLACE INTO '{table}' VALUES "
                            f"({', '.join('?' * len(row))})", row)
-        row = db.execute("SELECT value FROM meta WHERE key = 'ray_runs'").fetchone()
+        row = db.execute("SELECT value FROM meta WHERE key = ?",
+                         (Meta.RAY_RUNS.value,)).fetchone()
         runs = [*(json.loads(row[0]) if row else []), run]
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('ray_runs', ?)", (json.dumps(runs),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                   (Meta.RAY_RUNS.value, json.dumps(runs)))
         db.execute("COMMIT")
     finally:
         db.close()

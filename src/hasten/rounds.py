@@ -21,7 +21,7 @@ from typing import TextIO
 
 from hasten.errors import describe_error
 from hasten.forkserver import parent_bound
-from hasten.store import Store
+from hasten.store import Meta, Store
 
 ROUNDS = 5
 # Each form is timed for about this long per round (never fewer than MIN_CALLS calls).
@@ -152,7 +152,7 @@ def run(study: Path, points: list[str], baseline: str, module: str,
     confirm), and write the results into that meta: per point the forms' figures, or the
     error that stopped them."""
     store = Store(study)
-    plan = store.meta("confirmation")["plan"]
+    plan = store.meta(Meta.CONFIRMATION)["plan"]
     wanted = sorted({n for p in points for n in plan[p]})
     forms = {name: Form(study, name, points, module) for name in wanted}
     results = {}
@@ -180,8 +180,8 @@ def run(study: Path, points: list[str], baseline: str, module: str,
     finally:
         for form in forms.values():
             form.close()
-    done = store.meta("confirmation")
-    store.set_meta("confirmation", {**done, "results": {**done.get("results", {}), **results}})
+    done = store.meta(Meta.CONFIRMATION)
+    store.set_meta(Meta.CONFIRMATION, {**done, "results": {**done.get("results", {}), **results}})
 
 
 def replies() -> TextIO:

@@ -10,6 +10,7 @@ import functools
 import json
 import sqlite3
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import TypedDict
 
@@ -18,6 +19,27 @@ from hasten.errors import HastenError
 # The layout of the tables below; a database of another version is refused, not misread.
 # Version 2 added the kind of each trial and its details apart from its timing.
 SCHEMA_VERSION = 2
+
+
+class Meta(StrEnum):
+    """The keys of a study's meta table, each declared once: what the study decided beside
+    its rows. Their values are the strings stored, so folders written before read the same."""
+
+    SCHEMA_VERSION = "schema_version"  # the store's schema version
+    CONFIG = "config"  # the study's settings (Settings.to_dict)
+    MACHINE = "machine"  # what it ran on (executors' machine())
+    MACHINE_TYPE = "machine_type"  # the kind of machine, for compare's labels
+    FINISHED = "finished"  # True once every phase ran
+    BUDGET = "budget"  # the time budget: seconds, and what it cut
+    CONFIRMATION = "confirmation"  # the confirmation's plan and results
+    BASELINE_SECONDS = "baseline_seconds"  # how long the baseline took, by phase
+    FAILED_BUILDS = "failed_builds"  # inference: {artifact prefix slug: why its build failed}
+    AUDIT = "audit"  # training: the numerics audit's verdict (TrainState)
+    TOO_SLOW = "too_slow"  # training: precision modes not trained to the end, with why
+    COMBINED = "combined"  # training: the combination of the best switches
+    BATCH_SEARCH = "batch_search"  # training: the batch-size search's probes and summary
+    RAY_RUNS = "ray_runs"  # the Ray runs whose rows were merged in (ray_executor)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
@@ -113,8 +135,8 @@ class Store:
             if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                                (json.dumps(SCHEMA_VERSION),))
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                                (Meta.SCHEMA_VERSION.value, json.dumps(SCHEMA_VERSION)))
         except sqlite3.DatabaseError as exc:
             self.db.close()
             if exc.sqlite_errorname in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
@@ -138,7 +160,8 @@ class Store:
                               f"{', '.join(sorted(found))}); point at a study folder, or move "
                               "the file away.")
         # A study written before the version was stored has this version's tables.
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?",
+                              (Meta.SCHEMA_VERSION.value,)).fetchone()
         version = row[0] if row else json.dumps(SCHEMA_VERSION)
         other = [name for name in expected if name in found and found[name] != expected[name]]
         if version != json.dumps(SCHEMA_VERSION) or other:
@@ -157,11 +180,13 @@ class Store:
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("PRAGMA journal_mode=DELETE")
 
-    def set_meta(self, key: str, value: object) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+    def set_meta(self, key: Meta, value: object) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        (Meta(key).value, json.dumps(value)))
 
-    def meta(self, key: str, default: object = None) -> object:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    def meta(self, key: Meta, default: object = None) -> object:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?",
+                              (Meta(key).value,)).fetchone()
         return json.loads(row["value"]) if row else default
 
     def add_candidate(self, position: int, name: str, passes: list[str], runtime: str,

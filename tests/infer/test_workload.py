@@ -8,7 +8,7 @@ import statistics
 import pytest
 import torch
 
-from hasten.data import demo_corpus, read_texts, tile
+from hasten.data import demo_corpus, read_texts
 from hasten.errors import HastenError
 from hasten.infer.workload import Workload, eval_batches, parse_point, point_inputs
 from hasten.models import load_model
@@ -153,7 +153,7 @@ def test_tensor_point_inputs_tile_the_examples(cnn):
     example = cnn.example_inputs["input_0"]
     assert batch[0].shape == (5, 3, 16, 16)
     assert torch.equal(batch[0][2], example[0]) and torch.equal(batch[0][3], example[1])
-    assert tile(cnn, 1)[0].shape == (1, 3, 16, 16)
+    assert cnn.tile(1)[0].shape == (1, 3, 16, 16)
 
 
 @pytest.mark.parametrize("order", ["sorted", "unsorted"])
@@ -204,9 +204,7 @@ def _image_workload(folder, model, **kwargs):
     from hasten import images
 
     paths, labels = images.read_folder(folder)
-    channels, size = images.image_input(model.example_inputs)
-    prep = model.image or images.preparation(channels, size)
-    return _workload([], labels=labels, images=paths, image=prep, **kwargs)
+    return _workload([], labels=labels, images=paths, image=model.image_preparation(), **kwargs)
 
 
 def test_image_points_are_batches_of_the_real_images(cnn, image_folder):

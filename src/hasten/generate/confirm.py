@@ -18,7 +18,7 @@ from hasten.engine import Engine, Progress
 from hasten.generate.settings import GenerateSettings
 from hasten.generate.trial import build, per_token
 from hasten.generate.workload import Tokens
-from hasten.store import Store
+from hasten.store import Meta, Store
 
 MODULE = "hasten.generate.confirm"
 # The leaders confirmed at each point, besides the baseline.
@@ -50,14 +50,14 @@ def confirm(engine: Engine, progress: Progress) -> None:
     store = engine.store
     store.settle()
     wanted = plan(GenerateStudy(store.folder))
-    done = store.meta("confirmation") or {}
+    done = store.meta(Meta.CONFIRMATION) or {}
     if not wanted or (done.get("plan") == wanted and set(done.get("results", {})) >= set(wanted)):
         return
-    store.set_meta("confirmation", {"plan": wanted})
+    store.set_meta(Meta.CONFIRMATION, {"plan": wanted})
     progress("confirming the leaders in alternating rounds", 0, 1)
     reason = engine.executor.run(store.folder, "confirm", "confirm", list(wanted),
                                  engine.limits.of("full"), module=MODULE)
-    results = (store.meta("confirmation") or {}).get("results", {})
+    results = (store.meta(Meta.CONFIRMATION) or {}).get("results", {})
     for point in wanted:
         outcome = results.setdefault(
             point, {"error": reason or "the confirmation process wrote no result"})
@@ -68,13 +68,13 @@ def confirm(engine: Engine, progress: Progress) -> None:
             engine.log(f"{name}  {point}  confirmed {c['speedup']:.2f}x "
                        f"({c['speedup_low']:.2f}-{c['speedup_high']:.2f}) in {c['rounds']} "
                        "rounds")
-    store.set_meta("confirmation", {"plan": wanted, "results": results})
+    store.set_meta(Meta.CONFIRMATION, {"plan": wanted, "results": results})
 
 
 def run(study: Path, points: list[str]) -> None:
     """Confirm each point's forms in alternating rounds (see hasten.rounds.run)."""
     store = Store(study, readonly=True)
-    baseline = GenerateSettings.from_dict(store.meta("config")).baseline
+    baseline = GenerateSettings.from_dict(store.meta(Meta.CONFIG)).baseline
     store.close()
     rounds.run(study, points, baseline, MODULE, calls=CALLS)
 
@@ -85,7 +85,7 @@ def worker(study: Path, name: str, points: list[str]) -> None:
     generations there."""
     reply = rounds.replies()
     store = Store(study, readonly=True)
-    settings = GenerateSettings.from_dict(store.meta("config"))
+    settings = GenerateSettings.from_dict(store.meta(Meta.CONFIG))
     row = next(c for c in store.candidates() if c["name"] == name)
     tokens = Tokens(study, settings.workload.data.get("tokens_sha256"))
     generator = build(study, settings, row, tokens)

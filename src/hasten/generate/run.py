@@ -29,6 +29,7 @@ from hasten.generate.workload import (
 )
 from hasten.models import absolute_spec
 from hasten.options import InferOptions
+from hasten.store import Meta
 
 DEMO = "demo-decoder"
 DEFAULT_PROMPT_LENGTHS = (128, 512)
@@ -192,7 +193,7 @@ class GenerateRun:
         self.progress("done", 1, 1)
 
     def _save_cuts(self) -> None:
-        self.store.set_meta("budget", {"seconds": self.deadline.seconds, "cut": self.cuts})
+        self.store.set_meta(Meta.BUDGET, {"seconds": self.deadline.seconds, "cut": self.cuts})
 
     def drop(self, name: str, reason: str) -> None:
         self.cuts[name] = reason

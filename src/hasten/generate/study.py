@@ -11,6 +11,7 @@ from hasten.errors import HastenError
 from hasten.generate.settings import GenerateSettings
 from hasten.generate.workload import parse_point, point
 from hasten.measure import least_memory
+from hasten.store import Meta
 
 # What each objective ranks, and at which point: decode latency (time per output token) and
 # time to first token at batch 1, tokens per second at the largest batch, memory, size.
@@ -27,8 +28,8 @@ class GenerateStudy(StudyRecord):
     def __init__(self, folder: str | Path):
         super().__init__(folder)
         self.settings: GenerateSettings
-        self.confirmation = self.meta.get("confirmation") or {}
-        self.budget = self.meta.get("budget") or {}
+        self.confirmation = self.meta.get(Meta.CONFIRMATION) or {}
+        self.budget = self.meta.get(Meta.BUDGET) or {}
 
     def objective_point(self, objective: str) -> str:
         """The point an objective is judged at: batch 1 at the shortest prompt for decode

@@ -28,7 +28,7 @@ from hasten.generate.decoder import Decoder
 from hasten.generate.settings import GenerateSettings
 from hasten.generate.workload import Tokens
 from hasten.measure import MemoryWatch, stats
-from hasten.store import Store
+from hasten.store import Meta, Store
 
 KIND = "generate"
 MIN_ROUNDS, MAX_ROUNDS = 3, 30
@@ -104,7 +104,7 @@ def check_fidelity(store: Store, study: Path, settings: GenerateSettings, name: 
 
 def run(study: Path, name: str, phase: str, points: list[str]) -> None:
     store = Store(study)
-    settings = GenerateSettings.from_dict(store.meta("config"))
+    settings = GenerateSettings.from_dict(store.meta(Meta.CONFIG))
     row = next(c for c in store.candidates() if c["name"] == name)
     memory = MemoryWatch()
     one_time: dict = {}

@@ -19,13 +19,12 @@ from hasten.engine import Engine
 from hasten.executors import Ran, ended, past_limit
 from hasten.infer import passes
 from hasten.infer.passes import Artifact
-from hasten.store import Store
+from hasten.store import Meta, Store
 
 NOTES_FILE = "notes.txt"  # beside each file artifact: what its passes noted
 COST_FILE = "cost.json"  # beside each file artifact: how long its pass took
 PARTIAL = ".partial-"  # a step's folder name + this + the pid: where its pass writes until done
 BUILDING = ".building"  # in a step's folder while the step runs; a crash or a kill leaves it
-FAILED = "failed_builds"  # the store's meta key: {prefix slug: why it failed}
 
 
 def folder(study: Path, chain: tuple[str, ...]) -> Path:
@@ -101,12 +100,13 @@ def unfinished_step(study: Path, chain: tuple[str, ...]) -> tuple[str, ...] | No
 def record_build_failure(store: Store, prefix: tuple[str, ...], reason: str) -> None:
     """Remember that building this prefix failed, and why."""
     (folder(store.folder, prefix) / BUILDING).unlink(missing_ok=True)
-    store.set_meta(FAILED, {**store.meta(FAILED, {}), passes.slug(prefix): reason})
+    failed = store.meta(Meta.FAILED_BUILDS, {})
+    store.set_meta(Meta.FAILED_BUILDS, {**failed, passes.slug(prefix): reason})
 
 
 def failure(store: Store, chain: tuple[str, ...]) -> str | None:
     """Why a candidate with this chain cannot be built: a prefix of it failed before."""
-    failed = store.meta(FAILED, {})
+    failed = store.meta(Meta.FAILED_BUILDS, {})
     for i in range(1, len(chain) + 1):
         reason = failed.get(passes.slug(chain[:i]))
         if reason:

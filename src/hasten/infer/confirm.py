@@ -18,7 +18,7 @@ from hasten.infer.settings import InferSettings
 from hasten.infer.trial import build
 from hasten.infer.workload import point_inputs
 from hasten.measure import Clock
-from hasten.store import Store
+from hasten.store import Meta, Store
 
 MODULE = "hasten.infer.confirm"
 
@@ -26,7 +26,7 @@ MODULE = "hasten.infer.confirm"
 def run(study: Path, points: list[str]) -> None:
     """Confirm each point's forms in alternating rounds (see hasten.rounds.run)."""
     store = Store(study, readonly=True)
-    baseline = InferSettings.from_dict(store.meta("config")).baseline
+    baseline = InferSettings.from_dict(store.meta(Meta.CONFIG)).baseline
     store.close()
     rounds.run(study, points, baseline, MODULE)
 
@@ -37,7 +37,7 @@ def worker(study: Path, name: str, points: list[str]) -> None:
     original stdout; whatever the libraries print goes to the log (stderr)."""
     reply = rounds.replies()
     store = Store(study, readonly=True)
-    settings = InferSettings.from_dict(store.meta("config"))
+    settings = InferSettings.from_dict(store.meta(Meta.CONFIG))
     row = next(c for c in store.candidates() if c["name"] == name)
     runtime = runtimes.REGISTRY[row["runtime"]]
     if runtime.library:  # the runtime's library first, as a trial loads it

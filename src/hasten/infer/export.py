@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 
 from hasten import folders
-from hasten.data import tile, tokenize
 from hasten.errors import HastenError
 from hasten.infer import passes, runtimes
 from hasten.infer.passes import export_shapes
@@ -76,10 +75,11 @@ def export_candidate(study, name: str, out: Path, trust_code: bool = False) -> P
     if image:  # file artifacts were built on the study's images, at their size
         model.example_inputs = {model.input_names[0]: torch.zeros(1, image["channels"],
                                                                   *image["size"])}
-    if model.tokenizer is not None:
-        written.append("tokenizer")
-        folders.note_files(out, written)
-        model.tokenizer.save_pretrained(out / "tokenizer")
+    beside = model.beside_export()
+    written += list(beside)
+    folders.note_files(out, written)
+    for file, write in beside.items():
+        write(out / file)
     if last is not None and last.output_file:
         source = study.folder / "artifacts" / "+".join(row["passes"])
         files = [f for f in source.iterdir() if f.is_file()]
@@ -115,21 +115,6 @@ def _write_whole(out: Path, name: str, write) -> None:
         (Path(partial) / name).replace(out / name)
 
 
-def _inputs_code(model: LoadedModel) -> tuple[str, str]:
-    """The import and the lines that build two example inputs as NumPy arrays."""
-    if model.kind == "text":
-        return "from transformers import AutoTokenizer\n", (
-            "tokenizer = AutoTokenizer.from_pretrained(here / 'tokenizer')\n"
-            f"encoded = tokenizer({SAMPLE_TEXTS!r}, padding=True, return_tensors='np')\n"
-            f"input_names = {model.input_names!r}\n"
-            "inputs = [encoded[name] for name in input_names]\n"
-        )
-    shapes = [list(t.shape[1:]) for t in model.example_inputs.values()]
-    return "import numpy as np\n", (
-        f"inputs = [np.random.rand(2, *shape).astype(np.float32) for shape in {shapes!r}]\n"
-    )
-
-
 def _file_snippet(runtime: str, settings: dict, file: str, model: LoadedModel,
                   corpus: dict | None) -> str:
     """A load.py that defines run(inputs) -> outputs for the artifact file with the runtime
@@ -141,7 +126,7 @@ def _file_snippet(runtime: str, settings: dict, file: str, model: LoadedModel,
                           f"so {file} cannot be exported with it.")
     imports, lines = snippet(settings, file, usable_cores())
     call = "run_corpus" if entry.corpus_settings(settings) != settings else "run"
-    input_import, input_lines = _inputs_code(model)
+    input_import, input_lines = model.inputs_code(SAMPLE_TEXTS)
     modules = {line + "\n" for line in (imports + input_import).splitlines()}
     return ("from pathlib import Path\n\n" + "".join(sorted(modules))
             + "\nhere = Path(__file__).parent\n" + input_lines
@@ -200,10 +185,9 @@ def _torch_export(study, row: dict, out: Path, corpus: dict | None) -> tuple[lis
     # layout), and the module itself where it is saved whole.
     with tempfile.TemporaryDirectory() as scratch:
         built, workload, artifact = build(Path(scratch), settings, chain, {})
-    sample = (tokenize(built, SAMPLE_TEXTS, 16, workload.max_length) if built.kind == "text"
-              else point_inputs(built, workload, "b2")[0])
+    sample = point_inputs(built, workload, built.point(2, 16))[0]
     names = settings.model["input_names"]
-    lines = [f"input_names = {names!r}"] if built.kind != "tensor" else []
+    lines = [f"input_names = {names!r}"] if built.hugging_face else []
     module, artifact.module = artifact.module, None  # the runner's facts are what stay
     # Each pass's own load.py lines (its `code`), else the candidate saved whole.
     if all(passes.REGISTRY[p].code is not None for p in chain):
@@ -269,10 +253,10 @@ def _float_model(settings, out: Path, sample: list[torch.Tensor], lines: list[st
     inner = model.module.model  # the user's model inside the OutputAdapter
     names = settings.model["input_names"]
     with torch.inference_mode():
-        output = (inner(**dict(zip(names, sample, strict=True))) if model.kind != "tensor"
+        output = (inner(**dict(zip(names, sample, strict=True))) if model.hugging_face
                   else inner(*sample))
     pick = _pick(output, model.module.output_key)
-    if model.kind != "tensor":
+    if model.hugging_face:
         folders.note_files(out, ["model"])
         _write_whole(out, "model", inner.save_pretrained)
         auto = AUTO_CLASSES[model.task]
@@ -369,6 +353,5 @@ def load_runner(folder: Path) -> tuple[Runner, list[torch.Tensor]]:
         model, _, artifact = build(Path(study), settings, tuple(recipe["passes"]), {})
     run = runtimes.REGISTRY[recipe["runtime"]].build(artifact, recipe["settings"],
                                                      settings.threads, settings.device)
-    inputs = (tokenize(model, SAMPLE_TEXTS, None, workload.max_length)
-              if model.kind == "text" else tile(model, 2))
+    inputs = model.example_batch(SAMPLE_TEXTS, len(SAMPLE_TEXTS), None, workload.max_length)
     return run, inputs

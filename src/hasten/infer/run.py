@@ -30,6 +30,7 @@ from hasten.infer.workload import Workload, parse_point, point_inputs, point_kin
 from hasten.models import LoadedModel, absolute_spec, exported_model, load_model
 from hasten.options import InferOptions
 from hasten.pt2 import Exported
+from hasten.store import Meta
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
 DEFAULT_SEQ_LENGTHS = (32, 128)
@@ -90,7 +91,7 @@ def optimize_inference(
     workload.calibration_samples = o.calibration_samples
     if _data_kind(o.data) == "batches":
         _add_inputs(loaded, workload, o.data, o.column or o.label_column)
-    elif o.data is not None and loaded.kind != "text":
+    elif o.data is not None and not loaded.takes_text:
         _add_images(loaded, workload, Path(o.data), o.column or o.label_column, o.image_size,
                     o.mean, o.std)
     if (o.image_size, o.mean, o.std) != (None, None, None) and not workload.images:
@@ -160,12 +161,12 @@ def _workload(model: LoadedModel, data, column, label_column, batch_sizes, seq_l
         batch_sizes = [model.fixed_batch]
     texts, labels, source = [], None, {}
     kind = _data_kind(data)
-    if kind in ("texts", "batches") and (kind == "texts") != (model.kind == "text"):
-        wanted = ("texts (a list of str, or a file)" if model.kind == "text"
+    if kind in ("texts", "batches") and (kind == "texts") != model.takes_text:
+        wanted = ("texts (a list of str, or a file)" if model.takes_text
                   else "batches of input tensors (a DataLoader)")
-        raise HastenError(f"{model.name} takes {'text' if model.kind == 'text' else 'tensors'}; "
+        raise HastenError(f"{model.name} takes {'text' if model.takes_text else 'tensors'}; "
                           f"give `data` as {wanted}.")
-    if model.kind == "text":
+    if model.takes_text:
         if kind == "file" and Path(data).is_dir():
             raise HastenError(f"{data} is a folder, and {model.name} takes text; pass a .txt, "
                               ".csv or .jsonl file.")
@@ -233,9 +234,7 @@ def _add_images(model: LoadedModel, workload: Workload, folder: Path, column: st
     if column:
         raise HastenError("An image folder's labels come from its class folders; `column` and "
                           "`label_column` are for text files.")
-    channels, size = image_files.image_input(model.example_inputs)
-    prep = model.image or image_files.preparation(channels, size)
-    workload.image = image_files.override(prep, image_size, mean, std)
+    workload.image = image_files.override(model.image_preparation(), image_size, mean, std)
     workload.images, workload.labels = image_files.read_folder(folder)
     workload.data = {"path": str(folder.resolve()), "found": len(workload.images)}
 
@@ -244,7 +243,7 @@ def _check_forward(model: LoadedModel, workload: Workload) -> None:
     """Run the model once on two real samples, so a broken forward is one clear error."""
     if not model.is_torch:
         return
-    point = f"b2/s{min(workload.seq_lengths)}" if model.kind == "text" else "b2"
+    point = model.point(2, min(workload.seq_lengths, default=None))
     try:
         with torch.inference_mode():
             out = model.module(*point_inputs(model, workload, point)[0])
@@ -313,7 +312,7 @@ class InferRun:
         self.progress("done", 1, 1)
 
     def _save_cuts(self) -> None:
-        self.store.set_meta("budget", {"seconds": self.deadline.seconds, "cut": self.cuts})
+        self.store.set_meta(Meta.BUDGET, {"seconds": self.deadline.seconds, "cut": self.cuts})
 
     def drop(self, name: str, reason: str) -> None:
         """Leave a candidate out, with the reason."""
@@ -479,16 +478,16 @@ def _confirm(engine: Engine, progress: Progress) -> None:
     rounds; the final ranking uses these figures (see hasten.infer.confirm)."""
     store = engine.store
     plan = Study(store.folder).confirmation_plan()
-    done = store.meta("confirmation") or {}
+    done = store.meta(Meta.CONFIRMATION) or {}
     if done.get("plan") == plan and set(done.get("results", {})) >= set(plan):
         return
     if not plan:
         return
-    store.set_meta("confirmation", {"plan": plan})
+    store.set_meta(Meta.CONFIRMATION, {"plan": plan})
     progress("confirming the leaders in alternating rounds", 0, 1)
     reason = engine.executor.run(store.folder, "confirm", "confirm", list(plan),
                                  engine.limits.of("full"), module="hasten.infer.confirm")
-    results = (store.meta("confirmation") or {}).get("results", {})
+    results = (store.meta(Meta.CONFIRMATION) or {}).get("results", {})
     for point in plan:
         if point not in results:
             results[point] = {"error": reason or "the confirmation process wrote no result"}
@@ -502,7 +501,7 @@ def _confirm(engine: Engine, progress: Progress) -> None:
                            f"{c['rounds']} rounds" + ("" if c.get("agrees", True) else
                                                      f"; {c['p50']:.3g} ms against "
                                                      f"{c['alone_p50']:.3g} ms alone"))
-    store.set_meta("confirmation", {"plan": plan, "results": results})
+    store.set_meta(Meta.CONFIRMATION, {"plan": plan, "results": results})
 
 
 def log_trials(store, name: str, points: list[str], log: Log) -> None:

@@ -11,6 +11,7 @@ from hasten.infer import passes, search
 from hasten.infer.settings import InferSettings
 from hasten.infer.workload import parse_point
 from hasten.measure import least_memory
+from hasten.store import Meta
 
 
 class Study(StudyRecord):
@@ -24,8 +25,8 @@ class Study(StudyRecord):
         super().__init__(folder)
         self.settings: InferSettings
         self.settings.workload.read_samples(self.folder)
-        self.confirmation = self.meta.get("confirmation") or {}
-        self.budget = self.meta.get("budget") or {}
+        self.confirmation = self.meta.get(Meta.CONFIRMATION) or {}
+        self.budget = self.meta.get(Meta.BUDGET) or {}
 
     @property
     def screen_point(self) -> str:

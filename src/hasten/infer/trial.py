@@ -14,7 +14,6 @@ import traceback
 from pathlib import Path
 
 from hasten import fidelity
-from hasten.data import attention_mask, tokenize
 from hasten.engine import record_failure
 from hasten.errors import describe_error
 from hasten.infer import artifacts, passes, runtimes
@@ -23,7 +22,7 @@ from hasten.infer.settings import InferSettings
 from hasten.infer.workload import eval_batches, parse_point, point_inputs, point_kind
 from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
 from hasten.models import load_model
-from hasten.store import Store
+from hasten.store import Meta, Store
 
 DATASET_BUDGET = Budget(warmup=0, min_reps=3, max_reps=5, seconds=0.0, rel_tol=0.05)
 
@@ -44,10 +43,7 @@ def build(study: Path, settings: InferSettings, chain: tuple[str, ...], one_time
                     else Artifact("onnx", path=model.onnx_path))
     workload = settings.workload
     workload.read_samples(study)
-    if model.kind == "text":
-        sample = tokenize(model, workload.texts[:2], 16, workload.max_length)
-    else:
-        sample = point_inputs(model, workload, "b2")[0]
+    sample = point_inputs(model, workload, model.point(2, 16))[0]
     for i in range(start, len(chain)):
         step = passes.REGISTRY[chain[i]]
         folder = artifacts.folder(study, chain[: i + 1])
@@ -78,7 +74,7 @@ def build_only(store: Store, study: Path, settings: InferSettings, names: list[s
 
 def run(study: Path, name: str, phase: str, points: list[str]) -> None:
     store = Store(study)
-    settings = InferSettings.from_dict(store.meta("config"))
+    settings = InferSettings.from_dict(store.meta(Meta.CONFIG))
     row = next(c for c in store.candidates() if c["name"] == name)
     if phase == "build":
         build_only(store, study, settings, points)
@@ -147,7 +143,7 @@ def _fidelity(store: Store, study: Path, settings: InferSettings, name: str, mod
     """Run the evaluation subset; the baseline saves it as the reference, others compare."""
     batches, order = eval_batches(model, workload)
     outputs = [runner(b).float().cpu() for b in batches]
-    masks = [attention_mask(model, b) for b in batches]
+    masks = [model.attention_mask(b) for b in batches]
     labels = ([workload.labels[i] for i in order] if workload.labels else None)
     reference_file = study / "reference.npz"
     if name == settings.baseline:

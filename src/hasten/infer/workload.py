@@ -15,7 +15,6 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from hasten import images as image_files
-from hasten.data import tile, tokenize
 from hasten.errors import HastenError
 from hasten.folders import write_whole
 from hasten.models import LoadedModel
@@ -168,18 +167,14 @@ def point_inputs(model: LoadedModel, workload: Workload, point: str) -> list[lis
         return [[image_batch(workload, range(p["batch"]))]]
     if workload.inputs:
         return [input_batch(workload, range(p["batch"]))]
-    if model.kind != "text":
-        return [tile(model, p["batch"])]
     if not p["dataset"]:
-        texts = [workload.texts[i % len(workload.texts)] for i in range(p["batch"])]
-        return [tokenize(model, texts, p["seq"], workload.max_length)]
-    texts = list(workload.texts)
+        return [model.example_batch(workload.texts, p["batch"], p["seq"], workload.max_length)]
+    texts = list(workload.texts)  # a dataset pass: text only
     if p["order"] == "sorted":
-        lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True,
-                                                       max_length=workload.max_length)["input_ids"]]
+        lengths = model.lengths(texts, workload.max_length)
         texts = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda x: x[0])]
     b = p["batch"]
-    return [tokenize(model, texts[i:i + b], None, workload.max_length)
+    return [model.tokenize(texts[i:i + b], None, workload.max_length)
             for i in range(0, len(texts), b)]
 
 
@@ -212,13 +207,13 @@ def eval_batches(
             count = max(size, count // size * size)
         order = [i % workload.rows() for i in range(count)]
         return [input_batch(workload, order[s:s + size]) for s in range(0, count, size)], order
-    if model.kind != "text":
-        batches = _random_batches(model, max(size, workload.eval_samples // size * size), size,
-                                  seed=1)
+    if not model.takes_text:
+        batches = model.random_batches(max(size, workload.eval_samples // size * size), size,
+                                       seed=1)
         return batches, list(range(size * len(batches)))
     texts = workload.texts[: workload.eval_samples]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    return [tokenize(model, [texts[i] for i in order[s:s + 32]], None, workload.max_length)
+    return [model.tokenize([texts[i] for i in order[s:s + 32]], None, workload.max_length)
             for s in range(0, len(order), 32)], order
 
 
@@ -242,14 +237,13 @@ def calibration_batches(model: LoadedModel, workload: Workload,
         chosen = _uniform(list(range(start, min(start + n, len(workload.images)))), batch_size)
         return [[image_batch(workload, chosen[i:i + batch_size])]
                 for i in range(0, len(chosen), batch_size)]
-    if model.kind != "text":
-        return _random_batches(model, n, batch_size, seed=2)
+    if not model.takes_text:
+        return model.random_batches(n, batch_size, seed=2)
     texts = workload.texts
     rest = texts[workload.eval_samples:]
     chosen = _uniform((rest if len(rest) >= n else texts)[:n], batch_size)
-    length = max(len(ids) for ids in model.tokenizer(chosen, truncation=True,
-                                                     max_length=workload.max_length)["input_ids"])
-    return [tokenize(model, chosen[i:i + batch_size], length, workload.max_length)
+    length = max(model.lengths(chosen, workload.max_length))
+    return [model.tokenize(chosen[i:i + batch_size], length, workload.max_length)
             for i in range(0, len(chosen), batch_size)]
 
 
@@ -258,22 +252,6 @@ def _uniform(items: list, batch_size: int) -> list:
     if len(items) <= batch_size:
         return items
     return items + items[: -len(items) % batch_size]
-
-
-def _random_batches(model: LoadedModel, samples: int, batch_size: int,
-                    seed: int) -> list[list[torch.Tensor]]:
-    """Batches shaped like the model's example inputs: random normal floats, and integer
-    inputs cycled from the examples. All a tensor model without data can be fed."""
-    gen = torch.Generator().manual_seed(seed)
-    batches = []
-    for _ in range(max(1, -(-samples // batch_size))):
-        rows = min(batch_size, samples)
-        batches.append([
-            torch.randn((rows, *t.shape[1:]), generator=gen, dtype=t.dtype)
-            if t.is_floating_point() else t[torch.arange(rows) % t.shape[0]]
-            for t in model.example_inputs.values()
-        ])
-    return batches
 
 
 def take_inputs(model: LoadedModel, batches: Iterable, limit: int

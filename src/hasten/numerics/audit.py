@@ -15,7 +15,7 @@ import torch
 
 from hasten import fidelity
 from hasten.config import check_max_drop
-from hasten.data import attention_mask, demo_corpus, read_texts, tile, tokenize
+from hasten.data import demo_corpus, read_texts
 from hasten.errors import HastenError
 from hasten.models import LoadedModel, first_tensor, load_model
 from hasten.numerics.stats import TensorStats, UpdateStats
@@ -170,14 +170,14 @@ def audit_model(
 
 def _model_batches(loaded: LoadedModel, data, column, samples: int,
                    batch_size: int) -> list[list[torch.Tensor]]:
-    if loaded.kind != "text":
+    if not loaded.takes_text:
         if data is not None:
             raise HastenError("`data` takes text for text models; this model takes tensors, "
                               "so describe its input with `input_shape` instead.")
-        return [tile(loaded, batch_size) for _ in range(math.ceil(samples / batch_size))]
+        return [loaded.tile(batch_size) for _ in range(math.ceil(samples / batch_size))]
     texts = read_texts(Path(data), column, None)[0] if data is not None else demo_corpus()
     texts = texts[:samples]
-    return [tokenize(loaded, texts[i:i + batch_size], None, min(128, loaded.max_length))
+    return [loaded.tokenize(texts[i:i + batch_size], None, min(128, loaded.max_length))
             for i in range(0, len(texts), batch_size)]
 
 
@@ -216,7 +216,7 @@ def _confirm_outputs(loaded: LoadedModel, batches: list, reference: list[torch.T
                      max_drop: float) -> list[dict]:
     """The model's outputs under each precision against fp32's (`reference`), same batches."""
     module = loaded.module
-    masks = [attention_mask(loaded, b) for b in batches]
+    masks = [loaded.attention_mask(b) for b in batches]
     rows = []
     for name in PRECISIONS:
         row: dict = {"precision": name}

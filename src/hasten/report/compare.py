@@ -16,6 +16,7 @@ from hasten.infer.workload import parse_point
 from hasten.report import html
 from hasten.report.common import machine_line, ms
 from hasten.report.plots import ratio_plot
+from hasten.store import Meta
 
 MACHINE_FACTS = (("CPU", "cpu"), ("usable cores", "cores"), ("memory GiB", "memory_gib"))
 SETTINGS = (("model", lambda s: s.settings.model["name"]), ("spec", lambda s: s.settings.spec),
@@ -207,7 +208,7 @@ class TypeComparison:
 def compare_types(studies: list[Study | str | Path]) -> TypeComparison:
     """Match studies by candidate and workload point; each is labelled by its machine type."""
     studies = [s if isinstance(s, Study) else Study(s) for s in studies]
-    labels = [(s.meta.get("machine_type") or {}).get("name") or s.folder.name for s in studies]
+    labels = [(s.meta.get(Meta.MACHINE_TYPE) or {}).get("name") or s.folder.name for s in studies]
     if len(set(labels)) < len(labels):
         labels = [s.folder.name for s in studies]
     tables = [{r["candidate"]: r for r in s.table()} for s in studies]

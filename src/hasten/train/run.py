@@ -23,6 +23,7 @@ from hasten.executors import Deadline, Executor, LocalExecutor
 from hasten.folders import study_folder
 from hasten.measure import memory_noise_mb
 from hasten.options import TrainOptions
+from hasten.store import Meta
 from hasten.train import families
 from hasten.train.demos import DEMOS as DEMO_RECIPES
 from hasten.train.demos import KERAS_DEMOS
@@ -155,7 +156,7 @@ class Launcher:
         self._save()
 
     def _save(self) -> None:
-        self.engine.store.set_meta("budget", {"seconds": self.deadline.seconds,
+        self.engine.store.set_meta(Meta.BUDGET, {"seconds": self.deadline.seconds,
                                               "cut": self.cuts})
 
     def cut(self, name: str, phase: str, what: str) -> str:

@@ -21,7 +21,7 @@ import torch
 from hasten.engine import record_failure
 from hasten.errors import describe_error
 from hasten.measure import Budget, Clock, MemoryWatch, peak_gpu_memory_mb, repeat, stats
-from hasten.store import Store
+from hasten.store import Meta, Store
 from hasten.train.candidates import TrainCandidate, lr_scaling, lr_warmup_steps
 from hasten.train.example_call import ExampleCall
 from hasten.train.outcome import (
@@ -310,13 +310,13 @@ def _audit(store: Store, settings: TrainSettings) -> None:
 
     result = audit_recipe(settings.recipe, batch_size=min(settings.batch_size, 16), steps=2,
                           max_drop=settings.max_drop)
-    store.set_meta("audit", {"verdict": result["verdict"], "confirm": result["confirm"],
+    store.set_meta(Meta.AUDIT, {"verdict": result["verdict"], "confirm": result["confirm"],
                              "loss_scale": result["loss_scale"], "seconds": result["seconds"]})
 
 
 def run(study: Path, name: str, phase: str) -> None:
     store = Store(study)
-    settings = TrainSettings.from_dict(store.meta("config"))
+    settings = TrainSettings.from_dict(store.meta(Meta.CONFIG))
     if phase == "audit":
         _audit(store, settings)
         return

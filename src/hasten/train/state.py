@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hasten.store import Meta
+
 # What `meta` answers for a key the store does not hold.
 _ABSENT = object()
 
@@ -29,15 +31,15 @@ class TrainState:
     def read(cls, meta: Callable[[str, object], object]) -> TrainState:
         """The record from a study's meta table (`meta(key, default)`: Store.meta, or a
         study's dict's get)."""
-        combined = meta("combined", _ABSENT)
-        return cls(audit=meta("audit", None), too_slow=meta("too_slow", None) or {},
+        combined = meta(Meta.COMBINED, _ABSENT)
+        return cls(audit=meta(Meta.AUDIT, None), too_slow=meta(Meta.TOO_SLOW, None) or {},
                    combined=None if combined is _ABSENT else combined,
                    combined_decided=combined is not _ABSENT,
-                   batch_search=meta("batch_search", None))
+                   batch_search=meta(Meta.BATCH_SEARCH, None))
 
     def save(self, store, name: str) -> None:
         """Keep one field in the store (the same call resumes from it)."""
-        store.set_meta(name, getattr(self, name))
+        store.set_meta(Meta(name), getattr(self, name))
 
     def needs_audit(self) -> bool:
         """Whether the audit is still to run: never tried, or left out by the time budget."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from hasten.engine import StudyRecord
 from hasten.errors import HastenError
 from hasten.measure import least_memory, memory_noise_mb
+from hasten.store import Meta
 from hasten.train.families import family
 from hasten.train.outcome import metric_range
 from hasten.train.settings import TrainSettings
@@ -40,7 +41,7 @@ class TrainStudy(StudyRecord):
         self.combined = self.state.combined
         self.too_slow = self.state.too_slow
         # The time budget's seconds (inf: none) and what it left out, with the reasons.
-        self.budget = self.meta.get("budget") or {}
+        self.budget = self.meta.get(Meta.BUDGET) or {}
         # A Keras study's backend (tensorflow or torch), None for a PyTorch study.
         self.keras_backend = self.settings.keras_backend
         self.family = family(self.settings)

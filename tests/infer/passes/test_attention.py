@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hasten.data import tokenize
 from hasten.infer import passes, search
 from hasten.infer.passes import Artifact
 from hasten.models import load_model
@@ -23,7 +22,7 @@ def test_the_menu_has_a_candidate_per_implementation():
 
 
 def test_switching_attention_keeps_the_outputs(bert):
-    inputs = tokenize(bert, ["a short one", "a somewhat longer sentence than that"], None, 32)
+    inputs = bert.tokenize(["a short one", "a somewhat longer sentence than that"], None, 32)
     with torch.inference_mode():
         before = bert.module(*inputs)
     artifact = passes.REGISTRY["attention_eager"].apply(Artifact("torch", module=bert.module),

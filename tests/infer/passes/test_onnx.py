@@ -17,7 +17,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import hasten.infer.passes.onnx as onnx_passes
-from hasten.data import demo_corpus, tokenize
+from hasten.data import demo_corpus
 from hasten.infer import passes
 from hasten.infer.passes import Artifact, PassContext
 from hasten.models import load_model
@@ -33,7 +33,7 @@ def _ort(path, inputs: list[torch.Tensor]) -> torch.Tensor:
 def bert_legacy(tiny_bert_spec, tmp_path_factory):
     """The tiny BERT exported once by the legacy pass, and the model it was given."""
     model = load_model(tiny_bert_spec)
-    sample = tokenize(model, demo_corpus()[:2], 16, 128)
+    sample = model.tokenize(demo_corpus()[:2], 16, 128)
     folder = tmp_path_factory.mktemp("bert-legacy")
     out = passes.REGISTRY["onnx_export_legacy"].apply(Artifact("torch", module=model.module),
                                                       PassContext(model, sample, folder))
@@ -50,7 +50,7 @@ def test_the_legacy_export_uses_eager_attention_and_runs_at_any_shape(bert_legac
     assert "Softmax" in {n.op_type for n in graph.node}  # attention as matmuls and a softmax
     # The module scopes only the dynamo exporter records: no module-to-node map.
     assert onnx_passes.onnx_layers(out.path) == {}
-    inputs = tokenize(model, demo_corpus()[2:5], 24, 128)  # 3 x 24, exported at 2 x 16
+    inputs = model.tokenize(demo_corpus()[2:5], 24, 128)  # 3 x 24, exported at 2 x 16
     with torch.inference_mode():
         expected = model.module(*inputs)
     torch.testing.assert_close(_ort(out.path, inputs), expected, rtol=1e-4, atol=1e-4)
@@ -62,7 +62,7 @@ def test_dynamic_int8_weights_fit_the_cpus_int8_kernels(bert_legacy, tmp_path, m
     model, exported = bert_legacy
     monkeypatch.setattr(onnx_passes, "has_int8_dot", lambda: int8_dot)
     out = passes.REGISTRY["ort_quantize_dynamic"].apply(
-        exported, PassContext(model, tokenize(model, demo_corpus()[:2], 16, 128), tmp_path))
+        exported, PassContext(model, model.tokenize(demo_corpus()[:2], 16, 128), tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # the float copy is gone
     assert out.notes[0] == "exported with the legacy exporter"
     if int8_dot:

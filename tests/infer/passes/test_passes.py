@@ -10,7 +10,6 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from hasten.data import tokenize
 from hasten.infer import passes
 from hasten.infer.passes import Artifact, PassContext
 from hasten.infer.passes.onnx import reduce_range_note
@@ -22,7 +21,7 @@ SENTENCES = ["A short one.", "This sentence is a little longer than the first on
 
 def _sample(model):
     if model.kind == "text":
-        return tokenize(model, SENTENCES, 16, 128)
+        return model.tokenize(SENTENCES, 16, 128)
     return [t for t in model.example_inputs.values()]
 
 
@@ -129,7 +128,7 @@ def test_onnx_export_has_dynamic_batch_and_sequence(tiny_bert_spec, bert_onnx):
     onnx.checker.check_model(str(bert_onnx.path))
     model = load_model(tiny_bert_spec)
     # Batch 3 and sequence 24 differ from the export's sample (2 x 16).
-    inputs = tokenize(model, ["One.", "Two words.", "Three words here."], 24, 128)
+    inputs = model.tokenize(["One.", "Two words.", "Three words here."], 24, 128)
     got = _ort(bert_onnx.path, inputs)
     assert got.shape == (3, 24, 32)
     torch.testing.assert_close(got, _eager(model, inputs), rtol=1e-4, atol=1e-4)

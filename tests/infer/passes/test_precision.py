@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hasten.data import demo_corpus, tokenize
+from hasten.data import demo_corpus
 from hasten.infer import passes, runtimes
 from hasten.infer.passes import Artifact, PassContext
 from hasten.models import load_model
@@ -19,7 +19,7 @@ HALF = {"bf16_weights": torch.bfloat16, "fp16_weights": torch.float16}
 
 @pytest.fixture(scope="module")
 def inputs(tiny_bert_spec) -> list[torch.Tensor]:
-    return tokenize(load_model(tiny_bert_spec), demo_corpus()[:8], 24, 128)
+    return load_model(tiny_bert_spec).tokenize(demo_corpus()[:8], 24, 128)
 
 
 @pytest.fixture(scope="module")

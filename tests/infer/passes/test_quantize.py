@@ -10,7 +10,7 @@ import importlib.util
 
 import torch
 
-from hasten.data import demo_corpus, tokenize
+from hasten.data import demo_corpus
 from hasten.infer import passes
 from hasten.infer.passes import Artifact, PassContext
 from hasten.models import load_model
@@ -43,7 +43,7 @@ def test_torch_ao_quantizes_a_copy_of_the_linears_only(cnn_spec, tmp_path):
 
 def test_torchao_int8_weights_in_place_answer_close_to_fp32(tiny_bert_spec, tmp_path):
     model = load_model(tiny_bert_spec)
-    inputs = tokenize(model, demo_corpus()[:6], 24, 128)
+    inputs = model.tokenize(demo_corpus()[:6], 24, 128)
     with torch.inference_mode():
         expected = model.module(*inputs)
     linears = [m for m in model.module.modules() if isinstance(m, torch.nn.Linear)]

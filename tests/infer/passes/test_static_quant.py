@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from hasten import fidelity
-from hasten.data import tile
 from hasten.infer import passes
 from hasten.infer.passes import Artifact, PassContext, accuracy_aware
 from hasten.infer.passes.accuracy_aware import rank_layers
@@ -72,7 +71,7 @@ def fragile(tmp_path_factory):
 
 def _context(model, workload, folder):
     folder.mkdir(parents=True, exist_ok=True)
-    return PassContext(model, tile(model, 2), folder, workload=workload, max_drop=0.01)
+    return PassContext(model, model.tile(2), folder, workload=workload, max_drop=0.01)
 
 
 def _chain(model, workload, tmp_path, names):
@@ -224,4 +223,4 @@ def test_static_passes_need_the_workload(fragile, tmp_path):
     model, _ = fragile
     with pytest.raises(ValueError, match="needs the study's workload"):
         passes.REGISTRY["pt2e_int8_x86"].apply(Artifact("torch", module=model.module),
-                                               PassContext(model, tile(model, 2), tmp_path))
+                                               PassContext(model, model.tile(2), tmp_path))

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hasten.data import demo_corpus, tokenize
+from hasten.data import demo_corpus
 from hasten.infer import passes, runtimes
 from hasten.infer.passes import Artifact, PassContext
-from hasten.models import LoadedModel, OutputAdapter, load_model
+from hasten.models import LoadedModel, OutputAdapter, TensorModel, load_model
 
 # Tracing the transformers model warns about data-dependent branches it freezes; expected.
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -26,13 +26,13 @@ def _apply(name: str, model: LoadedModel, sample: list[torch.Tensor], folder) ->
 
 def test_a_traced_bert_is_frozen_and_answers_at_other_shapes(tiny_bert_spec, tmp_path):
     model = load_model(tiny_bert_spec)
-    sample = tokenize(model, demo_corpus()[:2], 16, 128)
+    sample = model.tokenize(demo_corpus()[:2], 16, 128)
     out = _apply("torchscript_trace", model, sample, tmp_path)
     assert out.kind == "torchscript" and out.path == tmp_path / "model.pt"
     loaded = torch.jit.load(str(out.path))
     assert isinstance(loaded, torch.jit.ScriptModule)
     assert list(loaded.parameters()) == []  # frozen: the weights are constants of the graph
-    other = tokenize(model, demo_corpus()[2:5], 24, 128)  # 3 x 24, traced at 2 x 16
+    other = model.tokenize(demo_corpus()[2:5], 24, 128)  # 3 x 24, traced at 2 x 16
     with torch.inference_mode():
         got, expected = loaded(*other), model.module(*other)
     assert got.shape == (3, 24, 32)
@@ -71,7 +71,7 @@ class Pair(torch.nn.Module):
 
 
 def test_a_scripted_model_answering_with_a_tuple_is_refused(tmp_path):
-    model = LoadedModel(spec="py:pair", name="pair", kind="tensor", task="tensor",
+    model = TensorModel(spec="py:pair", name="pair", task="tensor",
                         input_names=["x"], module=OutputAdapter(Pair().eval(), ["x"], None),
                         example_inputs={"x": torch.randn(2, 4)})
     # Every other candidate answers with the adapter's one tensor; a scripted tuple would not.

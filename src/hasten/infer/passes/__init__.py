@@ -62,18 +62,11 @@ class PassContext:
         return calibration_batches(self.model, self.workload)
 
 
-def dynamic_axes(model: LoadedModel) -> dict[str, dict[int, str]]:
-    """Dynamic batch axis on every input, and a dynamic sequence axis on text inputs."""
-    if model.kind == "text":
-        return {name: {0: "batch", 1: "sequence"} for name in model.input_names}
-    return {name: {0: "batch"} for name in model.input_names}
-
-
 def export_shapes(model: LoadedModel) -> tuple:
-    """dynamic_axes as torch.export dynamic shapes, one dict per positional input."""
+    """The model's dynamic axes as torch.export dynamic shapes, one dict per positional input."""
     dims = {label: torch.export.Dim(label) for label in ("batch", "sequence")}
     return tuple({axis: dims[label] for axis, label in axes.items()}
-                 for axes in dynamic_axes(model).values())
+                 for axes in model.dynamic_axes().values())
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from hasten.infer.passes import (
     Artifact,
     PassContext,
     all_of,
-    dynamic_axes,
     export_shapes,
     needs_package,
     needs_torch_module,
@@ -36,7 +35,7 @@ def _export_legacy(module: torch.nn.Module, ctx: PassContext, path) -> None:
     torch.onnx.export(
         module, tuple(ctx.sample_inputs), str(path), dynamo=False, opset_version=17,
         input_names=ctx.model.input_names, output_names=["output"],
-        dynamic_axes={**dynamic_axes(ctx.model), "output": {0: "batch"}},
+        dynamic_axes={**ctx.model.dynamic_axes(), "output": {0: "batch"}},
     )
 
 

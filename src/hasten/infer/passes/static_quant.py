@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from hasten.data import attention_mask
 from hasten.infer.passes import (
     Artifact,
     PassContext,
@@ -45,7 +44,7 @@ def _feeds(ctx: PassContext, batches: list) -> list[dict]:
 
 def _within_tolerance(backend: Int8Backend, ctx: PassContext, batches: list):
     """The accuracy-aware search, fed from the pass context."""
-    masks = [attention_mask(ctx.model, b) for b in batches]
+    masks = [ctx.model.attention_mask(b) for b in batches]
     return quantize_within_tolerance(backend, ctx.model.module, batches, masks, ctx.model.task,
                                      ctx.max_drop)
 
@@ -244,7 +243,7 @@ def openvino_nncf_int8(artifact: Artifact, ctx: PassContext) -> Artifact:
     feeds = _feeds(ctx, batches)
     core = ov.Core()
     source = core.read_model(str(artifact.path))
-    model_type = nncf.ModelType.TRANSFORMER if ctx.model.kind == "text" else None
+    model_type = nncf.ModelType.TRANSFORMER if ctx.model.takes_text else None
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.DISABLE)
     layers_file = artifact.path.parent / LAYERS_FILE
     by_module = json.loads(layers_file.read_text()) if layers_file.is_file() else {}

@@ -24,7 +24,7 @@ import numpy as np
 from hasten.engine import record_failure
 from hasten.errors import describe_error
 from hasten.measure import MemoryWatch, stats
-from hasten.store import Store
+from hasten.store import Meta, Store
 from hasten.train.keras.candidates import HALF_MODES, KerasCandidate
 from hasten.train.keras.recipe import KerasRecipe, load_keras_recipe
 from hasten.train.outcome import (
@@ -265,7 +265,7 @@ def trains_on(store: Store, settings: TrainSettings, name: str, c: KerasCandidat
 
 def run(study: Path, name: str, phase: str) -> None:
     store = Store(study)
-    settings = TrainSettings.from_dict(store.meta("config"))
+    settings = TrainSettings.from_dict(store.meta(Meta.CONFIG))
     row = next(r for r in store.candidates() if r["name"] == name)
     c = KerasCandidate.from_settings(row["settings"])
     probe = phase_kind(phase) == "probe"
