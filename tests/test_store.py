@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -130,3 +131,39 @@ def test_trials_are_asked_of_the_database_by_candidate_point_kind_and_status(tmp
     assert [t["error"] for t in store.trials(kind="converge")] == ["nan"]
     assert store.trials("c") == [] and len(store.trials()) == 3
     store.close()
+
+
+def _version_2(folder) -> None:
+    """A study as version 2 wrote it: results without facts, the layers an int8 search kept
+    in float said only in a note."""
+    from hasten.store import SCHEMA
+
+    folder.mkdir()
+    db = sqlite3.connect(folder / "study.sqlite")
+    db.executescript(SCHEMA.replace(", facts TEXT", ""))
+    db.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    for name, notes in (("int8", ["all layers int8: validation cosine 0.9", "kept in float (3 "
+                                  "of 12 layers, most damaging first): a, b, c"]),
+                        ("fp32", ["a note"])):
+        db.execute("INSERT INTO results VALUES (?, 'ok', NULL, '{}', 1, '', '{}', 10, ?, 0.0)",
+                   (name, json.dumps(notes)))
+    db.commit()
+    db.close()
+
+
+def test_a_version_2_study_is_read_as_it_is_and_migrated_by_its_next_writer(tmp_path):
+    _version_2(tmp_path / "study")
+    reader = Store(tmp_path / "study", readonly=True)
+    assert reader.results()["int8"]["facts"] is None
+    assert reader.results()["int8"]["notes"][1].startswith("kept in float (3 of 12")
+    reader.close()
+    writer = Store(tmp_path / "study")
+    results = writer.results()
+    assert results["int8"]["facts"] == {"float_layers": [3, 12]}
+    assert results["fp32"]["facts"] == {}
+    assert writer.meta(Meta.SCHEMA_VERSION) == 3
+    writer.put_result("new", "ok", facts={"float_layers": [1, 4]})
+    writer.close()
+    again = Store(tmp_path / "study")  # a migrated study opens as this version's
+    assert again.results()["new"]["facts"] == {"float_layers": [1, 4]}
+    again.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 import sqlite3
 import time
 from enum import StrEnum
@@ -17,8 +18,10 @@ from typing import TypedDict
 from hasten.errors import HastenError
 
 # The layout of the tables below; a database of another version is refused, not misread.
-# Version 2 added the kind of each trial and its details apart from its timing.
-SCHEMA_VERSION = 2
+# Version 2 added the kind of each trial and its details apart from its timing; version 3
+# each result's facts (what its passes established, as data), which `_migrate` adds to a
+# version 2 study.
+SCHEMA_VERSION = 3
 
 
 class Meta(StrEnum):
@@ -49,7 +52,7 @@ CREATE TABLE IF NOT EXISTS candidates (
 CREATE TABLE IF NOT EXISTS results (
     candidate TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT, fidelity TEXT,
     passed INTEGER, gate_reason TEXT, one_time TEXT, size_bytes INTEGER, notes TEXT,
-    finished REAL
+    finished REAL, facts TEXT
 );
 CREATE TABLE IF NOT EXISTS trials (
     candidate TEXT NOT NULL, point TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
@@ -74,8 +77,9 @@ class CandidateRow(TypedDict):
 
 class Result(TypedDict):
     """How a candidate ended: its status and error, its fidelity against the baseline and
-    whether that passed (with the reason when not), its one-time costs, artifact size and the
-    notes its passes left."""
+    whether that passed (with the reason when not), its one-time costs, artifact size, the
+    notes its passes left and the facts they established (`float_layers`: [kept in float, of];
+    None in a version 2 study read as it is)."""
 
     candidate: str
     status: str
@@ -87,6 +91,7 @@ class Result(TypedDict):
     size_bytes: int | None
     notes: list[str] | None
     finished: float
+    facts: dict | None
 
 
 class Trial(TypedDict):
@@ -131,7 +136,9 @@ class Store:
                                   "folder is one you can write to.") from exc
         self.db.row_factory = sqlite3.Row
         try:
-            self._check_schema()
+            earlier = self._check_schema()
+            if earlier and not readonly:
+                _migrate(self.db)
             if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)
@@ -148,12 +155,13 @@ class Store:
             self.db.close()
             raise
 
-    def _check_schema(self) -> None:
+    def _check_schema(self) -> bool:
         """Refuse a database that another program or another version of hasten wrote: its
-        rows would be misread. A new, empty database passes."""
+        rows would be misread. A new, empty database passes. True for a version 2 study,
+        which a writer migrates and a reader reads as it is."""
         found = _columns(self.db)
         if not found:
-            return
+            return False
         expected = _expected_columns()
         if found.get("meta") != expected["meta"]:
             raise HastenError(f"{self.path} is not a hasten study database (it holds the tables "
@@ -163,6 +171,10 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?",
                               (Meta.SCHEMA_VERSION.value,)).fetchone()
         version = row[0] if row else json.dumps(SCHEMA_VERSION)
+        earlier = (version == json.dumps(SCHEMA_VERSION - 1)
+                   and found.get("results") == expected["results"][:-1])
+        if earlier:
+            version, found = json.dumps(SCHEMA_VERSION), {**found, "results": expected["results"]}
         other = [name for name in expected if name in found and found[name] != expected[name]]
         if version != json.dumps(SCHEMA_VERSION) or other:
             what = (f"schema version {version}" if version != json.dumps(SCHEMA_VERSION)
@@ -170,6 +182,7 @@ class Store:
             raise HastenError(f"{self.path} was written by another version of hasten ({what}; "
                               f"this one reads schema version {SCHEMA_VERSION}); open it with "
                               "that version, or start over with `fresh`.")
+        return earlier
 
     def close(self) -> None:
         self.db.close()
@@ -206,19 +219,21 @@ class Store:
     def put_result(self, candidate: str, status: str, error: str | None = None,
                    fidelity: dict | None = None, passed: bool | None = None,
                    gate_reason: str | None = None, one_time: dict | None = None,
-                   size_bytes: int | None = None, notes: list[str] | None = None) -> None:
+                   size_bytes: int | None = None, notes: list[str] | None = None,
+                   facts: dict | None = None) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (candidate, status, error, json.dumps(fidelity), passed, gate_reason,
-             json.dumps(one_time), size_bytes, json.dumps(notes or []), time.time()),
+             json.dumps(one_time), size_bytes, json.dumps(notes or []), time.time(),
+             json.dumps(facts or {})),
         )
 
     def results(self) -> dict[str, Result]:
         out = {}
         for r in self.db.execute("SELECT * FROM results").fetchall():
             row = dict(r)
-            for key in ("fidelity", "one_time", "notes"):
-                row[key] = json.loads(row[key]) if row[key] else None
+            for key in ("fidelity", "one_time", "notes", "facts"):
+                row[key] = json.loads(row[key]) if row.get(key) else None
             row["passed"] = None if row["passed"] is None else bool(row["passed"])
             out[row["candidate"]] = row
         return out
@@ -252,6 +267,33 @@ class Store:
     def done_points(self, candidate: str) -> set[str]:
         rows = self.db.execute("SELECT point FROM trials WHERE candidate = ?", (candidate,))
         return {r["point"] for r in rows}
+
+
+# How a version 2 result noted the layers its accuracy-aware search kept in float, which
+# version 3 keeps as the fact `float_layers`.
+_KEPT_NOTE = re.compile(r"kept in float \((\d+) of (\d+) layers")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a version 2 study to this version in one transaction: its results gain their
+    facts, read once from the notes that held them."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "facts" in _columns(db)["results"]:  # another process migrated it first
+            db.execute("COMMIT")
+            return
+        db.execute("ALTER TABLE results ADD COLUMN facts TEXT")
+        for name, notes in db.execute("SELECT candidate, notes FROM results").fetchall():
+            kept = _KEPT_NOTE.search(" ".join(json.loads(notes or "[]")))
+            facts = {"float_layers": [int(kept[1]), int(kept[2])]} if kept else {}
+            db.execute("UPDATE results SET facts = ? WHERE candidate = ?",
+                       (json.dumps(facts), name))
+        db.execute("UPDATE meta SET value = ? WHERE key = ?",
+                   (json.dumps(SCHEMA_VERSION), Meta.SCHEMA_VERSION.value))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _columns(db: sqlite3.Connection) -> dict[str, list[str]]:

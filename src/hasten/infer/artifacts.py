@@ -23,6 +23,7 @@ from hasten.store import Meta, Store
 
 NOTES_FILE = "notes.txt"  # beside each file artifact: what its passes noted
 COST_FILE = "cost.json"  # beside each file artifact: how long its pass took
+FACTS_FILE = "facts.json"  # beside each file artifact: what its passes established (facts)
 PARTIAL = ".partial-"  # a step's folder name + this + the pid: where its pass writes until done
 BUILDING = ".building"  # in a step's folder while the step runs; a crash or a kill leaves it
 
@@ -44,12 +45,15 @@ def cached(study: Path, chain: tuple[str, ...]) -> tuple[int, Artifact | None, d
                 and (where / COST_FILE).is_file()):
             notes_file = where / NOTES_FILE
             notes = notes_file.read_text().splitlines() if notes_file.is_file() else []
+            facts_file = where / FACTS_FILE
+            facts = json.loads(facts_file.read_text()) if facts_file.is_file() else {}
             costs = {}
             for j in range(i):
                 cost = folder(study, chain[: j + 1]) / COST_FILE
                 if cost.is_file():
                     costs[f"{chain[j]}_s"] = json.loads(cost.read_text())["seconds"]
-            return i, Artifact(step.produces, path=where / step.output_file, notes=notes), costs
+            return i, Artifact(step.produces, path=where / step.output_file, notes=notes,
+                               facts=facts), costs
     return 0, None, {}
 
 
@@ -68,13 +72,14 @@ def started(where: Path, writes_file: bool) -> Path:
 
 
 def finished(where: Path, writing: Path, artifact: Artifact, seconds: float) -> Artifact:
-    """Mark a step as done. A file artifact gets its notes and cost beside it, then its
+    """Mark a step as done. A file artifact gets its notes, facts and cost beside it, then its
     partial folder replaces the step's folder in one rename; returns the artifact at its
     final place."""
     if writing == where:
         (where / BUILDING).unlink(missing_ok=True)
         return artifact
     (writing / NOTES_FILE).write_text("\n".join(artifact.notes))
+    (writing / FACTS_FILE).write_text(json.dumps(artifact.facts))
     (writing / COST_FILE).write_text(json.dumps({"seconds": seconds}))
     shutil.rmtree(where)
     os.rename(writing, where)

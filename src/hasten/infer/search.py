@@ -3,8 +3,6 @@ and which to recommend per objective."""
 
 from __future__ import annotations
 
-import re
-
 from hasten import machine
 from hasten.infer import passes, runtimes
 from hasten.infer.candidates import OFFERED, Candidate
@@ -333,14 +331,14 @@ def composites(tuned: list[dict], results: dict[str, dict], screen: dict[str, fl
 
 def int8_slow_reason(row: dict, chain: list[str], flags: dict) -> str:
     """The likely reason an int8 candidate (a table row, built by `chain`) is slower than
-    float, from the machine and the candidate's own notes."""
+    float, from the machine and the facts its passes established."""
     if not any(flags.get(f) for f in ("avx512_vnni", "avx_vnni", "amx_int8")):
         return ("this CPU has no VNNI or AMX int8 instructions, so int8 matrix work is no "
                 "faster than float")
-    kept = re.search(r"kept in float \((\d+) of (\d+) layers", " ".join(row.get("notes") or []))
-    if kept and int(kept.group(1)) * 4 >= int(kept.group(2)):
-        return (f"{kept.group(1)} of {kept.group(2)} layers stay in float to keep accuracy, so "
-                "too little of the model runs in int8")
+    kept, ranked = (row.get("facts") or {}).get("float_layers", (0, 0))
+    if ranked and kept * 4 >= ranked:
+        return (f"{kept} of {ranked} layers stay in float to keep accuracy, so too little of "
+                "the model runs in int8")
     if passes.quantizes(chain) == "dynamic":
         return ("activations are quantized again on every call (dynamic quantization), and "
                 "that work eats the int8 gain")

@@ -80,7 +80,8 @@ class Study(StudyRecord):
                            reason=result["gate_reason"] or "")
             if result:
                 row.update(fidelity=result["fidelity"], one_time=result["one_time"],
-                           size_bytes=result["size_bytes"], notes=result["notes"])
+                           size_bytes=result["size_bytes"], notes=result["notes"],
+                           facts=result["facts"] or {})
                 if name in cuts:
                     row["budget_cut"] = cuts[name]
             rows.append(row)

@@ -49,8 +49,10 @@ def build(study: Path, settings: InferSettings, chain: tuple[str, ...], one_time
         folder = artifacts.folder(study, chain[: i + 1])
         writing = artifacts.started(folder, step.output_file is not None)
         t0 = time.perf_counter()
+        facts = artifact.facts
         artifact = step.apply(artifact, PassContext(model, sample, writing, settings.device,
                                                     workload, settings.max_drop))
+        artifact.facts = {**facts, **artifact.facts}  # a later pass keeps what earlier ones found
         one_time[f"{step.name}_s"] = time.perf_counter() - t0
         artifact = artifacts.finished(folder, writing, artifact, one_time[f"{step.name}_s"])
     return model, workload, artifact
@@ -153,7 +155,8 @@ def _fidelity(store: Store, study: Path, settings: InferSettings, name: str, mod
     base = store.results().get(settings.baseline, {}).get("fidelity") or metrics
     passed, reason = fidelity.gate(metrics, base, settings.max_drop)
     store.put_result(name, "ok", fidelity=metrics, passed=passed, gate_reason=reason,
-                     one_time=one_time, size_bytes=artifact.size_bytes(), notes=artifact.notes)
+                     one_time=one_time, size_bytes=artifact.size_bytes(), notes=artifact.notes,
+                     facts=artifact.facts)
 
 
 def main() -> None:

@@ -117,14 +117,15 @@ def test_the_fragile_layers_rank_first():
 
 def test_a_chain_that_passes_in_int8_stays_all_int8():
     module, batches, simulated = _case(8, ())
-    model, notes = _search(module, batches, simulated)
-    assert simulated.tried == [[]] and model is simulated.built[0]
+    model, notes, facts = _search(module, batches, simulated)
+    assert simulated.tried == [[]] and model is simulated.built[0] and facts == {}
     assert len(notes) == 1 and notes[0].startswith("all layers int8: validation cosine ")
 
 
 def test_the_fewest_most_damaging_layers_stay_in_float():
     module, batches, simulated = _case(8, (1, 4, 6))
-    model, notes = _search(module, batches, simulated)
+    model, notes, facts = _search(module, batches, simulated)
+    assert facts == {"float_layers": [3, 8]}
     # All int8, then 1, 2, 4 layers kept (doubling up to half of 8) and 3 (halving back).
     assert [len(kept) for kept in simulated.tried] == [0, 1, 2, 4, 3]
     kept = simulated.tried[-1]
@@ -138,17 +139,17 @@ def test_the_fewest_most_damaging_layers_stay_in_float():
 
 def test_more_fragile_layers_than_half_leave_every_layer_int8():
     module, batches, simulated = _case(4, (0, 1, 3))
-    model, notes = _search(module, batches, simulated)
+    model, notes, facts = _search(module, batches, simulated)
     assert [len(kept) for kept in simulated.tried] == [0, 1, 2]
-    assert model is simulated.built[0]  # the all-int8 model
+    assert model is simulated.built[0] and facts == {}  # the all-int8 model
     assert notes[1] == ("still outside tolerance with 2 of 4 layers in float; every layer "
                         "stays int8")
 
 
 def test_without_a_pytorch_module_nothing_is_ranked():
     module, batches, simulated = _case(4, (1,))
-    model, notes = quantize_within_tolerance(simulated.backend(), None, batches, [None] * 4,
-                                             "tensor", max_drop=0.01)
+    model, notes, _ = quantize_within_tolerance(simulated.backend(), None, batches, [None] * 4,
+                                                "tensor", max_drop=0.01)
     assert simulated.tried == [[]] and model is simulated.built[0]
     assert notes == ["no PyTorch module to rank layers by, so every layer stays int8"]
 
@@ -194,7 +195,8 @@ def test_slower_is_false_without_a_float_model_to_time():
 def test_half_the_layers_is_tried_when_half_is_no_power_of_two():
     # 3 of 6 layers fragile: 1 and 2 in float miss, 3 (half of 6, the limit) passes.
     module, batches, simulated = _case(6, (0, 2, 5))
-    model, notes = _search(module, batches, simulated)
+    model, notes, facts = _search(module, batches, simulated)
+    assert facts == {"float_layers": [3, 6]}
     assert [len(kept) for kept in simulated.tried] == [0, 1, 2, 3]
     assert set(simulated.tried[-1]) == {"layers.0", "layers.2", "layers.5"}
     assert model is simulated.built[-1] and notes[1].startswith("kept in float (3 of 6 layers")

@@ -116,6 +116,7 @@ def test_ort_static_keeps_the_fragile_layer_in_float(fragile, tmp_path):
     model, workload = fragile
     artifact = _chain(model, workload, tmp_path, ["onnx_export", "ort_quantize_static_minmax"])
     notes = "\n".join(artifact.notes)
+    assert artifact.facts == {"float_layers": [1, 3]}
     assert "calibrated (minmax) on 64 samples" in notes
     assert "kept in float (1 of 3 layers, most damaging first): model.fragile;" in notes
     # Read from the graph ONNX Runtime runs: the two other layers became int8 ops.
@@ -145,6 +146,7 @@ def test_pt2e_keeps_the_fragile_layer_in_float(fragile, tmp_path):
     model, workload = fragile
     artifact = _chain(model, workload, tmp_path, ["pt2e_int8_x86"])
     notes = "\n".join(artifact.notes)
+    assert artifact.facts == {"float_layers": [1, 3]}
     assert "model.fragile" in notes and "kept in float (1 of 3 layers" in notes
     targets = [str(n.target) for n in artifact.module.graph.nodes]
     assert any("quantize_per_tensor" in t for t in targets)
@@ -164,6 +166,7 @@ def test_openvino_nncf_int8(fragile, tmp_path, route):
     model, workload = fragile
     artifact = _chain(model, workload, tmp_path, [*route, "openvino_nncf_int8"])
     notes = "\n".join(artifact.notes)
+    assert artifact.facts == {"float_layers": [1, 3]}
     assert "calibrated (NNCF) on 64 samples" in notes
     assert "kept in float (1 of 3 layers, most damaging first): model.fragile;" in notes
     # The CPU plugin runs the two other layers in int8 (FLOPs at batch 1: 16x64, 64x64 and
@@ -187,6 +190,7 @@ def test_ort_dynamic_int8_keeps_the_fragile_layer_in_float(fragile, tmp_path):
     aware = _chain(model, workload, tmp_path / "aware",
                    ["onnx_export", "ort_quantize_dynamic_aware"])
     notes = "\n".join(aware.notes)
+    assert aware.facts == {"float_layers": [1, 3]}
     assert "kept in float (1 of 3 layers, most damaging first): model.fragile;" in notes
     assert "int8 in 2 of 3 matrix ops as the runtime runs them" in notes
     assert "int8 in 3 of 3 matrix ops" in "\n".join(plain.notes)
@@ -206,6 +210,7 @@ def test_the_search_stops_once_int8_no_longer_beats_float(fragile, tmp_path, mon
     model, workload = fragile
     artifact = _chain(model, workload, tmp_path, ["onnx_export", "ort_quantize_static_minmax"])
     notes = "\n".join(artifact.notes)
+    assert artifact.facts == {"float_layers": [1, 3]}
     assert "kept in float (1 of 3 layers, most damaging first): model.fragile;" in notes
     assert "with 1 layers in float it no longer beats its float version" in notes
 

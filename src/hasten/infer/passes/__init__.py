@@ -30,6 +30,8 @@ class Artifact:
     autocast: torch.dtype | None = None  # run a torch module's forward under this autocast
     channels_last: bool = False  # give a torch module its 4-D float inputs channels-last
     notes: list[str] = field(default_factory=list)
+    # What its passes established that a study reads as data (not text): `float_layers`.
+    facts: dict = field(default_factory=dict)
 
     def size_bytes(self) -> int:
         """Bytes the artifact takes: its files, or a torch module's serialized state."""

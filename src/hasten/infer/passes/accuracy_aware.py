@@ -97,13 +97,14 @@ def _slower(backend: Int8Backend, model: object, batch: list, reps: int = 7) -> 
 
 def quantize_within_tolerance(backend: Int8Backend, module: torch.nn.Module | None,
                               batches: list, masks: list, task: str, max_drop: float
-                              ) -> tuple[object, list[str]]:
+                              ) -> tuple[object, list[str], dict]:
     """Quantize everything; while the output misses the tolerance, keep the most damaging
-    layers in float (1, 2, 4, ... and at last half of them). Returns the model and notes that say
-    what was kept in float and why."""
+    layers in float (1, 2, 4, ... and at last half of them). Returns the model, notes that say
+    what was kept in float and why, and the facts a study reads: `float_layers`, [layers kept
+    in float, layers ranked], when some were."""
     quantized = backend.quantize([])
     if module is None:
-        return quantized, ["no PyTorch module to rank layers by, so every layer stays int8"]
+        return quantized, ["no PyTorch module to rank layers by, so every layer stays int8"], {}
     reference = _outputs(module, batches)
     base = fidelity.compare(reference, reference, masks, task)
 
@@ -114,7 +115,7 @@ def quantize_within_tolerance(backend: Int8Backend, module: torch.nn.Module | No
     passed, cosine = check(quantized)
     notes = [f"all layers int8: validation cosine {cosine:.4f}"]
     if passed:
-        return quantized, notes
+        return quantized, notes, {}
     ranked = [name for name, _ in rank_layers(module, batches[:RANK_BATCHES],
                                               masks[:RANK_BATCHES], task)]
     limit = max(1, len(ranked) // 2)
@@ -133,7 +134,7 @@ def quantize_within_tolerance(backend: Int8Backend, module: torch.nn.Module | No
     if not (attempt(k)[1] or attempt(k)[3]):
         notes.append(f"still outside tolerance with {k} of {len(ranked)} layers in float; "
                      "every layer stays int8")
-        return quantized, notes
+        return quantized, notes, {}
     while k - low > 1 and attempt(k)[1]:  # the fewest layers in float that still pass
         mid = (low + k) // 2
         if attempt(mid)[1]:
@@ -145,4 +146,4 @@ def quantize_within_tolerance(backend: Int8Backend, module: torch.nn.Module | No
                  f"{', '.join(ranked[:k])}; validation cosine {cosine:.4f}")
     if slower:
         notes.append(f"with {k} layers in float it no longer beats its float version")
-    return model, notes
+    return model, notes, {"float_layers": [k, len(ranked)]}

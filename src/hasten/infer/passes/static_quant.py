@@ -62,16 +62,17 @@ def _ort_session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _ort_search(ctx: PassContext, batches: list, source: Path, path: Path, quantize) -> list[str]:
+def _ort_search(ctx: PassContext, batches: list, source: Path, path: Path,
+                quantize) -> tuple[list[str], dict]:
     """The accuracy-aware search on ONNX Runtime sessions (`quantize`: layers kept in float ->
-    (session, file)); the chosen file becomes `path`. Returns the search's notes."""
+    (session, file)); the chosen file becomes `path`. Returns the search's notes and facts."""
     def run(model, run_batches: list) -> list[torch.Tensor]:
         return [torch.from_numpy(model[0].run(None, f)[0]) for f in _feeds(ctx, run_batches)]
 
     backend = Int8Backend(quantize, run, (_ort_session(source), source))
-    (_, chosen), notes = _within_tolerance(backend, ctx, batches)
+    (_, chosen), notes, facts = _within_tolerance(backend, ctx, batches)
     chosen.replace(path)
-    return notes
+    return notes, facts
 
 
 def _ort_static(method: str):
@@ -113,13 +114,13 @@ def _ort_static(method: str):
             )
             return _ort_session(out), out
 
-        notes = _ort_search(ctx, batches, source, path, quantize)
+        notes, facts = _ort_search(ctx, batches, source, path, quantize)
         for leftover in [source, cache, *ctx.folder.glob("attempt-*.onnx"),
                          *ctx.folder.glob("*augmented*.onnx")]:
             leftover.unlink()
         note = f"calibrated ({method}) on {_samples(batches)} samples"
         return Artifact("onnx", path=path, notes=[*artifact.notes, note, *reduce_range_note(),
-                                                  *notes, share_note(path, ctx)])
+                                                  *notes, share_note(path, ctx)], facts=facts)
 
     apply.__doc__ = (f"ONNX Runtime static int8 (QDQ, uint8 activations, per-channel int8 "
                      f"weights), activation ranges calibrated with {method}; accuracy-aware.")
@@ -163,11 +164,11 @@ def ort_quantize_dynamic_aware(artifact: Artifact, ctx: PassContext) -> Artifact
                          reduce_range=not has_int8_dot())
         return _ort_session(out), out
 
-    notes = _ort_search(ctx, batches, source, path, quantize)
+    notes, facts = _ort_search(ctx, batches, source, path, quantize)
     for leftover in [source, *ctx.folder.glob("attempt-*.onnx")]:
         leftover.unlink()
     return Artifact("onnx", path=path, notes=[*artifact.notes, *reduce_range_note(), *notes,
-                                              share_note(path, ctx)])
+                                              share_note(path, ctx)], facts=facts)
 
 
 @register("pt2e_int8_x86", ("torch",), "torch",
@@ -223,9 +224,10 @@ def pt2e_int8_x86(artifact: Artifact, ctx: PassContext) -> Artifact:
         with torch.no_grad():
             return [module(*b).float() for b in run_batches]
 
-    converted, notes = _within_tolerance(Int8Backend(quantize, run), ctx, batches)
+    converted, notes, facts = _within_tolerance(Int8Backend(quantize, run), ctx, batches)
     note = f"calibrated (min/max observers) on {_samples(batches)} samples"
-    return Artifact("torch", module=converted, notes=[*artifact.notes, note, *notes])
+    return Artifact("torch", module=converted, notes=[*artifact.notes, note, *notes],
+                    facts=facts)
 
 
 @register("openvino_nncf_int8", ("openvino",), "openvino", needs_package("nncf"), "model.xml",
@@ -260,10 +262,10 @@ def openvino_nncf_int8(artifact: Artifact, ctx: PassContext) -> Artifact:
     def run(model, run_batches: list) -> list[torch.Tensor]:
         return [torch.from_numpy(model[1](f)[0]) for f in _feeds(ctx, run_batches)]
 
-    (quantized, _), notes = _within_tolerance(Int8Backend(quantize, run, compiled(source)), ctx,
-                                              batches)
+    (quantized, _), notes, facts = _within_tolerance(
+        Int8Backend(quantize, run, compiled(source)), ctx, batches)
     path = ctx.folder / "model.xml"
     ov.save_model(quantized, str(path), compress_to_fp16=False)
     note = f"calibrated (NNCF) on {_samples(batches)} samples"
     return Artifact("openvino", path=path,
-                    notes=[*artifact.notes, note, *notes, share_note(path, ctx)])
+                    notes=[*artifact.notes, note, *notes, share_note(path, ctx)], facts=facts)
