@@ -69,3 +69,17 @@ def test_a_server_that_died_is_started_again(server, tmp_path):
     first.wait()
     assert server.start("probe", ["5"], log, dict(os.environ)).wait(60) == 5
     assert server.proc is not first
+
+
+def test_an_exit_read_before_a_ctrl_c_is_not_lost(server, tmp_path):
+    """A Ctrl-C that lands after the server's exit reply was read, before the caller used it:
+    the reply was recorded as it was read, so stopping the trial does not wait forever."""
+    log = tmp_path / "child.log"
+    child = server.start("probe", ["5"], log, dict(os.environ))
+    started = time.monotonic()
+    while child.pid not in server.exited and time.monotonic() - started < 60:
+        server.pump(1.0)  # what a wait interrupted right after its read had done
+    assert child.returncode is None and child.pid in server.exited
+    _stop(child)
+    assert child.returncode == 5
+    assert server.start("probe", ["0"], log, dict(os.environ)).wait(60) == 0

@@ -28,9 +28,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
@@ -133,15 +134,38 @@ def serve(modules: list[str]) -> None:
         out.write(json.dumps({"pid": pid}) + "\n")
 
 
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) in this block, in the main thread: what the block reads from
+    the server is recorded whole before a KeyboardInterrupt can land, so that the interrupted
+    study can still wait for the trial it stops (a lost exit reply left it waiting forever)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 class ForkServer:
     """The client side: starts the server on first use (again if it died) and runs one child
-    at a time through it, with the same handle a subprocess.Popen gives."""
+    at a time through it, with the same handle a subprocess.Popen gives. The server's replies
+    are recorded as they are read (`started`, `exited`, `gone`), never only handed to a caller
+    that a Ctrl-C could stop before it used them."""
 
     def __init__(self, modules: tuple[str, ...]):
         self.modules = modules
         self.proc: subprocess.Popen | None = None
         self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
         self.pending = b""
+        self.started: list[int] = []  # children the server started, not yet handed out
+        self.exited: dict[int, int] = {}  # pid -> exit code, as subprocess gives it
+        self.gone = False  # the server's output ended: it has stopped
 
     def _server(self) -> subprocess.Popen:
         if self.proc is None or self.proc.poll() is not None:
@@ -150,22 +174,27 @@ class ForkServer:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONWARNINGS": "ignore"}, bufsize=0,
                 preexec_fn=parent_bound())
-            self.pending = b""
+            self._reset()
         return self.proc
 
-    def readline(self, timeout: float | None) -> dict | None:
-        """The server's next reply, if one comes within `timeout` seconds (None: no limit);
-        {} when the server has gone."""
+    def pump(self, timeout: float | None) -> None:
+        """Read and record the server's replies that come within `timeout` seconds (None: wait
+        for one)."""
         fd = self.proc.stdout.fileno()
-        while b"\n" not in self.pending:
-            if not select.select([fd], [], [], timeout)[0]:
-                return None
+        if self.gone or not select.select([fd], [], [], timeout)[0]:
+            return
+        with _uninterrupted():
             chunk = os.read(fd, 4096)
             if not chunk:
-                return {}
+                self.gone = True
             self.pending += chunk
-        line, self.pending = self.pending.split(b"\n", 1)
-        return json.loads(line)
+            while b"\n" in self.pending:
+                line, self.pending = self.pending.split(b"\n", 1)
+                reply = json.loads(line)
+                if "exit" in reply:
+                    self.exited[reply["exit"]] = reply["code"]
+                else:
+                    self.started.append(reply["pid"])
 
     def start(self, module: str, argv: list[str], log: Path, env: dict) -> Child:
         """Fork a child that runs `module`'s main() with `argv`, writing to `log`; the next
@@ -175,10 +204,12 @@ class ForkServer:
             server = self._server()
             server.stdin.write((json.dumps({"module": module, "argv": argv, "log": str(log),
                                             "env": env}) + "\n").encode())
-            reply = self.readline(None)
-            if not reply:
-                raise OSError("the trial fork server stopped before it started the trial")
-            return Child(self, reply["pid"])
+            while not self.started and not self.gone:
+                self.pump(None)
+            with _uninterrupted():
+                if not self.started:
+                    raise OSError("the trial fork server stopped before it started the trial")
+                return Child(self, self.started.pop(0))
         except BaseException:
             self.lock.release()
             raise
@@ -202,18 +233,19 @@ class Child:
         return code
 
     def _read(self, timeout: float | None) -> int | None:
-        """The exit code, once the server reports it within `timeout` seconds."""
-        if self.returncode is None:
-            reply = self.server.readline(timeout)
-            if reply == {}:
-                self._done(-signal.SIGKILL)
-            elif reply is not None and reply.get("exit") == self.pid:
-                self._done(reply["code"])
+        """The exit code, once the server has reported it within `timeout` seconds (a server
+        that has gone took its children with it)."""
+        server = self.server
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None and self.pid not in server.exited and not server.gone:
+            server.pump(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        with _uninterrupted():
+            if self.returncode is None and (self.pid in server.exited or server.gone):
+                self.returncode = server.exited.pop(self.pid, -signal.SIGKILL)
+                server.lock.release()
         return self.returncode
-
-    def _done(self, code: int) -> None:
-        self.returncode = code
-        self.server.lock.release()
 
 
 if __name__ == "__main__":
