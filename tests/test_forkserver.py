@@ -29,7 +29,8 @@ def main():
 @pytest.fixture
 def server(tmp_path, monkeypatch) -> ForkServer:
     (tmp_path / "probe.py").write_text(PROBE)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [
+        str(tmp_path), os.environ.get("PYTHONPATH")])))
     return ForkServer(("probe",))
 
 
@@ -83,3 +84,25 @@ def test_an_exit_read_before_a_ctrl_c_is_not_lost(server, tmp_path):
     _stop(child)
     assert child.returncode == 5
     assert server.start("probe", ["0"], log, dict(os.environ)).wait(60) == 0
+
+
+def test_only_the_server_signals_its_children(server, tmp_path, monkeypatch):
+    """The client cannot know when the server reaped a child, after which its pid may be
+    another process's: it asks the server, which still holds the pid, to kill it."""
+    log = tmp_path / "child.log"
+    child = server.start("probe", ["sleep"], log, dict(os.environ))
+    started = time.monotonic()
+    while not (log.exists() and "argv" in log.read_text()) and time.monotonic() - started < 60:
+        time.sleep(0.05)
+
+    def refuse(*_):
+        raise AssertionError("the client signalled a pid itself")
+
+    monkeypatch.setattr(os, "killpg", refuse)
+    monkeypatch.setattr(os, "kill", refuse)
+    _stop(child)
+    assert child.returncode == -signal.SIGKILL
+    done = server.start("probe", ["4"], log, dict(os.environ))
+    assert done.wait(60) == 4
+    _stop(done)  # an ended child is not signalled at all
+    assert done.returncode == 4

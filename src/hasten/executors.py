@@ -218,13 +218,14 @@ def past_limit(seconds: float) -> str:
 
 
 def _stop(proc: subprocess.Popen | Child) -> None:
-    """Kill the trial's whole process group (compile workers go with it) and reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        # A forked child killed before it started its own session.
+    """Kill the trial's whole process group (compile workers go with it) and reap it. Only
+    a pid not reaped yet is signalled: a forked child's through the fork server, its parent;
+    a reaped one may already be another process's (pids wrap around at 32768 here)."""
+    if isinstance(proc, Child):
+        proc.kill()
+    elif proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 

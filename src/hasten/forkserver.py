@@ -99,17 +99,22 @@ def _child(request: dict, server: int) -> int:
 
 
 def serve(modules: list[str]) -> None:
-    """Import `modules`, then fork one child per request read from stdin until it closes."""
+    """Import `modules`, then fork one child per request read from stdin until it closes; a
+    request {"kill": pid} kills that child's process group instead. Only the server signals
+    its children: it reaps them, so a pid it still holds is never another process's, which
+    the client (that cannot know when a child was reaped) could hit once pids wrap around."""
     for name in modules:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "w", buffering=1)
-    requests = sys.stdin.buffer
+    requests = os.dup(0)  # read unbuffered: a line read ahead would be one select never sees
+    pending = b""
     running: set[int] = set()
     server = os.getpid()
     while True:
-        ready, _, _ = select.select([requests], [], [], 0.05 if running else None)
+        ready = b"\n" in pending or select.select([requests], [], [],
+                                                  0.05 if running else None)[0]
         for pid in list(running):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -118,13 +123,22 @@ def serve(modules: list[str]) -> None:
                                       "code": os.waitstatus_to_exitcode(status)}) + "\n")
         if not ready:
             continue
-        line = requests.readline()
-        if not line:
-            return
+        if b"\n" not in pending:
+            chunk = os.read(requests, 65536)
+            if not chunk:
+                return
+            pending += chunk
+            continue
+        line, pending = pending.split(b"\n", 1)
         request = json.loads(line)
+        if "kill" in request:
+            if request["kill"] in running:
+                _kill_group(request["kill"])
+            continue
         pid = os.fork()
         if pid == 0:
             out.close()
+            os.close(requests)
             code = 1
             try:
                 code = _child(request, server)
@@ -132,6 +146,16 @@ def serve(modules: list[str]) -> None:
                 os._exit(code)
         running.add(pid)
         out.write(json.dumps({"pid": pid}) + "\n")
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL a child's process group (compile workers go with it), or the child alone when
+    it has not started its own session yet."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -225,6 +249,13 @@ class Child:
 
     def poll(self) -> int | None:
         return self._read(0.0)
+
+    def kill(self) -> None:
+        """Have the server SIGKILL the child's process group, unless it has ended (a server
+        that has gone took it along)."""
+        if self.poll() is None:
+            with contextlib.suppress(OSError):  # BrokenPipeError: the server has just gone
+                self.server.proc.stdin.write((json.dumps({"kill": self.pid}) + "\n").encode())
 
     def wait(self, timeout: float | None = None) -> int:
         code = self._read(timeout)
