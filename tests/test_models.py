@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hasten.errors import HastenError
-from hasten.models import OutputAdapter, first_tensor, load_model
+from hasten.kinds import OutputAdapter, first_tensor
+from hasten.models import load_model
 
 
 def _run(loaded, texts=("A short sentence.", "A somewhat longer sentence for padding.")):

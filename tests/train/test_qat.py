@@ -15,7 +15,8 @@ from test_cli import _one_error_line, hasten
 from typer.testing import CliRunner
 
 from hasten.errors import HastenError
-from hasten.models import first_tensor, load_model
+from hasten.kinds import first_tensor
+from hasten.models import load_model
 from hasten.train import qat
 from hasten.train.example_call import CalledAsInTraining, ExampleCall
 from hasten.train.recipe import load_recipe

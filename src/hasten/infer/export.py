@@ -18,8 +18,9 @@ from hasten.infer.runtimes import Runner
 from hasten.infer.settings import InferSettings
 from hasten.infer.trial import build
 from hasten.infer.workload import Workload, point_inputs
+from hasten.kinds import LoadedModel
 from hasten.machine import usable_cores
-from hasten.models import LoadedModel, load_model
+from hasten.models import load_model
 
 # What load.py (and load_runner) runs the exported model on: two short texts for a text model.
 SAMPLE_TEXTS = ["hasten exported this model.", "It runs as is."]

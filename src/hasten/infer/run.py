@@ -27,7 +27,8 @@ from hasten.infer import artifacts, search
 from hasten.infer.settings import InferSettings
 from hasten.infer.study import Study
 from hasten.infer.workload import Workload, parse_point, point_inputs, point_kind, take_inputs
-from hasten.models import LoadedModel, absolute_spec, exported_model, load_model
+from hasten.kinds import LoadedModel
+from hasten.models import absolute_spec, exported_model, load_model
 from hasten.options import InferOptions
 from hasten.pt2 import Exported
 from hasten.store import Meta

@@ -8,7 +8,7 @@ from hasten.infer import passes, runtimes
 from hasten.infer.candidates import OFFERED, Candidate
 from hasten.infer.candidates import candidate as _c
 from hasten.infer.workload import parse_point
-from hasten.models import LoadedModel
+from hasten.kinds import LoadedModel
 
 BASELINE = "torch/eager/fp32"
 ONNX_BASELINE = "onnx/ort/disabled"

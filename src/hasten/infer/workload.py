@@ -17,7 +17,7 @@ from safetensors.torch import save as save_tensors
 from hasten import images as image_files
 from hasten.errors import HastenError
 from hasten.folders import write_whole
-from hasten.models import LoadedModel
+from hasten.kinds import LoadedModel
 
 # In a study folder: the samples a study measures (texts, labels, image paths), which its
 # settings describe but do not list.

@@ -17,7 +17,8 @@ from hasten import fidelity
 from hasten.config import check_max_drop
 from hasten.data import demo_corpus, read_texts
 from hasten.errors import HastenError
-from hasten.models import LoadedModel, first_tensor, load_model
+from hasten.kinds import LoadedModel, first_tensor
+from hasten.models import load_model
 from hasten.numerics.stats import TensorStats, UpdateStats
 from hasten.numerics.verdict import FP16_NORMAL_EXP, decide
 from hasten.train.recipe import Recipe, load_recipe

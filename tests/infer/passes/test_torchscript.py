@@ -13,7 +13,8 @@ import torch
 from hasten.data import demo_corpus
 from hasten.infer import passes, runtimes
 from hasten.infer.passes import Artifact, PassContext
-from hasten.models import LoadedModel, OutputAdapter, TensorModel, load_model
+from hasten.kinds import LoadedModel, OutputAdapter, TensorModel
+from hasten.models import load_model
 
 # Tracing the transformers model warns about data-dependent branches it freezes; expected.
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")

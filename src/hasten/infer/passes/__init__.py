@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from hasten.infer.workload import Workload, calibration_batches
-from hasten.models import LoadedModel
+from hasten.kinds import LoadedModel
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from hasten import fidelity
-from hasten.models import first_tensor
+from hasten.kinds import first_tensor
 
 QUANTIZABLE = (torch.nn.Linear, torch.nn.Conv2d)
 RANK_BATCHES = 4  # calibration batches the per-layer ranking runs on

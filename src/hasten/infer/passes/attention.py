@@ -10,7 +10,7 @@ import sys
 
 from hasten.infer.candidates import candidate, offer
 from hasten.infer.passes import Artifact, PassContext, register
-from hasten.models import LoadedModel
+from hasten.kinds import LoadedModel
 
 IMPLEMENTATIONS = {"sdpa": "sdpa", "eager": "eager", "flash2": "flash_attention_2"}
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import torch
 
 from hasten.infer.passes import Artifact, PassContext, all_of, needs_torch_module, register
-from hasten.models import LoadedModel
+from hasten.kinds import LoadedModel
 
 
 def _has_conv2d(model: LoadedModel, device: str) -> str | None:

@@ -15,7 +15,7 @@ from hasten.infer.passes import (
     not_exported,
     register,
 )
-from hasten.models import LoadedModel
+from hasten.kinds import LoadedModel
 
 
 def _has_linear(model: LoadedModel, device: str) -> str | None:

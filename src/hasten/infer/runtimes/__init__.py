@@ -14,7 +14,7 @@ import torch
 
 from hasten.infer import passes
 from hasten.infer.passes import Artifact
-from hasten.models import LoadedModel
+from hasten.kinds import LoadedModel
 
 Runner = Callable[[list[torch.Tensor]], torch.Tensor]
 
