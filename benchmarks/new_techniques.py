@@ -19,7 +19,8 @@ from pathlib import Path
 from unittest import mock
 
 import hasten
-from hasten.infer import search
+from hasten.infer import menu
+from hasten.infer.candidates import Candidate
 from hasten.machine import describe
 from hasten.train import candidates
 from hasten.train import run as train_run
@@ -49,18 +50,18 @@ def training(out: Path) -> None:
 
 
 def inference(out: Path) -> None:
-    keep = {search.BASELINE, "torch/eager/attention-eager"}
-    menu = tuple(c if c.name != "torch/eager/attention-eager" else
-                 search.Candidate(c.name, c.passes, c.runtime, c.settings, True)
-                 for c in search.CANDIDATES if c.name in keep)
+    keep = {menu.BASELINE, "torch/eager/attention-eager"}
+    chosen = tuple(c if c.name != "torch/eager/attention-eager" else
+                   Candidate(c.name, c.passes, c.runtime, c.settings, True)
+                   for c in menu.CANDIDATES if c.name in keep)
     started = time.monotonic()
-    with mock.patch.object(search, "CANDIDATES", menu):
+    with mock.patch.object(menu, "CANDIDATES", chosen):
         study = hasten.optimize_inference("demo", quick=True, out=out, name="attention",
                                           report=False)
     print(f"\n### Attention implementation: the demo encoder, --quick points "
           f"({time.monotonic() - started:.0f} s)\n")
     rows = {r["candidate"]: r for r in study.table()}
-    base, eager = rows[search.BASELINE], rows["torch/eager/attention-eager"]
+    base, eager = rows[menu.BASELINE], rows["torch/eager/attention-eager"]
     print("| point | sdpa (baseline) p50 ms | eager p50 ms | eager / sdpa |")
     print("|---|---|---|---|")
     for point, figures in base["points"].items():

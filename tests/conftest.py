@@ -282,11 +282,11 @@ def texts_file(tmp_path_factory, sentences) -> Path:
 @pytest.fixture
 def only_candidates(monkeypatch):
     """Restrict the candidate space of studies started in this test to the named ones."""
-    from hasten.infer import search
+    from hasten.infer import menu
 
     def restrict(*names: str) -> None:
-        by_name = {c.name: c for c in search.CANDIDATES}
-        monkeypatch.setattr(search, "CANDIDATES", tuple(by_name[n] for n in names))
+        by_name = {c.name: c for c in menu.CANDIDATES}
+        monkeypatch.setattr(menu, "CANDIDATES", tuple(by_name[n] for n in names))
 
     return restrict
 
@@ -348,7 +348,7 @@ def build_candidate(tmp_path_factory):
     Returns a function (spec, candidate name) -> (loaded model, artifact, runner, eval batches,
     masks), the eval batches being the study's fidelity subset."""
     from hasten.data import demo_corpus
-    from hasten.infer import runtimes, search, trial
+    from hasten.infer import menu, runtimes, trial
     from hasten.infer.settings import InferSettings
     from hasten.infer.workload import Workload, eval_batches
     from hasten.models import load_model
@@ -364,14 +364,14 @@ def build_candidate(tmp_path_factory):
             dataset_batch_size=2, max_length=128,
         )
         settings = InferSettings(device="cpu", max_drop=0.01, quick=False, threads=1,
-                                 point_s=1.0, baseline=search.BASELINE,
+                                 point_s=1.0, baseline=menu.BASELINE,
                                  model={"input_names": loaded.input_names}, spec=spec,
                                  task=None, input_shape=None, workload=workload)
         if spec not in folders:
             folders[spec] = tmp_path_factory.mktemp("artifacts")
-        candidate = next(c for c in search.CANDIDATES if c.name == name)
+        candidate = next(c for c in menu.CANDIDATES if c.name == name)
         _, _, artifact = trial.build(folders[spec], settings,
-                                     search.chain_for(candidate, loaded), {})
+                                     menu.chain_for(candidate, loaded), {})
         runner = runtimes.REGISTRY[candidate.runtime].build(artifact, candidate.settings, 1,
                                                             "cpu")
         batches, _ = eval_batches(loaded, workload)

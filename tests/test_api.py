@@ -18,11 +18,11 @@ import torch
 import hasten
 from hasten import rounds
 from hasten.errors import HastenError
-from hasten.infer import search
+from hasten.infer import menu, search
 from hasten.infer.workload import Workload, eval_batches
 from hasten.models import load_model
 
-BASE = search.BASELINE
+BASE = menu.BASELINE
 
 
 def _timestamps(folder) -> dict:
@@ -60,11 +60,11 @@ def test_baseline_is_ok_with_speedup_one(tiny_study):
 
 def test_every_runnable_candidate_has_a_result(tiny_study):
     rows = _rows(tiny_study.study)
-    assert set(rows) == {c.name for c in search.CANDIDATES}
+    assert set(rows) == {c.name for c in menu.CANDIDATES}
     runnable = {n for n, r in rows.items() if r["status"] != "skipped"}
     model = load_model(tiny_study.kwargs["model"])
-    assert runnable == {c.name for c in search.CANDIDATES
-                        if search.skip_reason(c, model, "cpu", True) is None}
+    assert runnable == {c.name for c in menu.CANDIDATES
+                        if menu.skip_reason(c, model, "cpu", True) is None}
     assert {BASE, "torch/eager/int8-dynamic", "onnx/ort/all", "onnx-fused/ort/all",
             "onnx/openvino/f32"} <= runnable
     for name in runnable:
@@ -82,7 +82,7 @@ def test_skipped_rows_have_reasons(tiny_study):
     skipped = {n: r["reason"] for n, r in rows.items() if r["status"] == "skipped"}
     assert skipped["torch/compile/fp32"] == "left out in quick mode"
     assert "CUDA" in skipped["torch/eager/fp16-autocast"]
-    assert skipped[search.ONNX_BASELINE] == "the baseline of a PyTorch model is eager fp32"
+    assert skipped[menu.ONNX_BASELINE] == "the baseline of a PyTorch model is eager fp32"
     assert all(skipped.values())
     assert not any(r["points"] for r in rows.values() if r["status"] == "skipped")
 
@@ -395,13 +395,13 @@ def test_the_fastest_chain_of_a_runtime_is_tuned_after_screening(tmp_path, cnn_s
 
 
 def test_an_onnx_file_study(tmp_path, cnn_onnx, only_candidates):
-    only_candidates(BASE, search.ONNX_BASELINE, "onnx/ort/all")
+    only_candidates(BASE, menu.ONNX_BASELINE, "onnx/ort/all")
     study = hasten.optimize_inference(f"onnx:{cnn_onnx}", batch_sizes=[1, 2], point_s=0.5,
                                       out=tmp_path)
     rows = _rows(study)
-    assert study.baseline == search.ONNX_BASELINE
-    assert rows[search.ONNX_BASELINE]["status"] == "ok"
-    assert rows[search.ONNX_BASELINE]["speedup"]["b2"] == 1.0
+    assert study.baseline == menu.ONNX_BASELINE
+    assert rows[menu.ONNX_BASELINE]["status"] == "ok"
+    assert rows[menu.ONNX_BASELINE]["speedup"]["b2"] == 1.0
     assert rows["onnx/ort/all"]["status"] == "ok"
     assert rows["onnx/ort/all"]["fidelity"]["max_abs_diff"] < 1e-5
     assert rows[BASE]["status"] == "skipped"
@@ -409,10 +409,10 @@ def test_an_onnx_file_study(tmp_path, cnn_onnx, only_candidates):
 
 def test_an_onnx_file_study_in_quick_mode_runs_its_baseline(tmp_path, cnn_onnx,
                                                             only_candidates):
-    only_candidates(search.ONNX_BASELINE)
+    only_candidates(menu.ONNX_BASELINE)
     study = hasten.optimize_inference(f"onnx:{cnn_onnx}", quick=True, batch_sizes=[1, 2],
                                       out=tmp_path)
-    assert _rows(study)[search.ONNX_BASELINE]["status"] == "ok"
+    assert _rows(study)[menu.ONNX_BASELINE]["status"] == "ok"
 
 
 def test_classification_with_labels(tmp_path, tiny_bert_cls_dir, sentences, only_candidates):
@@ -541,7 +541,7 @@ def test_a_broken_forward_is_one_clear_error(tmp_path, broken_spec):
 
 
 def test_static_int8_candidates_calibrate_on_the_workload(tmp_path, cnn_spec, only_candidates):
-    only_candidates(search.BASELINE, "onnx/ort/int8-static-minmax", "onnx/openvino/int8-nncf")
+    only_candidates(menu.BASELINE, "onnx/ort/int8-static-minmax", "onnx/openvino/int8-nncf")
     study = hasten.optimize_inference(cnn_spec, out=tmp_path, batch_sizes=[2],
                                       calibration_samples=24, report=False)
     assert study.config["workload"]["calibration_samples"] == 24

@@ -18,11 +18,11 @@ from safetensors.torch import load_file
 import hasten
 from hasten import pt2
 from hasten.errors import HastenError
-from hasten.infer import search
+from hasten.infer import menu
 from hasten.infer.workload import INPUTS_FILE
 from hasten.models import load_model
 
-BASE = search.BASELINE
+BASE = menu.BASELINE
 INT8 = "torch/eager/int8-dynamic"
 
 
@@ -143,8 +143,8 @@ def test_exported_programs_lack_what_some_passes_need(tmp_path):
     captured = pt2.capture(small_cnn(), torch.randn(2, 3, 16, 16))
     captured.save(tmp_path / "cnn.pt2")
     model = load_model(f"pt2:{tmp_path / 'cnn.pt2'}")
-    reasons = {c.name: search.skip_reason(c, model, "cpu", quick=False)
-               for c in search.CANDIDATES}
+    reasons = {c.name: menu.skip_reason(c, model, "cpu", quick=False)
+               for c in menu.CANDIDATES}
     assert reasons["torch/eager/channels-last"] is None and reasons["onnx/ort/all"] is None
     for name, start in [(INT8, "torch.ao's dynamic int8"),
                         ("torch/compile/int8-dynamic", "torchao's quantize_"),

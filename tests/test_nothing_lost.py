@@ -81,7 +81,7 @@ def spy(tmp_path_factory) -> tuple[Path, Path]:
 def spy_study(tmp_path_factory, spy) -> Path:
     """A finished study of the spy model (its baseline only), made by an account whose hasten
     home is `home` beside it."""
-    from hasten.infer import search
+    from hasten.infer import menu
 
     model, ran = spy
     root = tmp_path_factory.mktemp("made")
@@ -89,7 +89,7 @@ def spy_study(tmp_path_factory, spy) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        patch.setattr(search, "CANDIDATES", tuple(c for c in search.CANDIDATES
+        patch.setattr(menu, "CANDIDATES", tuple(c for c in menu.CANDIDATES
                                                    if c.name == "torch/eager/fp32"))
         import hasten
 
@@ -180,8 +180,8 @@ def test_a_second_run_is_refused_while_the_first_holds_the_study(tmp_path, cnn_s
 
 DRIVER = """
 import sys
-from hasten.infer import search
-search.CANDIDATES = tuple(c for c in search.CANDIDATES if c.name in ("torch/eager/fp32",
+from hasten.infer import menu
+menu.CANDIDATES = tuple(c for c in menu.CANDIDATES if c.name in ("torch/eager/fp32",
                                                                      "onnx/ort/all"))
 import hasten
 hasten.optimize_inference(sys.argv[1], quick=True, out=sys.argv[2], name="cnn", report=False,

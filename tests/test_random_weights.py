@@ -13,7 +13,7 @@ from test_cli import _one_error_line, hasten
 
 from hasten import api
 from hasten.errors import HastenError
-from hasten.infer import search
+from hasten.infer import menu
 from hasten.report.terminal import render
 
 BASE = "torch/eager/fp32"
@@ -33,8 +33,8 @@ def config_only(tiny_bert_config_dir, tmp_path_factory):
 def random_study(config_only, texts_file, tmp_path_factory):
     """The baseline alone, measured with seeded random weights as asked."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(search, "CANDIDATES",
-                      tuple(c for c in search.CANDIDATES if c.name == BASE))
+        patch.setattr(menu, "CANDIDATES",
+                      tuple(c for c in menu.CANDIDATES if c.name == BASE))
         return api.optimize_inference(f"hf:{config_only}", data=texts_file, random_weights=True,
                                       out=tmp_path_factory.mktemp("runs"), name="random",
                                       **SETTINGS)

@@ -15,11 +15,11 @@ ray = pytest.importorskip("ray")
 
 import hasten  # noqa: E402
 from hasten import machine  # noqa: E402
-from hasten.infer import search  # noqa: E402
+from hasten.infer import menu  # noqa: E402
 from hasten.ray_executor import WORKDIR_ENV  # noqa: E402
 from hasten.store import read_study  # noqa: E402
 
-BASE = search.BASELINE
+BASE = menu.BASELINE
 MIB = 2**20
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import hasten
 from hasten.errors import HastenError
-from hasten.infer import runtimes, search
+from hasten.infer import menu, runtimes
 from hasten.infer.study import Study
 from hasten.store import Store
 
@@ -113,19 +113,19 @@ def test_only_finished_candidates_export(tiny_study, tmp_path):
 
 
 def test_export_an_onnx_file_baseline(tmp_path, cnn_onnx, only_candidates):
-    only_candidates(search.ONNX_BASELINE)
+    only_candidates(menu.ONNX_BASELINE)
     study = hasten.optimize_inference(f"onnx:{cnn_onnx}", batch_sizes=[1, 2], point_s=0.5,
                                       out=tmp_path / "runs")
     out = study.export(tmp_path / "fast")
     assert json.loads((out / "candidate.json").read_text())["candidate"] == (
-        search.ONNX_BASELINE)
+        menu.ONNX_BASELINE)
     assert (out / "model.onnx").is_file()
     assert run_load(out) == "(2, 3)"
 
 
 def test_export_of_an_image_study_feeds_the_image_size(tmp_path, cnn_spec, image_folder,
                                                        only_candidates):
-    only_candidates(search.BASELINE, "onnx/ort/all")
+    only_candidates(menu.BASELINE, "onnx/ort/all")
     study = hasten.optimize_inference(cnn_spec, data=image_folder, image_size=(12, 10),
                                       quick=True, batch_sizes=[1, 2], out=tmp_path / "runs")
     out = study.export(tmp_path / "fast", candidate="onnx/ort/all")

@@ -1,148 +1,13 @@
-"""Candidates, skip reasons, the screening point and the survivors of screening."""
+"""The search's policy: the screening point and order, the survivors of screening, tuned
+variants and composites, and the leaders."""
 
 from __future__ import annotations
 
 import pytest
 
-from hasten.infer import passes, runtimes, search
-from hasten.infer.search import (
-    BASELINE,
-    CANDIDATES,
-    ONNX_BASELINE,
-    chain_for,
-    screen_point,
-    skip_reason,
-    survivors,
-)
-from hasten.machine import cpu_flags
-from hasten.models import load_model
-
-BY_NAME = {c.name: c for c in CANDIDATES}
-
-
-@pytest.fixture(scope="module")
-def bert(tiny_bert_dir):
-    return load_model(f"hf:{tiny_bert_dir}", with_weights=True)
-
-
-@pytest.fixture(scope="module")
-def cnn(cnn_spec):
-    return load_model(cnn_spec)
-
-
-@pytest.fixture(scope="module")
-def onnx_model(cnn_onnx):
-    return load_model(f"onnx:{cnn_onnx}")
-
-
-def test_candidate_space_is_consistent():
-    names = [c.name for c in CANDIDATES]
-    assert len(names) == len(set(names))
-    assert names[0] == BASELINE and ONNX_BASELINE in names
-    for c in CANDIDATES:
-        assert c.runtime in runtimes.REGISTRY, c.name
-        assert all(p in passes.REGISTRY for p in c.passes), c.name
-        # Each pass accepts what the one before it produces.
-        kind = "torch"
-        for p in c.passes:
-            assert kind in passes.REGISTRY[p].accepts, (c.name, p)
-            kind = passes.REGISTRY[p].produces
-        assert kind in runtimes.REGISTRY[c.runtime].accepts, c.name
-
-
-def test_skip_reasons_on_a_cpu(bert):
-    reason = skip_reason(BY_NAME["torch/eager/fp16-autocast"], bert, "cpu", False)
-    assert "CUDA" in reason
-    assert skip_reason(BY_NAME[ONNX_BASELINE], bert, "cpu", False) == (
-        "the baseline of a PyTorch model is eager fp32")
-    assert skip_reason(BY_NAME[BASELINE], bert, "cpu", False) is None
-    assert skip_reason(BY_NAME["onnx-fused/ort/all"], bert, "cpu", False) is None
-
-
-def test_quick_mode_leaves_candidates_out(bert):
-    for c in CANDIDATES:
-        if c.in_quick:
-            continue
-        reason = skip_reason(c, bert, "cpu", True)
-        assert reason is not None, c.name
-        if skip_reason(c, bert, "cpu", False) is None:
-            assert reason == "left out in quick mode"
-    assert skip_reason(BY_NAME["torch/compile/fp32"], bert, "cpu", True) == (
-        "left out in quick mode")
-    assert skip_reason(BY_NAME["onnx/ort/all"], bert, "cpu", True) is None
-
-
-def test_runnable_candidates(bert, cnn):
-    def runnable(model):
-        return {c.name for c in CANDIDATES if skip_reason(c, model, "cpu", False) is None}
-
-    everything = set(BY_NAME)
-    if not cpu_flags() & {"amx_bf16", "avx512_bf16"}:
-        everything -= {c.name for c in CANDIDATES if c.runtime == "openvino"
-                       and c.settings["precision"] == "bf16"}
-    channels_last = {c.name for c in CANDIDATES if "channels_last" in c.passes}
-    assert channels_last == {"torch/eager/channels-last", "torch/eager/bf16-channels-last",
-                             "torch/compile/channels-last"}
-    # The tiny BERT loads with sdpa attention; FlashAttention 2 runs on CUDA only.
-    attention = {"torch/eager/attention-sdpa", "torch/eager/attention-flash2"}
-    assert runnable(bert) == everything - {ONNX_BASELINE, "torch/eager/fp16-autocast",
-                                           *channels_last, *attention}
-    assert runnable(cnn) == everything - {
-        ONNX_BASELINE, "torch/eager/fp16-autocast", "onnx-fused/ort/all",
-        "onnx-legacy-fused/ort/all", *attention, "torch/eager/attention-eager"}
-
-
-def test_transformer_fusion_is_for_bert_like_models(cnn):
-    assert "BERT-like" in skip_reason(BY_NAME["onnx-fused/ort/all"], cnn, "cpu", False)
-
-
-def test_onnx_spec_skips_torch_candidates(onnx_model):
-    assert search.baseline_name(onnx_model) == ONNX_BASELINE
-    assert skip_reason(BY_NAME[ONNX_BASELINE], onnx_model, "cpu", False) is None
-    for name in ("torch/eager/bf16-weights", "torchscript/jit/trace-frozen"):
-        assert "needs a torch model, and this is onnx" in skip_reason(
-            BY_NAME[name], onnx_model, "cpu", False)
-    assert "the eager runtime needs a torch model, not onnx" == skip_reason(
-        BY_NAME[BASELINE], onnx_model, "cpu", False)
-    assert skip_reason(BY_NAME["torch/compile/fp32"], onnx_model, "cpu", False) is not None
-    for name in ("onnx/ort/all", "onnx/ort/int8-dynamic", "onnx/openvino/f32"):
-        assert skip_reason(BY_NAME[name], onnx_model, "cpu", False) is None, name
-    # The file is already ONNX: no export step.
-    assert chain_for(BY_NAME["onnx/ort/int8-dynamic"], onnx_model) == ("ort_quantize_dynamic",)
-    assert chain_for(BY_NAME[ONNX_BASELINE], onnx_model) == ()
-
-
-def test_chain_for_torch_models_keeps_the_export(cnn):
-    assert chain_for(BY_NAME["onnx/ort/int8-dynamic"], cnn) == (
-        "onnx_export", "ort_quantize_dynamic")
-
-
-def test_cuda_only_and_cpu_only_reasons(bert):
-    import onnxruntime
-
-    assert skip_reason(BY_NAME["torch/eager/fp16-autocast"], bert, "cuda", False) is None
-    assert skip_reason(BY_NAME["onnx/openvino/f32"], bert, "cuda", False) == (
-        "hasten runs OpenVINO on the CPU only")
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        assert "no CUDA execution provider" in skip_reason(
-            BY_NAME["onnx/ort/all"], bert, "cuda", False)
-
-
-def test_openvino_bf16_needs_native_bf16(bert, monkeypatch):
-    import hasten.infer.runtimes.openvino as ov_runtime
-
-    monkeypatch.setattr(ov_runtime, "cpu_flags", lambda: {"avx2", "avx512f"})
-    assert "no native bf16" in skip_reason(BY_NAME["onnx/openvino/bf16"], bert, "cpu", False)
-    monkeypatch.setattr(ov_runtime, "cpu_flags", lambda: {"amx_bf16"})
-    assert skip_reason(BY_NAME["onnx/openvino/bf16"], bert, "cpu", False) is None
-
-
-def test_missing_package_is_a_reason(bert):
-    check = passes.needs_package("hasten_no_such_package")
-    assert check(bert, "cpu") == (
-        "the package hasten_no_such_package is not installed (pip install hasten_no_such_package)")
-    assert runtimes.needs_package("hasten_no_such_package")(bert, "cpu", {}) is not None
-    assert passes.needs_package("onnx")(bert, "cpu") is None
+from hasten.infer import menu, passes, search
+from hasten.infer.menu import BASELINE, CANDIDATES
+from hasten.infer.search import screen_point, survivors
 
 
 @pytest.mark.parametrize(
@@ -312,43 +177,43 @@ def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
 
     rows = [row("half", ["bf16_weights"], "eager"),
             row("static", ["onnx_export", "ort_quantize_static_minmax"], "ort"),
-            row(search.BASELINE, [], "eager"),
+            row(menu.BASELINE, [], "eager"),
             row("compiled", [], "compile"),
             row("plain", ["onnx_export"], "ort"),
             row("gone", ["onnx_export"], "ort", skipped="not here"),
             row("traced", ["torchscript_trace"], "torchscript")]
     monkeypatch.setattr(machine, "native_half", lambda dtype: False)
     monkeypatch.setattr(machine, "has_int8_dot", lambda: False)
-    assert search.screening_order(rows, search.BASELINE, "cpu", {}) == [
-        search.BASELINE, "plain", "traced", "static", "compiled", "half"]
+    assert search.screening_order(rows, menu.BASELINE, "cpu", {}) == [
+        menu.BASELINE, "plain", "traced", "static", "compiled", "half"]
     # Once the baseline has run, a cheap candidate of a runtime family not screened yet comes
     # before another of PyTorch's, so that a short budget sees every runtime.
-    assert search.screening_order(rows, search.BASELINE, "cpu", {search.BASELINE: 10.0}) == [
-        search.BASELINE, "plain", "traced", "compiled", "static", "half"]
+    assert search.screening_order(rows, menu.BASELINE, "cpu", {menu.BASELINE: 10.0}) == [
+        menu.BASELINE, "plain", "traced", "compiled", "static", "half"]
     # Then the cheap ones, and of the costly ones those on the runtime family fastest so far,
     # go first: here eager PyTorch beats ONNX Runtime, so TorchScript comes before another
     # ONNX Runtime candidate, and torch.compile before ONNX Runtime's static int8.
     rows.append(row("basic", ["onnx_export"], "ort"))
-    assert search.screening_order(rows, search.BASELINE, "cpu",
-                                  {search.BASELINE: 10.0, "plain": 20.0}) == [
-        search.BASELINE, "traced", "plain", "basic", "compiled", "static", "half"]
-    assert search.screening_order(rows, search.BASELINE, "cpu",
-                                  {search.BASELINE: 30.0, "plain": 20.0})[1:4] == [
+    assert search.screening_order(rows, menu.BASELINE, "cpu",
+                                  {menu.BASELINE: 10.0, "plain": 20.0}) == [
+        menu.BASELINE, "traced", "plain", "basic", "compiled", "static", "half"]
+    assert search.screening_order(rows, menu.BASELINE, "cpu",
+                                  {menu.BASELINE: 30.0, "plain": 20.0})[1:4] == [
         "plain", "basic", "traced"]
     # Where the CPU has int8 dot products, int8 is the likely winner: it comes right after
     # one candidate of each runtime family, costly or not.
     monkeypatch.setattr(machine, "has_int8_dot", lambda: True)
-    so_far = {search.BASELINE: 10.0, "plain": 20.0}
-    assert search.screening_order(rows, search.BASELINE, "cpu", so_far) == [
-        search.BASELINE, "static", "traced", "plain", "basic", "compiled", "half"]
+    so_far = {menu.BASELINE: 10.0, "plain": 20.0}
+    assert search.screening_order(rows, menu.BASELINE, "cpu", so_far) == [
+        menu.BASELINE, "static", "traced", "plain", "basic", "compiled", "half"]
     # A costly int8 candidate is not a likely winner once int8 on its runtime family, inside
     # the gate or not, was seen more than INT8_FAMILY_FACTOR behind the leader: it waits for
     # the cheap float candidates. Float on that family says nothing of its int8.
     dynamic = rows + [row("dynamic", ["onnx_export", "ort_quantize_dynamic"], "ort")]
 
     def steps(reached: dict[str, float]) -> dict[str, int]:
-        passed = {search.BASELINE: 10.0, "plain": 25.0}
-        return {n: s for s, n in search.screening_steps(dynamic, search.BASELINE, "cpu", passed,
+        passed = {menu.BASELINE: 10.0, "plain": 25.0}
+        return {n: s for s, n in search.screening_steps(dynamic, menu.BASELINE, "cpu", passed,
                                                         {**passed, **reached})}
 
     assert steps({})["static"] == search.INT8_PAYS
@@ -359,15 +224,15 @@ def test_screening_order_spends_a_budget_on_likely_winners_first(monkeypatch):
     # int8 candidate of a runtime family that is faster so far.
     tuned = rows + [row("static/tuned", ["onnx_export", "ort_quantize_static_minmax"], "ort"),
                     row("compiled-int8", ["pt2e_int8_x86"], "compile")]
-    order = search.screening_order(tuned, search.BASELINE, "cpu", {**so_far, "static": 15.0})
+    order = search.screening_order(tuned, menu.BASELINE, "cpu", {**so_far, "static": 15.0})
     assert order.index("static/tuned") < order.index("compiled-int8") < order.index("traced")
-    on_gpu = search.screening_order(rows, search.BASELINE, "cuda", so_far)
+    on_gpu = search.screening_order(rows, menu.BASELINE, "cuda", so_far)
     assert on_gpu.index("static") > on_gpu.index("basic")
     monkeypatch.setattr(machine, "has_int8_dot", lambda: False)
     # Where the CPU computes bf16 natively, or on a GPU, half precision is no longer last.
     monkeypatch.setattr(machine, "native_half", lambda dtype: dtype == "bf16")
-    assert search.screening_order(rows, search.BASELINE, "cpu", {})[:3] == [
-        search.BASELINE, "half", "plain"]
+    assert search.screening_order(rows, menu.BASELINE, "cpu", {})[:3] == [
+        menu.BASELINE, "half", "plain"]
     monkeypatch.setattr(machine, "native_half", lambda dtype: False)
-    assert search.screening_order(rows, search.BASELINE, "cuda", {})[:2] == [
-        search.BASELINE, "half"]
+    assert search.screening_order(rows, menu.BASELINE, "cuda", {})[:2] == [
+        menu.BASELINE, "half"]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import hasten
-from hasten.infer import runtimes, search
+from hasten.infer import menu, runtimes
 from hasten.infer.export import load_runner
 from hasten.infer.passes import Artifact
 from hasten.infer.study import Study
@@ -62,7 +62,7 @@ def _add_finished(folder: Path, added: dict[str, tuple]) -> None:
     """Add candidates (name: chain, runtime, settings) to a study's store as finished and
     passing."""
     store = Store(folder)
-    baseline = store.results()[search.BASELINE]
+    baseline = store.results()[menu.BASELINE]
     for i, (name, (chain, runtime, settings)) in enumerate(added.items()):
         store.add_candidate(100 + i, name, list(chain), runtime, settings, None)
         store.put_result(name, "ok", fidelity=baseline["fidelity"], passed=True)
@@ -84,8 +84,8 @@ def cnn_study(cnn_spec, tmp_path_factory) -> Study:
     with channels-last added."""
     out = tmp_path_factory.mktemp("standalone-cnn")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(search, "CANDIDATES", tuple(c for c in search.CANDIDATES
-                                                  if c.name == search.BASELINE))
+        patch.setattr(menu, "CANDIDATES", tuple(c for c in menu.CANDIDATES
+                                                  if c.name == menu.BASELINE))
         study = hasten.optimize_inference(cnn_spec, quick=True, batch_sizes=[1, 2], out=out)
     _add_finished(study.folder, {"torch/eager/bf16-channels-last": (
         ("bf16_weights", "channels_last"), "eager", {})})

@@ -3,7 +3,7 @@ for the functions hasten.train.recipe requires."""
 
 from __future__ import annotations
 
-from hasten.infer.search import CANDIDATES
+from hasten.infer.menu import CANDIDATES
 from hasten.lint import REGISTRY
 from hasten.lint.recipe import REQUIRED
 from hasten.train import recipe

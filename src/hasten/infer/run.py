@@ -23,7 +23,7 @@ from hasten.executors import (
     describe_seconds,
 )
 from hasten.folders import study_folder
-from hasten.infer import artifacts, search
+from hasten.infer import artifacts, menu, search
 from hasten.infer.settings import InferSettings
 from hasten.infer.study import Study
 from hasten.infer.workload import Workload, parse_point, point_inputs, point_kind, take_inputs
@@ -100,7 +100,7 @@ def optimize_inference(
                           "give one as `data` to a model that takes images.")
     settings = InferSettings(
         device=o.device, max_drop=o.max_drop, quick=o.quick, threads=executor.threads(),
-        point_s=o.point_s or (1.0 if o.quick else 3.0), baseline=search.baseline_name(loaded),
+        point_s=o.point_s or (1.0 if o.quick else 3.0), baseline=menu.baseline_name(loaded),
         model=loaded.info(), spec=model, task=o.task,
         input_shape=list(o.input_shape) if o.input_shape else None, workload=workload,
     )
@@ -110,10 +110,10 @@ def optimize_inference(
     engine = Engine(folder, settings, module=TRIAL, kind_of=point_kind, fresh=o.fresh,
                     trial_timeout_s=o.trial_timeout_s, log=log, executor=executor)
     _keep_samples(engine, workload)
-    for i, candidate in enumerate(search.CANDIDATES):
-        engine.register(i, candidate.name, list(search.chain_for(candidate, loaded)),
+    for i, candidate in enumerate(menu.CANDIDATES):
+        engine.register(i, candidate.name, list(menu.chain_for(candidate, loaded)),
                         candidate.runtime, candidate.settings,
-                        search.skip_reason(candidate, loaded, o.device, o.quick))
+                        menu.skip_reason(candidate, loaded, o.device, o.quick))
 
     def work() -> None:
         if exported is not None:

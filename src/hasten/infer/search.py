@@ -1,17 +1,13 @@
-"""Candidates, screening and ranking: which configurations to try, which to measure fully,
-and which to recommend per objective."""
+"""The search's policy: in which order to screen the menu's candidates, which to tune and
+measure fully, which cannot win, and which to recommend per objective (the menu itself is
+hasten.infer.menu)."""
 
 from __future__ import annotations
 
 from hasten import machine
-from hasten.infer import passes, runtimes
-from hasten.infer.candidates import OFFERED, Candidate
-from hasten.infer.candidates import candidate as _c
+from hasten.infer import menu, passes, runtimes
 from hasten.infer.workload import parse_point
-from hasten.kinds import LoadedModel
 
-BASELINE = "torch/eager/fp32"
-ONNX_BASELINE = "onnx/ort/disabled"
 # Survivors of screening: passing candidates within this factor of the fastest passing one.
 KEEP_FACTOR = 3.0
 # How many of the fastest survivors (besides the baseline) also run the dataset pass.
@@ -20,92 +16,6 @@ DATASET_PASS_CANDIDATES = 2
 # in alternating rounds before the final ranking.
 CONFIRM_LEADERS = 3
 OBJECTIVES = ("latency", "throughput", "corpus", "memory", "size")
-
-
-CANDIDATES = (
-    _c(BASELINE, (), "eager"),
-    _c(ONNX_BASELINE, ("onnx_export",), "ort", {"level": "disabled"}),
-    _c("torch/eager/bf16-autocast", ("autocast_bf16",), "eager"),
-    _c("torch/eager/fp16-autocast", ("autocast_fp16",), "eager"),
-    _c("torch/eager/fp16-weights", ("fp16_weights",), "eager", in_quick=False),
-    _c("torch/eager/bf16-weights", ("bf16_weights",), "eager"),
-    _c("torch/eager/int8-dynamic", ("torch_int8_dynamic",), "eager"),
-    _c("torchscript/jit/trace-frozen", ("torchscript_trace",), "torchscript"),
-    _c("torchscript/jit/script", ("torchscript_script",), "torchscript", in_quick=False),
-    _c("torch/compile/fp32", (), "compile", in_quick=False),
-    _c("torch/compile/bf16-autocast", ("autocast_bf16",), "compile", in_quick=False),
-    _c("torch/compile/bf16-weights", ("bf16_weights",), "compile", in_quick=False),
-    _c("torch/compile/int8-dynamic", ("torchao_int8_dynamic",), "compile", in_quick=False),
-    _c("torch/eager/channels-last", ("channels_last",), "eager"),
-    _c("torch/eager/bf16-channels-last", ("bf16_weights", "channels_last"), "eager",
-       in_quick=False),
-    _c("torch/compile/channels-last", ("channels_last",), "compile", in_quick=False),
-    _c("onnx/ort/basic", ("onnx_export",), "ort", {"level": "basic"}, in_quick=False),
-    _c("onnx/ort/extended", ("onnx_export",), "ort", {"level": "extended"}, in_quick=False),
-    _c("onnx/ort/all", ("onnx_export",), "ort", {"level": "all"}),
-    _c("onnx-fused/ort/all", ("onnx_export", "ort_fuse_transformer"), "ort", {"level": "all"}),
-    _c("onnx-legacy-fused/ort/all", ("onnx_export_legacy", "ort_fuse_transformer"), "ort",
-       {"level": "all"}, in_quick=False),
-    _c("onnx/ort/int8-dynamic", ("onnx_export", "ort_quantize_dynamic"), "ort",
-       {"level": "all"}),
-    _c("onnx/ort/int8-dynamic-aware", ("onnx_export", "ort_quantize_dynamic_aware"), "ort",
-       {"level": "all"}, in_quick=False),
-    _c("onnx/openvino/f32", ("onnx_export", "openvino_convert"), "openvino",
-       {"precision": "f32"}),
-    _c("onnx/openvino/bf16", ("onnx_export", "openvino_convert"), "openvino",
-       {"precision": "bf16"}),
-    *(_c(f"onnx/ort/int8-static-{m}", ("onnx_export", f"ort_quantize_static_{m}"), "ort",
-         {"level": "all"}, in_quick=False) for m in ("minmax", "entropy", "percentile")),
-    _c("torch/compile/int8-static-pt2e", ("pt2e_int8_x86",), "compile", {"freezing": True},
-       in_quick=False),
-    # NNCF int8 straight from PyTorch is the faster route (38.9 against 44.3 ms at b8 on a
-    # VNNI Xeon; benchmarks/README.md), so --quick takes that one.
-    *(_c(f"onnx/openvino/int8-nncf{suffix}",
-         ("onnx_export", "openvino_convert", "openvino_nncf_int8"), "openvino",
-         {"precision": precision}, in_quick=False)
-      for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
-    *(_c(f"ov-direct/openvino/{precision}", ("openvino_convert_torch",), "openvino",
-         {"precision": precision}, in_quick=False) for precision in ("f32", "bf16")),
-    *(_c(f"ov-direct/openvino/int8-nncf{suffix}", ("openvino_convert_torch", "openvino_nncf_int8"),
-         "openvino", {"precision": precision})
-      for suffix, precision in (("", "f32"), ("-bf16", "bf16"))),
-    *OFFERED,
-)
-
-
-def baseline_name(model: LoadedModel) -> str:
-    return BASELINE if model.is_torch else ONNX_BASELINE
-
-
-def chain_for(candidate: Candidate, model: LoadedModel) -> tuple[str, ...]:
-    """The candidate's passes for this model: an ONNX file needs no export."""
-    if model.is_torch:
-        return candidate.passes
-    return tuple(p for p in candidate.passes if p != "onnx_export")
-
-
-def skip_reason(candidate: Candidate, model: LoadedModel, device: str, quick: bool) -> str | None:
-    """Why a candidate cannot run here, or None when it can."""
-    kind = "torch" if model.is_torch else "onnx"
-    if candidate.name == ONNX_BASELINE and model.is_torch:
-        return "the baseline of a PyTorch model is eager fp32"
-    for name in chain_for(candidate, model):
-        step = passes.REGISTRY[name]
-        if kind not in step.accepts:
-            return f"{name} needs a {'/'.join(step.accepts)} model, and this is {kind}"
-        reason = step.available(model, device)
-        if reason:
-            return reason
-        kind = step.produces
-    runtime = runtimes.REGISTRY[candidate.runtime]
-    if kind not in runtime.accepts:
-        return f"the {runtime.name} runtime needs a {'/'.join(runtime.accepts)} model, not {kind}"
-    reason = runtime.available(model, device, candidate.settings)
-    if reason:
-        return reason
-    if quick and not candidate.in_quick:
-        return "left out in quick mode"
-    return None
 
 
 # Runtimes whose speeds go together: torch.compile and TorchScript start from eager PyTorch.
@@ -289,11 +199,11 @@ def variants(rows: list[dict], results: dict[str, dict], screen: dict[str, float
     the costly settings. Each runtime declares its searchable settings
     (hasten.infer.runtimes.Tuned). Each variant carries its `base` candidate and the `extra`
     settings it adds."""
-    menu = {c.name for c in CANDIDATES} - {BASELINE, ONNX_BASELINE}
+    own = {c.name for c in menu.CANDIDATES} - {menu.BASELINE, menu.ONNX_BASELINE}
     fastest: dict[str, dict] = {}
     for row in rows:
         name, runtime = row["name"], row["runtime"]
-        if (name in menu and name in screen and (results.get(name) or {}).get("passed")
+        if (name in own and name in screen and (results.get(name) or {}).get("passed")
                 and screen[name] < screen.get(fastest.get(runtime, {}).get("name"),
                                               float("inf"))):
             fastest[runtime] = row

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hasten.infer import passes, search
+from hasten.infer import menu, passes
 from hasten.infer.passes import Artifact
 from hasten.models import load_model
 
@@ -16,7 +16,7 @@ def bert(tiny_bert_spec):
 
 
 def test_the_menu_has_a_candidate_per_implementation():
-    names = {c.name: c.passes for c in search.CANDIDATES}
+    names = {c.name: c.passes for c in menu.CANDIDATES}
     for label in ("sdpa", "eager", "flash2"):
         assert names[f"torch/eager/attention-{label}"] == (f"attention_{label}",)
 
@@ -36,13 +36,13 @@ def test_switching_attention_keeps_the_outputs(bert):
 
 
 def test_why_an_implementation_cannot_run(bert, cnn_spec):
-    by_name = {c.name: c for c in search.CANDIDATES}
+    by_name = {c.name: c for c in menu.CANDIDATES}
     bert = load_model(bert.spec)  # as loaded, before any switch
-    assert search.skip_reason(by_name["torch/eager/attention-eager"], bert, "cpu", False) is None
-    assert "already uses sdpa" in search.skip_reason(by_name["torch/eager/attention-sdpa"],
+    assert menu.skip_reason(by_name["torch/eager/attention-eager"], bert, "cpu", False) is None
+    assert "already uses sdpa" in menu.skip_reason(by_name["torch/eager/attention-sdpa"],
                                                      bert, "cpu", False)
-    assert "CUDA" in search.skip_reason(by_name["torch/eager/attention-flash2"], bert, "cpu",
+    assert "CUDA" in menu.skip_reason(by_name["torch/eager/attention-flash2"], bert, "cpu",
                                         False)
     cnn = load_model(cnn_spec)
-    assert "not a transformers model" in search.skip_reason(
+    assert "not a transformers model" in menu.skip_reason(
         by_name["torch/eager/attention-eager"], cnn, "cpu", False)

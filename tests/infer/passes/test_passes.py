@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from hasten.infer import passes
+from hasten.infer import menu, passes
 from hasten.infer.passes import Artifact, PassContext
 from hasten.infer.passes.onnx import reduce_range_note
 from hasten.infer.trial import describe_error
@@ -50,10 +50,9 @@ def bert_onnx(tiny_bert_spec, tmp_path_factory):
 
 
 def test_registry_is_complete():
-    from hasten.infer import search
 
     # Every pass is measured by a candidate, and every candidate's passes are registered.
-    used = {p for c in search.CANDIDATES for p in c.passes}
+    used = {p for c in menu.CANDIDATES for p in c.passes}
     assert set(passes.REGISTRY) == used
     assert {"onnx_export", "ort_quantize_dynamic", "openvino_nncf_int8", "pt2e_int8_x86",
             "channels_last", "attention_eager"} <= used

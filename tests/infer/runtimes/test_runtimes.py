@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hasten import fidelity
-from hasten.infer import runtimes, search
+from hasten.infer import menu, runtimes
 from hasten.infer.passes import Artifact
 from hasten.machine import cpu_flags
 from hasten.models import load_model
@@ -17,7 +17,7 @@ FP32 = {"torch/eager/fp32", "torchscript/jit/trace-frozen", "torch/compile/fp32"
         "onnx-fused/ort/all", "onnx-legacy-fused/ort/all", "onnx/openvino/f32",
         "ov-direct/openvino/f32",
         "torch/eager/channels-last", "torch/compile/channels-last"}
-COMPILE = [c.name for c in search.CANDIDATES if c.runtime == "compile"]
+COMPILE = [c.name for c in menu.CANDIDATES if c.runtime == "compile"]
 # Tracing the transformers model warns about data-dependent branches it freezes; expected.
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 NOT_HERE = {("bert", "torchscript/jit/script"): "fails by design on transformers models; "
@@ -42,7 +42,7 @@ def _check(metrics: dict, name: str, scale: float) -> None:
 def _params():
     out = []
     for model in ("bert", "cnn", "onnx"):
-        for c in search.CANDIDATES:
+        for c in menu.CANDIDATES:
             if c.runtime == "compile" or (model == "onnx" and not c.name.startswith("onnx")):
                 continue
             out.append(pytest.param(model, c.name, id=f"{model}-{c.name}"))
@@ -55,8 +55,8 @@ def test_candidate_matches_eager_fp32(specs, build_candidate, reference_outputs,
     spec = specs[model_key]
     # The ONNX file is the tiny CNN exported: its reference is the CNN in eager fp32.
     reference_spec = specs["cnn"] if model_key == "onnx" else spec
-    candidate = next(c for c in search.CANDIDATES if c.name == name)
-    reason = search.skip_reason(candidate, load_model(spec), "cpu", False)
+    candidate = next(c for c in menu.CANDIDATES if c.name == name)
+    reason = menu.skip_reason(candidate, load_model(spec), "cpu", False)
     if reason:
         pytest.skip(f"not runnable here: {reason}")
     if (model_key, name) in NOT_HERE:
