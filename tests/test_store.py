@@ -153,9 +153,10 @@ def _version_2(folder) -> None:
 
 def test_a_version_2_study_is_read_as_it_is_and_migrated_by_its_next_writer(tmp_path):
     _version_2(tmp_path / "study")
-    reader = Store(tmp_path / "study", readonly=True)
-    assert reader.results()["int8"]["facts"] is None
+    reader = Store(tmp_path / "study", readonly=True)  # the facts read from the notes
+    assert reader.results()["int8"]["facts"] == {"float_layers": [3, 12]}
     assert reader.results()["int8"]["notes"][1].startswith("kept in float (3 of 12")
+    assert reader.meta(Meta.SCHEMA_VERSION) == 2  # nothing written
     reader.close()
     writer = Store(tmp_path / "study")
     results = writer.results()

@@ -78,8 +78,8 @@ class CandidateRow(TypedDict):
 class Result(TypedDict):
     """How a candidate ended: its status and error, its fidelity against the baseline and
     whether that passed (with the reason when not), its one-time costs, artifact size, the
-    notes its passes left and the facts they established (`float_layers`: [kept in float, of];
-    None in a version 2 study read as it is)."""
+    notes its passes left and the facts they established (`float_layers`: [kept in float,
+    ranked])."""
 
     candidate: str
     status: str
@@ -91,7 +91,7 @@ class Result(TypedDict):
     size_bytes: int | None
     notes: list[str] | None
     finished: float
-    facts: dict | None
+    facts: dict
 
 
 class Trial(TypedDict):
@@ -234,6 +234,8 @@ class Store:
             row = dict(r)
             for key in ("fidelity", "one_time", "notes", "facts"):
                 row[key] = json.loads(row[key]) if row.get(key) else None
+            if "facts" not in r.keys():  # a version 2 study, read as it is
+                row["facts"] = _noted_facts(row["notes"] or [])
             row["passed"] = None if row["passed"] is None else bool(row["passed"])
             out[row["candidate"]] = row
         return out
@@ -274,6 +276,12 @@ class Store:
 _KEPT_NOTE = re.compile(r"kept in float \((\d+) of (\d+) layers")
 
 
+def _noted_facts(notes: list[str]) -> dict:
+    """The facts a version 2 result held only in its notes."""
+    kept = _KEPT_NOTE.search(" ".join(notes))
+    return {"float_layers": [int(kept[1]), int(kept[2])]} if kept else {}
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a version 2 study to this version in one transaction: its results gain their
     facts, read once from the notes that held them."""
@@ -284,10 +292,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             return
         db.execute("ALTER TABLE results ADD COLUMN facts TEXT")
         for name, notes in db.execute("SELECT candidate, notes FROM results").fetchall():
-            kept = _KEPT_NOTE.search(" ".join(json.loads(notes or "[]")))
-            facts = {"float_layers": [int(kept[1]), int(kept[2])]} if kept else {}
             db.execute("UPDATE results SET facts = ? WHERE candidate = ?",
-                       (json.dumps(facts), name))
+                       (json.dumps(_noted_facts(json.loads(notes or "[]"))), name))
         db.execute("UPDATE meta SET value = ? WHERE key = ?",
                    (json.dumps(SCHEMA_VERSION), Meta.SCHEMA_VERSION.value))
         db.execute("COMMIT")
