@@ -13,7 +13,7 @@ from hasten.engine import Engine, record_failure, stored_settings
 from hasten.errors import HastenError
 from hasten.infer.settings import InferSettings
 from hasten.infer.workload import Workload
-from hasten.store import Store
+from hasten.store import SCHEMA_VERSION, Store
 from hasten.train.settings import TrainSettings
 
 
@@ -112,7 +112,7 @@ def test_a_child_that_dies_gets_its_rows_from_the_engine(tmp_path):
     e.close()
 
 
-def test_a_study_of_the_previous_version_is_refused_in_one_sentence(tmp_path):
+def test_a_study_of_a_version_before_the_previous_one_is_refused_in_one_sentence(tmp_path):
     db = sqlite3.connect(tmp_path / "study.sqlite")
     db.executescript("""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -129,5 +129,5 @@ def test_a_study_of_the_previous_version_is_refused_in_one_sentence(tmp_path):
     db.close()
     with pytest.raises(HastenError) as caught:
         Store(tmp_path)
-    assert "written by another version of hasten (schema version 1; this one reads schema " \
-           "version 2)" in str(caught.value)
+    assert ("written by another version of hasten (schema version 1; this one reads schema "
+            f"version {SCHEMA_VERSION})") in str(caught.value)
