@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,11 +28,15 @@ def main():
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch) -> ForkServer:
+def server(tmp_path, monkeypatch) -> Iterator[ForkServer]:
     (tmp_path / "probe.py").write_text(PROBE)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [
         str(tmp_path), os.environ.get("PYTHONPATH")])))
-    return ForkServer(("probe",))
+    made = ForkServer(("probe",))
+    yield made
+    if made.proc is not None:  # the server would otherwise live as long as the test process
+        made.proc.kill()
+        made.proc.wait()
 
 
 def test_a_child_runs_main_with_its_argv_environment_and_log(server, tmp_path):
@@ -98,11 +103,12 @@ def test_only_the_server_signals_its_children(server, tmp_path, monkeypatch):
     def refuse(*_):
         raise AssertionError("the client signalled a pid itself")
 
-    monkeypatch.setattr(os, "killpg", refuse)
-    monkeypatch.setattr(os, "kill", refuse)
-    _stop(child)
-    assert child.returncode == -signal.SIGKILL
-    done = server.start("probe", ["4"], log, dict(os.environ))
-    assert done.wait(60) == 4
-    _stop(done)  # an ended child is not signalled at all
-    assert done.returncode == 4
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "killpg", refuse)
+        patch.setattr(os, "kill", refuse)
+        _stop(child)
+        assert child.returncode == -signal.SIGKILL
+        done = server.start("probe", ["4"], log, dict(os.environ))
+        assert done.wait(60) == 4
+        _stop(done)  # an ended child is not signalled at all
+        assert done.returncode == 4
