@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hasten import machine
-from hasten.forkserver import Child, ForkServer, parent_bound
+from hasten.forkserver import Child, ForkServer, kill_group, parent_bound
 from hasten.store import Meta, Store
 
 # Time limits follow the model: this many times what the baseline took for the same phase,
@@ -224,8 +224,7 @@ def _stop(proc: subprocess.Popen | Child) -> None:
     if isinstance(proc, Child):
         proc.kill()
     elif proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid)
     proc.wait()
 
 

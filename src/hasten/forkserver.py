@@ -133,7 +133,7 @@ def serve(modules: list[str]) -> None:
         request = json.loads(line)
         if "kill" in request:
             if request["kill"] in running:
-                _kill_group(request["kill"])
+                kill_group(request["kill"])
             continue
         pid = os.fork()
         if pid == 0:
@@ -148,7 +148,7 @@ def serve(modules: list[str]) -> None:
         out.write(json.dumps({"pid": pid}) + "\n")
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int) -> None:
     """SIGKILL a child's process group (compile workers go with it), or the child alone when
     it has not started its own session yet."""
     try:
@@ -220,14 +220,17 @@ class ForkServer:
                 else:
                     self.started.append(reply["pid"])
 
+    def send(self, request: dict) -> None:
+        """Write one request line to the server."""
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
+
     def start(self, module: str, argv: list[str], log: Path, env: dict) -> Child:
         """Fork a child that runs `module`'s main() with `argv`, writing to `log`; the next
         child starts once this one has been waited for."""
         self.lock.acquire()
         try:
-            server = self._server()
-            server.stdin.write((json.dumps({"module": module, "argv": argv, "log": str(log),
-                                            "env": env}) + "\n").encode())
+            self._server()
+            self.send({"module": module, "argv": argv, "log": str(log), "env": env})
             while not self.started and not self.gone:
                 self.pump(None)
             with _uninterrupted():
@@ -255,7 +258,7 @@ class Child:
         that has gone took it along)."""
         if self.poll() is None:
             with contextlib.suppress(OSError):  # BrokenPipeError: the server has just gone
-                self.server.proc.stdin.write((json.dumps({"kill": self.pid}) + "\n").encode())
+                self.server.send({"kill": self.pid})
 
     def wait(self, timeout: float | None = None) -> int:
         code = self._read(timeout)
