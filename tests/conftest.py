@@ -1,18 +1,38 @@
 """Shared fixtures: tiny random-init BERT folders (their seeded weights saved, and one
 without), tiny CNN factories, broken and crashing models, a small text file, a finished tiny
-study, and a helper that builds candidates."""
+study, and a helper that builds candidates; and, when a pytest-xdist worker dies, how it
+ended."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import signal
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from filelock import FileLock
+
+
+def pytest_testnodedown(node, error) -> None:
+    """Say how a worker process that died ended (a signal, or an exit code), which xdist's
+    "node down: Not properly terminated" leaves out: the clue to who ended it."""
+    if error is None:
+        return
+    popen = getattr(getattr(node.gateway, "_io", None), "popen", None)  # execnet's process
+    deadline = time.monotonic() + 5
+    code = None
+    while popen is not None and code is None and time.monotonic() < deadline:
+        code = popen.poll()
+        time.sleep(0.05)
+    ended = ("unknown" if code is None else
+             f"by {signal.Signals(-code).name}" if code < 0 else f"with exit code {code}")
+    node.config.get_terminal_writer().line(f"[{node.gateway.id}] the worker process ended {ended}")
+
 
 TINY_BERT = dict(
     vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
