@@ -91,12 +91,15 @@ def test_a_study_stores_its_datas_origin_and_its_samples_apart(tmp_path, tiny_be
 def test_a_text_study_on_ray_sends_its_samples_to_the_node(tmp_path, tiny_bert_spec,
                                                           texts_file, sentences,
                                                           only_candidates, monkeypatch):
-    """A node runs the trial on its own copy of the study folder: samples.json goes with it."""
+    """A node runs the trial on its own copy of the study folder: samples.json goes with it.
+    Without `ray_address` the study starts a local cluster of its own, even where RAY_ADDRESS
+    names another (or another test's cluster runs on this machine)."""
     ray = pytest.importorskip("ray")
     from hasten.ray_executor import WORKDIR_ENV
 
     only_candidates(BASE)
     monkeypatch.setenv(WORKDIR_ENV, str(tmp_path / "node"))
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there
     try:
         study = hasten.optimize_inference(tiny_bert_spec, data=texts_file, quick=True,
                                           batch_sizes=[1, 2], seq_lengths=[16],

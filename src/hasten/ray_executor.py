@@ -40,11 +40,14 @@ LOG_BYTES = 4 * 2**20
 
 def connect(address: str | None) -> None:
     """Attach to the cluster at `address` ("auto": the one this machine belongs to), or start
-    a local one when None; without its dashboard, quietly."""
+    a local one of its own when None, never joining one that RAY_ADDRESS names or that another
+    process started here: a study reads artifacts in place only on a cluster it started, and a
+    cluster another process owns ends when that process does. Without its dashboard, quietly."""
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, include_dashboard=False if address is None else None,
+        ray.init(address="local" if address is None else address,
+                 include_dashboard=False if address is None else None,
                  logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise HastenError(f"Ray cannot attach to the cluster at `ray_address` {address!r} "
