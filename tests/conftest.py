@@ -9,8 +9,8 @@ import json
 import math
 import os
 import signal
+import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -24,11 +24,10 @@ def pytest_testnodedown(node, error) -> None:
     if error is None:
         return
     popen = getattr(getattr(node.gateway, "_io", None), "popen", None)  # execnet's process
-    deadline = time.monotonic() + 5
-    code = None
-    while popen is not None and code is None and time.monotonic() < deadline:
-        code = popen.poll()
-        time.sleep(0.05)
+    try:
+        code = None if popen is None else popen.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        code = None
     ended = ("unknown" if code is None else
              f"by {signal.Signals(-code).name}" if code < 0 else f"with exit code {code}")
     node.config.get_terminal_writer().line(f"[{node.gateway.id}] the worker process ended {ended}")
